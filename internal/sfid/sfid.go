@@ -1,0 +1,117 @@
+// Package sfid implements Salesforce record Id rules shared by the runtime, the sandbox and the provider:
+// the 15- to 18-character case-safe conversion, validation, comparison, and the deterministic GUID a
+// Salesforce Id becomes in Dataverse (ARCHITECTURE.md section 4).
+package sfid
+
+import (
+	"fmt"
+
+	"github.com/google/uuid"
+)
+
+const (
+	suffixAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+	// Base62 is the alphabet of Salesforce Ids, in ASCII order so fixed-width counters sort as strings.
+	Base62 = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+)
+
+// Namespace is the UUIDv5 namespace of crmsync's Salesforce-Id GUIDs:
+// UUIDv5(NameSpaceDNS, "salesforce.crmsync") = 5468e1b7-8037-5cb0-9c25-180905dcdad6.
+var Namespace = uuid.NewSHA1(uuid.NameSpaceDNS, []byte("salesforce.crmsync"))
+
+// Suffix returns the three-character case-safe suffix of a 15-character Id. The caller must pass exactly
+// 15 characters.
+func Suffix(id15 string) string {
+	var out [3]byte
+	for chunk := 0; chunk < 3; chunk++ {
+		n := 0
+		for j := 0; j < 5; j++ {
+			c := id15[chunk*5+j]
+			if c >= 'A' && c <= 'Z' {
+				n |= 1 << j
+			}
+		}
+		out[chunk] = suffixAlphabet[n]
+	}
+	return string(out[:])
+}
+
+// To18 converts a 15- or 18-character Id to its 18-character case-safe form. An 18-character Id is
+// returned with its suffix recomputed from the first 15 characters (the suffix is case-insensitive on
+// input, so "...iaz" and "...IAZ" both normalise to the canonical form).
+func To18(id string) (string, error) {
+	if err := checkChars(id); err != nil {
+		return "", err
+	}
+	switch len(id) {
+	case 15:
+		return id + Suffix(id), nil
+	case 18:
+		want := Suffix(id[:15])
+		for i := 0; i < 3; i++ {
+			if upper(id[15+i]) != want[i] {
+				return "", fmt.Errorf("invalid Salesforce Id %q: case-safe suffix %q does not match %q", id, id[15:], want)
+			}
+		}
+		return id[:15] + want, nil
+	default:
+		return "", fmt.Errorf("invalid Salesforce Id %q: want 15 or 18 characters, got %d", id, len(id))
+	}
+}
+
+// Valid reports whether id is a well-formed 15- or 18-character Id.
+func Valid(id string) bool {
+	_, err := To18(id)
+	return err == nil
+}
+
+// Equal compares two Ids the way Salesforce does: by their first 15 characters, case-sensitively.
+// Malformed Ids are never equal.
+func Equal(a, b string) bool {
+	a18, errA := To18(a)
+	b18, errB := To18(b)
+	return errA == nil && errB == nil && a18 == b18
+}
+
+// KeyPrefix returns the first three characters of an Id, which name its object (001 Account, 003 Contact).
+func KeyPrefix(id string) string {
+	if len(id) < 3 {
+		return ""
+	}
+	return id[:3]
+}
+
+// GUID returns the deterministic Dataverse GUID of a Salesforce Id: UUIDv5(Namespace, id18).
+func GUID(id string) (uuid.UUID, error) {
+	id18, err := To18(id)
+	if err != nil {
+		return uuid.Nil, err
+	}
+	return uuid.NewSHA1(Namespace, []byte(id18)), nil
+}
+
+// MustGUID is GUID for Ids already known to be valid; it panics otherwise.
+func MustGUID(id string) uuid.UUID {
+	g, err := GUID(id)
+	if err != nil {
+		panic(err)
+	}
+	return g
+}
+
+func checkChars(id string) error {
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+			return fmt.Errorf("invalid Salesforce Id %q: character %q at position %d is not alphanumeric", id, c, i+1)
+		}
+	}
+	return nil
+}
+
+func upper(c byte) byte {
+	if c >= 'a' && c <= 'z' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
