@@ -1,0 +1,412 @@
+package mapping
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+)
+
+// Plan is a compiled table mapping: it turns Salesforce records into Dataverse row bodies. Build it with
+// Compile; it is immutable and safe for concurrent use.
+//
+// Source records are maps of field API name → value, where a value is nil, a string (REST JSON and Bulk CSV
+// give strings for text, dates and datetimes), a bool, a number (float64, json.Number or an integer type),
+// or a time.Time (the Pub/Sub decoder's dates and datetimes). Components of compound fields appear under
+// their own names (FirstName, not Name.FirstName). Field names match case-insensitively.
+type Plan struct {
+	SourceTable     string
+	DestTable       string
+	EntitySet       string
+	PrimaryID       string
+	DeleteBehaviour string
+	// OwnerBind is the ownerid@odata.bind value every written row carries: "/teams(<id>)".
+	OwnerBind string
+
+	columns  []plannedColumn // without the key
+	bySource map[string][]int
+	fields   []string
+}
+
+type plannedColumn struct {
+	Column
+	maxLength int
+	dateOnly  bool
+	min, max  int64
+	// bindProperty is the navigation property for lookups (parentcustomerid_account), bindSet the target's
+	// entity set (accounts).
+	bindProperty string
+	bindSet      string
+}
+
+// ValueError says why a record cannot be written; the agent dead-letters the record with it.
+type ValueError struct {
+	Column string // destination column
+	Source string // source field
+	Reason string
+}
+
+func (e *ValueError) Error() string {
+	return fmt.Sprintf("column %s (from %s): %s", e.Column, e.Source, e.Reason)
+}
+
+// Tables describes the connector's synced tables for Compile: source object → destination table, and
+// destination table → entity set name.
+type Tables struct {
+	DestOf       map[string]string
+	EntitySetOf  map[string]string
+	OwnerTeamID  string
+	DefaultTrunc bool
+}
+
+// Compile builds a Plan from the effective columns of a table config, validated against both schemas.
+// It fails when validation finds errors.
+func Compile(cfg TableConfig, cols []Column, s Schemas, t Tables) (*Plan, Problems) {
+	probs := Validate(cfg, cols, s)
+	if probs.HasErrors() {
+		return nil, probs
+	}
+	if s.Source == nil || s.Dest == nil {
+		return nil, append(probs, Problem{Severity: Error, Code: CodeUnknownTable, Path: PathSourceTable, Message: "compiling a mapping needs both schemas"})
+	}
+	p := &Plan{
+		SourceTable:     s.Source.Object,
+		DestTable:       s.Dest.Table,
+		EntitySet:       s.Dest.EntitySetName,
+		PrimaryID:       s.Dest.PrimaryID,
+		DeleteBehaviour: cfg.DeleteBehaviour,
+		bySource:        map[string][]int{},
+	}
+	if p.DeleteBehaviour == "" {
+		p.DeleteBehaviour = DeleteRow
+	}
+	if t.OwnerTeamID != "" {
+		p.OwnerBind = "/teams(" + t.OwnerTeamID + ")"
+	}
+	seenField := map[string]bool{}
+	addField := func(name string) {
+		if !seenField[strings.ToLower(name)] {
+			seenField[strings.ToLower(name)] = true
+			p.fields = append(p.fields, name)
+		}
+	}
+	addField("Id")
+	for _, c := range cols {
+		if c.Key {
+			continue
+		}
+		sField, _ := s.Source.Field(c.Source)
+		dCol, _ := s.Dest.Column(c.Destination)
+		pc := plannedColumn{Column: c, maxLength: dCol.MaxLength, dateOnly: dCol.DateOnly, min: dCol.MinValue, max: dCol.MaxValue}
+		pc.Truncate = c.Truncate || t.DefaultTrunc
+		if isLookupDest(dCol.AttributeType) {
+			target := ""
+			for _, obj := range sField.ReferenceTo {
+				for so, dt := range t.DestOf {
+					if strings.EqualFold(so, obj) {
+						target = dt
+					}
+				}
+			}
+			pc.bindSet = t.EntitySetOf[target]
+			if pc.bindSet == "" {
+				pc.bindSet = target + "s"
+			}
+			pc.bindProperty = c.Destination
+			if dCol.AttributeType == "Customer" {
+				pc.bindProperty = c.Destination + "_" + target
+			}
+		}
+		p.bySource[strings.ToLower(sField.Name)] = append(p.bySource[strings.ToLower(sField.Name)], len(p.columns))
+		p.columns = append(p.columns, pc)
+		addField(sField.Name)
+	}
+	return p, probs
+}
+
+// SourceFields returns the Salesforce fields the plan reads, Id first, for SOQL and Bulk queries.
+func (p *Plan) SourceFields() []string { return append([]string(nil), p.fields...) }
+
+// Columns returns the effective columns, key excluded.
+func (p *Plan) Columns() []Column {
+	out := make([]Column, len(p.columns))
+	for i, c := range p.columns {
+		out[i] = c.Column
+	}
+	return out
+}
+
+// Maps reports whether a source field feeds any column.
+func (p *Plan) Maps(field string) bool { return len(p.bySource[strings.ToLower(field)]) > 0 }
+
+// Key returns the destination primary key of a record: the GUID of its Salesforce Id.
+func (p *Plan) Key(id string) (string, error) {
+	g, err := sfid.GUID(id)
+	if err != nil {
+		return "", &ValueError{Column: p.PrimaryID, Source: "Id", Reason: err.Error()}
+	}
+	return g.String(), nil
+}
+
+// Row builds the full row body of a record (every mapped column, the primary key and the owner bind), for
+// creates and upserts.
+func (p *Plan) Row(rec map[string]any) (map[string]any, error) {
+	id, err := p.Key(stringField(rec, "Id"))
+	if err != nil {
+		return nil, err
+	}
+	row := make(map[string]any, len(p.columns)+2)
+	row[p.PrimaryID] = id
+	if p.OwnerBind != "" {
+		row["ownerid@odata.bind"] = p.OwnerBind
+	}
+	for i := range p.columns {
+		if err := p.columns[i].put(row, lookupField(rec, p.columns[i].Source)); err != nil {
+			return nil, err
+		}
+	}
+	return row, nil
+}
+
+// Patch builds the body of an update that writes only the columns fed by the changed fields (nil values
+// clear the column). It returns nil when no changed field is mapped.
+func (p *Plan) Patch(rec map[string]any, changed []string) (map[string]any, error) {
+	var row map[string]any
+	for _, f := range changed {
+		for _, i := range p.bySource[strings.ToLower(f)] {
+			if row == nil {
+				row = map[string]any{}
+			}
+			if err := p.columns[i].put(row, lookupField(rec, p.columns[i].Source)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return row, nil
+}
+
+// put converts one value into the row.
+func (c *plannedColumn) put(row map[string]any, v any) error {
+	fail := func(format string, args ...any) error {
+		return &ValueError{Column: c.Destination, Source: c.Source, Reason: fmt.Sprintf(format, args...)}
+	}
+	if c.bindProperty != "" {
+		key := c.bindProperty + "@odata.bind"
+		s, ok := asString(v)
+		if !ok {
+			return fail("expected a record Id, got %T", v)
+		}
+		if s == "" {
+			row[key] = nil
+			return nil
+		}
+		g, err := sfid.GUID(s)
+		if err != nil {
+			return fail("%v", err)
+		}
+		row[key] = "/" + c.bindSet + "(" + g.String() + ")"
+		return nil
+	}
+	if v == nil {
+		row[c.Destination] = nil
+		return nil
+	}
+	switch c.DestinationType {
+	case "String", "Memo":
+		s, err := c.text(v)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if s == "" {
+			row[c.Destination] = nil
+			return nil
+		}
+		if c.maxLength > 0 && utf8.RuneCountInString(s) > c.maxLength {
+			if !c.Truncate {
+				return fail("value of %d characters is longer than the column's maximum of %d", utf8.RuneCountInString(s), c.maxLength)
+			}
+			s = truncateRunes(s, c.maxLength)
+		}
+		row[c.Destination] = s
+	case "Boolean":
+		b, err := asBool(v)
+		if err != nil {
+			return fail("%v", err)
+		}
+		row[c.Destination] = b
+	case "Integer", "BigInt":
+		f, err := asFloat(v)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if f != math.Trunc(f) {
+			return fail("%v is not a whole number", f)
+		}
+		n := int64(f)
+		if c.DestinationType == "Integer" && (n > math.MaxInt32 || n < math.MinInt32) {
+			return fail("%d does not fit a 32-bit Integer column", n)
+		}
+		if (c.min != 0 || c.max != 0) && (n < c.min || n > c.max) {
+			return fail("%d is outside the column's range %d to %d", n, c.min, c.max)
+		}
+		row[c.Destination] = n
+	case "Decimal", "Double", "Money":
+		f, err := asFloat(v)
+		if err != nil {
+			return fail("%v", err)
+		}
+		row[c.Destination] = f
+	case "DateTime":
+		t, dateOnly, err := asTime(v, c.SourceType)
+		if err != nil {
+			return fail("%v", err)
+		}
+		if c.dateOnly || dateOnly {
+			row[c.Destination] = t.UTC().Format("2006-01-02")
+		} else {
+			row[c.Destination] = t.UTC().Format(time.RFC3339)
+		}
+	case "Uniqueidentifier":
+		s, _ := asString(v)
+		g, err := sfid.GUID(s)
+		if err != nil {
+			return fail("%v", err)
+		}
+		row[c.Destination] = g.String()
+	default:
+		return fail("writing %s columns is not supported", c.DestinationType)
+	}
+	return nil
+}
+
+// text renders a source value as text for String and Memo columns: dates as YYYY-MM-DD, datetimes as
+// RFC 3339 UTC, the rest as given.
+func (c *plannedColumn) text(v any) (string, error) {
+	if c.SourceType == "date" || c.SourceType == "datetime" {
+		t, dateOnly, err := asTime(v, c.SourceType)
+		if err != nil {
+			return "", err
+		}
+		if dateOnly {
+			return t.UTC().Format("2006-01-02"), nil
+		}
+		return t.UTC().Format(time.RFC3339), nil
+	}
+	switch x := v.(type) {
+	case string:
+		return x, nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case json.Number:
+		return x.String(), nil
+	case float64:
+		return strconv.FormatFloat(x, 'f', -1, 64), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case int:
+		return strconv.Itoa(x), nil
+	}
+	return "", fmt.Errorf("cannot render %T as text", v)
+}
+
+func truncateRunes(s string, n int) string {
+	i := 0
+	for pos := range s {
+		if i == n {
+			return s[:pos]
+		}
+		i++
+	}
+	return s
+}
+
+func lookupField(rec map[string]any, name string) any {
+	if v, ok := rec[name]; ok {
+		return v
+	}
+	for k, v := range rec {
+		if strings.EqualFold(k, name) {
+			return v
+		}
+	}
+	return nil
+}
+
+func stringField(rec map[string]any, name string) string {
+	s, _ := asString(lookupField(rec, name))
+	return s
+}
+
+func asString(v any) (string, bool) {
+	switch x := v.(type) {
+	case nil:
+		return "", true
+	case string:
+		return x, true
+	}
+	return "", false
+}
+
+func asBool(v any) (bool, error) {
+	switch x := v.(type) {
+	case bool:
+		return x, nil
+	case string:
+		b, err := strconv.ParseBool(x)
+		if err != nil {
+			return false, fmt.Errorf("%q is not a boolean", x)
+		}
+		return b, nil
+	}
+	return false, fmt.Errorf("expected a boolean, got %T", v)
+}
+
+func asFloat(v any) (float64, error) {
+	switch x := v.(type) {
+	case float64:
+		return x, nil
+	case float32:
+		return float64(x), nil
+	case int:
+		return float64(x), nil
+	case int32:
+		return float64(x), nil
+	case int64:
+		return float64(x), nil
+	case json.Number:
+		return x.Float64()
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			return 0, fmt.Errorf("%q is not a number", x)
+		}
+		return f, nil
+	}
+	return 0, fmt.Errorf("expected a number, got %T", v)
+}
+
+// asTime parses a date or datetime in any of the forms the Salesforce APIs use; dateOnly says the value
+// is a calendar date.
+func asTime(v any, sourceType string) (time.Time, bool, error) {
+	dateOnly := sourceType == "date"
+	switch x := v.(type) {
+	case time.Time:
+		return x, dateOnly, nil
+	case string:
+		for _, layout := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05.000Z", time.RFC3339Nano, "2006-01-02T15:04:05Z0700"} {
+			if t, err := time.Parse(layout, x); err == nil {
+				return t, dateOnly, nil
+			}
+		}
+		if t, err := time.Parse("2006-01-02", x); err == nil {
+			return t, true, nil
+		}
+		return time.Time{}, false, fmt.Errorf("%q is not a date or datetime", x)
+	}
+	return time.Time{}, false, fmt.Errorf("expected a date or datetime, got %T", v)
+}

@@ -1,0 +1,263 @@
+package mapping
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Config attribute paths used in problems.
+const (
+	PathSourceTable     = "source_table"
+	PathDestTable       = "destination_table"
+	PathPredefined      = "use_predefined_mappings"
+	PathDeleteBehaviour = "delete_behaviour"
+)
+
+// ColumnPath is the attribute path of an override's source.
+func ColumnPath(dest string) string { return "columns." + dest + ".source" }
+
+// ExcludePath is the attribute path of the i-th exclusion.
+func ExcludePath(i int) string { return fmt.Sprintf("exclude_columns[%d]", i) }
+
+// PrimaryKey returns the primary-key column of a destination table: <table>id.
+func PrimaryKey(destTable string) string { return strings.ToLower(destTable) + "id" }
+
+// Resolve computes the effective column mappings of one table config, sorted by destination with the key
+// first. syncedSources are the source objects of every table mapping of the connector, for predefined pairs
+// that need another table synced. It needs no schema: the problems it reports are about the config itself.
+func Resolve(cfg TableConfig, syncedSources []string) ([]Column, Problems) {
+	var probs Problems
+	if strings.TrimSpace(cfg.SourceTable) == "" {
+		probs = append(probs, Problem{Severity: Error, Code: CodeBadConfig, Path: PathSourceTable, Message: "source_table must name a Salesforce object, for example Contact"})
+		return nil, probs
+	}
+	switch cfg.DeleteBehaviour {
+	case "", DeleteRow, DeleteIgnore, DeleteDeactivate:
+	default:
+		probs = append(probs, Problem{Severity: Error, Code: CodeBadConfig, Path: PathDeleteBehaviour,
+			Message: fmt.Sprintf("delete_behaviour %q is not one of %q, %q, %q", cfg.DeleteBehaviour, DeleteRow, DeleteIgnore, DeleteDeactivate)})
+	}
+	dest := cfg.Destination()
+	key := PrimaryKey(dest)
+	byDest := map[string]Column{key: {Source: "Id", Destination: key, Predefined: true, Key: true}}
+
+	if cfg.UsePredefined {
+		for _, p := range Predefined(cfg.SourceTable) {
+			if p.Destination == key {
+				continue
+			}
+			if p.RequiresSynced != "" && !containsFold(syncedSources, p.RequiresSynced) {
+				continue
+			}
+			byDest[p.Destination] = Column{Source: p.Source, Destination: p.Destination, Predefined: true}
+		}
+	}
+
+	// Overrides, in a stable order so problems come out the same way every time.
+	dests := make([]string, 0, len(cfg.Columns))
+	for d := range cfg.Columns {
+		dests = append(dests, d)
+	}
+	sort.Strings(dests)
+	seen := map[string]string{}
+	for _, d := range dests {
+		o := cfg.Columns[d]
+		norm := strings.ToLower(strings.TrimSpace(d))
+		switch {
+		case norm == "":
+			probs = append(probs, Problem{Severity: Error, Code: CodeBadConfig, Path: "columns", Message: "a column override has an empty destination column name"})
+			continue
+		case strings.TrimSpace(o.Source) == "":
+			probs = append(probs, Problem{Severity: Error, Code: CodeBadConfig, Column: norm, Path: ColumnPath(d), Message: fmt.Sprintf("column %s: source must name a Salesforce field", d)})
+			continue
+		case norm == key:
+			probs = append(probs, Problem{Severity: Error, Code: CodeBadConfig, Column: norm, Path: ColumnPath(d),
+				Message: fmt.Sprintf("column %s is the primary key of %s; it is always mapped from Id and cannot be overridden", d, dest)})
+			continue
+		}
+		if other, dup := seen[norm]; dup {
+			probs = append(probs, Problem{Severity: Error, Code: CodeTwoSources, Column: norm, Path: ColumnPath(d),
+				Message: fmt.Sprintf("destination column %s has two sources: %s (from %q) and %s (from %q)", norm, cfg.Columns[other].Source, other, o.Source, d)})
+			continue
+		}
+		seen[norm] = d
+		byDest[norm] = Column{Source: strings.TrimSpace(o.Source), Destination: norm, Truncate: o.Truncate}
+	}
+
+	for i, ex := range cfg.ExcludeColumns {
+		norm := strings.ToLower(strings.TrimSpace(ex))
+		switch {
+		case norm == key:
+			probs = append(probs, Problem{Severity: Error, Code: CodeBadExclusion, Column: norm, Path: ExcludePath(i),
+				Message: fmt.Sprintf("%s is the primary key of %s and cannot be excluded", norm, dest)})
+		case seen[norm] != "":
+			probs = append(probs, Problem{Severity: Error, Code: CodeBadExclusion, Column: norm, Path: ExcludePath(i),
+				Message: fmt.Sprintf("%s is both overridden in columns and excluded; remove one of the two", norm)})
+		default:
+			if _, ok := byDest[norm]; !ok {
+				probs = append(probs, Problem{Severity: Warning, Code: CodeBadExclusion, Column: norm, Path: ExcludePath(i),
+					Message: fmt.Sprintf("%s is not in the effective mapping of %s, so excluding it changes nothing", norm, cfg.SourceTable)})
+			}
+			delete(byDest, norm)
+		}
+	}
+
+	// Two destinations fed by one source are fine; two sources into one destination cannot happen past this
+	// point because the mapping is keyed by destination.
+	cols := make([]Column, 0, len(byDest))
+	for _, c := range byDest {
+		cols = append(cols, c)
+	}
+	sort.Slice(cols, func(i, j int) bool {
+		if cols[i].Key != cols[j].Key {
+			return cols[i].Key
+		}
+		return cols[i].Destination < cols[j].Destination
+	})
+	return cols, probs
+}
+
+// Schemas are the two sides' schemas for Validate. A nil side means "unknown": static validation uses the
+// catalog (StandardSource/StandardDestination) and skips custom fields it cannot know.
+type Schemas struct {
+	Source *SourceSchema
+	Dest   *DestSchema
+	// Static marks validation without live schemas: names the catalog cannot know (custom fields and
+	// columns) are not reported as unknown.
+	Static bool
+	// SyncedTables maps the source object of every table mapping of the connector to its destination table,
+	// for checking lookup targets.
+	SyncedTables map[string]string
+}
+
+// StaticSchemas returns the catalog's schemas for a table config.
+func StaticSchemas(cfg TableConfig, synced map[string]string) Schemas {
+	return Schemas{Source: StandardSource(cfg.SourceTable), Dest: StandardDestination(cfg.Destination()), Static: true, SyncedTables: synced}
+}
+
+// Validate checks effective columns (from Resolve) against both schemas, filling in their types, and
+// returns every problem found. cfg gives the paths problems point at.
+func Validate(cfg TableConfig, cols []Column, s Schemas) Problems {
+	var probs Problems
+	src, dst := s.Source, s.Dest
+	if src == nil {
+		if !s.Static {
+			probs = append(probs, Problem{Severity: Error, Code: CodeUnknownTable, Path: PathSourceTable, Message: fmt.Sprintf("Salesforce object %s does not exist or is not readable", cfg.SourceTable)})
+		}
+	}
+	if dst == nil {
+		if !s.Static {
+			probs = append(probs, Problem{Severity: Error, Code: CodeUnknownTable, Path: PathDestTable, Message: fmt.Sprintf("Dataverse table %s does not exist or is not readable", cfg.Destination())})
+		}
+	}
+	mapped := map[string]bool{}
+	for i := range cols {
+		c := &cols[i]
+		mapped[c.Destination] = true
+		path := pathOf(cfg, *c)
+		var sField SourceField
+		var dCol DestColumn
+		haveSrc, haveDst := false, false
+		if src != nil {
+			sField, haveSrc = src.Field(c.Source)
+			if !haveSrc && !(s.Static && isCustomSource(c.Source)) {
+				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownSource, Column: c.Destination, Path: path,
+					Message: fmt.Sprintf("Salesforce field %s.%s does not exist (column %s)", src.Object, c.Source, c.Destination)})
+			}
+		}
+		if dst != nil {
+			dCol, haveDst = dst.Column(c.Destination)
+			if !haveDst && !(s.Static && isCustomDestination(c.Destination)) {
+				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownDestination, Column: c.Destination, Path: path,
+					Message: fmt.Sprintf("Dataverse column %s.%s does not exist", dst.Table, c.Destination)})
+			}
+		}
+		if haveSrc {
+			c.Source, c.SourceType = sField.Name, sField.Type
+		}
+		if haveDst {
+			c.DestinationType = dCol.AttributeType
+		}
+		if !haveSrc || !haveDst {
+			continue
+		}
+		if why, never := neverDestination[dCol.AttributeType]; never {
+			probs = append(probs, Problem{Severity: Error, Code: CodeNotWritable, Column: c.Destination, Path: path,
+				Message: fmt.Sprintf("column %s is %s: %s", c.Destination, dCol.AttributeType, why)})
+			continue
+		}
+		if !c.Key && !dCol.ValidForCreate && !dCol.ValidForUpdate {
+			probs = append(probs, Problem{Severity: Error, Code: CodeNotWritable, Column: c.Destination, Path: path,
+				Message: fmt.Sprintf("column %s is read-only in Dataverse (not valid for create or update)", c.Destination)})
+			continue
+		}
+		if !Compatible(sField.Type, dCol.AttributeType) {
+			probs = append(probs, Problem{Severity: Error, Code: CodeIncompatibleTypes, Column: c.Destination, Path: path,
+				Message: fmt.Sprintf("%s (%s) cannot be written to %s (%s); %s accepts %s", sField.Name, sField.Type, c.Destination,
+					dCol.AttributeType, dCol.AttributeType, strings.Join(AcceptedSourceTypes(dCol.AttributeType), ", "))})
+			continue
+		}
+		if isLookupDest(dCol.AttributeType) && sField.Type == "reference" {
+			if p := checkLookupTarget(*c, sField, dCol, s.SyncedTables, path); p != nil {
+				probs = append(probs, *p)
+			}
+		}
+		if isTextDest(dCol.AttributeType) && dCol.MaxLength > 0 && textLength(sField) > dCol.MaxLength && !c.Truncate {
+			probs = append(probs, Problem{Severity: Warning, Code: CodeSourceLonger, Column: c.Destination, Path: path,
+				Message: fmt.Sprintf("%s holds up to %d characters but %s takes %d: longer values will be dead-lettered; set truncate = true on the column to cut them instead",
+					sField.Name, textLength(sField), c.Destination, dCol.MaxLength)})
+		}
+	}
+	if dst != nil {
+		key := PrimaryKey(cfg.Destination())
+		for _, dc := range dst.Columns {
+			required := dc.RequiredLevel == RequiredApplication || dc.RequiredLevel == RequiredSystem
+			if !required || !dc.ValidForCreate || dc.LogicalName == key || dc.LogicalName == dst.PrimaryID || dc.AttributeType == "Owner" || mapped[dc.LogicalName] {
+				continue
+			}
+			probs = append(probs, Problem{Severity: Error, Code: CodeRequiredUnmapped, Column: dc.LogicalName, Path: requiredPath(cfg, dc.LogicalName),
+				Message: fmt.Sprintf("required column %s.%s is not mapped; map it in columns or stop excluding it", dst.Table, dc.LogicalName)})
+		}
+	}
+	return probs
+}
+
+func checkLookupTarget(c Column, sField SourceField, dCol DestColumn, synced map[string]string, path string) *Problem {
+	for _, obj := range sField.ReferenceTo {
+		for so, dt := range synced {
+			if strings.EqualFold(so, obj) && slices.Contains(dCol.Targets, dt) {
+				return nil
+			}
+		}
+	}
+	return &Problem{Severity: Error, Code: CodeLookupTargetNotSynced, Column: c.Destination, Path: path,
+		Message: fmt.Sprintf("%s references %s, which no table mapping of this connector syncs into one of %s's targets (%s)",
+			sField.Name, strings.Join(sField.ReferenceTo, ", "), c.Destination, strings.Join(dCol.Targets, ", "))}
+}
+
+func pathOf(cfg TableConfig, c Column) string {
+	for d := range cfg.Columns {
+		if strings.EqualFold(strings.TrimSpace(d), c.Destination) {
+			return ColumnPath(d)
+		}
+	}
+	if c.Key {
+		return PathSourceTable
+	}
+	return PathPredefined
+}
+
+func requiredPath(cfg TableConfig, col string) string {
+	for i, ex := range cfg.ExcludeColumns {
+		if strings.EqualFold(strings.TrimSpace(ex), col) {
+			return ExcludePath(i)
+		}
+	}
+	return "columns"
+}
+
+func containsFold(list []string, s string) bool {
+	return slices.ContainsFunc(list, func(x string) bool { return strings.EqualFold(x, s) })
+}
