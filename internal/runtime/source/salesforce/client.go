@@ -1,0 +1,230 @@
+// Package salesforce is crmsync's real Salesforce client: OAuth 2.0 (JWT bearer and client credentials),
+// REST (describe, SOQL with paging, limits, records), Bulk API 2.0 queries with streamed CSV pages, and a
+// Pub/Sub API subscriber for Change Data Capture. It follows specs/salesforce-api.md and knows nothing of
+// the sandbox.
+//
+// Contract: every call takes a context and returns either a result or an error. *APIError carries the
+// status and Salesforce errorCode of a refused call; ErrAPILimit (wrapped) means the org's daily API budget
+// is spent and callers should pause rather than retry at once; transient failures (network errors, 5xx) are
+// retried inside the client with capped exponential backoff, and an expired session (401 INVALID_SESSION_ID)
+// is refreshed once per call. Every call made is counted in Stats.
+package salesforce
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Auth flows.
+const (
+	AuthJWTBearer         = "jwt_bearer"
+	AuthClientCredentials = "client_credentials"
+)
+
+// Config configures a Client. Secrets are values, not references: the caller resolves *_env and *_file.
+type Config struct {
+	// LoginURL is https://login.salesforce.com, https://test.salesforce.com or the org's My Domain; it is the
+	// JWT audience and the token endpoint of the JWT bearer flow.
+	LoginURL string
+	// InstanceURL is the org's My Domain. Client-credentials tokens are requested there; when empty the
+	// token response's instance_url is used for API calls.
+	InstanceURL string
+	APIVersion  string // e.g. "62.0"
+	Auth        string // AuthJWTBearer or AuthClientCredentials
+	ClientID    string
+	// ClientSecret for client credentials.
+	ClientSecret string
+	// Username and PrivateKeyPEM (PKCS#1 or PKCS#8) for the JWT bearer flow.
+	Username      string
+	PrivateKeyPEM []byte
+	// CAFile adds a CA to the system roots (for private endpoints). Plain http:// URLs are accepted only for
+	// loopback hosts.
+	CAFile string
+	// ClientName is sent as Sforce-Call-Options client=<name> so changes made through this client are
+	// recognisable in changeOrigin.
+	ClientName string
+	// Timeout bounds one HTTP exchange (not a whole paged query); 2 minutes when zero.
+	Timeout time.Duration
+	// MaxRetries caps retries of transient failures; 5 when zero.
+	MaxRetries int
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.LoginURL == "" {
+		errs = append(errs, errors.New("salesforce login_url is required"))
+	}
+	if c.APIVersion == "" {
+		c.APIVersion = "62.0"
+	}
+	if !strings.Contains(c.APIVersion, ".") {
+		errs = append(errs, fmt.Errorf("salesforce api_version %q must look like 62.0", c.APIVersion))
+	}
+	if c.ClientID == "" {
+		errs = append(errs, errors.New("salesforce client_id is required"))
+	}
+	switch c.Auth {
+	case AuthJWTBearer:
+		if c.Username == "" || len(c.PrivateKeyPEM) == 0 {
+			errs = append(errs, errors.New("salesforce jwt_bearer auth needs username and a private key"))
+		}
+	case AuthClientCredentials:
+		if c.ClientSecret == "" {
+			errs = append(errs, errors.New("salesforce client_credentials auth needs client_secret"))
+		}
+		if c.InstanceURL == "" {
+			errs = append(errs, errors.New("salesforce client_credentials auth needs instance_url (the My Domain host; login.salesforce.com refuses this grant)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("salesforce auth %q must be %q or %q", c.Auth, AuthJWTBearer, AuthClientCredentials))
+	}
+	for _, u := range []struct{ name, value string }{{"login_url", c.LoginURL}, {"instance_url", c.InstanceURL}} {
+		if u.value != "" {
+			if err := checkURL(u.value); err != nil {
+				errs = append(errs, fmt.Errorf("salesforce %s: %w", u.name, err))
+			}
+		}
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 2 * time.Minute
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 5
+	}
+	return errors.Join(errs...)
+}
+
+// checkURL accepts https URLs, and http only for loopback hosts.
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if isLoopback(u.Hostname()) {
+			return nil
+		}
+		return fmt.Errorf("%q uses plain http on a non-loopback host; use https", raw)
+	}
+	return fmt.Errorf("%q must use https", raw)
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// TLSConfig returns a TLS configuration trusting the system roots plus caFile (when set).
+func TLSConfig(caFile string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile == "" {
+		return cfg, nil
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("reading CA file: %w", err)
+	}
+	pool, err := x509.SystemCertPool()
+	if err != nil || pool == nil {
+		pool = x509.NewCertPool()
+	}
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
+	}
+	cfg.RootCAs = pool
+	return cfg, nil
+}
+
+// Stats counts the calls a Client made, by kind. Safe for concurrent use.
+type Stats struct {
+	mu     sync.Mutex
+	counts map[string]int64
+	total  atomic.Int64
+}
+
+func (s *Stats) add(kind string) {
+	s.total.Add(1)
+	s.mu.Lock()
+	if s.counts == nil {
+		s.counts = map[string]int64{}
+	}
+	s.counts[kind]++
+	s.mu.Unlock()
+}
+
+// Total is the number of API calls (token requests excluded: they do not count against the API budget).
+func (s *Stats) Total() int64 { return s.total.Load() }
+
+// Snapshot returns a copy of the counts by kind.
+func (s *Stats) Snapshot() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Client talks to one org. Safe for concurrent use.
+type Client struct {
+	cfg    Config
+	http   *http.Client
+	tokens *tokenSource
+	Stats  Stats
+	// sleep waits between retries; tests shorten it.
+	sleep func(ctx context.Context, d time.Duration) error
+}
+
+// New validates the configuration and returns a Client. It makes no network call.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	tlsCfg, err := TLSConfig(cfg.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	tr.MaxIdleConnsPerHost = 16
+	tr.ResponseHeaderTimeout = cfg.Timeout
+	hc := &http.Client{Transport: tr}
+	c := &Client{cfg: cfg, http: hc, sleep: sleepCtx}
+	c.tokens = newTokenSource(&c.cfg, hc)
+	return c, nil
+}
+
+// Config returns the client's configuration.
+func (c *Client) Config() Config { return c.cfg }
+
+// HTTPClient returns the client's underlying HTTP client (TLS settings included), for the Pub/Sub dialer.
+func (c *Client) HTTPClient() *http.Client { return c.http }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
