@@ -1,0 +1,365 @@
+package dataverse
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Dataverse error codes the sync branches on (specs/dataverse-api.md section 6.2).
+const (
+	CodeObjectDoesNotExist = "0x80040217"
+	CodeAltKeyNotFound     = "0x80060891"
+	CodePrivilegeDenied    = "0x80040220"
+	CodeDuplicateRecord    = "0x80040237"
+	CodeValidation         = "0x80044331"
+	CodeSegmentNotFound    = "0x8006088a"
+	CodeParse              = "0x80060888"
+	CodePayload            = "0x80048d19"
+	CodeRequestsExceeded   = "0x80072322"
+	CodeTimeExceeded       = "0x80072321"
+	CodeConcurrencyLimit   = "0x80072326"
+)
+
+// APIError is a request Dataverse refused.
+type APIError struct {
+	Method  string
+	Path    string
+	Status  int
+	Code    string // hex code, e.g. 0x80040217
+	Message string
+}
+
+func (e *APIError) Error() string {
+	return fmt.Sprintf("dataverse %s %s: HTTP %d %s: %s", e.Method, e.Path, e.Status, e.Code, e.Message)
+}
+
+// IsNotFound reports whether err is a 404 for a missing row, bind target or key.
+func IsNotFound(err error) bool {
+	var e *APIError
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
+}
+
+// Code returns the Dataverse error code of err, or "".
+func Code(err error) string {
+	var e *APIError
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return ""
+}
+
+// request is one Web API call.
+type request struct {
+	kind   string // Stats key: "write", "bulk", "batch", "read", "metadata", "whoami"
+	method string
+	path   string // relative to /api/data/v9.2, starting with "/"; or an absolute URL (nextLink)
+	body   []byte
+	ctype  string
+	header http.Header
+	// idempotent requests are re-sent after network errors and 502/503/504. Every write the sync makes is
+	// keyed by GUID, so all are idempotent except POST creates without a key.
+	idempotent bool
+}
+
+// do sends r and returns the response body of a success. It blocks while throttled, retries 429 after the
+// full Retry-After, retries transient failures, and refreshes the token once on 401.
+func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, error) {
+	refreshed := false
+	for attempt := 0; ; attempt++ {
+		if err := c.gate.wait(ctx); err != nil {
+			return nil, nil, err
+		}
+		if err := c.limiter.acquire(ctx); err != nil {
+			return nil, nil, err
+		}
+		resp, body, err := c.send(ctx, r)
+		c.limiter.release()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, nil, ctx.Err()
+			}
+			if !r.idempotent || attempt >= c.cfg.MaxRetries {
+				return nil, nil, fmt.Errorf("dataverse %s %s: %w", r.method, r.path, err)
+			}
+			c.Stats.add("retries", 1)
+			if err := sleepCtx(ctx, backoff(attempt, 0)); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		if hint, err := strconv.Atoi(resp.Header.Get("x-ms-dop-hint")); err == nil && hint > 0 {
+			c.limiter.SetMax(hint)
+		}
+		switch {
+		case resp.StatusCode < 300 || resp.StatusCode == http.StatusNotModified:
+			c.limiter.onSuccess()
+			return resp, body, nil
+		case resp.StatusCode == http.StatusTooManyRequests:
+			c.Stats.add("throttled", 1)
+			c.limiter.onThrottle()
+			wait := retryAfter(resp)
+			if wait <= 0 {
+				wait = time.Second << min(attempt, 6) // no header: exponential, as Microsoft's SDKs do
+			}
+			c.gate.block(wait)
+			if attempt >= c.cfg.MaxRetries {
+				return nil, nil, apiError(r, resp, body)
+			}
+			c.Stats.add("retries", 1)
+			continue
+		case resp.StatusCode == http.StatusUnauthorized && !refreshed:
+			refreshed = true
+			c.resetTokenSource()
+			continue
+		case (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
+			resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode == http.StatusInternalServerError && r.idempotent) &&
+			r.idempotent && attempt < c.cfg.MaxRetries:
+			c.Stats.add("retries", 1)
+			if err := sleepCtx(ctx, backoff(attempt, retryAfter(resp))); err != nil {
+				return nil, nil, err
+			}
+			continue
+		}
+		return nil, nil, apiError(r, resp, body)
+	}
+}
+
+// send makes one HTTP exchange and reads the whole body (answers are small, bulk writes answer 204).
+func (c *Client) send(ctx context.Context, r request) (*http.Response, []byte, error) {
+	tok, err := c.token()
+	if err != nil {
+		return nil, nil, err
+	}
+	u := r.path
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		u = c.base + r.path
+	}
+	var rd io.Reader
+	if r.body != nil {
+		rd = bytes.NewReader(r.body)
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
+	if err != nil {
+		return nil, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	req.Header.Set("Accept", "application/json")
+	req.Header.Set("OData-MaxVersion", "4.0")
+	req.Header.Set("OData-Version", "4.0")
+	if r.body != nil {
+		req.Header.Set("Content-Type", cmpOr(r.ctype, "application/json; charset=utf-8"))
+	}
+	for k, vs := range r.header {
+		for _, v := range vs {
+			req.Header.Add(k, v)
+		}
+	}
+	c.Stats.add("requests", 1)
+	c.Stats.add(r.kind, 1)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("reading the answer: %w", err)
+	}
+	return resp, body, nil
+}
+
+func apiError(r request, resp *http.Response, body []byte) *APIError {
+	e := &APIError{Method: r.method, Path: r.path, Status: resp.StatusCode}
+	var env struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &env) == nil && (env.Error.Code != "" || env.Error.Message != "") {
+		e.Code, e.Message = env.Error.Code, env.Error.Message
+	} else {
+		e.Message = strings.TrimSpace(string(body))
+		if e.Message == "" {
+			e.Message = http.StatusText(resp.StatusCode)
+		}
+	}
+	return e
+}
+
+func retryAfter(resp *http.Response) time.Duration {
+	if s := resp.Header.Get("Retry-After"); s != "" {
+		if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
+			return time.Duration(n * float64(time.Second))
+		}
+	}
+	return 0
+}
+
+func backoff(attempt int, floor time.Duration) time.Duration {
+	d := 250 * time.Millisecond << min(attempt, 6)
+	d = min(d, 30*time.Second)
+	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
+	return max(d, floor)
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func cmpOr(a, b string) string {
+	if a != "" {
+		return a
+	}
+	return b
+}
+
+// throttleGate holds every request of the client until the latest Retry-After has passed: Dataverse counts
+// per user, so any request sent early would be throttled again and lengthen the wait.
+type throttleGate struct {
+	mu    sync.Mutex
+	until time.Time
+}
+
+// retryMargin keeps a resent request from reaching the server a hair before its Retry-After expires.
+const retryMargin = 20 * time.Millisecond
+
+func (g *throttleGate) block(d time.Duration) {
+	until := time.Now().Add(d + retryMargin)
+	g.mu.Lock()
+	if until.After(g.until) {
+		g.until = until
+	}
+	g.mu.Unlock()
+}
+
+func (g *throttleGate) wait(ctx context.Context) error {
+	for {
+		g.mu.Lock()
+		d := time.Until(g.until)
+		g.mu.Unlock()
+		if d <= 0 {
+			return nil
+		}
+		if err := sleepCtx(ctx, d); err != nil {
+			return err
+		}
+	}
+}
+
+// limiter is a semaphore whose size adapts: halved on throttling, grown by one after a window of successes,
+// never above the service's degree-of-parallelism hint.
+type limiter struct {
+	mu        sync.Mutex
+	limit     int
+	max       int
+	inFlight  int
+	successes int
+	waiters   []chan struct{}
+}
+
+func newLimiter(max int) *limiter { return &limiter{limit: max, max: max} }
+
+func (l *limiter) Limit() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.limit
+}
+
+func (l *limiter) acquire(ctx context.Context) error {
+	l.mu.Lock()
+	if l.inFlight < l.limit {
+		l.inFlight++
+		l.mu.Unlock()
+		return nil
+	}
+	ch := make(chan struct{})
+	l.waiters = append(l.waiters, ch)
+	l.mu.Unlock()
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		for i, w := range l.waiters {
+			if w == ch {
+				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
+				l.mu.Unlock()
+				return ctx.Err()
+			}
+		}
+		l.mu.Unlock()
+		// The slot was handed over just as ctx ended: give it back.
+		l.release()
+		return ctx.Err()
+	}
+}
+
+func (l *limiter) release() {
+	l.mu.Lock()
+	l.inFlight--
+	l.handOver()
+	l.mu.Unlock()
+}
+
+// handOver wakes waiters while slots are free. Caller holds mu.
+func (l *limiter) handOver() {
+	for l.inFlight < l.limit && len(l.waiters) > 0 {
+		w := l.waiters[0]
+		l.waiters = l.waiters[1:]
+		l.inFlight++
+		close(w)
+	}
+}
+
+func (l *limiter) onThrottle() {
+	l.mu.Lock()
+	l.limit = max(1, l.limit/2)
+	l.successes = 0
+	l.mu.Unlock()
+}
+
+func (l *limiter) onSuccess() {
+	l.mu.Lock()
+	l.successes++
+	if l.successes >= l.limit*4 && l.limit < l.max {
+		l.limit++
+		l.successes = 0
+		l.handOver()
+	}
+	l.mu.Unlock()
+}
+
+// SetMax applies the x-ms-dop-hint: the limit never exceeds it (and never 52, the per-user maximum).
+func (l *limiter) SetMax(hint int) {
+	hint = min(hint, 52)
+	l.mu.Lock()
+	if hint != l.max {
+		l.max = hint
+		if l.limit > hint {
+			l.limit = hint
+		}
+		l.handOver()
+	}
+	l.mu.Unlock()
+}

@@ -1,0 +1,247 @@
+// Package dataverse is crmsync's real Microsoft Dataverse Web API client: client-credentials tokens from
+// Entra ID, metadata reads, writes through UpsertMultiple/UpdateMultiple where the environment supports them
+// for a table (probed once and remembered), $batch with change sets and continue-on-error otherwise, and
+// single-record requests for retrying one record alone. It follows specs/dataverse-api.md and knows nothing of
+// the sandbox.
+//
+// Contract: calls block while the service-protection limits throttle this client — a 429 pauses every request
+// of the client until its Retry-After has fully passed, and the number of concurrent requests adapts (halved on
+// throttling, grown on success, capped by x-ms-dop-hint). Throttled and transient (502/503/504, network)
+// failures are retried inside the client; *APIError reports everything else with Dataverse's hex code.
+package dataverse
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/oauth2"
+	"golang.org/x/oauth2/clientcredentials"
+)
+
+// Config configures a Client. The secret is a value: the caller resolves *_env and *_file references.
+type Config struct {
+	EnvironmentURL string // https://org.crm.dynamics.com
+	// AuthorityURL is the Entra ID host, https://login.microsoftonline.com by default.
+	AuthorityURL string
+	TenantID     string
+	ClientID     string
+	ClientSecret string
+	// CAFile adds a CA to the system roots. Plain http:// URLs are accepted only for loopback hosts.
+	CAFile string
+	// APIVersion is the Web API version, "9.2" by default.
+	APIVersion string
+	// Timeout bounds one HTTP exchange; 2 minutes when zero (the usual bulk-message timeout).
+	Timeout time.Duration
+	// MaxRetries caps retries of one request (429s included); 10 when zero.
+	MaxRetries int
+	// MaxConcurrency caps concurrent requests before any x-ms-dop-hint arrives; 8 when zero. The service
+	// allows 52 per user.
+	MaxConcurrency int
+}
+
+func (c *Config) validate() error {
+	var errs []error
+	if c.AuthorityURL == "" {
+		c.AuthorityURL = "https://login.microsoftonline.com"
+	}
+	if c.APIVersion == "" {
+		c.APIVersion = "9.2"
+	}
+	for _, u := range []struct{ name, value string }{{"environment_url", c.EnvironmentURL}, {"authority_url", c.AuthorityURL}} {
+		if u.value == "" {
+			errs = append(errs, fmt.Errorf("dataverse %s is required", u.name))
+		} else if err := checkURL(u.value); err != nil {
+			errs = append(errs, fmt.Errorf("dataverse %s: %w", u.name, err))
+		}
+	}
+	if c.TenantID == "" {
+		errs = append(errs, errors.New("dataverse tenant_id is required (client credentials cannot use common or organizations)"))
+	}
+	if c.ClientID == "" || c.ClientSecret == "" {
+		errs = append(errs, errors.New("dataverse client_id and client secret are required"))
+	}
+	c.EnvironmentURL = strings.TrimRight(c.EnvironmentURL, "/")
+	c.AuthorityURL = strings.TrimRight(c.AuthorityURL, "/")
+	if c.Timeout == 0 {
+		c.Timeout = 2 * time.Minute
+	}
+	if c.MaxRetries == 0 {
+		c.MaxRetries = 10
+	}
+	if c.MaxConcurrency == 0 {
+		c.MaxConcurrency = 8
+	}
+	return errors.Join(errs...)
+}
+
+func checkURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		host := u.Hostname()
+		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("%q uses plain http on a non-loopback host; use https", raw)
+	}
+	return fmt.Errorf("%q must use https", raw)
+}
+
+// Stats counts requests by kind and throttling. Safe for concurrent use.
+type Stats struct {
+	mu     sync.Mutex
+	counts map[string]int64
+}
+
+func (s *Stats) add(kind string, n int64) {
+	s.mu.Lock()
+	if s.counts == nil {
+		s.counts = map[string]int64{}
+	}
+	s.counts[kind] += n
+	s.mu.Unlock()
+}
+
+// Get returns one count.
+func (s *Stats) Get(kind string) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.counts[kind]
+}
+
+// Snapshot returns a copy of every count. "requests" is the total of HTTP requests to the environment,
+// "throttled" the 429 answers, "retries" the re-sent requests.
+func (s *Stats) Snapshot() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]int64, len(s.counts))
+	for k, v := range s.counts {
+		out[k] = v
+	}
+	return out
+}
+
+// Client talks to one environment. Safe for concurrent use.
+type Client struct {
+	cfg   Config
+	http  *http.Client
+	base  string // {environment}/api/data/v9.2
+	Stats Stats
+
+	tokMu  sync.Mutex
+	tokSrc oauth2.TokenSource
+	tokCtx context.Context
+
+	gate    throttleGate
+	limiter *limiter
+
+	bulkMu   sync.Mutex
+	bulkSupp map[string]bool // "<message>/<table>" → supported
+}
+
+// New validates the configuration and returns a Client. It makes no network call.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
+	if cfg.CAFile != "" {
+		pem, err := os.ReadFile(cfg.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("reading CA file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil || pool == nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no PEM certificate", cfg.CAFile)
+		}
+		tlsCfg.RootCAs = pool
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig = tlsCfg
+	tr.MaxIdleConnsPerHost = 64
+	tr.ResponseHeaderTimeout = cfg.Timeout
+	// Requests spread over the service's web servers only without the affinity cookie: no cookie jar.
+	hc := &http.Client{Transport: tr}
+	c := &Client{
+		cfg:      cfg,
+		http:     hc,
+		base:     cfg.EnvironmentURL + "/api/data/v" + cfg.APIVersion,
+		limiter:  newLimiter(cfg.MaxConcurrency),
+		bulkSupp: map[string]bool{},
+	}
+	c.resetTokenSource()
+	return c, nil
+}
+
+// Config returns the client's configuration.
+func (c *Client) Config() Config { return c.cfg }
+
+// Concurrency returns the current limit on concurrent requests.
+func (c *Client) Concurrency() int { return c.limiter.Limit() }
+
+func (c *Client) resetTokenSource() {
+	c.tokMu.Lock()
+	defer c.tokMu.Unlock()
+	cc := &clientcredentials.Config{
+		ClientID:     c.cfg.ClientID,
+		ClientSecret: c.cfg.ClientSecret,
+		TokenURL:     c.cfg.AuthorityURL + "/" + url.PathEscape(c.cfg.TenantID) + "/oauth2/v2.0/token",
+		Scopes:       []string{c.cfg.EnvironmentURL + "/.default"},
+		AuthStyle:    oauth2.AuthStyleInParams,
+	}
+	// The token source outlives any one request, so it gets its own context carrying the HTTP client.
+	c.tokCtx = context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
+	c.tokSrc = oauth2.ReuseTokenSourceWithExpiry(nil, cc.TokenSource(c.tokCtx), time.Minute)
+}
+
+// token returns a valid access token (refreshed a minute before expiry).
+func (c *Client) token() (string, error) {
+	c.tokMu.Lock()
+	src := c.tokSrc
+	c.tokMu.Unlock()
+	tok, err := src.Token()
+	if err != nil {
+		var re *oauth2.RetrieveError
+		if errors.As(err, &re) {
+			return "", &AuthError{Status: statusOf(re), Code: re.ErrorCode, Description: re.ErrorDescription}
+		}
+		return "", fmt.Errorf("requesting a dataverse token: %w", err)
+	}
+	return tok.AccessToken, nil
+}
+
+func statusOf(re *oauth2.RetrieveError) int {
+	if re.Response != nil {
+		return re.Response.StatusCode
+	}
+	return 0
+}
+
+// AuthError is a refused token request, with Entra ID's error and error_description (AADSTS...).
+type AuthError struct {
+	Status      int
+	Code        string
+	Description string
+}
+
+func (e *AuthError) Error() string {
+	return fmt.Sprintf("dataverse token request refused (HTTP %d): %s: %s", e.Status, e.Code, e.Description)
+}
