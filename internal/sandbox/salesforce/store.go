@@ -1,0 +1,499 @@
+package salesforce
+
+import (
+	"maps"
+	"net/http"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/clock"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce/cdc"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce/schema"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+)
+
+// table holds one object's records in Id order. Records are never removed (deletes are soft), so a
+// record's position is stable and new Ids, issued from a growing counter, are always appended.
+type table struct {
+	rows []*record
+	pos  map[string]int // 18-character Id → index in rows
+}
+
+func (t *table) get(id18 string) *record {
+	if i, ok := t.pos[id18]; ok {
+		return t.rows[i]
+	}
+	return nil
+}
+
+// store is the org's data. Every write is a transaction committed under the write lock, and the
+// transaction's change events are appended to the CDC log before the lock is released, so the log's order
+// is the commit order.
+type store struct {
+	mu      sync.RWMutex
+	clock   *clock.Clock
+	schemas *schema.Registry
+	log     *cdc.Log
+	ids     *idGen
+	tables  map[string]*table // canonical object name → table
+	seeded  map[string]*table // the state Reset restores (rows shared: records are immutable)
+	users   map[string]bool   // 18-character Ids of the org's users (OwnerId and *ById targets)
+	commitN int64
+
+	// overflowThreshold is the number of changes per transaction that get normal events (100,000 on a
+	// real org); the rest produce one GAP_OVERFLOW event per entity.
+	overflowThreshold int
+}
+
+func newStore(c *clock.Clock, reg *schema.Registry, log *cdc.Log, ids *idGen, users []string) *store {
+	s := &store{clock: c, schemas: reg, log: log, ids: ids, tables: map[string]*table{}, users: map[string]bool{},
+		commitN: 1_100_670_838_951, overflowThreshold: 100_000}
+	for _, n := range reg.Names() {
+		s.tables[n] = &table{pos: map[string]int{}}
+	}
+	for _, u := range users {
+		s.users[u] = true
+	}
+	return s
+}
+
+// meta returns the current metadata of an object by case-insensitive name.
+func (s *store) meta(object string) (*objMeta, bool) {
+	o, v, ok := s.schemas.Get(object)
+	if !ok {
+		return nil, false
+	}
+	return metaOf(o, v), true
+}
+
+// markSeeded records the current data as the state Reset restores.
+func (s *store) markSeeded() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.seeded = map[string]*table{}
+	for n, t := range s.tables {
+		s.seeded[n] = &table{rows: slices.Clone(t.rows), pos: maps.Clone(t.pos)}
+	}
+}
+
+// reset restores the seeded data.
+func (s *store) reset() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for n := range s.tables {
+		if seed, ok := s.seeded[n]; ok {
+			s.tables[n] = &table{rows: slices.Clone(seed.rows), pos: maps.Clone(seed.pos)}
+		} else {
+			s.tables[n] = &table{pos: map[string]int{}}
+		}
+	}
+}
+
+// insertSeed stores a record built outside a transaction (seed data); it produces no events.
+func (s *store) insertSeed(object string, r *record) {
+	t := s.tables[object]
+	t.pos[r.id()] = len(t.rows)
+	t.rows = append(t.rows, r)
+}
+
+// lookup returns a record by Id (any object the store holds), or nil.
+func (s *store) lookupLocked(object, id18 string) *record {
+	if t := s.tables[object]; t != nil {
+		return t.get(id18)
+	}
+	return nil
+}
+
+// opKind is the kind of one operation of a transaction.
+type opKind int
+
+const (
+	opCreate opKind = iota
+	opUpdate
+	opDelete
+	opUndelete
+)
+
+func (k opKind) String() string {
+	return [...]string{"create", "update", "delete", "undelete"}[k]
+}
+
+func (k opKind) changeType() string {
+	return [...]string{cdc.Create, cdc.Update, cdc.Delete, cdc.Undelete}[k]
+}
+
+// change is one operation of a transaction. Values are typed (see fromJSON) and keyed by field position.
+type change struct {
+	kind   opKind
+	object string // canonical object name
+	id     string // 18-character Id; filled in for creates by commit
+	values map[int]any
+}
+
+// txOptions says who commits a transaction and how it shows up on the event bus.
+type txOptions struct {
+	user   string // 18-character user Id: LastModifiedById, CreatedById and commitUser
+	origin string // changeOrigin of the events
+	// gap commits the change silently, as a direct database change would: the events are GAP_<type>
+	// header-only events instead of normal ones.
+	gap bool
+}
+
+// txError is a failed transaction: the operation at Index failed with Err and nothing was committed.
+type txError struct {
+	Index int
+	Err   *apiError
+}
+
+// commit validates and applies a transaction atomically: either every change is stored and its events
+// appended in order, or nothing changes. It returns the committed changes (with Ids filled in) and the
+// events' replay IDs.
+func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *txError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now().UTC().Truncate(time.Second)
+	nowV := any(now)
+
+	type pending struct {
+		meta *objMeta
+		old  *record // nil for creates
+		new  *record
+		ch   change
+	}
+	work := make([]pending, 0, len(changes))
+	txRecords := map[string]*record{} // records already changed in this transaction, by Id
+
+	current := func(object, id string) *record {
+		if r, ok := txRecords[id]; ok {
+			return r
+		}
+		return s.lookupLocked(object, id)
+	}
+
+	for i, ch := range changes {
+		m, ok := s.meta(ch.object)
+		if !ok {
+			return nil, nil, &txError{i, errorf(http.StatusNotFound, "NOT_FOUND", "The requested resource does not exist")}
+		}
+		ch.object = m.obj.Name
+		var oldRec, newRec *record
+		switch ch.kind {
+		case opCreate:
+			if err := s.checkValues(m, ch.values, current); err != nil {
+				return nil, nil, &txError{i, err}
+			}
+			newRec = &record{vals: make([]any, len(m.obj.Fields))}
+			for pos, v := range ch.values {
+				newRec.vals[pos] = v
+			}
+			if missing := missingRequired(m, newRec); len(missing) > 0 {
+				return nil, nil, &txError{i, errorf(http.StatusBadRequest, "REQUIRED_FIELD_MISSING",
+					"Required fields are missing: [%s]", strings.Join(missing, ", ")).withFields(missing...)}
+			}
+			ch.id = s.ids.New(m.obj.KeyPrefix)
+			newRec.vals[m.id] = ch.id
+			newRec.vals[m.isDeleted] = false
+			newRec.vals[m.created], newRec.vals[m.createdBy] = nowV, opt.user
+			if m.owner >= 0 && newRec.vals[m.owner] == nil {
+				newRec.vals[m.owner] = opt.user
+			}
+		case opUpdate, opDelete, opUndelete:
+			oldRec = current(ch.object, ch.id)
+			if oldRec == nil {
+				return nil, nil, &txError{i, errNotFound}
+			}
+			deleted := oldRec.deleted(m)
+			switch {
+			case ch.kind == opUndelete && !deleted:
+				return nil, nil, &txError{i, errorf(http.StatusBadRequest, "UNDELETE_FAILED", "Entity is not in the recycle bin")}
+			case ch.kind != opUndelete && deleted:
+				return nil, nil, &txError{i, errorf(http.StatusNotFound, "ENTITY_IS_DELETED", "entity is deleted")}
+			}
+			newRec = oldRec.clone(len(m.obj.Fields))
+			switch ch.kind {
+			case opUpdate:
+				if err := s.checkValues(m, ch.values, current); err != nil {
+					return nil, nil, &txError{i, err}
+				}
+				for pos, v := range ch.values {
+					newRec.vals[pos] = v
+				}
+				if missing := missingRequired(m, newRec); len(missing) > 0 {
+					return nil, nil, &txError{i, errorf(http.StatusBadRequest, "REQUIRED_FIELD_MISSING",
+						"Required fields are missing: [%s]", strings.Join(missing, ", ")).withFields(missing...)}
+				}
+			case opDelete:
+				newRec.vals[m.isDeleted] = true
+			case opUndelete:
+				newRec.vals[m.isDeleted] = false
+			}
+		}
+		if m.name >= 0 {
+			newRec.vals[m.name] = fullName(newRec.get(m.firstName), newRec.get(m.lastName))
+		}
+		newRec.vals[m.modified], newRec.vals[m.modifiedBy], newRec.vals[m.modstamp] = nowV, opt.user, nowV
+		txRecords[ch.id] = newRec
+		work = append(work, pending{meta: m, old: oldRec, new: newRec, ch: ch})
+	}
+
+	// Apply. A record changed twice in one transaction keeps its last state.
+	out := make([]change, len(work))
+	for i, p := range work {
+		t := s.tables[p.ch.object]
+		if idx, ok := t.pos[p.ch.id]; ok {
+			t.rows[idx] = txRecords[p.ch.id]
+		} else {
+			t.pos[p.ch.id] = len(t.rows)
+			t.rows = append(t.rows, txRecords[p.ch.id])
+		}
+		out[i] = p.ch
+	}
+
+	// Events, in operation order, numbered within the transaction.
+	s.commitN += int64(1 + len(work)%7)
+	header := cdc.Event{
+		ChangeOrigin:    opt.origin,
+		TransactionKey:  uuid.NewString(),
+		CommitTimestamp: now,
+		CommitNumber:    s.commitN,
+		CommitUser:      opt.user,
+	}
+	events := make([]cdc.Event, 0, len(work))
+	budget := s.overflowThreshold
+	var overflowed []string // entities, in order of first overflow
+	for _, p := range work {
+		ev := header
+		ev.Entity = p.meta.obj.Name
+		ev.RecordIDs = []string{p.ch.id}
+		ev.ChangeType = p.ch.kind.changeType()
+		cost := 1
+		switch {
+		case opt.gap:
+			ev.ChangeType = "GAP_" + ev.ChangeType
+		case p.ch.kind == opCreate || p.ch.kind == opUndelete:
+			ev.Values = eventValues(p.meta, p.new)
+		case p.ch.kind == opUpdate:
+			ev.Values, ev.ChangedFields, ev.NulledFields = updateValues(p.meta, p.old, p.new)
+			cost = len(ev.ChangedFields)
+		}
+		if budget -= cost; budget < 0 {
+			if !slices.Contains(overflowed, ev.Entity) {
+				overflowed = append(overflowed, ev.Entity)
+			}
+			continue
+		}
+		events = append(events, ev)
+	}
+	for _, entity := range overflowed {
+		ev := header
+		ev.Entity, ev.ChangeType = entity, cdc.GapOverflow
+		events = append(events, ev)
+	}
+	for i := range events {
+		events[i].SequenceNumber = i + 1
+		normalizeLists(&events[i])
+	}
+	ids := s.log.Append(events...)
+	return out, ids, nil
+}
+
+// appendEvents appends events built by the caller (an injected GAP_OVERFLOW, for instance) as one
+// transaction, numbering them and filling in the transaction header.
+func (s *store) appendEvents(events []cdc.Event, opt txOptions) []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.clock.Now().UTC().Truncate(time.Millisecond)
+	s.commitN += int64(1 + len(events)%7)
+	key := uuid.NewString()
+	for i := range events {
+		events[i].ChangeOrigin, events[i].TransactionKey = opt.origin, key
+		events[i].CommitTimestamp, events[i].CommitNumber, events[i].CommitUser = now, s.commitN, opt.user
+		events[i].SequenceNumber = i + 1
+		normalizeLists(&events[i])
+	}
+	return s.log.Append(events...)
+}
+
+// normalizeLists makes the three header lists empty rather than nil, as a real header always has them.
+func normalizeLists(ev *cdc.Event) {
+	if ev.ChangedFields == nil {
+		ev.ChangedFields = []string{}
+	}
+	if ev.NulledFields == nil {
+		ev.NulledFields = []string{}
+	}
+	if ev.DiffFields == nil {
+		ev.DiffFields = []string{}
+	}
+	if ev.RecordIDs == nil {
+		ev.RecordIDs = []string{}
+	}
+}
+
+// eventValues is the body of a CREATE or UNDELETE event: every field the event carries.
+func eventValues(m *objMeta, r *record) map[string]any {
+	vals := make(map[string]any, len(m.eventFields))
+	for _, pos := range m.eventFields {
+		vals[m.obj.Fields[pos].Name] = r.get(pos)
+	}
+	return vals
+}
+
+// updateValues is the body and field lists of an UPDATE event: the fields whose value changed (the new
+// values, nil for nulled ones), their names in changedFields (always including LastModifiedDate), and the
+// nulled ones in nulledFields.
+func updateValues(m *objMeta, old, new *record) (vals map[string]any, changed, nulled []string) {
+	vals = map[string]any{}
+	for _, pos := range m.eventFields {
+		a, b := old.get(pos), new.get(pos)
+		if sameValue(a, b) && pos != m.modified {
+			continue
+		}
+		name := m.obj.Fields[pos].Name
+		vals[name] = b
+		changed = append(changed, m.eventName[pos])
+		if b == nil {
+			nulled = append(nulled, m.eventName[pos])
+		}
+	}
+	return vals, changed, nulled
+}
+
+func sameValue(a, b any) bool {
+	if ta, ok := a.(time.Time); ok {
+		tb, ok := b.(time.Time)
+		return ok && ta.Equal(tb)
+	}
+	return a == b
+}
+
+// fullName is Contact.Name: "FirstName LastName", or just the last name.
+func fullName(first, last any) any {
+	f, _ := first.(string)
+	l, _ := last.(string)
+	switch {
+	case f == "" && l == "":
+		return nil
+	case f == "":
+		return l
+	case l == "":
+		return f
+	}
+	return f + " " + l
+}
+
+// missingRequired lists the required fields (not nillable, writable, not defaulted) a record lacks.
+func missingRequired(m *objMeta, r *record) []string {
+	var missing []string
+	for pos, f := range m.obj.Fields {
+		if !f.Nillable && f.Createable && !f.DefaultedOnCreate && f.Type != "boolean" && r.get(pos) == nil {
+			missing = append(missing, f.Name)
+		}
+	}
+	return missing
+}
+
+// checkValues checks the references of a create or update: each must name a live record of the field's
+// target object (or an org user).
+func (s *store) checkValues(m *objMeta, values map[int]any, current func(object, id string) *record) *apiError {
+	positions := slices.Sorted(maps.Keys(values))
+	for _, pos := range positions {
+		f := m.obj.Fields[pos]
+		id, ok := values[pos].(string)
+		if f.Type != "reference" || !ok {
+			continue
+		}
+		target := f.ReferenceTo[0]
+		if target == "User" {
+			if !s.users[id] {
+				return errorf(http.StatusBadRequest, "INVALID_CROSS_REFERENCE_KEY", "%s: id value of incorrect type: %s", f.Label, id).withFields(f.Name)
+			}
+			continue
+		}
+		tm, ok := s.meta(target)
+		if !ok {
+			continue
+		}
+		if sfid.KeyPrefix(id) != tm.obj.KeyPrefix {
+			return errorf(http.StatusBadRequest, "FIELD_INTEGRITY_EXCEPTION", "%s: id value of incorrect type: %s", f.Label, id).withFields(f.Name)
+		}
+		r := current(tm.obj.Name, id)
+		switch {
+		case r == nil:
+			return errorf(http.StatusBadRequest, "INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id").withFields(f.Name)
+		case r.deleted(tm):
+			return errorf(http.StatusBadRequest, "ENTITY_IS_DELETED", "entity is deleted").withFields(f.Name)
+		}
+	}
+	return nil
+}
+
+// snapshotRecord returns the current record by Id (18 characters) of an object, or nil.
+func (s *store) get(object, id18 string) *record {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lookupLocked(object, id18)
+}
+
+// count returns the number of records of an object (live ones, and all including deleted).
+func (s *store) count(object string) (live, all int) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	m, ok := s.meta(object)
+	t := s.tables[object]
+	if !ok || t == nil {
+		return 0, 0
+	}
+	for _, r := range t.rows {
+		if !r.deleted(m) {
+			live++
+		}
+	}
+	return live, len(t.rows)
+}
+
+// changedBetween returns, for the updated/deleted resources, the Ids of records whose SystemModstamp is
+// in [start, end) and which are live (updated) or deleted (deleted), with that stamp.
+func (s *store) changedBetween(m *objMeta, start, end time.Time, deleted bool) ([]string, []time.Time) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var ids []string
+	var stamps []time.Time
+	for _, r := range s.tables[m.obj.Name].rows {
+		ts, _ := r.get(m.modstamp).(time.Time)
+		if ts.Before(start) || !ts.Before(end) || r.deleted(m) != deleted {
+			continue
+		}
+		ids = append(ids, r.id())
+		stamps = append(stamps, ts)
+	}
+	return ids, stamps
+}
+
+// randomLive picks up to n distinct live records of an object with pick(i) choosing row indexes.
+func (s *store) randomLive(m *objMeta, n int, pick func(int) int) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	rows := s.tables[m.obj.Name].rows
+	seen := map[int]bool{}
+	var out []string
+	for attempts := 0; len(out) < n && attempts < 20*n+100 && len(rows) > 0; attempts++ {
+		i := pick(len(rows))
+		if seen[i] || rows[i].deleted(m) {
+			continue
+		}
+		seen[i] = true
+		out = append(out, rows[i].id())
+	}
+	return out
+}
+
+// firstIndex returns the index of the first row with Id ≥ id (string order), for Id range scans.
+func (t *table) firstIndex(id string) int {
+	return sort.Search(len(t.rows), func(i int) bool { return t.rows[i].id() >= id })
+}
