@@ -1,0 +1,256 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+)
+
+// Agent runs one connector.
+type Agent struct {
+	cfg    Config
+	stores Stores
+	log    *slog.Logger
+	tuning Tuning
+
+	sf     *salesforce.Client
+	pubsub *salesforce.PubSub
+	dv     *dataverse.Client
+
+	tables  []*table
+	started time.Time
+
+	stateMu sync.Mutex
+	state   string
+}
+
+// New resolves the credentials and builds the clients. It makes no network call.
+func New(cfg Config, stores Stores, log *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if stores.Checkpoints == nil || stores.DeadLetters == nil || stores.Reporter == nil {
+		return nil, errors.New("agent: checkpoint store, dead-letter store and reporter are required")
+	}
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	a := &Agent{cfg: cfg, stores: stores, log: log.With("connector", cfg.Connector), tuning: cfg.Tuning.withDefaults(), state: "starting"}
+	var errs []error
+	sfc := cfg.Salesforce
+	sfSecret, err := secret("salesforce client secret", sfc.ClientSecret, sfc.ClientSecretEnv, sfc.ClientSecretFile)
+	errs = append(errs, err)
+	key, err := secret("salesforce private key", sfc.PrivateKey, sfc.PrivateKeyEnv, sfc.PrivateKeyFile)
+	errs = append(errs, err)
+	dvSecret, err := secret("dataverse client secret", cfg.Dataverse.ClientSecret, cfg.Dataverse.ClientSecretEnv, cfg.Dataverse.ClientSecretFile)
+	errs = append(errs, err)
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	a.sf, err = salesforce.New(salesforce.Config{
+		LoginURL: sfc.LoginURL, InstanceURL: sfc.InstanceURL, APIVersion: sfc.APIVersion, Auth: sfc.Auth,
+		ClientID: sfc.ClientID, ClientSecret: sfSecret, Username: sfc.Username, PrivateKeyPEM: []byte(key),
+		CAFile: sfc.CAFile, ClientName: "crmsync",
+	})
+	if err != nil {
+		return nil, err
+	}
+	addr := sfc.PubSubAddr
+	if addr == "" {
+		addr = DefaultPubSubAddr
+	}
+	if a.pubsub, err = a.sf.DialPubSub(addr, sfc.PubSubPlaintext); err != nil {
+		return nil, err
+	}
+	a.dv, err = dataverse.New(dataverse.Config{
+		EnvironmentURL: cfg.Dataverse.EnvironmentURL, AuthorityURL: cfg.Dataverse.AuthorityURL, TenantID: cfg.Dataverse.TenantID,
+		ClientID: cfg.Dataverse.ClientID, ClientSecret: dvSecret, CAFile: cfg.Dataverse.CAFile,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// Salesforce returns the agent's Salesforce client (for its call counters).
+func (a *Agent) Salesforce() *salesforce.Client { return a.sf }
+
+// Dataverse returns the agent's Dataverse client (for its request counters).
+func (a *Agent) Dataverse() *dataverse.Client { return a.dv }
+
+// prepare reads both schemas and compiles every table's mapping against them: live validation. Every
+// problem of every table is reported at once.
+func (a *Agent) prepare(ctx context.Context) error {
+	synced := a.cfg.SyncedTables()
+	describes := map[string]*salesforce.Describe{}
+	dests := map[string]*mapping.DestSchema{}
+	entitySets := map[string]string{}
+	for _, tc := range a.cfg.Tables {
+		d, err := a.sf.Describe(ctx, tc.SourceTable)
+		if err != nil {
+			return fmt.Errorf("describing Salesforce %s: %w", tc.SourceTable, err)
+		}
+		describes[tc.SourceTable] = d
+		ds, err := a.dv.Table(ctx, tc.Destination())
+		if err != nil {
+			return fmt.Errorf("reading Dataverse table %s: %w", tc.Destination(), err)
+		}
+		dests[tc.Destination()] = ds
+		entitySets[ds.Table] = ds.EntitySetName
+	}
+	var errs []error
+	byDest := map[string]*table{}
+	for _, tc := range a.cfg.Tables {
+		cols, probs := mapping.Resolve(tc, a.cfg.SourceTables())
+		schemas := mapping.Schemas{Source: describes[tc.SourceTable].SourceSchema(), Dest: dests[tc.Destination()], SyncedTables: synced}
+		plan, cprobs := mapping.Compile(tc, cols, schemas, mapping.Tables{DestOf: synced, EntitySetOf: entitySets, OwnerTeamID: a.cfg.TeamID})
+		probs = append(probs, cprobs...)
+		for _, p := range probs {
+			if p.Severity == mapping.Error {
+				errs = append(errs, fmt.Errorf("%s → %s: %s: %s", tc.SourceTable, tc.Destination(), p.Path, p.Message))
+			} else {
+				a.log.Warn("mapping warning", "table", tc.SourceTable, "path", p.Path, "warning", p.Message)
+			}
+		}
+		if plan == nil {
+			continue
+		}
+		types := salesforce.FieldTypes{}
+		for _, f := range describes[tc.SourceTable].Fields {
+			if f.Type == "date" || f.Type == "datetime" {
+				types[f.Name] = f.Type
+			}
+		}
+		t := &table{
+			a: a, cfg: tc, plan: plan, types: types, topic: "/data/" + describes[tc.SourceTable].Name + "ChangeEvent",
+			log:    a.log.With("table", tc.SourceTable),
+			loaded: make(chan struct{}),
+			w: &writer{dv: a.dv, plan: plan, dead: a.stores.DeadLetters, batchSize: a.tuning.BatchSize,
+				concurrency: a.tuning.WriteConcurrency, now: func() time.Time { return time.Now().UTC() }},
+		}
+		t.columns, t.hash = mappingColumns(plan)
+		a.tables = append(a.tables, t)
+		byDest[plan.DestTable] = t
+	}
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	// A table whose lookups point at another synced table loads after it, so binds find their targets.
+	for _, t := range a.tables {
+		for _, c := range t.plan.Columns() {
+			f, _ := describes[t.cfg.SourceTable].Field(c.Source)
+			for _, ref := range f.ReferenceTo {
+				if dep, ok := byDest[synced[ref]]; ok && dep != t && !containsTable(t.deps, dep) {
+					t.deps = append(t.deps, dep)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func containsTable(ts []*table, t *table) bool {
+	for _, x := range ts {
+		if x == t {
+			return true
+		}
+	}
+	return false
+}
+
+// Run syncs until ctx ends. It returns an error only when the connector cannot start (credentials, schemas,
+// mappings); failures after that are retried inside and show in status.
+func (a *Agent) Run(ctx context.Context) error {
+	a.started = time.Now().UTC()
+	defer a.pubsub.Close()
+	if err := a.prepare(ctx); err != nil {
+		a.setState("failed")
+		a.report(context.WithoutCancel(ctx))
+		return err
+	}
+	a.setState("running")
+	var wg sync.WaitGroup
+	for _, t := range a.tables {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := t.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				t.recordError(err)
+			}
+		}()
+	}
+	tick := time.NewTicker(time.Duration(a.tuning.StatusInterval))
+	defer tick.Stop()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	for {
+		select {
+		case <-tick.C:
+			a.report(ctx)
+		case <-done:
+			a.setState("stopped")
+			a.report(context.WithoutCancel(ctx))
+			return nil
+		}
+	}
+}
+
+func (a *Agent) setState(s string) {
+	a.stateMu.Lock()
+	a.state = s
+	a.stateMu.Unlock()
+}
+
+// Status returns the current status.
+func (a *Agent) Status() Status {
+	a.stateMu.Lock()
+	state := a.state
+	a.stateMu.Unlock()
+	s := Status{State: state, Revision: a.cfg.Revision, StartedAt: a.started, SalesforceCalls: a.sf.Stats.Total()}
+	dv := a.dv.Stats.Snapshot()
+	s.DataverseCalls, s.Throttled = dv["requests"], dv["throttled"]
+	s.Calls = map[string]int64{}
+	for k, v := range a.sf.Stats.Snapshot() {
+		s.Calls["salesforce."+k] = v
+	}
+	for k, v := range dv {
+		s.Calls["dataverse."+k] = v
+	}
+	phases := map[string]int{}
+	for _, t := range a.tables {
+		ts := t.status()
+		s.Tables = append(s.Tables, ts)
+		phases[ts.Phase]++
+	}
+	if state == "running" {
+		switch {
+		case phases[PhaseFailed] > 0:
+			s.State = PhaseFailed
+		case phases[PhaseInitialLoad] > 0 || phases[PhasePending] > 0:
+			s.State = PhaseInitialLoad
+		case phases[PhaseResync] > 0:
+			s.State = PhaseResync
+		case len(s.Tables) > 0:
+			s.State = PhaseStreaming
+		}
+	}
+	return s
+}
+
+func (a *Agent) report(ctx context.Context) {
+	if err := a.stores.Reporter.Report(ctx, a.Status()); err != nil && ctx.Err() == nil {
+		a.log.Warn("reporting status", "err", err)
+	}
+}
+
+// Topic returns the change-event channel of a table's source object.
+func Topic(object string) string { return "/data/" + strings.TrimSpace(object) + "ChangeEvent" }

@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+)
+
+// catchUpMargin widens incremental catch-up windows to cover clock differences between Salesforce's
+// servers and the commit of in-flight transactions.
+const catchUpMargin = 2 * time.Minute
+
+// load reads the whole table and writes it: the initial load, or a re-sync. It captures the change-stream
+// position first, resumes a Bulk job from its last fully written page, and ends by moving the table to
+// streaming with either a stream position or a catch-up instruction.
+func (t *table) load(ctx context.Context) error {
+	cp := t.checkpoint()
+	t.setPhase(cp.Phase, cp.LoadReason)
+
+	stopHolder := func() {}
+	if len(cp.ReplayID) == 0 && cp.CatchUpSince.IsZero() {
+		stopHolder = t.holdPosition(ctx)
+	}
+	defer stopHolder()
+
+	if len(t.deps) > 0 {
+		t.setPhase(cp.Phase, "waiting for "+depNames(t.deps)+" to load first (lookups point at them)")
+		for _, d := range t.deps {
+			select {
+			case <-d.loaded:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		t.setPhase(cp.Phase, cp.LoadReason)
+	}
+
+	job, err := t.loadJob(ctx)
+	if err != nil {
+		return err
+	}
+	if err := t.loadPages(ctx, job); err != nil {
+		return err
+	}
+	if err := t.a.sf.DeleteQueryJob(ctx, job.ID); err != nil {
+		t.log.Debug("deleting the finished bulk job", "job", job.ID, "err", err)
+	}
+
+	stopHolder() // waits for the holder, so the checkpoint holds whatever position it captured
+	return t.save(ctx, func(cp *Checkpoint) {
+		if len(cp.ReplayID) == 0 && cp.CatchUpSince.IsZero() {
+			// No event or keepalive told the position while loading: stream from the tip and catch up on
+			// everything modified since the load's query began.
+			cp.CatchUpSince = cp.LoadStartedAt.Add(-catchUpMargin)
+		}
+		cp.Phase, cp.LoadReason = PhaseStreaming, ""
+		cp.LoadJobID, cp.LoadLocator = "", ""
+		cp.MappingHash, cp.MappingColumns = t.hash, t.columns
+	})
+}
+
+func depNames(ts []*table) string {
+	var out []string
+	for _, d := range ts {
+		out = append(out, d.cfg.SourceTable)
+	}
+	return strings.Join(out, ", ")
+}
+
+// holdPosition subscribes at LATEST before the load starts, asking for one event, and stores the first
+// position the stream reveals: a keepalive's latest replay ID, or the replay ID of the first event (whose
+// records are then re-read after the load, since the event itself is not kept). The returned function
+// stops the holder and waits for it.
+func (t *table) holdPosition(ctx context.Context) func() {
+	hctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		sub, err := t.a.pubsub.Subscribe(hctx, salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 1, Types: t.types})
+		if err != nil {
+			if hctx.Err() == nil {
+				t.log.Warn("could not hold the stream position during the load; will catch up afterwards", "err", err)
+			}
+			return
+		}
+		defer sub.Close()
+		b, err := sub.Next()
+		if err != nil {
+			return
+		}
+		serr := t.save(hctx, func(cp *Checkpoint) {
+			if len(b.Events) == 0 {
+				cp.ReplayID = b.LatestReplayID
+				return
+			}
+			for _, ev := range b.Events {
+				cp.ReplayID = ev.ReplayID
+				if ev.ChangeType == "GAP_OVERFLOW" || hasWildcard(ev.RecordIDs) {
+					since := ev.CommitTimestamp.Add(-catchUpMargin)
+					if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
+						cp.CatchUpSince = since
+					}
+					continue
+				}
+				cp.RefetchIDs = append(cp.RefetchIDs, ev.RecordIDs...)
+			}
+		})
+		if serr != nil && hctx.Err() == nil {
+			t.log.Warn("storing the held stream position", "err", serr)
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			<-done
+		})
+	}
+}
+
+func hasWildcard(ids []string) bool {
+	for _, id := range ids {
+		if strings.HasSuffix(id, "*") {
+			return true
+		}
+	}
+	return false
+}
+
+// loadJob resumes the stored Bulk job or starts one.
+func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
+	cp := t.checkpoint()
+	if cp.LoadJobID != "" {
+		job, err := t.a.sf.WaitQueryJob(ctx, cp.LoadJobID)
+		if err == nil {
+			t.loaded0.Store(cp.LoadDone)
+			return job, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		t.log.Warn("the stored bulk job cannot be resumed; starting the load over", "job", cp.LoadJobID, "err", err)
+	}
+	total, err := t.a.sf.Count(ctx, "SELECT COUNT() FROM "+t.cfg.SourceTable)
+	if err != nil {
+		return nil, err
+	}
+	soql := fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.plan.SourceFields(), ", "), t.cfg.SourceTable)
+	job, err := t.a.sf.CreateQueryJob(ctx, soql, false)
+	if err != nil {
+		return nil, err
+	}
+	started, err := job.Created()
+	if err != nil {
+		started = time.Now().UTC()
+	}
+	if err := t.save(ctx, func(cp *Checkpoint) {
+		cp.LoadJobID, cp.LoadLocator, cp.LoadDone, cp.LoadTotal, cp.LoadStartedAt = job.ID, "", 0, int64(total), started
+	}); err != nil {
+		return nil, err
+	}
+	t.loaded0.Store(0)
+	t.log.Info("load started", "job", job.ID, "estimated_rows", total)
+	return t.a.sf.WaitQueryJob(ctx, job.ID)
+}
+
+// loadPages streams the job's result pages into batches written by a pool of writers. A page's locator is
+// stored only when it and every page before it are fully written (the highest contiguous acknowledged
+// position), and reading blocks while the writers are busy, so memory stays flat however large the table.
+func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	tun := t.a.tuning
+	type batch struct {
+		page int
+		ops  []op
+	}
+	type pageState struct {
+		batches, done int
+		closed        bool
+		next          string
+		rows          int64
+	}
+	batches := make(chan batch, tun.WriteConcurrency)
+	var (
+		mu       sync.Mutex
+		pages    = map[int]*pageState{}
+		lowest   = 0
+		saveErr  error
+		workerWG sync.WaitGroup
+	)
+	// commit stores every page that is complete and contiguous with the ones before. Caller holds mu.
+	commit := func() {
+		for {
+			p, ok := pages[lowest]
+			if !ok || !p.closed || p.done < p.batches {
+				return
+			}
+			next, rows := p.next, p.rows
+			delete(pages, lowest)
+			lowest++
+			if err := t.save(context.WithoutCancel(ctx), func(cp *Checkpoint) { cp.LoadLocator = next; cp.LoadDone += rows }); err != nil {
+				saveErr = err
+				cancel(err)
+				return
+			}
+		}
+	}
+	for i := 0; i < tun.WriteConcurrency; i++ {
+		workerWG.Add(1)
+		go func() {
+			defer workerWG.Done()
+			for b := range batches {
+				if err := t.writeAll(ctx, b.ops); err != nil {
+					cancel(err)
+					continue
+				}
+				t.loaded0.Add(int64(len(b.ops)))
+				mu.Lock()
+				pages[b.page].done++
+				commit()
+				mu.Unlock()
+			}
+		}()
+	}
+
+	readErr := func() error {
+		defer close(batches)
+		locator := t.checkpoint().LoadLocator
+		for page := 0; ; page++ {
+			mu.Lock()
+			pages[page] = &pageState{}
+			mu.Unlock()
+			var cur []op
+			send := func() error {
+				if len(cur) == 0 {
+					return nil
+				}
+				mu.Lock()
+				pages[page].batches++
+				mu.Unlock()
+				select {
+				case batches <- batch{page: page, ops: cur}:
+				case <-ctx.Done():
+					return context.Cause(ctx)
+				}
+				cur = make([]op, 0, tun.BatchSize)
+				return nil
+			}
+			res, err := t.a.sf.QueryResults(ctx, job.ID, locator, tun.PageSize, func(r salesforce.Record) error {
+				t.received.Add(1)
+				o, ok, err := t.rowOp(ctx, r)
+				if err != nil {
+					return err
+				}
+				if !ok {
+					t.skipped.Add(1)
+					return nil
+				}
+				cur = append(cur, o)
+				if len(cur) >= tun.BatchSize {
+					return send()
+				}
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			if err := send(); err != nil {
+				return err
+			}
+			mu.Lock()
+			pages[page].closed, pages[page].next, pages[page].rows = true, res.Next, int64(res.Records)
+			commit()
+			mu.Unlock()
+			if res.Next == "" {
+				return nil
+			}
+			locator = res.Next
+		}
+	}()
+	workerWG.Wait()
+	if saveErr != nil {
+		return saveErr
+	}
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	if readErr != nil {
+		return readErr
+	}
+	return ctx.Err()
+}

@@ -1,0 +1,453 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+)
+
+// Change types (ChangeEventHeader.changeType).
+const (
+	ctCreate      = "CREATE"
+	ctUpdate      = "UPDATE"
+	ctDelete      = "DELETE"
+	ctUndelete    = "UNDELETE"
+	ctGapOverflow = "GAP_OVERFLOW"
+)
+
+// Auto-retry of dead letters whose lookup target was missing: how often, and for how long after the first
+// failure (after that they wait for a person to retry them).
+const (
+	lookupRetryEvery  = 15 * time.Second
+	lookupRetryWithin = time.Hour
+)
+
+type pumped struct {
+	b   *salesforce.Batch
+	err error
+}
+
+// stream applies change events from the stored position until ctx ends or the stream cannot resume.
+// Events are gathered into windows (flushed by size or after FlushInterval), coalesced per record in commit
+// order and written; the window's last replay ID is stored only after the writes are acknowledged.
+func (t *table) stream(ctx context.Context) error {
+	cp := t.checkpoint()
+	t.setPhase(PhaseStreaming, "")
+	opts := salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 100, Types: t.types}
+	if len(cp.ReplayID) > 0 {
+		opts.Preset, opts.ReplayID = salesforce.Custom, cp.ReplayID
+	}
+	sub, err := t.a.pubsub.Subscribe(ctx, opts)
+	if err != nil {
+		return t.streamFailed(ctx, err)
+	}
+	defer sub.Close()
+
+	msgs := make(chan pumped, 2)
+	pctx, stopPump := context.WithCancel(ctx)
+	defer stopPump()
+	go func() {
+		for {
+			b, err := sub.Next()
+			select {
+			case msgs <- pumped{b, err}:
+			case <-pctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	if err := t.settleLoadLeftovers(ctx, len(cp.ReplayID) == 0); err != nil {
+		return err
+	}
+	t.markLoaded()
+	t.setPhase(PhaseStreaming, "")
+
+	var (
+		window   []*salesforce.ChangeEvent
+		timer    *time.Timer
+		timerC   <-chan time.Time
+		lastSave time.Time
+	)
+	flush := func(ctx context.Context, force bool) error {
+		if timer != nil {
+			timer.Stop()
+			timer, timerC = nil, nil
+		}
+		if len(window) == 0 {
+			return nil
+		}
+		if err := t.apply(ctx, window); err != nil {
+			return err
+		}
+		last := window[len(window)-1].ReplayID
+		window = window[:0]
+		if force || time.Since(lastSave) >= 500*time.Millisecond {
+			lastSave = time.Now()
+			return t.save(ctx, func(cp *Checkpoint) { cp.ReplayID = last })
+		}
+		t.cpMu.Lock()
+		t.cp.ReplayID = last // stored with the next save
+		t.cpMu.Unlock()
+		return nil
+	}
+	retryTick := time.NewTicker(lookupRetryEvery)
+	defer retryTick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			// Drain: write what was received and store the position, on a context of its own.
+			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			err := flush(dctx, true)
+			if err == nil {
+				err = t.save(dctx, func(*Checkpoint) {})
+			}
+			cancel()
+			if err != nil {
+				t.log.Error("draining on shutdown", "err", err)
+			}
+			return ctx.Err()
+		case m := <-msgs:
+			if m.err != nil {
+				if err := flush(ctx, true); err != nil {
+					return err
+				}
+				return t.streamFailed(ctx, m.err)
+			}
+			t.stMu.Lock()
+			t.caughtUp = len(m.b.Events) == 0
+			t.stMu.Unlock()
+			if len(m.b.Events) == 0 {
+				if len(window) == 0 && len(m.b.LatestReplayID) > 0 && time.Since(lastSave) >= 5*time.Second {
+					// A keepalive while idle: move the stored position along so it stays within retention.
+					lastSave = time.Now()
+					pos := m.b.LatestReplayID
+					if err := t.save(ctx, func(cp *Checkpoint) { cp.ReplayID = pos }); err != nil {
+						return err
+					}
+				}
+				continue
+			}
+			window = append(window, m.b.Events...)
+			if len(window) >= t.a.tuning.BatchSize {
+				if err := flush(ctx, false); err != nil {
+					return err
+				}
+			} else if timer == nil {
+				timer = time.NewTimer(time.Duration(t.a.tuning.FlushInterval))
+				timerC = timer.C
+			}
+		case <-timerC:
+			timer, timerC = nil, nil
+			if err := flush(ctx, false); err != nil {
+				return err
+			}
+		case <-retryTick.C:
+			if err := t.retryLookups(ctx); err != nil {
+				t.log.Warn("retrying dead letters with missing lookups", "err", err)
+			}
+		}
+	}
+}
+
+// streamFailed decides what a stream error means: an expired replay ID starts a full re-sync, a lost
+// position an incremental catch-up; anything else is retried by the caller from the stored position.
+func (t *table) streamFailed(ctx context.Context, err error) error {
+	switch {
+	case errors.Is(err, salesforce.ErrReplayInvalid):
+		t.addRecovery("replay ID rejected (" + err.Error() + "): full re-sync")
+		return t.save(ctx, func(cp *Checkpoint) {
+			deletesSince := cp.UpdatedAt.Add(-catchUpMargin)
+			*cp = Checkpoint{Table: cp.Table, Phase: PhaseResync, LoadReason: "replay ID expired or rejected: full re-sync",
+				DeletesSince: deletesSince, MappingHash: cp.MappingHash, MappingColumns: cp.MappingColumns}
+		})
+	case errors.Is(err, salesforce.ErrPositionLost):
+		t.addRecovery("stream position lost: incremental catch-up")
+		return t.save(ctx, func(cp *Checkpoint) {
+			cp.CatchUpSince = cp.UpdatedAt.Add(-catchUpMargin)
+			cp.ReplayID = nil
+		})
+	}
+	return err
+}
+
+// settleLoadLeftovers runs what a load or a lost position left to do once the stream is open: re-read
+// records whose events arrived during the load, catch up on rows modified since a time, apply deletions
+// since a time.
+func (t *table) settleLoadLeftovers(ctx context.Context, fromTip bool) error {
+	cp := t.checkpoint()
+	if len(cp.RefetchIDs) > 0 {
+		t.received.Add(int64(len(cp.RefetchIDs)))
+		if err := t.refetch(ctx, cp.RefetchIDs); err != nil {
+			return err
+		}
+		if err := t.save(ctx, func(cp *Checkpoint) { cp.RefetchIDs = nil }); err != nil {
+			return err
+		}
+	}
+	if !cp.CatchUpSince.IsZero() {
+		if fromTip {
+			// Let the server register the LATEST subscription before querying, so every change is either in
+			// the query or in the stream.
+			if err := sleepCtx(ctx, time.Second); err != nil {
+				return err
+			}
+		}
+		t.setPhase(PhaseStreaming, "catching up on changes since "+cp.CatchUpSince.Format(time.RFC3339))
+		if err := t.catchUp(ctx, cp.CatchUpSince, false); err != nil {
+			return err
+		}
+		if err := t.save(ctx, func(cp *Checkpoint) { cp.CatchUpSince = time.Time{} }); err != nil {
+			return err
+		}
+	}
+	if !cp.DeletesSince.IsZero() {
+		t.setPhase(PhaseStreaming, "applying deletions since "+cp.DeletesSince.Format(time.RFC3339))
+		if err := t.catchUp(ctx, cp.DeletesSince, true); err != nil {
+			return err
+		}
+		if err := t.save(ctx, func(cp *Checkpoint) { cp.DeletesSince = time.Time{} }); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// catchUp writes every row modified since a time (unless deletesOnly) and applies every deletion since then.
+func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) error {
+	lit := since.UTC().Format("2006-01-02T15:04:05Z")
+	var batch []op
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := t.writeAll(ctx, batch)
+		batch = nil
+		return err
+	}
+	add := func(o op, ok bool) error {
+		if !ok {
+			t.skipped.Add(1)
+			return nil
+		}
+		batch = append(batch, o)
+		if len(batch) >= t.a.tuning.BatchSize {
+			return flush()
+		}
+		return nil
+	}
+	if !deletesOnly {
+		soql := fmt.Sprintf("SELECT %s FROM %s WHERE SystemModstamp >= %s", strings.Join(t.plan.SourceFields(), ", "), t.cfg.SourceTable, lit)
+		if _, err := t.a.sf.Query(ctx, soql, false, func(r salesforce.Record) error {
+			t.received.Add(1)
+			o, ok, err := t.rowOp(ctx, r)
+			if err != nil {
+				return err
+			}
+			return add(o, ok)
+		}); err != nil {
+			return err
+		}
+	}
+	soql := fmt.Sprintf("SELECT Id FROM %s WHERE IsDeleted = true AND SystemModstamp >= %s", t.cfg.SourceTable, lit)
+	if _, err := t.a.sf.Query(ctx, soql, true, func(r salesforce.Record) error {
+		t.received.Add(1)
+		key, err := t.plan.Key(r.ID())
+		if err != nil {
+			return t.deadLetterMapping(ctx, r.ID(), "delete", err)
+		}
+		o, ok, _ := t.deleteOp(r.ID(), key)
+		return add(o, ok)
+	}); err != nil {
+		return err
+	}
+	return flush()
+}
+
+// recState accumulates one record's changes within a window, in commit order.
+type recState struct {
+	kind    string // "full", "patch", "delete", "refetch"
+	values  map[string]any
+	changed []string
+	changes int64
+}
+
+// apply coalesces a window of events per record and writes the result.
+func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) error {
+	states := map[string]*recState{}
+	var order []string
+	var overflowSince time.Time
+	var lastCommit time.Time
+	for _, ev := range window {
+		if ev.CommitTimestamp.After(lastCommit) {
+			lastCommit = ev.CommitTimestamp
+		}
+		if ev.ChangeType == ctGapOverflow || hasWildcard(ev.RecordIDs) {
+			t.received.Add(1)
+			t.written.Add(1) // settled by the catch-up below
+			if overflowSince.IsZero() || ev.CommitTimestamp.Before(overflowSince) {
+				overflowSince = ev.CommitTimestamp
+			}
+			continue
+		}
+		for _, rid := range ev.RecordIDs {
+			id := to18(rid)
+			t.received.Add(1)
+			if t.stale(id, ev.CommitTimestamp) {
+				t.skipped.Add(1)
+				continue
+			}
+			st := states[id]
+			if st == nil {
+				st = &recState{}
+				states[id] = st
+				order = append(order, id)
+			}
+			st.changes++
+			switch ev.ChangeType {
+			case ctCreate:
+				st.kind, st.values, st.changed = "full", copyValues(ev.Values, id), nil
+			case ctUpdate:
+				switch st.kind {
+				case "refetch", "delete":
+					st.kind = "refetch" // an update after a delete in one window: read what is there now
+				case "full":
+					mergeUpdate(st, ev)
+				default:
+					st.kind = "patch"
+					if st.values == nil {
+						st.values = map[string]any{}
+					}
+					mergeUpdate(st, ev)
+				}
+			case ctDelete:
+				st.kind, st.values, st.changed = "delete", nil, nil
+			default: // UNDELETE and GAP_* events carry no usable values: read the record again
+				st.kind, st.values, st.changed = "refetch", nil, nil
+			}
+		}
+	}
+
+	var ops []op
+	var refetchIDs []string
+	for _, id := range order {
+		st := states[id]
+		key, err := t.plan.Key(id)
+		if err != nil {
+			if err := t.deadLetterMapping(ctx, id, st.kind, err); err != nil {
+				return err
+			}
+			t.deadLettered.Add(st.changes - 1)
+			continue
+		}
+		switch st.kind {
+		case "full":
+			row, err := t.plan.Row(st.values)
+			if err != nil {
+				if err := t.deadLetterMapping(ctx, id, "upsert", err); err != nil {
+					return err
+				}
+				t.deadLettered.Add(st.changes - 1)
+				continue
+			}
+			ops = append(ops, op{kind: opUpsert, recordID: id, key: key, row: row, changes: st.changes})
+		case "patch":
+			row, err := t.plan.Patch(st.values, st.changed)
+			switch {
+			case err != nil:
+				if err := t.deadLetterMapping(ctx, id, "update", err); err != nil {
+					return err
+				}
+				t.deadLettered.Add(st.changes - 1)
+			case row == nil:
+				t.skipped.Add(st.changes) // no mapped column changed
+			default:
+				ops = append(ops, op{kind: opUpdate, recordID: id, key: key, row: row, changes: st.changes})
+			}
+		case "delete":
+			o, ok, _ := t.deleteOp(id, key)
+			if !ok {
+				t.skipped.Add(st.changes)
+				continue
+			}
+			o.changes = st.changes
+			ops = append(ops, o)
+		case "refetch":
+			refetchIDs = append(refetchIDs, id)
+			t.skipped.Add(st.changes - 1) // the re-read write stands for the last of them
+		}
+	}
+	if err := t.writeAll(ctx, ops); err != nil {
+		return err
+	}
+	if err := t.refetch(ctx, refetchIDs); err != nil {
+		return err
+	}
+	if !overflowSince.IsZero() {
+		t.addRecovery("overflow event: catch-up since " + overflowSince.Format(time.RFC3339))
+		if err := t.catchUp(ctx, overflowSince.Add(-catchUpMargin), false); err != nil {
+			return err
+		}
+	}
+	t.stMu.Lock()
+	t.lastEventAt = lastCommit
+	t.stMu.Unlock()
+	return nil
+}
+
+func copyValues(v map[string]any, id string) map[string]any {
+	out := make(map[string]any, len(v)+1)
+	for k, x := range v {
+		out[k] = x
+	}
+	out["Id"] = id
+	return out
+}
+
+// mergeUpdate applies an UPDATE event's changed and nulled fields to the accumulated state.
+func mergeUpdate(st *recState, ev *salesforce.ChangeEvent) {
+	for _, f := range ev.ChangedFields {
+		if v, ok := ev.Values[f]; ok {
+			st.values[f] = v
+		} else {
+			st.values[f] = nil
+		}
+		st.changed = append(st.changed, f)
+	}
+	for _, f := range ev.NulledFields {
+		st.values[f] = nil
+		st.changed = append(st.changed, f)
+	}
+}
+
+// retryLookups retries dead letters whose lookup target was missing, for a while after their first failure:
+// it re-reads the records and writes them; those that fail again are dead-lettered anew.
+func (t *table) retryLookups(ctx context.Context) error {
+	start := time.Now().UTC()
+	dls, err := t.a.stores.DeadLetters.RetryableDeadLetters(ctx, t.cfg.SourceTable, CodeLookupMissing, start.Add(-lookupRetryWithin), 500)
+	if err != nil || len(dls) == 0 {
+		return err
+	}
+	ids := make([]string, len(dls))
+	for i, d := range dls {
+		ids[i] = d.RecordID
+	}
+	t.deadLettered.Add(-int64(len(ids)))
+	if err := t.refetch(ctx, ids); err != nil {
+		t.deadLettered.Add(int64(len(ids)))
+		return err
+	}
+	for _, id := range ids {
+		if err := t.a.stores.DeadLetters.ResolveDeadLetter(ctx, t.cfg.SourceTable, id, start); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,368 @@
+package agent
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+)
+
+// table runs one table mapping: load, then stream, with re-syncs when the stream cannot resume.
+type table struct {
+	a       *Agent
+	cfg     mapping.TableConfig
+	plan    *mapping.Plan
+	types   salesforce.FieldTypes
+	w       *writer
+	log     *slog.Logger
+	topic   string
+	columns []string // "dest<-source" of the effective mapping, for detecting added columns
+	hash    string
+
+	deps   []*table      // tables whose load must finish before this one loads (lookup targets)
+	loaded chan struct{} // closed when this table's first load finished
+	once   sync.Once
+
+	cpMu sync.Mutex
+	cp   Checkpoint
+
+	received, written, deadLettered, skipped atomic.Int64
+	// loaded0 counts rows written by the running load, for progress between page checkpoints.
+	loaded0 atomic.Int64
+
+	stMu        sync.Mutex
+	phase       string
+	reason      string
+	lastEventAt time.Time
+	caughtUp    bool
+	recoveries  []string
+	lastErr     string
+	lastErrAt   time.Time
+
+	// recent remembers the SystemModstamp of records re-read from Salesforce, so events older than what was
+	// written are skipped and never overwrite newer data.
+	recentMu sync.Mutex
+	recent   map[string]time.Time
+}
+
+func mappingColumns(plan *mapping.Plan) ([]string, string) {
+	var cols []string
+	for _, c := range plan.Columns() {
+		cols = append(cols, c.Destination+"<-"+strings.ToLower(c.Source))
+	}
+	sort.Strings(cols)
+	sum := sha256.Sum256([]byte(strings.Join(cols, ",")))
+	return cols, hex.EncodeToString(sum[:8])
+}
+
+func (t *table) setPhase(phase, reason string) {
+	t.stMu.Lock()
+	t.phase, t.reason = phase, reason
+	t.stMu.Unlock()
+	t.log.Info("table phase", "phase", phase, "reason", reason)
+}
+
+func (t *table) recordError(err error) {
+	t.stMu.Lock()
+	t.lastErr, t.lastErrAt = err.Error(), time.Now()
+	t.stMu.Unlock()
+}
+
+func (t *table) addRecovery(what string) {
+	t.stMu.Lock()
+	t.recoveries = append(t.recoveries, time.Now().UTC().Format(time.RFC3339)+" "+what)
+	if len(t.recoveries) > 20 {
+		t.recoveries = t.recoveries[len(t.recoveries)-20:]
+	}
+	t.stMu.Unlock()
+	t.log.Warn("recovery", "what", what)
+}
+
+func (t *table) status() TableStatus {
+	t.stMu.Lock()
+	defer t.stMu.Unlock()
+	t.cpMu.Lock()
+	cp := t.cp
+	t.cpMu.Unlock()
+	s := TableStatus{
+		Table: t.cfg.SourceTable, Destination: t.plan.DestTable, Phase: t.phase, Reason: t.reason,
+		LoadDone: max(cp.LoadDone, t.loaded0.Load()), LoadTotal: cp.LoadTotal,
+		Received: t.received.Load(), Written: t.written.Load(), DeadLettered: t.deadLettered.Load(), Skipped: t.skipped.Load(),
+		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(t.recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
+	}
+	if len(cp.ReplayID) > 0 {
+		s.ReplayAt = cp.UpdatedAt
+	}
+	if !t.caughtUp && !t.lastEventAt.IsZero() {
+		s.LagSeconds = time.Since(t.lastEventAt).Seconds()
+	}
+	return s
+}
+
+func (t *table) tally(o outcome) {
+	t.written.Add(o.written)
+	t.deadLettered.Add(o.deadLettered)
+	t.skipped.Add(o.skipped)
+}
+
+// save stores the checkpoint after mutating it under the lock.
+func (t *table) save(ctx context.Context, mutate func(cp *Checkpoint)) error {
+	t.cpMu.Lock()
+	mutate(&t.cp)
+	t.cp.UpdatedAt = time.Now().UTC()
+	cp := t.cp
+	cp.ReplayID = slices.Clone(cp.ReplayID)
+	cp.RefetchIDs = slices.Clone(cp.RefetchIDs)
+	t.cpMu.Unlock()
+	return t.a.stores.Checkpoints.SaveCheckpoint(ctx, cp)
+}
+
+func (t *table) checkpoint() Checkpoint {
+	t.cpMu.Lock()
+	defer t.cpMu.Unlock()
+	return t.cp
+}
+
+// run drives the table until ctx ends: it resumes from the stored checkpoint and retries failures with
+// backoff, never dropping changes.
+func (t *table) run(ctx context.Context) error {
+	cp, err := t.a.stores.Checkpoints.LoadCheckpoint(ctx, t.cfg.SourceTable)
+	if err != nil {
+		return fmt.Errorf("loading the checkpoint of %s: %w", t.cfg.SourceTable, err)
+	}
+	switch {
+	case cp == nil:
+		t.cp = Checkpoint{Table: t.cfg.SourceTable, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: t.hash, MappingColumns: t.columns}
+	default:
+		t.cp = *cp
+		if t.cp.Phase == PhaseStreaming && t.cp.MappingHash != t.hash {
+			if added := t.addedColumns(cp); len(added) > 0 {
+				// Added or changed columns: existing rows need the new values, so the table is re-synced
+				// while the stored stream position keeps every change made meanwhile.
+				t.cp.Phase, t.cp.LoadReason = PhaseResync, "mapping changed: added "+strings.Join(added, ", ")
+				t.cp.LoadJobID, t.cp.LoadLocator, t.cp.LoadDone = "", "", 0
+				t.addRecovery("mapping change re-sync (" + strings.Join(added, ", ") + ")")
+			}
+			t.cp.MappingHash, t.cp.MappingColumns = t.hash, t.columns
+		}
+	}
+	if t.cp.Phase == PhaseStreaming {
+		t.markLoaded()
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		var err error
+		switch t.checkpoint().Phase {
+		case PhaseStreaming:
+			err = t.stream(ctx)
+		default:
+			err = t.load(ctx)
+		}
+		if err == nil || ctx.Err() != nil {
+			failures = 0
+			continue
+		}
+		failures++
+		t.recordError(err)
+		t.log.Error("table failed, retrying", "err", err, "attempt", failures)
+		if errors.Is(err, salesforce.ErrAPILimit) || errors.Is(err, salesforce.ErrDeliveryLimit) {
+			t.setPhase(t.checkpoint().Phase, "paused: "+err.Error())
+		}
+		if serr := sleepCtx(ctx, retryDelay(failures)); serr != nil {
+			break
+		}
+	}
+	return ctx.Err()
+}
+
+func retryDelay(failures int) time.Duration {
+	d := time.Second << min(failures-1, 6)
+	return min(d, time.Minute)
+}
+
+func (t *table) addedColumns(old *Checkpoint) []string {
+	stored := map[string]bool{}
+	for _, c := range old.MappingColumns {
+		stored[c] = true
+	}
+	var added []string
+	for _, c := range t.columns {
+		if !stored[c] {
+			added = append(added, strings.SplitN(c, "<-", 2)[0])
+		}
+	}
+	return added
+}
+
+func (t *table) markLoaded() { t.once.Do(func() { close(t.loaded) }) }
+
+func sleepCtx(ctx context.Context, d time.Duration) error {
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// rowOps maps records (from a query, a Bulk page or a re-read) to upserts, or deletes for records that are
+// deleted in Salesforce; records the mapping cannot convert are dead-lettered.
+func (t *table) rowOp(ctx context.Context, rec map[string]any) (op, bool, error) {
+	id, _ := rec["Id"].(string)
+	key, err := t.plan.Key(id)
+	if err != nil {
+		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
+	}
+	if deleted, _ := rec["IsDeleted"].(string); deleted == "true" {
+		return t.deleteOp(id, key)
+	}
+	if deleted, _ := rec["IsDeleted"].(bool); deleted {
+		return t.deleteOp(id, key)
+	}
+	row, err := t.plan.Row(rec)
+	if err != nil {
+		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
+	}
+	return op{kind: opUpsert, recordID: id, key: key, row: row, changes: 1}, true, nil
+}
+
+// deleteOp applies the table's delete behaviour; ok is false when deletes are ignored.
+func (t *table) deleteOp(id, key string) (op, bool, error) {
+	switch t.plan.DeleteBehaviour {
+	case mapping.DeleteIgnore:
+		return op{}, false, nil
+	case mapping.DeleteDeactivate:
+		return op{kind: opUpdate, recordID: id, key: key, row: dataverse.Row{"statecode": 1, "statuscode": 2}, changes: 1}, true, nil
+	}
+	return op{kind: opDelete, recordID: id, key: key, changes: 1}, true, nil
+}
+
+func (t *table) deadLetterMapping(ctx context.Context, id, operation string, err error) error {
+	t.deadLettered.Add(1)
+	dl := DeadLetter{Table: t.cfg.SourceTable, RecordID: id, Operation: operation, Code: CodeMapping, Reason: err.Error(), At: time.Now().UTC()}
+	if derr := t.a.stores.DeadLetters.AddDeadLetters(ctx, []DeadLetter{dl}); derr != nil {
+		return fmt.Errorf("storing a dead letter: %w", derr)
+	}
+	return nil
+}
+
+// writeAll writes ops until Dataverse accepts them or ctx ends: table-level failures are retried with
+// backoff (throttling is already handled inside the client), so nothing is ever dropped.
+func (t *table) writeAll(ctx context.Context, ops []op) error {
+	for attempt := 1; ; attempt++ {
+		out, err := t.w.write(ctx, ops)
+		if err == nil {
+			t.tally(out)
+			if len(out.missing) > 0 {
+				// Updates of rows that are not in Dataverse: write the whole record instead.
+				return t.refetch(ctx, out.missing)
+			}
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var te *tableError
+		if !errors.As(err, &te) {
+			return err
+		}
+		t.recordError(err)
+		t.log.Warn("write failed, retrying", "err", err, "attempt", attempt)
+		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// refetch re-reads records from Salesforce (deleted ones included) and writes their current state: an
+// upsert, or a delete for records deleted or gone. It is how gap events, undeletes, events that arrived
+// during a load and updates of missing rows are settled.
+func (t *table) refetch(ctx context.Context, ids []string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	seen := map[string]bool{}
+	var ops []op
+	err := t.a.sf.Retrieve(ctx, t.cfg.SourceTable, t.plan.SourceFields(), ids, func(r salesforce.Record) error {
+		id := r.ID()
+		seen[id] = true
+		if ms, ok := r["SystemModstamp"].(string); ok {
+			if ts, err := parseSFTime(ms); err == nil {
+				t.remember(id, ts)
+			}
+		}
+		o, ok, err := t.rowOp(ctx, r)
+		if err != nil {
+			return err
+		}
+		if ok {
+			ops = append(ops, o)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		if seen[id] || seen[to18(id)] {
+			continue
+		}
+		key, err := t.plan.Key(id)
+		if err != nil {
+			continue
+		}
+		// Not even in the recycle bin: hard-deleted.
+		if o, ok, _ := t.deleteOp(to18(id), key); ok {
+			ops = append(ops, o)
+		}
+	}
+	return t.writeAll(ctx, ops)
+}
+
+func (t *table) remember(id string, modstamp time.Time) {
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	if t.recent == nil || len(t.recent) > 100_000 {
+		t.recent = map[string]time.Time{}
+	}
+	t.recent[to18(id)] = modstamp
+}
+
+// stale reports whether an event committed at commit is older than what a re-read already wrote.
+func (t *table) stale(id string, commit time.Time) bool {
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	ms, ok := t.recent[to18(id)]
+	return ok && !commit.After(ms)
+}
+
+func parseSFTime(s string) (time.Time, error) {
+	for _, layout := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05.000Z", time.RFC3339Nano} {
+		if ts, err := time.Parse(layout, s); err == nil {
+			return ts, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("unrecognised datetime %q", s)
+}
+
+func to18(id string) string {
+	if v, err := sfid.To18(id); err == nil {
+		return v
+	}
+	return id
+}
