@@ -1,0 +1,165 @@
+package dataverse
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+)
+
+// Bulk messages (spec 4.7): POST <set>/Microsoft.Dynamics.CRM.{CreateMultiple|UpdateMultiple|UpsertMultiple}
+// with {"Targets":[...]}, every item typed with "@odata.type". On standard tables the message is one
+// transaction: any failing item rolls back all of them. Availability is switchable per table, and the
+// sdkmessagefilters probe answers accordingly.
+
+// parseTargets reads {"Targets":[{...},...]} in member order, without building maps for the items.
+func parseTargets(set, msg string, body []byte) ([][]field, *apiError) {
+	if len(bytes.TrimSpace(body)) == 0 {
+		return nil, errPayload(set, "An unexpected 'EndOfInput' node was found when reading from the JSON reader. A 'StartObject' node was expected.")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	bad := func(err error) *apiError { return errPayload(set, "Invalid JSON. "+jsonProblem(err)) }
+	tok, err := dec.Token()
+	if err != nil {
+		return nil, bad(err)
+	}
+	if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return nil, bad(errNotObject)
+	}
+	var targets [][]field
+	seen := false
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return nil, bad(err)
+		}
+		if k != "Targets" {
+			var skip any
+			if err := dec.Decode(&skip); err != nil {
+				return nil, bad(err)
+			}
+			return nil, errPayload(set, fmt.Sprintf("The parameter '%v' in the request payload is not a valid parameter for the operation '%s'.", k, msg))
+		}
+		seen = true
+		tok, err := dec.Token()
+		if err != nil {
+			return nil, bad(err)
+		}
+		if d, ok := tok.(json.Delim); !ok || d != '[' {
+			return nil, errPayload(set, "The parameter 'Targets' must be an array of entities.")
+		}
+		for dec.More() {
+			f, err := readObject(dec)
+			if err != nil {
+				if errors.Is(err, errNotObject) {
+					return nil, errPayload(set, "Every item of 'Targets' must be an entity object.")
+				}
+				return nil, bad(err)
+			}
+			targets = append(targets, f)
+		}
+		if _, err := dec.Token(); err != nil {
+			return nil, bad(err)
+		}
+	}
+	if _, err := dec.Token(); err != nil {
+		return nil, bad(err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, errPayload(set, "Invalid JSON. More than one value was found at the root of the JSON content. JSON content can only have one root value.")
+	}
+	if !seen {
+		return nil, errPayload(set, "The parameter 'Targets' of the operation '"+msg+"' is required.")
+	}
+	return targets, nil
+}
+
+func (e *Emulator) serveBulk(c *opCtx, t *table, msg string, body []byte) response {
+	var mode writeMode
+	switch msg {
+	case "CreateMultiple":
+		mode = modeCreate
+	case "UpdateMultiple":
+		mode = modeUpdate
+	case "UpsertMultiple":
+		mode = modeUpsert
+	default:
+		return e.fail(c, errSegment("Microsoft.Dynamics.CRM."+msg))
+	}
+	e.tally(c, cBulkMessage, 1)
+	lim := e.prot.currentLimits()
+	c.cost += time.Duration(lim.Costs.BulkBase)
+	targets, aerr := parseTargets(t.Set, msg, body)
+	if aerr != nil {
+		return e.fail(c, aerr)
+	}
+	e.tally(c, cBulkItems, int64(len(targets)))
+	c.cost += time.Duration(len(targets)) * time.Duration(lim.Costs.BulkItem)
+	return e.inWrite(c, func(tx *txn) (response, *apiError) {
+		if !e.bulk[t.Logical][msg] {
+			return response{}, newError(http.StatusBadRequest, codeMessageNotSupported,
+				"The '%s' method does not support entities of type '%s'. MessageProcessorCache returned MessageProcessor.Empty.", msg, t.Logical)
+		}
+		if len(targets) == 0 {
+			return response{}, errPayload(t.Set, "The parameter 'Targets' of the operation '"+msg+"' must hold at least one entity.")
+		}
+		var ids []byte
+		for _, fields := range targets {
+			res, aerr := e.applyWrite(c, tx, writeOp{t: t, mode: mode, fields: fields, bulk: msg})
+			if aerr != nil {
+				return response{}, aerr
+			}
+			if mode == modeCreate {
+				if len(ids) > 0 {
+					ids = append(ids, ',')
+				}
+				ids = append(ids, '"')
+				ids = appendGUID(ids, res.id)
+				ids = append(ids, '"')
+			}
+		}
+		if mode != modeCreate {
+			return response{status: http.StatusNoContent}, nil
+		}
+		b := []byte(`{"@odata.context":`)
+		b = appendJSONString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse")
+		b = append(b, `,"Ids":[`...)
+		b = append(b, ids...)
+		b = append(b, "]}"...)
+		return jsonResponse(http.StatusOK, b), nil
+	})
+}
+
+// SetBulkMessage switches CreateMultiple, UpdateMultiple or UpsertMultiple on or off for contact or account.
+func (e *Emulator) SetBulkMessage(table, message string, available bool) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := e.bulk[table]
+	if m == nil {
+		return fmt.Errorf("bulk messages are switchable on contact and account, not %q", table)
+	}
+	if _, ok := m[message]; !ok {
+		return fmt.Errorf("bulk message %q must be CreateMultiple, UpdateMultiple or UpsertMultiple", message)
+	}
+	m[message] = available
+	e.syncMessageFilters()
+	return nil
+}
+
+// BulkMessages returns the availability of each bulk message per table.
+func (e *Emulator) BulkMessages() map[string]map[string]bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	out := map[string]map[string]bool{}
+	for t, m := range e.bulk {
+		out[t] = map[string]bool{}
+		for k, v := range m {
+			out[t][k] = v
+		}
+	}
+	return out
+}

@@ -1,0 +1,355 @@
+package dataverse
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+)
+
+// Security model (spec 8): privileges named prv<Action><EntitySchemaName>, roles that grant privileges at a
+// depth, teams and users that hold roles. The sandbox has the application user (System Administrator), a
+// person (System Administrator), one owner team whose role grants every privilege on contact and account,
+// and one owner team whose role grants nothing on them.
+
+var privilegeActions = []string{"Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share"}
+
+// Depths of a privilege grant (spec 8.2), by name.
+var depths = map[string]int{"Basic": 0, "Local": 1, "Deep": 2, "Global": 3}
+
+type privilege struct {
+	id     [16]byte
+	name   string
+	action string // Create, Read, ... (PrivilegeType)
+	table  string // logical name, "" for non-table privileges
+}
+
+type role struct {
+	id    [16]byte
+	name  string
+	privs map[string]string // privilege name → depth
+}
+
+func (e *Emulator) buildPrivileges(gen func() [16]byte) {
+	e.privileges = map[string]*privilege{}
+	add := func(name, action, table string) {
+		p := &privilege{id: metadataID("privilege", name), name: name, action: action, table: table}
+		e.privileges[name] = p
+		e.privilegeOrder = append(e.privilegeOrder, p)
+	}
+	for _, t := range []struct{ logical, schema string }{{"contact", "Contact"}, {"account", "Account"}, {"team", "Team"}, {"systemuser", "User"}, {"businessunit", "BusinessUnit"}, {"role", "Role"}} {
+		for _, a := range privilegeActions {
+			add("prv"+a+t.schema, a, t.logical)
+		}
+	}
+	add("prvActOnBehalfOfAnotherUser", "None", "")
+	add("prvBypassCustomPlugins", "None", "")
+	e.sysadmin = &role{id: gen(), name: "System Administrator"}
+	e.fullRole = &role{id: gen(), name: "crmsync Sync Writer"}
+	e.none = &role{id: gen(), name: "crmsync No Table Access"}
+}
+
+// resetSecurity restores the roles' grants and the two teams. Callers hold e.mu.
+func (e *Emulator) resetSecurity() {
+	e.sysadmin.privs = map[string]string{}
+	for _, p := range e.privilegeOrder {
+		e.sysadmin.privs[p.name] = "Global"
+	}
+	e.fullRole.privs = map[string]string{}
+	for _, t := range []string{"Contact", "Account"} {
+		for _, a := range privilegeActions {
+			e.fullRole.privs["prv"+a+t] = "Global"
+		}
+	}
+	// The empty role holds privileges on other tables only, so a client must look at names, not counts.
+	e.none.privs = map[string]string{"prvReadTeam": "Global", "prvReadUser": "Global"}
+	for _, u := range e.users {
+		u.roles = []*role{e.sysadmin}
+	}
+	e.teams = map[[16]byte]*teamInfo{
+		e.fullTeam:  {id: e.fullTeam, name: "crmsync Sync Owners", roles: []*role{e.fullRole}},
+		e.emptyTeam: {id: e.emptyTeam, name: "crmsync No Privileges", roles: []*role{e.none}},
+	}
+}
+
+// principal is a user or team whose privileges a write checks.
+type principal struct {
+	id    [16]byte
+	team  bool
+	roles []*role
+}
+
+func (e *Emulator) principalFor(tbl *table, id [16]byte) *principal {
+	switch tbl.Logical {
+	case "team":
+		if tm := e.teams[id]; tm != nil {
+			return &principal{id: id, team: true, roles: tm.roles}
+		}
+	case "systemuser":
+		if i := e.userIndex(id); i >= 0 {
+			return &principal{id: id, roles: e.users[i].roles}
+		}
+	}
+	return nil
+}
+
+func (p *principal) has(name string) bool {
+	for _, r := range p.roles {
+		if _, ok := r.privs[name]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+func (p *principal) privilegeCount() int {
+	n := 0
+	for _, r := range p.roles {
+		n += len(r.privs)
+	}
+	return n
+}
+
+// errMissingPrivilege is Dataverse's SecLib access-check failure (spec 6.2, 0x80040220).
+func (e *Emulator) errMissingPrivilege(p *principal, name string, t *table) *apiError {
+	kind, typ := "user", 8
+	if p.team {
+		kind, typ = "team", 9
+	}
+	priv := e.privileges[name]
+	var pid [16]byte
+	if priv != nil {
+		pid = priv.id
+	}
+	return newError(http.StatusForbidden, codePrivilegeDenied,
+		"Principal %s (Id=%s, type=%d, roleCount=%d, privilegeCount=%d, accessMode=0), is missing %s privilege (Id=%s) on OTC=%d for entity '%s'. context.Caller=%s",
+		kind, guidString(p.id), typ, len(p.roles), p.privilegeCount(), name, guidString(pid), t.OTC, t.Logical, e.ApplicationUserID())
+}
+
+// checkWritePrivileges applies the checks of spec 8.3 to a write of table t: the caller and, when ownerid is
+// bound, the new owner need Create (new row) or Write (existing row); a bound owner needs Read unless the
+// behaviour switch drops it; setting a lookup needs Append on t and AppendTo on each target table.
+// Callers hold e.mu.
+func (e *Emulator) checkWritePrivileges(caller int, owner *value, t *table, create bool, lookupTargets []*table) *apiError {
+	principals := []*principal{{id: e.users[caller].id, roles: e.users[caller].roles}}
+	boundOwner := -1
+	if owner != nil && !owner.isNull() {
+		if p := e.principalFor(e.tables[owner.tbl], owner.g); p != nil {
+			principals = append(principals, p)
+			boundOwner = len(principals) - 1
+		}
+	}
+	action := "Write"
+	if create {
+		action = "Create"
+	}
+	for i, p := range principals {
+		need := []string{"prv" + action + t.Schema}
+		if i == boundOwner && e.set.requireOwnerRead {
+			need = append(need, "prvRead"+t.Schema)
+		}
+		if len(lookupTargets) > 0 {
+			need = append(need, "prvAppend"+t.Schema)
+		}
+		for _, name := range need {
+			if !p.has(name) {
+				return e.errMissingPrivilege(p, name, t)
+			}
+		}
+		for _, target := range lookupTargets {
+			name := "prvAppendTo" + target.Schema
+			if target.system {
+				continue // lookups to users, teams and business units need no AppendTo here
+			}
+			if !p.has(name) {
+				return e.errMissingPrivilege(p, name, target)
+			}
+		}
+	}
+	return nil
+}
+
+// retrievePrivileges answers RetrieveTeamPrivileges / RetrieveUserPrivileges (spec 8.2).
+func (e *Emulator) retrievePrivileges(c *opCtx, p *principal, responseType string) response {
+	type grant struct {
+		p     *privilege
+		depth string
+	}
+	seen := map[string]grant{}
+	for _, r := range p.roles {
+		for name, depth := range r.privs {
+			if g, ok := seen[name]; !ok || depths[depth] > depths[g.depth] {
+				seen[name] = grant{p: e.privileges[name], depth: depth}
+			}
+		}
+	}
+	grants := make([]grant, 0, len(seen))
+	for _, g := range seen {
+		if g.p != nil {
+			grants = append(grants, g)
+		}
+	}
+	sort.Slice(grants, func(i, j int) bool { return grants[i].p.name < grants[j].p.name })
+	b := []byte(`{"@odata.context":`)
+	b = appendJSONString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM."+responseType)
+	b = append(b, `,"RolePrivileges":[`...)
+	for i, g := range grants {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"Depth":`...)
+		b = appendJSONString(b, g.depth)
+		b = append(b, `,"PrivilegeId":"`...)
+		b = appendGUID(b, g.p.id)
+		b = append(b, `","BusinessUnitId":"`...)
+		b = appendGUID(b, e.rootBU)
+		b = append(b, `","PrivilegeName":`...)
+		b = appendJSONString(b, g.p.name)
+		b = append(b, `,"RecordFilterId":null,"RecordFilterUniqueName":null}`...)
+	}
+	b = append(b, "]}"...)
+	return jsonResponse(http.StatusOK, b)
+}
+
+// accessRights are the AccessRights flag names of spec 8.4, in flag order.
+var accessRights = []struct {
+	name   string
+	action string
+}{{"ReadAccess", "Read"}, {"WriteAccess", "Write"}, {"AppendAccess", "Append"}, {"AppendToAccess", "AppendTo"},
+	{"CreateAccess", "Create"}, {"DeleteAccess", "Delete"}, {"ShareAccess", "Share"}, {"AssignAccess", "Assign"}}
+
+// retrievePrincipalAccess answers RetrievePrincipalAccess(Target=@tid) (spec 8.4) from the principal's
+// privileges on the target's table.
+func (e *Emulator) retrievePrincipalAccess(c *opCtx, p *principal, rawQuery string) response {
+	q, _ := url.ParseQuery(rawQuery)
+	target := ""
+	for k, v := range q {
+		if strings.HasPrefix(k, "@") && len(v) > 0 {
+			target = v[0]
+		}
+	}
+	// @tid={'@odata.id':'contacts(<guid>)'}
+	_, ref, ok := strings.Cut(target, "'@odata.id':")
+	if !ok {
+		return errorResponse(errBadRequest("RetrievePrincipalAccess needs Target=@p with @p={'@odata.id':'<set>(<id>)'}"), false)
+	}
+	ref = strings.Trim(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(ref), "}")), "'\"")
+	t, id, aerr := e.parseEntityRef(ref)
+	if aerr != nil {
+		return errorResponse(aerr, false)
+	}
+	if _, ok := t.lookup(id); !ok {
+		return errorResponse(errNotFound(t.Logical, id), false)
+	}
+	var names []string
+	for _, ar := range accessRights {
+		if p.has("prv" + ar.action + t.Schema) {
+			names = append(names, ar.name)
+		}
+	}
+	rights := "None"
+	if len(names) > 0 {
+		rights = strings.Join(names, ", ")
+	}
+	b := []byte(`{"@odata.context":`)
+	b = appendJSONString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.RetrievePrincipalAccessResponse")
+	b = append(b, `,"AccessRights":`...)
+	b = appendJSONString(b, rights)
+	b = append(b, '}')
+	return jsonResponse(http.StatusOK, b)
+}
+
+// teamRoles answers teams(<id>)/teamroles_association.
+func (e *Emulator) teamRoles(c *opCtx, tm *teamInfo) response {
+	b := []byte(`{"@odata.context":`)
+	b = appendJSONString(b, e.baseURL()+"$metadata#roles(name,roleid)")
+	b = append(b, `,"value":[`...)
+	for i, r := range tm.roles {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"@odata.etag":"W/\"1\"","name":`...)
+		b = appendJSONString(b, r.name)
+		b = append(b, `,"roleid":"`...)
+		b = appendGUID(b, r.id)
+		b = append(b, `"}`...)
+	}
+	b = append(b, "]}"...)
+	return jsonResponse(http.StatusOK, b)
+}
+
+// TeamPrivileges returns the privilege names a team's roles grant, sorted.
+func (e *Emulator) TeamPrivileges(teamID string) ([]string, error) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	tm, err := e.teamByID(teamID)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, r := range tm.roles {
+		for name := range r.privs {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (e *Emulator) teamByID(teamID string) (*teamInfo, error) {
+	id, ok := parseGUID(teamID)
+	if !ok {
+		return nil, fmt.Errorf("team id %q is not a GUID", teamID)
+	}
+	tm := e.teams[id]
+	if tm == nil {
+		return nil, fmt.Errorf("no team %s", teamID)
+	}
+	return tm, nil
+}
+
+// GrantTeamPrivileges adds privileges (e.g. "prvCreateContact") at depth ("Global" when empty) to the
+// team's own role.
+func (e *Emulator) GrantTeamPrivileges(teamID, depth string, names ...string) error {
+	if depth == "" {
+		depth = "Global"
+	}
+	if _, ok := depths[depth]; !ok {
+		return fmt.Errorf("depth %q must be Basic, Local, Deep or Global", depth)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tm, err := e.teamByID(teamID)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if e.privileges[n] == nil {
+			return fmt.Errorf("unknown privilege %q (want prv<Action><Table>, e.g. prvCreateContact)", n)
+		}
+	}
+	for _, n := range names {
+		tm.roles[0].privs[n] = depth
+	}
+	return nil
+}
+
+// RevokeTeamPrivileges removes privileges from the team's own role.
+func (e *Emulator) RevokeTeamPrivileges(teamID string, names ...string) error {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	tm, err := e.teamByID(teamID)
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if e.privileges[n] == nil {
+			return fmt.Errorf("unknown privilege %q (want prv<Action><Table>, e.g. prvCreateContact)", n)
+		}
+	}
+	for _, n := range names {
+		delete(tm.roles[0].privs, n)
+	}
+	return nil
+}
