@@ -31,6 +31,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSandboxCommand())
+	root.AddCommand(newSandboxCommand(), newAgentCommand())
 	return root
 }
