@@ -670,12 +670,11 @@ func (e *Emulator) AdminHandler() http.Handler {
 		adminJSON(w, http.StatusOK, map[string]string{"status": "reset"})
 	})
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern == "" {
+		if _, pattern := mux.Handler(r); pattern == "" {
 			adminJSON(w, http.StatusNotFound, map[string]string{"error": r.Method + " " + r.URL.Path + " is not an admin endpoint; see docs/sandbox-salesforce.md"})
 			return
 		}
-		h.ServeHTTP(w, r)
+		mux.ServeHTTP(w, r) // (not the handler found above: ServeHTTP sets the path values)
 	})
 }
 
