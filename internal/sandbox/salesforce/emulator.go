@@ -242,12 +242,6 @@ func (e *Emulator) SetSettings(s Settings) error {
 	return nil
 }
 
-// intervalSetter is implemented by a Pub/Sub server whose keepalive and idle intervals can change while it
-// runs.
-type intervalSetter interface {
-	SetIntervals(keepalive, idle time.Duration)
-}
-
 func (e *Emulator) applySettings(s Settings) {
 	e.settingsMu.Lock()
 	e.settings = s
@@ -256,8 +250,8 @@ func (e *Emulator) applySettings(s Settings) {
 	e.store.mu.Lock()
 	e.store.overflowThreshold = s.OverflowThreshold
 	e.store.mu.Unlock()
-	if ps, ok := any(e.pubsub).(intervalSetter); ok && e.pubsub != nil {
-		ps.SetIntervals(s.KeepaliveInterval, s.IdleTimeout)
+	if e.pubsub != nil { // nil while New builds the emulator; New passes the intervals in pubsub.Config
+		e.pubsub.SetIntervals(s.KeepaliveInterval, s.IdleTimeout)
 	}
 }
 
