@@ -341,3 +341,12 @@ func sorted(s ...string) []string {
 func bigOf(n int64) *big.Int { return big.NewInt(n) }
 
 func itoaPos(n int) string { return strconv.Itoa(n) }
+
+// grpcTrailer collects a unary call's trailer.
+type grpcTrailer struct{ md metadata.MD }
+
+func (g *grpcTrailer) opt() grpc.CallOption { return grpc.Trailer(&g.md) }
+
+func withAuth(ctx context.Context, token, instance, tenant string) context.Context {
+	return metadata.AppendToOutgoingContext(ctx, "accesstoken", token, "instanceurl", instance, "tenantid", tenant)
+}
