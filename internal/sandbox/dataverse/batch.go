@@ -281,15 +281,15 @@ func writeHTTPPart(buf *bytes.Buffer, boundary, contentID string, r response) {
 	}
 	buf.WriteString("\r\n")
 	buf.WriteString("HTTP/1.1 " + strconv.Itoa(r.status) + " " + http.StatusText(r.status) + "\r\n")
-	if r.header.Get("Content-Type") == "" && len(r.body) > 0 {
+	if r.get("Content-Type") == "" && len(r.body) > 0 {
 		buf.WriteString("Content-Type: " + jsonContentType + "\r\n")
 	}
 	buf.WriteString("OData-Version: 4.0\r\n")
-	if id := r.header.Get("OData-EntityId"); id != "" {
+	if id := r.get("OData-EntityId"); id != "" {
 		buf.WriteString("Location: " + id + "\r\n")
 	}
 	for _, k := range []string{"Content-Type", "OData-EntityId", "ETag", "Preference-Applied", "Retry-After"} {
-		if v := r.header.Get(k); v != "" {
+		if v := r.get(k); v != "" {
 			buf.WriteString(k + ": " + v + "\r\n")
 		}
 	}

@@ -104,6 +104,17 @@ type response struct {
 	entity *entityRef // the row a write addressed, for $batch Content-ID references
 }
 
+// get reads a header set by set, which keeps Dataverse's spelling (OData-EntityId) rather than Go's
+// canonical form.
+func (r *response) get(k string) string {
+	for name, v := range r.header {
+		if strings.EqualFold(name, k) && len(v) > 0 {
+			return v[0]
+		}
+	}
+	return ""
+}
+
 func (r *response) set(k, v string) {
 	if r.header == nil {
 		r.header = make(http.Header, 4)
