@@ -73,10 +73,11 @@ type avroField struct {
 	Default *json.RawMessage `json:"default,omitempty"`
 }
 
+// avroRecord is a record schema; the key order follows the schemas a real org serves (spec 6.6).
 type avroRecord struct {
-	Type      string      `json:"type"`
 	Name      string      `json:"name"`
 	Namespace string      `json:"namespace,omitempty"`
+	Type      string      `json:"type"`
 	Fields    []avroField `json:"fields"`
 	UUID      string      `json:"uuid,omitempty"`
 }
