@@ -72,7 +72,7 @@ func (e *Emulator) generator() *adminGen {
 	e.adminGenMu.Lock()
 	defer e.adminGenMu.Unlock()
 	if e.adminGen == nil {
-		e.adminGen = &adminGen{g: fakedata.New(e.cfg.Seed + 1), rng: rand.New(rand.NewPCG(uint64(e.cfg.Seed), 0xad))}
+		e.adminGen = &adminGen{g: fakedata.New(e.cfg.Seed + 1), rng: rand.New(rand.NewPCG(uint64(e.cfg.Seed), 0xad))} //nolint:gosec // repeatable test data, not secrets
 	}
 	return e.adminGen
 }

@@ -122,6 +122,9 @@ func (e *Emulator) routeBulk(c *call, rest []string) {
 		return
 	}
 	m := c.r.Method
+	if m == http.MethodHead {
+		m = http.MethodGet
+	}
 	switch {
 	case len(rest) == 0 && m == http.MethodPost:
 		e.count("bulk.create_job")

@@ -79,12 +79,12 @@ func faultError(w http.ResponseWriter, r *http.Request, status int) {
 	}
 	code := "UNKNOWN_EXCEPTION"
 	msg := "An unexpected error occurred. Please include this ErrorId if you contact support: 1234567890-12345 (-1234567890)"
-	switch {
-	case status == http.StatusServiceUnavailable || status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
+	switch status {
+	case http.StatusServiceUnavailable, http.StatusBadGateway, http.StatusGatewayTimeout:
 		code, msg = "SERVER_UNAVAILABLE", "Server temporarily unavailable, please retry"
-	case status == http.StatusTooManyRequests || status == http.StatusForbidden:
+	case http.StatusTooManyRequests, http.StatusForbidden:
 		code, msg = "REQUEST_LIMIT_EXCEEDED", "ConcurrentPerOrgLongTxn Limit exceeded."
-	case status == http.StatusUnauthorized:
+	case http.StatusUnauthorized:
 		code, msg = errInvalidSession.Code, errInvalidSession.Message
 	}
 	writeAPIError(w, &apiError{Status: status, Code: code, Message: msg})

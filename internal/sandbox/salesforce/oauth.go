@@ -22,7 +22,7 @@ import (
 // userinfo and revoke. Access tokens are opaque session Ids "<orgId15>!<random>", valid for the token
 // lifetime on the sandbox clock from the moment they are issued.
 
-const jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+const jwtBearerGrant = "urn:ietf:params:oauth:grant-type:jwt-bearer" //nolint:gosec // a grant type name, not a credential
 
 // session is one issued access token.
 type session struct {

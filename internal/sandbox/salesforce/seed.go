@@ -16,7 +16,7 @@ func (e *Emulator) seed() error {
 		return nil
 	}
 	g := fakedata.New(e.cfg.Seed)
-	rng := rand.New(rand.NewPCG(uint64(e.cfg.Seed), 0x5eed))
+	rng := rand.New(rand.NewPCG(uint64(e.cfg.Seed), 0x5eed)) //nolint:gosec // repeatable seed data, not secrets
 	acc, ok := e.store.meta("Account")
 	con, ok2 := e.store.meta("Contact")
 	if !ok || !ok2 {

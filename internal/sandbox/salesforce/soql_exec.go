@@ -210,8 +210,6 @@ type resultSet struct {
 	parents [][]*record // [rel][row]
 }
 
-func (rs *resultSet) parent(rel, row int) *record { return rs.parents[rel][row] }
-
 // value returns the value of ref for row i of the snapshot.
 func (rs *resultSet) value(ref fieldRef, i int) any {
 	if ref.rel < 0 {
@@ -235,7 +233,7 @@ func (s *store) execute(q *query, all bool) *resultSet {
 
 	// Scan order follows the Id index; ORDER BY Id needs no sort, and with a LIMIT the scan stops early.
 	idOrder, desc := true, false
-	if len(q.orderBy) > 1 || len(q.orderBy) == 1 && !(q.orderBy[0].ref.rel < 0 && q.orderBy[0].ref.field.Type == "id") {
+	if len(q.orderBy) > 1 || len(q.orderBy) == 1 && !isIDRef(q.orderBy[0].ref) {
 		idOrder = false
 	} else if len(q.orderBy) == 1 {
 		desc = q.orderBy[0].desc

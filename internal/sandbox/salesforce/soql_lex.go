@@ -33,13 +33,13 @@ func (t token) isPunct(p string) bool { return t.kind == tPunct && t.text == p }
 
 // soqlError builds a query error in Salesforce's format for a token at byte offset pos.
 func soqlError(q string, pos int, code, format string, args ...any) *apiError {
-	row, col, start := 1, 1, 0
+	row, start := 1, 0
 	for i := 0; i < pos && i < len(q); i++ {
 		if q[i] == '\n' {
 			row, start = row+1, i+1
 		}
 	}
-	col = pos - start + 1
+	col := pos - start + 1
 	end := strings.IndexByte(q[start:], '\n')
 	line := q[start:]
 	if end >= 0 {
