@@ -84,6 +84,7 @@ func (r *record) get(i int) any {
 	return nil
 }
 
+// id returns the record's Id: package schema puts Id first in every object.
 func (r *record) id() string {
 	s, _ := r.vals[0].(string)
 	return s

@@ -370,12 +370,12 @@ func (e *Emulator) handleUserinfo(w http.ResponseWriter, r *http.Request) {
 // userinfo is the OpenID Connect userinfo document of a user, with Salesforce's additions.
 func (e *Emulator) userinfo(user string) map[string]any {
 	base := e.cfg.InstanceURL
-	ver := e.cfg.APIVersion
 	name, email := "Integration User", e.cfg.Username
 	given, family := "Integration", "User"
 	if user == e.adminUserID {
 		name, email, given, family = "Sandbox Admin", "admin@crmsync.sandbox", "Sandbox", "Admin"
 	}
+	// The URLs keep the literal {version} placeholder, as a real org's userinfo does.
 	urls := map[string]string{}
 	for k, v := range map[string]string{
 		"enterprise": "/services/Soap/c/{version}/" + e.cfg.OrgID[:15], "metadata": "/services/Soap/m/{version}/" + e.cfg.OrgID[:15],
@@ -390,7 +390,6 @@ func (e *Emulator) userinfo(user string) map[string]any {
 		urls[k] = base + v
 	}
 	urls["custom_domain"] = base
-	_ = ver
 	return map[string]any{
 		"sub":                            e.identityURL(user),
 		"user_id":                        user,

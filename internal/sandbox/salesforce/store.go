@@ -101,7 +101,7 @@ func (s *store) insertSeed(object string, r *record) {
 	t.rows = append(t.rows, r)
 }
 
-// lookup returns a record by Id (any object the store holds), or nil.
+// lookupLocked returns a record of object by 18-character Id, or nil; the caller holds the lock.
 func (s *store) lookupLocked(object, id18 string) *record {
 	if t := s.tables[object]; t != nil {
 		return t.get(id18)
@@ -433,7 +433,7 @@ func (s *store) checkValues(m *objMeta, values map[int]any, current func(object,
 	return nil
 }
 
-// snapshotRecord returns the current record by Id (18 characters) of an object, or nil.
+// get returns the current record of object by 18-character Id, or nil.
 func (s *store) get(object, id18 string) *record {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
