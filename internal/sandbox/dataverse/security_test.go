@@ -1,0 +1,145 @@
+package dataverse
+
+import (
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+)
+
+func privilegeNames(t *testing.T, r result) []string {
+	t.Helper()
+	var names []string
+	for _, p := range r.json(t)["RolePrivileges"].([]any) {
+		m := p.(map[string]any)
+		for _, k := range []string{"Depth", "PrivilegeId", "BusinessUnitId", "PrivilegeName"} {
+			if m[k] == nil {
+				t.Errorf("RolePrivilege lacks %s: %v", k, m)
+			}
+		}
+		names = append(names, m["PrivilegeName"].(string))
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Issue 3 point 7 / spec 8.1-8.2: teams are readable, and RetrieveTeamPrivileges answers from the team's
+// roles: one team holds every privilege on contact and account, the other none on them.
+func TestTeamsAndRetrieveTeamPrivileges(t *testing.T) {
+	env := newTestEnv(t)
+	env.login()
+	r := env.mustStatus(env.call(http.MethodGet, "teams?$select=teamid,name,teamtype,_businessunitid_value&$filter=name eq 'crmsync Sync Owners'", nil), http.StatusOK)
+	teams := values(t, r)
+	if len(teams) != 1 || teams[0]["teamid"] != env.emu.TeamID() || teams[0]["teamtype"] != float64(0) || teams[0]["_businessunitid_value"] != env.emu.BusinessUnitID() {
+		t.Fatalf("teams query: %s", r.raw)
+	}
+	r = env.mustStatus(env.call(http.MethodGet, "teams("+env.emu.TeamID()+")/Microsoft.Dynamics.CRM.RetrieveTeamPrivileges()", nil), http.StatusOK)
+	if !strings.HasSuffix(r.json(t)["@odata.context"].(string), "$metadata#Microsoft.Dynamics.CRM.RetrieveTeamPrivilegesResponse") {
+		t.Errorf("context: %s", r.raw)
+	}
+	full := strings.Join(privilegeNames(t, r), " ")
+	for _, p := range []string{"prvCreateContact", "prvReadContact", "prvWriteContact", "prvAppendContact", "prvAppendToContact",
+		"prvCreateAccount", "prvReadAccount", "prvWriteAccount", "prvAppendAccount", "prvAppendToAccount"} {
+		if !strings.Contains(full, p) {
+			t.Errorf("full team lacks %s: %s", p, full)
+		}
+	}
+	r = env.mustStatus(env.call(http.MethodGet, "teams("+env.emu.TeamWithoutPrivilegesID()+")/Microsoft.Dynamics.CRM.RetrieveTeamPrivileges()", nil), http.StatusOK)
+	for _, p := range privilegeNames(t, r) {
+		if strings.HasSuffix(p, "Contact") || strings.HasSuffix(p, "Account") {
+			t.Errorf("team without privileges holds %s", p)
+		}
+	}
+	r = env.mustStatus(env.call(http.MethodGet, "teams("+env.emu.TeamID()+")/teamroles_association?$select=name,roleid", nil), http.StatusOK)
+	if roles := values(t, r); len(roles) != 1 || roles[0]["name"] != "crmsync Sync Writer" {
+		t.Errorf("teamroles_association: %s", r.raw)
+	}
+	r = env.mustStatus(env.call(http.MethodGet, "systemusers("+env.emu.ApplicationUserID()+")/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()", nil), http.StatusOK)
+	if !strings.Contains(strings.Join(privilegeNames(t, r), " "), "prvActOnBehalfOfAnotherUser") {
+		t.Error("the application user is not a System Administrator")
+	}
+	r = env.call(http.MethodGet, "teams("+guidC+")/Microsoft.Dynamics.CRM.RetrieveTeamPrivileges()", nil)
+	if r.status != http.StatusNotFound {
+		t.Errorf("unknown team: %d", r.status)
+	}
+	// systemusers and businessunits are readable enough for binds and WhoAmI.
+	r = env.mustStatus(env.call(http.MethodGet, "systemusers("+env.emu.ApplicationUserID()+")?$select=fullname,applicationid,_businessunitid_value", nil), http.StatusOK)
+	if m := r.json(t); m["applicationid"] != env.emu.Config().ClientID || m["_businessunitid_value"] != env.emu.BusinessUnitID() {
+		t.Errorf("application user: %s", r.raw)
+	}
+	env.mustStatus(env.call(http.MethodGet, "businessunits("+env.emu.BusinessUnitID()+")", nil), http.StatusOK)
+	r = env.call(http.MethodPost, "teams", map[string]any{"name": "mine"})
+	if r.status != http.StatusForbidden {
+		t.Errorf("creating a team: %d (the sandbox keeps system tables read-only)", r.status)
+	}
+}
+
+// Issue 3 point 7 / spec 8.3, 6.2: a write whose ownerid binds a team lacking the privilege fails with 403 /
+// 0x80040220 naming it (create, write, append, and append-to on the lookup's target), and changes nothing.
+func TestWritesOwnedByATeamNeedItsPrivileges(t *testing.T) {
+	env := newTestEnv(t)
+	env.login()
+	none, full := env.emu.TeamWithoutPrivilegesID(), env.emu.TeamID()
+	env.mustStatus(env.call(http.MethodPost, "accounts", map[string]any{"accountid": guidA, "name": "Parent", "ownerid@odata.bind": "/teams(" + full + ")"}), http.StatusNoContent)
+	env.mustStatus(env.call(http.MethodPost, "contacts", map[string]any{"contactid": guidB, "lastname": "Existing", "ownerid@odata.bind": "/teams(" + full + ")"}), http.StatusNoContent)
+	before := env.export("contact")
+
+	expect := func(name string, r result, privilege string) {
+		t.Helper()
+		if r.status != http.StatusForbidden || r.errorCode(t) != codePrivilegeDenied {
+			t.Fatalf("%s: %d %s, want 403 %s", name, r.status, r.raw, codePrivilegeDenied)
+		}
+		msg := r.errorMessage(t)
+		if !strings.Contains(msg, "is missing "+privilege+" privilege") || !strings.Contains(msg, "Principal team (Id="+none) {
+			t.Errorf("%s: message %q does not name %s for team %s", name, msg, privilege, none)
+		}
+	}
+	owner := "/teams(" + none + ")"
+	expect("create", env.call(http.MethodPost, "contacts", map[string]any{"lastname": "X", "ownerid@odata.bind": owner}), "prvCreateContact")
+	expect("upsert that creates", env.call(http.MethodPatch, "contacts("+guidC+")", map[string]any{"lastname": "X", "ownerid@odata.bind": owner}), "prvCreateContact")
+	expect("upsert that updates", env.call(http.MethodPatch, "contacts("+guidB+")", map[string]any{"lastname": "X", "ownerid@odata.bind": owner}), "prvWriteContact")
+	expect("bulk", env.call(http.MethodPost, "contacts/Microsoft.Dynamics.CRM.UpsertMultiple", contactTargets(3, 0, none)), "prvCreateContact")
+
+	if err := env.emu.GrantTeamPrivileges(none, "", "prvCreateContact", "prvReadContact", "prvWriteContact"); err != nil {
+		t.Fatal(err)
+	}
+	expect("lookup without append", env.call(http.MethodPatch, "contacts("+guidC+")", map[string]any{"lastname": "X", "ownerid@odata.bind": owner,
+		"parentcustomerid_account@odata.bind": "/accounts(" + guidA + ")"}), "prvAppendContact")
+	var granted teamView
+	if status := env.adminCall(http.MethodPost, "/teams/"+none+"/privileges", map[string]any{"grant": []string{"prvAppendContact"}}, &granted); status != http.StatusOK {
+		t.Fatalf("admin grant: %d", status)
+	}
+	expect("lookup without append-to on the target", env.call(http.MethodPatch, "contacts("+guidC+")", map[string]any{"lastname": "X", "ownerid@odata.bind": owner,
+		"parentcustomerid_account@odata.bind": "/accounts(" + guidA + ")"}), "prvAppendToAccount")
+	if env.export("contact") != before {
+		t.Fatal("a refused write changed stored rows")
+	}
+	if err := env.emu.GrantTeamPrivileges(none, "Global", "prvAppendToAccount"); err != nil {
+		t.Fatal(err)
+	}
+	env.mustStatus(env.call(http.MethodPatch, "contacts("+guidC+")", map[string]any{"lastname": "X", "ownerid@odata.bind": owner,
+		"parentcustomerid_account@odata.bind": "/accounts(" + guidA + ")"}), http.StatusNoContent)
+
+	// Revoking through the admin API takes effect at once, and RetrieveTeamPrivileges follows.
+	if status := env.adminCall(http.MethodPost, "/teams/"+none+"/privileges", map[string]any{"revoke": []string{"prvWriteContact"}}, &granted); status != http.StatusOK {
+		t.Fatalf("admin revoke: %d", status)
+	}
+	expect("after revoke", env.call(http.MethodPatch, "contacts("+guidC+")", map[string]any{"firstname": "Y", "ownerid@odata.bind": owner}), "prvWriteContact")
+	r := env.mustStatus(env.call(http.MethodGet, "teams("+none+")/Microsoft.Dynamics.CRM.RetrieveTeamPrivileges()", nil), http.StatusOK)
+	if names := strings.Join(privilegeNames(t, r), " "); strings.Contains(names, "prvWriteContact") || !strings.Contains(names, "prvAppendToAccount") {
+		t.Errorf("privileges after grant/revoke: %s", names)
+	}
+	r = env.mustStatus(env.call(http.MethodGet, "teams("+none+")/Microsoft.Dynamics.CRM.RetrievePrincipalAccess(Target=@tid)?@tid={'@odata.id':'contacts("+guidC+")'}", nil), http.StatusOK)
+	if got := r.json(t)["AccessRights"]; got != "ReadAccess, AppendAccess, CreateAccess" {
+		t.Errorf("RetrievePrincipalAccess = %v", got)
+	}
+	if err := env.emu.GrantTeamPrivileges(none, "", "prvNoSuchThing"); err == nil {
+		t.Error("granting an unknown privilege succeeded")
+	}
+	if err := env.emu.Reset(); err != nil {
+		t.Fatal(err)
+	}
+	if p, _ := env.emu.TeamPrivileges(none); strings.Contains(strings.Join(p, " "), "Contact") {
+		t.Errorf("Reset kept granted privileges: %v", p)
+	}
+}
