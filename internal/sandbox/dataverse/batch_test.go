@@ -20,7 +20,9 @@ type batchBuilder struct {
 
 func newBatch() *batchBuilder { return &batchBuilder{boundary: "batch_AAA123"} }
 
-func (bb *batchBuilder) contentType() string { return "multipart/mixed; boundary=\"" + bb.boundary + "\"" }
+func (bb *batchBuilder) contentType() string {
+	return "multipart/mixed; boundary=\"" + bb.boundary + "\""
+}
 
 func request(method, url, body string, headers ...string) string {
 	var s strings.Builder

@@ -113,11 +113,11 @@ func TestBindsAndSystemColumns(t *testing.T) {
 		t.Fatalf("lookups: %s", r.raw)
 	}
 	for k, want := range map[string]string{
-		"_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname":           "account",
+		"_parentcustomerid_value@Microsoft.Dynamics.CRM.lookuplogicalname":            "account",
 		"_parentcustomerid_value@Microsoft.Dynamics.CRM.associatednavigationproperty": "parentcustomerid_account",
-		"_parentcustomerid_value@OData.Community.Display.V1.FormattedValue":          "Contoso",
-		"_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname":                    "team",
-		"_modifiedby_value":                                                           env.emu.ApplicationUserID(),
+		"_parentcustomerid_value@OData.Community.Display.V1.FormattedValue":           "Contoso",
+		"_ownerid_value@Microsoft.Dynamics.CRM.lookuplogicalname":                     "team",
+		"_modifiedby_value": env.emu.ApplicationUserID(),
 	} {
 		if m[k] != want {
 			t.Errorf("%s = %v, want %q", k, m[k], want)
