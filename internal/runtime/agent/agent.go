@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"strings"
 	"sync"
 	"time"
 
@@ -251,6 +250,3 @@ func (a *Agent) report(ctx context.Context) {
 		a.log.Warn("reporting status", "err", err)
 	}
 }
-
-// Topic returns the change-event channel of a table's source object.
-func Topic(object string) string { return "/data/" + strings.TrimSpace(object) + "ChangeEvent" }

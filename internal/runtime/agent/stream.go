@@ -121,9 +121,6 @@ func (t *table) stream(ctx context.Context) error {
 				}
 				return t.streamFailed(ctx, m.err)
 			}
-			t.stMu.Lock()
-			t.caughtUp = len(m.b.Events) == 0
-			t.stMu.Unlock()
 			if len(m.b.Events) == 0 {
 				if len(window) == 0 && len(m.b.LatestReplayID) > 0 && time.Since(lastSave) >= 5*time.Second {
 					// A keepalive while idle: move the stored position along so it stays within retention.
@@ -134,6 +131,11 @@ func (t *table) stream(ctx context.Context) error {
 					}
 				}
 				continue
+			}
+			if len(window) == 0 {
+				t.stMu.Lock()
+				t.oldestPending = m.b.Events[0].CommitTimestamp
+				t.stMu.Unlock()
 			}
 			window = append(window, m.b.Events...)
 			if len(window) >= t.a.tuning.BatchSize {
@@ -397,7 +399,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 		}
 	}
 	t.stMu.Lock()
-	t.lastEventAt = lastCommit
+	t.lastEventAt, t.oldestPending = lastCommit, time.Time{}
 	t.stMu.Unlock()
 	return nil
 }

@@ -47,7 +47,8 @@ type table struct {
 	phase       string
 	reason      string
 	lastEventAt time.Time
-	caughtUp    bool
+	// oldestPending is the commit time of the oldest received change not yet written (zero when none).
+	oldestPending time.Time
 	recoveries  []string
 	lastErr     string
 	lastErrAt   time.Time
@@ -106,8 +107,8 @@ func (t *table) status() TableStatus {
 	if len(cp.ReplayID) > 0 {
 		s.ReplayAt = cp.UpdatedAt
 	}
-	if !t.caughtUp && !t.lastEventAt.IsZero() {
-		s.LagSeconds = time.Since(t.lastEventAt).Seconds()
+	if !t.oldestPending.IsZero() {
+		s.LagSeconds = max(0, time.Since(t.oldestPending).Seconds())
 	}
 	return s
 }

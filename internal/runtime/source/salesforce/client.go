@@ -160,7 +160,9 @@ type Stats struct {
 }
 
 func (s *Stats) add(kind string) {
-	s.total.Add(1)
+	if !strings.HasPrefix(kind, "pubsub.") {
+		s.total.Add(1)
+	}
 	s.mu.Lock()
 	if s.counts == nil {
 		s.counts = map[string]int64{}
@@ -169,7 +171,8 @@ func (s *Stats) add(kind string) {
 	s.mu.Unlock()
 }
 
-// Total is the number of API calls (token requests excluded: they do not count against the API budget).
+// Total is the number of REST and Bulk API calls: what counts against the org's daily API budget (token
+// requests and Pub/Sub RPCs, counted by kind, do not).
 func (s *Stats) Total() int64 { return s.total.Load() }
 
 // Snapshot returns a copy of the counts by kind.
