@@ -2,10 +2,7 @@ package dataverse
 
 import (
 	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 )
@@ -15,61 +12,87 @@ import (
 // transaction: any failing item rolls back all of them. Availability is switchable per table, and the
 // sdkmessagefilters probe answers accordingly.
 
-// parseTargets reads {"Targets":[{...},...]} in member order, without building maps for the items.
+// parseTargets reads {"Targets":[{...},...]} with every item's members in order.
 func parseTargets(set, msg string, body []byte) ([][]field, *apiError) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, errPayload(set, "An unexpected 'EndOfInput' node was found when reading from the JSON reader. A 'StartObject' node was expected.")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	bad := func(err error) *apiError { return errPayload(set, "Invalid JSON. "+jsonProblem(err)) }
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, bad(err)
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, bad(errNotObject)
+	bad := func(err error) *apiError { return errPayload(set, "Invalid JSON. "+err.Error()) }
+	i := skipSpace(body, 0)
+	if body[i] != '{' {
+		return nil, bad(&scanError{i, "a 'StartObject' node was expected"})
 	}
 	var targets [][]field
 	seen := false
-	for dec.More() {
-		k, err := dec.Token()
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == '}' {
+		return nil, errPayload(set, "The parameter 'Targets' of the operation '"+msg+"' is required.")
+	}
+	for {
+		if i >= len(body) || body[i] != '"' {
+			return nil, bad(&scanError{i, "a property name was expected"})
+		}
+		name, next, err := scanString(body, i)
 		if err != nil {
 			return nil, bad(err)
 		}
-		if k != "Targets" {
-			var skip any
-			if err := dec.Decode(&skip); err != nil {
+		i = skipSpace(body, next)
+		if i >= len(body) || body[i] != ':' {
+			return nil, bad(&scanError{i, "':' expected after a property name"})
+		}
+		i = skipSpace(body, i+1)
+		if name != "Targets" {
+			if _, _, err := scanValue(body, i); err != nil {
 				return nil, bad(err)
 			}
-			return nil, errPayload(set, fmt.Sprintf("The parameter '%v' in the request payload is not a valid parameter for the operation '%s'.", k, msg))
+			return nil, errPayload(set, fmt.Sprintf("The parameter '%s' in the request payload is not a valid parameter for the operation '%s'.", name, msg))
 		}
 		seen = true
-		tok, err := dec.Token()
-		if err != nil {
-			return nil, bad(err)
-		}
-		if d, ok := tok.(json.Delim); !ok || d != '[' {
-			return nil, errPayload(set, "The parameter 'Targets' must be an array of entities.")
-		}
-		for dec.More() {
-			f, err := readObject(dec)
-			if err != nil {
-				if errors.Is(err, errNotObject) {
-					return nil, errPayload(set, "Every item of 'Targets' must be an entity object.")
-				}
+		if i >= len(body) || body[i] != '[' {
+			if _, _, err := scanValue(body, i); err != nil {
 				return nil, bad(err)
 			}
-			targets = append(targets, f)
+			return nil, errPayload(set, "The parameter 'Targets' must be an array of entities.")
 		}
-		if _, err := dec.Token(); err != nil {
-			return nil, bad(err)
+		i = skipSpace(body, i+1)
+		if i < len(body) && body[i] == ']' {
+			i++
+		} else {
+			for {
+				if i >= len(body) || body[i] != '{' {
+					if _, _, err := scanValue(body, i); err != nil {
+						return nil, bad(err)
+					}
+					return nil, errPayload(set, "Every item of 'Targets' must be an entity object.")
+				}
+				fields, next, err := scanObject(body, i, make([]field, 0, 16))
+				if err != nil {
+					return nil, bad(err)
+				}
+				targets = append(targets, fields)
+				i = skipSpace(body, next)
+				if i < len(body) && body[i] == ',' {
+					i = skipSpace(body, i+1)
+					continue
+				}
+				if i >= len(body) || body[i] != ']' {
+					return nil, bad(&scanError{i, "',' or ']' expected"})
+				}
+				i++
+				break
+			}
 		}
+		i = skipSpace(body, i)
+		if i < len(body) && body[i] == ',' {
+			i = skipSpace(body, i+1)
+			continue
+		}
+		if i >= len(body) || body[i] != '}' {
+			return nil, bad(&scanError{i, "',' or '}' expected"})
+		}
+		break
 	}
-	if _, err := dec.Token(); err != nil {
-		return nil, bad(err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if skipSpace(body, i+1) != len(body) {
 		return nil, errPayload(set, "Invalid JSON. More than one value was found at the root of the JSON content. JSON content can only have one root value.")
 	}
 	if !seen {

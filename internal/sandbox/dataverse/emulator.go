@@ -272,6 +272,7 @@ func (e *Emulator) reset() error {
 
 func (e *Emulator) addTable(t *table) {
 	t.idx = len(e.tables)
+	t.privs = privilegesOf(t)
 	t.rowStore.clear()
 	t.slotCols = make([]*column, t.nslots)
 	for _, c := range t.cols {

@@ -114,17 +114,17 @@ func (e *Emulator) serveBoundFunction(c *opCtx, t *table, id [16]byte, fn, metho
 	if t.Logical != "team" && t.Logical != "systemuser" {
 		return e.fail(c, errSegment("Microsoft.Dynamics.CRM."+fn))
 	}
-	p := e.principalFor(t, id)
-	if p == nil {
+	p, ok := e.principalFor(t, id)
+	if !ok {
 		return e.fail(c, errNotFound(t.Logical, id))
 	}
 	switch {
 	case name == "RetrieveTeamPrivileges" && t.Logical == "team":
-		return e.retrievePrivileges(c, p, "RetrieveTeamPrivilegesResponse")
+		return e.retrievePrivileges(c, &p, "RetrieveTeamPrivilegesResponse")
 	case name == "RetrieveUserPrivileges" && t.Logical == "systemuser":
-		return e.retrievePrivileges(c, p, "RetrieveUserPrivilegesResponse")
+		return e.retrievePrivileges(c, &p, "RetrieveUserPrivilegesResponse")
 	case name == "RetrievePrincipalAccess":
-		return e.retrievePrincipalAccess(c, p, rawQuery)
+		return e.retrievePrincipalAccess(c, &p, rawQuery)
 	}
 	return e.fail(c, errSegment("Microsoft.Dynamics.CRM."+fn))
 }

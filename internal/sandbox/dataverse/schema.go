@@ -137,6 +137,7 @@ type table struct {
 	navOrder  []*navProp
 	nslots    int
 	idx       int // position in Emulator.tables
+	privs     tablePrivileges
 	rowStore
 }
 

@@ -80,18 +80,18 @@ type principal struct {
 	roles []*role
 }
 
-func (e *Emulator) principalFor(tbl *table, id [16]byte) *principal {
+func (e *Emulator) principalFor(tbl *table, id [16]byte) (principal, bool) {
 	switch tbl.Logical {
 	case "team":
 		if tm := e.teams[id]; tm != nil {
-			return &principal{id: id, team: true, roles: tm.roles}
+			return principal{id: id, team: true, roles: tm.roles}, true
 		}
 	case "systemuser":
 		if i := e.userIndex(id); i >= 0 {
-			return &principal{id: id, roles: e.users[i].roles}
+			return principal{id: id, roles: e.users[i].roles}, true
 		}
 	}
-	return nil
+	return principal{}, false
 }
 
 func (p *principal) has(name string) bool {
@@ -127,44 +127,48 @@ func (e *Emulator) errMissingPrivilege(p *principal, name string, t *table) *api
 		kind, guidString(p.id), typ, len(p.roles), p.privilegeCount(), name, guidString(pid), t.OTC, t.Logical, e.ApplicationUserID())
 }
 
+// tablePrivileges are a table's privilege names, computed once (the write path checks them per row).
+type tablePrivileges struct{ create, read, write, appendP, appendTo string }
+
+func privilegesOf(t *table) tablePrivileges {
+	return tablePrivileges{create: "prvCreate" + t.Schema, read: "prvRead" + t.Schema, write: "prvWrite" + t.Schema,
+		appendP: "prvAppend" + t.Schema, appendTo: "prvAppendTo" + t.Schema}
+}
+
 // checkWritePrivileges applies the checks of spec 8.3 to a write of table t: the caller and, when ownerid is
 // bound, the new owner need Create (new row) or Write (existing row); a bound owner needs Read unless the
 // behaviour switch drops it; setting a lookup needs Append on t and AppendTo on each target table.
 // Callers hold e.mu.
 func (e *Emulator) checkWritePrivileges(caller int, owner *value, t *table, create bool, lookupTargets []*table) *apiError {
-	principals := []*principal{{id: e.users[caller].id, roles: e.users[caller].roles}}
-	boundOwner := -1
-	if owner != nil && !owner.isNull() {
-		if p := e.principalFor(e.tables[owner.tbl], owner.g); p != nil {
-			principals = append(principals, p)
-			boundOwner = len(principals) - 1
+	check := func(p *principal, bound bool) *apiError {
+		action := t.privs.write
+		if create {
+			action = t.privs.create
 		}
-	}
-	action := "Write"
-	if create {
-		action = "Create"
-	}
-	for i, p := range principals {
-		need := []string{"prv" + action + t.Schema}
-		if i == boundOwner && e.set.requireOwnerRead {
-			need = append(need, "prvRead"+t.Schema)
+		if !p.has(action) {
+			return e.errMissingPrivilege(p, action, t)
 		}
-		if len(lookupTargets) > 0 {
-			need = append(need, "prvAppend"+t.Schema)
+		if bound && e.set.requireOwnerRead && !p.has(t.privs.read) {
+			return e.errMissingPrivilege(p, t.privs.read, t)
 		}
-		for _, name := range need {
-			if !p.has(name) {
-				return e.errMissingPrivilege(p, name, t)
-			}
+		if len(lookupTargets) > 0 && !p.has(t.privs.appendP) {
+			return e.errMissingPrivilege(p, t.privs.appendP, t)
 		}
 		for _, target := range lookupTargets {
-			name := "prvAppendTo" + target.Schema
-			if target.system {
-				continue // lookups to users, teams and business units need no AppendTo here
+			// Lookups to users, teams and business units need no AppendTo here.
+			if !target.system && !p.has(target.privs.appendTo) {
+				return e.errMissingPrivilege(p, target.privs.appendTo, target)
 			}
-			if !p.has(name) {
-				return e.errMissingPrivilege(p, name, target)
-			}
+		}
+		return nil
+	}
+	callerP := principal{id: e.users[caller].id, roles: e.users[caller].roles}
+	if err := check(&callerP, false); err != nil {
+		return err
+	}
+	if owner != nil && !owner.isNull() {
+		if p, ok := e.principalFor(e.tables[owner.tbl], owner.g); ok {
+			return check(&p, true)
 		}
 	}
 	return nil

@@ -3,8 +3,6 @@ package dataverse
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -17,59 +15,17 @@ type field struct {
 	val  any
 }
 
-// parseEntityBody reads a JSON object; set names the entity set in 0x80048d19 messages.
+// parseEntityBody reads a JSON object in member order; set names the entity set in 0x80048d19 messages.
 func parseEntityBody(set string, body []byte) ([]field, *apiError) {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return nil, errPayload(set, "An unexpected 'EndOfInput' node was found when reading from the JSON reader. A 'StartObject' node was expected.")
 	}
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.UseNumber()
-	fields, err := readObject(dec)
+	fields, end, err := scanObject(body, 0, make([]field, 0, 16))
 	if err != nil {
-		return nil, errPayload(set, "Invalid JSON. "+jsonProblem(err))
+		return nil, errPayload(set, "Invalid JSON. "+err.Error())
 	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+	if skipSpace(body, end) != len(body) {
 		return nil, errPayload(set, "Invalid JSON. More than one value was found at the root of the JSON content. JSON content can only have one root value.")
-	}
-	return fields, nil
-}
-
-func jsonProblem(err error) string {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return "An unexpected end of input was found in JSON content. Not all object and array scopes were closed."
-	}
-	return err.Error()
-}
-
-var errNotObject = errors.New("a 'StartObject' node was expected")
-
-// readObject reads one JSON object from dec, in member order.
-func readObject(dec *json.Decoder) ([]field, error) {
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '{' {
-		return nil, errNotObject
-	}
-	fields := make([]field, 0, 16)
-	for dec.More() {
-		k, err := dec.Token()
-		if err != nil {
-			return nil, err
-		}
-		name, ok := k.(string)
-		if !ok {
-			return nil, errors.New("a property name was expected")
-		}
-		var v any
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		fields = append(fields, field{name: name, val: v})
-	}
-	if _, err := dec.Token(); err != nil { // '}'
-		return nil, err
 	}
 	return fields, nil
 }
