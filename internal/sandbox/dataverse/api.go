@@ -3,6 +3,7 @@ package dataverse
 import (
 	"errors"
 	"io"
+	"log/slog"
 	mrand "math/rand/v2"
 	"net/http"
 	"strconv"
@@ -16,6 +17,7 @@ const maxBody = 128 << 20
 // opCtx is the context of one operation: a top-level request or one part of a $batch.
 type opCtx struct {
 	user    int // caller, index into Emulator.users
+	actor   int // the user the operation acts as: user, or the impersonated user (spec 8.5)
 	prefs   prefs
 	hdr     http.Header
 	tx      *txn                 // non-nil inside a $batch change set (the lock is held)
@@ -166,8 +168,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 		writeResponse(w, errorResponse(thr, false))
 		return
 	}
-	c := &opCtx{user: user, prefs: parsePrefer(r.Header), hdr: r.Header, reqURL: e.cfg.EnvironmentURL + r.URL.RequestURI()}
+	c := &opCtx{user: user, actor: user, prefs: parsePrefer(r.Header), hdr: r.Header, reqURL: e.cfg.EnvironmentURL + r.URL.RequestURI()}
 	var resp response
+	started := time.Now()
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	var tooBig *http.MaxBytesError
 	switch {
@@ -180,7 +183,15 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 			resp = errorResponse(errBadRequest("The MaxDataServiceVersion '%s' is too low for the response. The lowest supported version is '4.0'.", v), false)
 			break
 		}
+		if aerr := e.impersonate(c, r.Header); aerr != nil {
+			resp = errorResponse(aerr, false)
+			break
+		}
 		resp = e.serveOp(c, r.Method, rest, r.URL.RawQuery, r.Header, body)
+	}
+	if e.log.Enabled(r.Context(), slog.LevelDebug) {
+		e.log.LogAttrs(r.Context(), slog.LevelDebug, "dataverse request", slog.String("method", r.Method),
+			slog.String("path", r.URL.Path), slog.Int("status", resp.status), slog.Duration("took", time.Since(started)))
 	}
 	if c.cost == 0 {
 		c.cost = time.Duration(lim.Costs.Unexpected)
@@ -327,6 +338,33 @@ func (e *Emulator) serveOp(c *opCtx, method, path, rawQuery string, hdr http.Hea
 	return e.serveEntitySet(c, t, method, segs, rawQuery, hdr, body)
 }
 
+// impersonate applies the MSCRMCallerID (systemuserid) and CallerObjectId (Entra object id) headers of
+// spec 8.5: the operation then acts as that user, who is recorded as createdby/modifiedby while the caller
+// goes into createdonbehalfby/modifiedonbehalfby. The caller needs prvActOnBehalfOfAnotherUser.
+func (e *Emulator) impersonate(c *opCtx, h http.Header) *apiError {
+	byID, byObject := h.Get("MSCRMCallerID"), h.Get("CallerObjectId")
+	if byID == "" && byObject == "" {
+		return nil
+	}
+	caller := principal{id: e.users[c.user].id, roles: e.users[c.user].roles}
+	if !caller.has("prvActOnBehalfOfAnotherUser") {
+		return newError(http.StatusForbidden, codePrivilegeDenied, "CannotActOnBehalfOfAnotherUser: the caller %s is missing prvActOnBehalfOfAnotherUser privilege.", guidString(caller.id))
+	}
+	for i, u := range e.users {
+		if i == userSystem {
+			continue
+		}
+		if (byID != "" && byID == guidString(u.id)) || (byObject != "" && byObject == guidString(u.aadID)) {
+			c.actor = i
+			return nil
+		}
+	}
+	if byID != "" {
+		return newError(http.StatusNotFound, codeObjectDoesNotExist, "systemuser With Id = %s Does Not Exist", byID)
+	}
+	return newError(http.StatusNotFound, codeObjectDoesNotExist, "No systemuser has azureactivedirectoryobjectid %s.", byObject)
+}
+
 // fail renders an error for this operation.
 func (e *Emulator) fail(c *opCtx, err *apiError) response {
 	return errorResponse(err, c.prefs.anyAnnotations())
@@ -357,7 +395,7 @@ func (e *Emulator) whoAmI(c *opCtx) response {
 	b = append(b, `,"BusinessUnitId":"`...)
 	b = appendGUID(b, e.rootBU)
 	b = append(b, `","UserId":"`...)
-	b = appendGUID(b, e.users[c.user].id)
+	b = appendGUID(b, e.users[c.actor].id)
 	b = append(b, `","OrganizationId":"`...)
 	b = appendGUID(b, e.orgID)
 	b = append(b, `"}`...)

@@ -262,7 +262,7 @@ func (e *Emulator) childCtx(c *opCtx, op *batchOp, tx *txn, refs map[string]enti
 	if op.rawQuery != "" {
 		reqURL += "?" + op.rawQuery
 	}
-	return &opCtx{user: c.user, prefs: parsePrefer(op.header), hdr: op.header, tx: tx, refs: refs, inBatch: true, reqURL: reqURL}
+	return &opCtx{user: c.user, actor: c.actor, prefs: parsePrefer(op.header), hdr: op.header, tx: tx, refs: refs, inBatch: true, reqURL: reqURL}
 }
 
 // batchWriter renders the multipart/mixed answer of spec 4.8.

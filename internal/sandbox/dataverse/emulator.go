@@ -172,6 +172,9 @@ func New(cfg Config) (*Emulator, error) {
 		cfg.ClientSecret = "dv~" + hex.EncodeToString(b[:])
 	}
 	if cfg.TokenLifetime <= 0 {
+		cfg.TokenLifetime = time.Duration(cfg.Limits.TokenLifetime) // either field may set it
+	}
+	if cfg.TokenLifetime <= 0 {
 		cfg.TokenLifetime = 3599 * time.Second
 	}
 	for _, id := range []string{cfg.TenantID, cfg.ClientID, cfg.OrganizationID} {

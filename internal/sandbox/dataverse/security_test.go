@@ -143,3 +143,44 @@ func TestWritesOwnedByATeamNeedItsPrivileges(t *testing.T) {
 		t.Errorf("Reset kept granted privileges: %v", p)
 	}
 }
+
+// Spec 8.5: MSCRMCallerID and CallerObjectId make the operation act as that user: WhoAmI answers them, and
+// writes record them as createdby/modifiedby with the real caller as createdonbehalfby/modifiedonbehalfby.
+func TestImpersonationHeadersAttributeWritesToTheUser(t *testing.T) {
+	env := newTestEnv(t)
+	env.login()
+	person := env.emu.PersonUserID()
+	r := env.mustStatus(env.call(http.MethodGet, "WhoAmI", nil, "MSCRMCallerID", person), http.StatusOK)
+	if r.json(t)["UserId"] != person {
+		t.Fatalf("WhoAmI as the person: %s", r.raw)
+	}
+	env.mustStatus(env.call(http.MethodPatch, "contacts("+guidA+")", map[string]any{"lastname": "Imp"}, "MSCRMCallerID", person), http.StatusNoContent)
+	r = env.mustStatus(env.call(http.MethodGet, "contacts("+guidA+")?$select=_createdby_value,_modifiedby_value,_createdonbehalfby_value,_modifiedonbehalfby_value,_ownerid_value", nil), http.StatusOK)
+	m := r.json(t)
+	app := env.emu.ApplicationUserID()
+	if m["_createdby_value"] != person || m["_modifiedby_value"] != person || m["_createdonbehalfby_value"] != app ||
+		m["_modifiedonbehalfby_value"] != app || m["_ownerid_value"] != person {
+		t.Fatalf("impersonated create: %s", r.raw)
+	}
+	env.mustStatus(env.call(http.MethodPatch, "contacts("+guidA+")", map[string]any{"firstname": "Direct"}), http.StatusNoContent)
+	r = env.mustStatus(env.call(http.MethodGet, "contacts("+guidA+")?$select=_modifiedby_value,_modifiedonbehalfby_value,_createdonbehalfby_value", nil), http.StatusOK)
+	if m := r.json(t); m["_modifiedby_value"] != app || m["_modifiedonbehalfby_value"] != nil || m["_createdonbehalfby_value"] != app {
+		t.Fatalf("direct update after an impersonated create: %s", r.raw)
+	}
+	r = env.call(http.MethodGet, "WhoAmI", nil, "MSCRMCallerID", guidC)
+	if r.status != http.StatusNotFound {
+		t.Errorf("unknown MSCRMCallerID: %d", r.status)
+	}
+	// CallerObjectId names the user by Entra object id.
+	var aad string
+	rows, _ := env.emu.Rows("systemuser", "", 0)
+	for _, u := range rows {
+		if u["systemuserid"] == person {
+			aad, _ = u["azureactivedirectoryobjectid"].(string)
+		}
+	}
+	r = env.mustStatus(env.call(http.MethodGet, "WhoAmI", nil, "CallerObjectId", aad), http.StatusOK)
+	if r.json(t)["UserId"] != person {
+		t.Errorf("WhoAmI with CallerObjectId: %s", r.raw)
+	}
+}

@@ -143,7 +143,7 @@ func (e *Emulator) applyWrite(c *opCtx, tx *txn, op writeOp) (writeResult, *apiE
 	if aerr != nil {
 		return writeResult{}, aerr
 	}
-	if aerr := e.checkWritePrivileges(c.user, owner, t, create, targets); aerr != nil {
+	if aerr := e.checkWritePrivileges(c.actor, owner, t, create, targets); aerr != nil {
 		return writeResult{}, aerr
 	}
 
@@ -173,7 +173,18 @@ func (e *Emulator) applyWrite(c *opCtx, tx *txn, op writeOp) (writeResult, *apiE
 	}
 	if create {
 		if oc := t.col("ownerid"); oc != nil && vals[oc.slot].isNull() {
-			vals[oc.slot] = e.userValue(uint16(c.user))
+			vals[oc.slot] = e.userValue(uint16(c.actor))
+		}
+	}
+	// Impersonated writes record the real caller as "on behalf by" (spec 8.5).
+	onBehalf := value{}
+	if c.actor != c.user {
+		onBehalf = e.userValue(uint16(c.user))
+	}
+	if mc := t.col("modifiedonbehalfby"); mc != nil {
+		vals[mc.slot] = onBehalf
+		if cc := t.col("createdonbehalfby"); create && cc != nil {
+			vals[cc.slot] = onBehalf
 		}
 	}
 	if aerr := e.checkRequired(t, vals, changes, create); aerr != nil {
@@ -181,9 +192,9 @@ func (e *Emulator) applyWrite(c *opCtx, tx *txn, op writeOp) (writeResult, *apiE
 	}
 	now := e.clock.Now().Unix()
 	e.scratch = t.encode(e.scratch[:0], vals)
-	r := row{id: id, modified: now, version: e.nextVersion(), ref: t.arena.put(e.scratch), modifiedBy: uint16(c.user)}
+	r := row{id: id, modified: now, version: e.nextVersion(), ref: t.arena.put(e.scratch), modifiedBy: uint16(c.actor)}
 	if create {
-		r.created, r.createdBy = now, uint16(c.user)
+		r.created, r.createdBy = now, uint16(c.actor)
 		if oc := t.col("overriddencreatedon"); oc != nil && !vals[oc.slot].isNull() {
 			r.created = vals[oc.slot].i
 		}
