@@ -248,7 +248,7 @@ func (e *Emulator) adminLookup(c *column, raw any) (value, error) {
 	if _, exists := tt.lookup(id); !exists {
 		return value{}, fmt.Errorf("%s row %s: %w", target, idText, ErrNotFound)
 	}
-	return value{kind: vGUID, tbl: uint8(tt.idx), g: id}, nil
+	return guidRef(tt, id), nil
 }
 
 // EditRow changes a row out of band, as a person editing it in Dataverse would: modifiedby becomes the

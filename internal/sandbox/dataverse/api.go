@@ -1,6 +1,7 @@
 package dataverse
 
 import (
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -16,8 +17,8 @@ const maxBody = 128 << 20
 
 // opCtx is the context of one operation: a top-level request or one part of a $batch.
 type opCtx struct {
-	user    int // caller, index into Emulator.users
-	actor   int // the user the operation acts as: user, or the impersonated user (spec 8.5)
+	user    uint16 // caller, index into Emulator.users
+	actor   uint16 // the user the operation acts as: user, or the impersonated user (spec 8.5)
 	prefs   prefs
 	hdr     http.Header
 	tx      *txn                 // non-nil inside a $batch change set (the lock is held)
@@ -113,12 +114,11 @@ func (p *prefs) anyAnnotations() bool { return len(p.annotations) > 0 }
 
 func (e *Emulator) baseURL() string { return e.cfg.EnvironmentURL + "/api/data/v9.2/" }
 
+// randomTraceID makes request and trace ids; they identify requests in logs and need no secrecy.
 func randomTraceID() [16]byte {
 	var g [16]byte
-	a, b := mrand.Uint64(), mrand.Uint64()
-	for i := 0; i < 8; i++ {
-		g[i], g[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
-	}
+	binary.LittleEndian.PutUint64(g[:8], mrand.Uint64()) //nolint:gosec // G404: request ids, not secrets
+	binary.LittleEndian.PutUint64(g[8:], mrand.Uint64()) //nolint:gosec // G404: as above
 	g[6] = g[6]&0x0f | 0x40
 	g[8] = g[8]&0x3f | 0x80
 	return g
@@ -355,7 +355,7 @@ func (e *Emulator) impersonate(c *opCtx, h http.Header) *apiError {
 			continue
 		}
 		if (byID != "" && byID == guidString(u.id)) || (byObject != "" && byObject == guidString(u.aadID)) {
-			c.actor = i
+			c.actor = uint16(i) //nolint:gosec // G115: three users
 			return nil
 		}
 	}

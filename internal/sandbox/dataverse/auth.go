@@ -171,11 +171,11 @@ type tokenCache struct {
 
 type tokenEntry struct {
 	exp  int64
-	user int
+	user uint16
 }
 
 // authenticate returns the caller's user index, or the 401 of spec 1.2.
-func (e *Emulator) authenticate(r *http.Request) (int, *apiError) {
+func (e *Emulator) authenticate(r *http.Request) (uint16, *apiError) {
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok {

@@ -3,6 +3,7 @@ package dataverse
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -85,7 +86,7 @@ func parseBatchResponse(t *testing.T, r result) []batchPart {
 		n := 0
 		for {
 			p, err := mr.NextPart()
-			if err == io.EOF {
+			if errors.Is(err, io.EOF) {
 				return
 			}
 			if err != nil {

@@ -43,7 +43,9 @@ func TestConcurrentWritesAndReadsKeepRowsWhole(t *testing.T) {
 	for _, row := range rows {
 		id := row["contactid"].(string)
 		var n int
-		fmt.Sscanf(id[24:], "%d", &n)
+		if _, err := fmt.Sscanf(id[24:], "%d", &n); err != nil {
+			t.Fatalf("row id %s: %v", id, err)
+		}
 		if row["lastname"] != fmt.Sprintf("Last%d", n) || row["emailaddress1"] != fmt.Sprintf("person%d@example.com", n) {
 			t.Fatalf("row %s is not whole: %v", id, row)
 		}

@@ -15,6 +15,7 @@ package dataverse
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -154,7 +155,7 @@ func New(cfg Config) (*Emulator, error) {
 	if cfg.EnvironmentURL == "" || cfg.AuthorityURL == "" {
 		return nil, errors.New("dataverse emulator: EnvironmentURL and AuthorityURL are required")
 	}
-	seeded := mrand.New(mrand.NewPCG(uint64(cfg.Seed), 0x64617461766572))
+	seeded := mrand.New(mrand.NewPCG(uint64(cfg.Seed), 0x64617461766572)) //nolint:gosec // G404: repeatable ids, not secrets
 	gen := func() [16]byte { return randomUUID(seeded) }
 	orDefault := func(s *string) {
 		if *s == "" {
@@ -231,10 +232,8 @@ func cutPair(s string) (string, string, bool) {
 
 func randomUUID(r *mrand.Rand) [16]byte {
 	var g [16]byte
-	a, b := r.Uint64(), r.Uint64()
-	for i := 0; i < 8; i++ {
-		g[i], g[8+i] = byte(a>>(8*i)), byte(b>>(8*i))
-	}
+	binary.LittleEndian.PutUint64(g[:8], r.Uint64())
+	binary.LittleEndian.PutUint64(g[8:], r.Uint64())
 	g[6] = g[6]&0x0f | 0x40
 	g[8] = g[8]&0x3f | 0x80
 	return g
@@ -244,7 +243,7 @@ func randomUUID(r *mrand.Rand) [16]byte {
 func (e *Emulator) reset() error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.rng = mrand.New(mrand.NewPCG(uint64(e.cfg.Seed), 0x726f7773))
+	e.rng = mrand.New(mrand.NewPCG(uint64(e.cfg.Seed), 0x726f7773)) //nolint:gosec // G404: repeatable row ids, not secrets
 	e.behaviour = e.cfg.Behaviour
 	e.set = e.behaviour.settings()
 	e.version = 1000
@@ -276,7 +275,7 @@ func (e *Emulator) reset() error {
 func (e *Emulator) addTable(t *table) {
 	t.idx = len(e.tables)
 	t.privs = privilegesOf(t)
-	t.rowStore.clear()
+	t.clear()
 	t.slotCols = make([]*column, t.nslots)
 	for _, c := range t.cols {
 		if c.slot >= 0 {
@@ -302,7 +301,7 @@ func (e *Emulator) userValue(idx uint16) value {
 	if int(idx) >= len(e.users) {
 		return value{}
 	}
-	return value{kind: vGUID, tbl: uint8(e.table("systemuser").idx), g: e.users[idx].id}
+	return guidRef(e.table("systemuser"), e.users[idx].id)
 }
 
 func (e *Emulator) userIndex(id [16]byte) int {
@@ -341,7 +340,7 @@ func (e *Emulator) fillSystemTables() {
 	}
 	s := func(x string) value { return value{kind: vString, s: x} }
 	i := func(x int64) value { return value{kind: vInt, i: x} }
-	g := func(t string, id [16]byte) value { return value{kind: vGUID, tbl: uint8(e.table(t).idx), g: id} }
+	g := func(t string, id [16]byte) value { return guidRef(e.table(t), id) }
 	b := func(x bool) value {
 		if x {
 			return value{kind: vBool, i: 1}
@@ -388,7 +387,7 @@ func (e *Emulator) fillSystemTables() {
 // spec 4.7 answers as the switches say. Callers hold e.mu.
 func (e *Emulator) syncMessageFilters() {
 	t := e.table("sdkmessagefilter")
-	t.rowStore.clear()
+	t.clear()
 	now := e.clock.Now().Unix()
 	tx := &txn{e: e}
 	for _, tbl := range []string{"contact", "account"} {
@@ -397,7 +396,7 @@ func (e *Emulator) syncMessageFilters() {
 				continue
 			}
 			vals := make([]value, t.nslots)
-			vals[t.col("sdkmessageid").slot] = value{kind: vGUID, tbl: uint8(e.table("sdkmessage").idx), g: metadataID("sdkmessage", m)}
+			vals[t.col("sdkmessageid").slot] = guidRef(e.table("sdkmessage"), metadataID("sdkmessage", m))
 			vals[t.col("primaryobjecttypecode").slot] = value{kind: vString, s: tbl}
 			vals[t.col("isvisible").slot] = value{kind: vBool, i: 1}
 			tx.insert(t, row{id: metadataID("sdkmessagefilter", m, tbl), created: now, modified: now, version: e.nextVersion(),

@@ -48,13 +48,13 @@ func tokenizeFilter(s string) ([]ftoken, *apiError) {
 	var toks []ftoken
 	for i := 0; i < len(s); {
 		c := s[i]
-		switch {
-		case c == ' ' || c == '\t':
+		switch c {
+		case ' ', '\t':
 			i++
-		case c == '(' || c == ')' || c == ',':
+		case '(', ')', ',':
 			toks = append(toks, ftoken{kind: string(c)})
 			i++
-		case c == '\'':
+		case '\'':
 			lit, n, err := readQuoted(s[i:])
 			if err != nil {
 				return nil, err

@@ -149,20 +149,20 @@ type protector struct {
 	clock *clock.Clock
 	mu    sync.Mutex
 	lim   Limits
-	users map[int]*userWindow
+	users map[uint16]*userWindow
 	storm Storm
 	until time.Time // storm end when Duration is set
 }
 
 func newProtector(c *clock.Clock, l Limits) *protector {
-	return &protector{clock: c, lim: l, users: map[int]*userWindow{}}
+	return &protector{clock: c, lim: l, users: map[uint16]*userWindow{}}
 }
 
 func (p *protector) reset(l Limits) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.lim = l
-	p.users = map[int]*userWindow{}
+	p.users = map[uint16]*userWindow{}
 	p.storm = Storm{}
 	p.until = time.Time{}
 }
@@ -203,7 +203,7 @@ func (p *protector) setStorm(s Storm) error {
 	return nil
 }
 
-func (p *protector) window(user int) *userWindow {
+func (p *protector) window(user uint16) *userWindow {
 	u := p.users[user]
 	if u == nil {
 		u = &userWindow{}
@@ -237,7 +237,7 @@ func ceilSeconds(d time.Duration) time.Duration {
 
 // admit decides whether user may run a request now. On success the caller must call done with the request's
 // cost. early reports that the request arrived before the user's last Retry-After expired.
-func (p *protector) admit(user int) (early bool, err *apiError) {
+func (p *protector) admit(user uint16) (early bool, err *apiError) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.clock.Now()
@@ -290,7 +290,7 @@ func (p *protector) admit(user int) (early bool, err *apiError) {
 
 // done records an admitted request's cost and frees its concurrency slot; it returns the remaining
 // request count and execution time for the x-ms-ratelimit-* headers.
-func (p *protector) done(user int, cost time.Duration) (remainingRequests int, remainingTime time.Duration) {
+func (p *protector) done(user uint16, cost time.Duration) (remainingRequests int, remainingTime time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	now := p.clock.Now()

@@ -181,13 +181,13 @@ type cursor struct {
 
 func encodeCursor(c cursor) string {
 	var b []byte
-	b = binary.AppendUvarint(b, uint64(c.returned))
-	b = binary.AppendUvarint(b, uint64(len(c.keys)))
+	b = binary.AppendVarint(b, int64(c.returned))
+	b = binary.AppendVarint(b, int64(len(c.keys)))
 	for _, k := range c.keys {
 		b = append(b, byte(k.kind), k.tbl)
 		switch k.kind {
 		case vString:
-			b = binary.AppendUvarint(b, uint64(len(k.s)))
+			b = binary.AppendVarint(b, int64(len(k.s)))
 			b = append(b, k.s...)
 		case vInt, vBool, vTime, vDate:
 			b = binary.AppendVarint(b, k.i)
@@ -208,21 +208,21 @@ func decodeCursor(s string) (cursor, bool) {
 		return c, false
 	}
 	bad := false
-	uv := func() uint64 {
-		x, n := binary.Uvarint(b)
-		if n <= 0 {
+	vi := func() int {
+		x, n := binary.Varint(b)
+		if n <= 0 || x < 0 || x > 1<<40 {
 			bad = true
 			return 0
 		}
 		b = b[n:]
-		return x
+		return int(x)
 	}
-	c.returned = int(uv())
-	n := uv()
+	c.returned = vi()
+	n := vi()
 	if bad || n > 16 {
 		return c, false
 	}
-	for i := uint64(0); i < n; i++ {
+	for i := 0; i < n; i++ {
 		if len(b) < 2 {
 			return c, false
 		}
@@ -230,8 +230,8 @@ func decodeCursor(s string) (cursor, bool) {
 		b = b[2:]
 		switch k.kind {
 		case vString:
-			l := uv()
-			if bad || uint64(len(b)) < l {
+			l := vi()
+			if bad || len(b) < l {
 				return c, false
 			}
 			k.s = string(b[:l])

@@ -597,7 +597,7 @@ func customColumn(t *table, spec CustomColumn) (*column, error) {
 		return nil, fmt.Errorf("custom column logical_name %q must be lower case with a publisher prefix, such as new_region", name)
 	}
 	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '_') {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
 			return nil, fmt.Errorf("custom column logical_name %q may hold only a-z, 0-9 and _", name)
 		}
 	}

@@ -139,7 +139,7 @@ func privilegesOf(t *table) tablePrivileges {
 // bound, the new owner need Create (new row) or Write (existing row); a bound owner needs Read unless the
 // behaviour switch drops it; setting a lookup needs Append on t and AppendTo on each target table.
 // Callers hold e.mu.
-func (e *Emulator) checkWritePrivileges(caller int, owner *value, t *table, create bool, lookupTargets []*table) *apiError {
+func (e *Emulator) checkWritePrivileges(caller uint16, owner *value, t *table, create bool, lookupTargets []*table) *apiError {
 	check := func(p *principal, bound bool) *apiError {
 		action := t.privs.write
 		if create {

@@ -41,7 +41,7 @@ func (a *arena) put(b []byte) blobRef {
 	off := len(c)
 	a.chunks[last] = append(c, b...)
 	a.used += int64(len(b))
-	return blobRef{chunk: uint32(last), off: uint32(off), n: uint32(len(b))}
+	return blobRef{chunk: uint32(last), off: uint32(off), n: uint32(len(b))} //nolint:gosec // G115: chunks and blobs stay far below 4 GiB (bodies are capped at 128 MiB)
 }
 
 func (a *arena) get(r blobRef) []byte {
@@ -127,6 +127,11 @@ const (
 
 func (v value) isNull() bool { return v.kind == vNull }
 
+// guidRef is a lookup value pointing at row id of table t.
+func guidRef(t *table, id [16]byte) value {
+	return value{kind: vGUID, tbl: uint8(t.idx), g: id} //nolint:gosec // G115: the emulator has fewer than 256 tables
+}
+
 // encode appends the blob of vals (indexed by slot) to dst.
 func (s *rowStore) encode(dst []byte, vals []value) []byte {
 	for slot := range vals {
@@ -142,7 +147,11 @@ func (s *rowStore) encode(dst []byte, vals []value) []byte {
 		case stInt, stTime, stDate:
 			dst = binary.AppendVarint(dst, v.i)
 		case stBool:
-			dst = append(dst, byte(v.i))
+			if v.i != 0 {
+				dst = append(dst, 1)
+			} else {
+				dst = append(dst, 0)
+			}
 		case stFloat:
 			dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v.f))
 		case stLookup:
@@ -166,10 +175,12 @@ func (s *rowStore) decode(b []byte, vals []value) {
 			l, n := binary.Uvarint(b[i:])
 			i += n
 			v.kind = vString
-			if l > 0 {
-				v.s = unsafe.String(&b[i], int(l))
+			size := int(l) //nolint:gosec // G115: a length this package wrote, bounded by the blob
+			if size > 0 {
+				// The arena never rewrites written bytes (see the invariant above), so the string may alias it.
+				v.s = unsafe.String(&b[i], size) //nolint:gosec // G103: audited; the arena's bytes are immutable
 			}
-			i += int(l)
+			i += size
 		case stInt, stTime, stDate:
 			x, n := binary.Varint(b[i:])
 			i += n
@@ -228,7 +239,7 @@ func (tx *txn) insert(t *table, r row) uint32 {
 		t.free = t.free[:n-1]
 		t.rows[slot] = r
 	} else {
-		slot = uint32(len(t.rows))
+		slot = uint32(len(t.rows)) //nolint:gosec // G115: fewer than 4 billion rows
 		t.rows = append(t.rows, r)
 	}
 	t.index[r.id] = slot

@@ -305,7 +305,7 @@ func (v *rowView) get(c *column) value {
 	case srcBlob:
 		return v.vals[c.slot]
 	case srcID:
-		return value{kind: vGUID, tbl: uint8(v.t.idx), g: v.r.id}
+		return guidRef(v.t, v.r.id)
 	case srcCreatedOn:
 		return value{kind: vTime, i: v.r.created}
 	case srcModifiedOn:
@@ -351,7 +351,7 @@ func (v *rowView) owningBusinessUnit(owner *column) value {
 	if v.get(owner).isNull() {
 		return value{}
 	}
-	return value{kind: vGUID, tbl: uint8(v.e.table("businessunit").idx), g: v.e.rootBU}
+	return guidRef(v.e.table("businessunit"), v.e.rootBU)
 }
 
 func fullName(v *rowView, first, last *column) value {

@@ -110,7 +110,7 @@ func TestDoneMeansWalkthroughWithAPlainHTTPClient(t *testing.T) {
 		ExpiresIn   int    `json:"expires_in"`
 		AccessToken string `json:"access_token"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != 200 || tok.TokenType != "Bearer" || tok.ExpiresIn <= 0 {
+	if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || resp.StatusCode != http.StatusOK || tok.TokenType != "Bearer" || tok.ExpiresIn <= 0 {
 		t.Fatalf("token: %d %+v %v", resp.StatusCode, tok, err)
 	}
 	resp.Body.Close()
@@ -118,13 +118,13 @@ func TestDoneMeansWalkthroughWithAPlainHTTPClient(t *testing.T) {
 
 	// 2. WhoAmI, and the parallelism hint.
 	r, who := c.json(ctx, "GET", "WhoAmI", nil, nil)
-	if r.StatusCode != 200 || who["UserId"] == nil || r.Header.Get("x-ms-dop-hint") == "" {
+	if r.StatusCode != http.StatusOK || who["UserId"] == nil || r.Header.Get("x-ms-dop-hint") == "" {
 		t.Fatalf("WhoAmI: %d %v", r.StatusCode, who)
 	}
 
 	// 3. Metadata: lastname's MaxLength through the String cast.
 	r, meta := c.json(ctx, "GET", "EntityDefinitions(LogicalName='contact')/Attributes/Microsoft.Dynamics.CRM.StringAttributeMetadata?$select=LogicalName,MaxLength&$filter=LogicalName%20eq%20'lastname'", nil, nil)
-	if r.StatusCode != 200 || meta["value"].([]any)[0].(map[string]any)["MaxLength"] != float64(50) {
+	if r.StatusCode != http.StatusOK || meta["value"].([]any)[0].(map[string]any)["MaxLength"] != float64(50) {
 		t.Fatalf("metadata: %d %v", r.StatusCode, meta)
 	}
 
@@ -132,7 +132,7 @@ func TestDoneMeansWalkthroughWithAPlainHTTPClient(t *testing.T) {
 	team := env.emu.TeamID()
 	accountID := "bb9ff4c0-591c-5a23-8cbe-566a8191dff5"
 	r, _ = c.json(ctx, "POST", "accounts", map[string]any{"accountid": accountID, "name": "Acme", "ownerid@odata.bind": "/teams(" + team + ")"}, nil)
-	if r.StatusCode != 204 || r.Header.Get("OData-EntityId") != cfg.EnvironmentURL+"/api/data/v9.2/accounts("+accountID+")" {
+	if r.StatusCode != http.StatusNoContent || r.Header.Get("OData-EntityId") != cfg.EnvironmentURL+"/api/data/v9.2/accounts("+accountID+")" {
 		t.Fatalf("create: %d %v", r.StatusCode, r.Header)
 	}
 
@@ -140,17 +140,17 @@ func TestDoneMeansWalkthroughWithAPlainHTTPClient(t *testing.T) {
 	rep := map[string]string{"Prefer": "return=representation"}
 	contact := map[string]any{"lastname": "Lovelace", "firstname": "Ada", "ownerid@odata.bind": "/teams(" + team + ")",
 		"parentcustomerid_account@odata.bind": "/accounts(" + accountID + ")"}
-	if r, _ = c.json(ctx, "PATCH", "contacts("+guidA+")?$select=contactid", contact, rep); r.StatusCode != 201 {
+	if r, _ = c.json(ctx, "PATCH", "contacts("+guidA+")?$select=contactid", contact, rep); r.StatusCode != http.StatusCreated {
 		t.Fatalf("upsert that creates: %d", r.StatusCode)
 	}
 	contact["firstname"] = "Augusta Ada"
-	if r, _ = c.json(ctx, "PATCH", "contacts("+guidA+")?$select=contactid", contact, rep); r.StatusCode != 200 {
+	if r, _ = c.json(ctx, "PATCH", "contacts("+guidA+")?$select=contactid", contact, rep); r.StatusCode != http.StatusOK {
 		t.Fatalf("upsert that updates: %d", r.StatusCode)
 	}
 
 	// 6. UpsertMultiple of 1,000 rows.
 	started := time.Now()
-	if r, _ = c.json(ctx, "POST", "contacts/Microsoft.Dynamics.CRM.UpsertMultiple", contactTargets(1000, 1, team), nil); r.StatusCode != 204 {
+	if r, _ = c.json(ctx, "POST", "contacts/Microsoft.Dynamics.CRM.UpsertMultiple", contactTargets(1000, 1, team), nil); r.StatusCode != http.StatusNoContent {
 		t.Fatalf("UpsertMultiple: %d", r.StatusCode)
 	}
 	t.Logf("UpsertMultiple of 1,000 rows over loopback: %v", time.Since(started))
@@ -166,7 +166,7 @@ func TestDoneMeansWalkthroughWithAPlainHTTPClient(t *testing.T) {
 			[4]string{"PATCH", "/api/data/v9.2/contacts(" + guidC + ")", `{"lastname":"` + strings.Repeat("x", 60) + `"}`, "2"})
 	r, raw := c.do(ctx, "POST", "$batch", []byte(bb.body()), map[string]string{"Content-Type": bb.contentType(), "Prefer": "odata.continue-on-error"})
 	parts := parseBatchResponse(t, result{status: r.StatusCode, header: r.Header, raw: raw})
-	if r.StatusCode != 200 || len(parts) != 2 || parts[0].status != 204 || parts[1].status != 400 {
+	if r.StatusCode != http.StatusOK || len(parts) != 2 || parts[0].status != http.StatusNoContent || parts[1].status != http.StatusBadRequest {
 		t.Fatalf("$batch: %d %+v", r.StatusCode, parts)
 	}
 	if _, err := env.emu.Row("contact", guidC); err == nil {
@@ -175,7 +175,7 @@ func TestDoneMeansWalkthroughWithAPlainHTTPClient(t *testing.T) {
 
 	// 8. A write refused for missing privileges.
 	r, body := c.json(ctx, "POST", "contacts", map[string]any{"lastname": "Nope", "ownerid@odata.bind": "/teams(" + env.emu.TeamWithoutPrivilegesID() + ")"}, nil)
-	if r.StatusCode != 403 || body["error"].(map[string]any)["code"] != "0x80040220" || !strings.Contains(fmt.Sprint(body), "prvCreateContact") {
+	if r.StatusCode != http.StatusForbidden || body["error"].(map[string]any)["code"] != "0x80040220" || !strings.Contains(fmt.Sprint(body), "prvCreateContact") {
 		t.Fatalf("missing privilege: %d %v", r.StatusCode, body)
 	}
 
@@ -183,7 +183,7 @@ func TestDoneMeansWalkthroughWithAPlainHTTPClient(t *testing.T) {
 	if err := env.emu.SetStorm(Storm{Count: 1, RetryAfter: Duration(time.Second)}); err != nil {
 		t.Fatal(err)
 	}
-	if r, _ = c.json(ctx, "GET", "WhoAmI", nil, nil); r.StatusCode != 200 || c.retries != 1 {
+	if r, _ = c.json(ctx, "GET", "WhoAmI", nil, nil); r.StatusCode != http.StatusOK || c.retries != 1 {
 		t.Fatalf("after the storm: %d, %d retries", r.StatusCode, c.retries)
 	}
 	counters := env.emu.Counters()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -173,13 +174,13 @@ func (e *Emulator) applyWrite(c *opCtx, tx *txn, op writeOp) (writeResult, *apiE
 	}
 	if create {
 		if oc := t.col("ownerid"); oc != nil && vals[oc.slot].isNull() {
-			vals[oc.slot] = e.userValue(uint16(c.actor))
+			vals[oc.slot] = e.userValue(c.actor)
 		}
 	}
 	// Impersonated writes record the real caller as "on behalf by" (spec 8.5).
 	onBehalf := value{}
 	if c.actor != c.user {
-		onBehalf = e.userValue(uint16(c.user))
+		onBehalf = e.userValue(c.user)
 	}
 	if mc := t.col("modifiedonbehalfby"); mc != nil {
 		vals[mc.slot] = onBehalf
@@ -192,9 +193,9 @@ func (e *Emulator) applyWrite(c *opCtx, tx *txn, op writeOp) (writeResult, *apiE
 	}
 	now := e.clock.Now().Unix()
 	e.scratch = t.encode(e.scratch[:0], vals)
-	r := row{id: id, modified: now, version: e.nextVersion(), ref: t.arena.put(e.scratch), modifiedBy: uint16(c.actor)}
+	r := row{id: id, modified: now, version: e.nextVersion(), ref: t.arena.put(e.scratch), modifiedBy: c.actor}
 	if create {
-		r.created, r.createdBy = now, uint16(c.actor)
+		r.created, r.createdBy = now, c.actor
 		if oc := t.col("overriddencreatedon"); oc != nil && !vals[oc.slot].isNull() {
 			r.created = vals[oc.slot].i
 		}
@@ -219,7 +220,7 @@ func literal(v any) string {
 	return string(b)
 }
 
-func etag(version int64) string { return `W/"` + itoa(version) + `"` }
+func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) + `"` }
 
 // resolveFields maps payload members to columns and validated values (spec 4.1, 4.6, 9), in payload order.
 // owner is the ownerid bind, if any; targets are the tables of the other lookups set (for AppendTo checks).
@@ -321,7 +322,7 @@ func (e *Emulator) resolveBind(c *opCtx, t *table, navName string, raw any) (cha
 	if _, ok := target.lookup(id); !ok {
 		return change{}, nil, errNotFound(target.Logical, id)
 	}
-	return change{col: nav.col, val: value{kind: vGUID, tbl: uint8(target.idx), g: id}}, target, nil
+	return change{col: nav.col, val: guidRef(target, id)}, target, nil
 }
 
 // fixState keeps statecode and statuscode consistent: a status alone moves the state with it; a state alone
@@ -366,7 +367,7 @@ func optionLabel(c *column, v int64) string {
 			return o.Label
 		}
 	}
-	return itoa(v)
+	return strconv.FormatInt(v, 10)
 }
 
 // checkRequired fails a create that leaves a required column empty, and any write that sets one to null.
@@ -575,27 +576,4 @@ func (e *Emulator) clearNavigation(c *opCtx, t *table, id [16]byte, nav string) 
 		}
 		return response{status: http.StatusNoContent}, nil
 	})
-}
-
-func itoa(v int64) string {
-	var b [20]byte
-	i := len(b)
-	neg := v < 0
-	u := uint64(v)
-	if neg {
-		u = uint64(-v)
-	}
-	for {
-		i--
-		b[i] = byte('0' + u%10)
-		u /= 10
-		if u == 0 {
-			break
-		}
-	}
-	if neg {
-		i--
-		b[i] = '-'
-	}
-	return string(b[i:])
 }
