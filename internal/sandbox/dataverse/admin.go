@@ -275,8 +275,15 @@ func (e *Emulator) EditRow(table, id string, values map[string]any) error {
 	vals := make([]value, t.nslots)
 	old := t.rows[slot]
 	t.decode(t.arena.get(old.ref), vals)
+	stateSet, statusSet := false, false
 	for _, ch := range changes {
 		vals[ch.col.slot] = ch.val
+		stateSet = stateSet || ch.col.Logical == "statecode"
+		statusSet = statusSet || ch.col.Logical == "statuscode"
+	}
+	// A person deactivating a row in the UI sets state and status together, as the Web API keeps them.
+	if aerr := e.fixState(t, g, vals, false, stateSet, statusSet); aerr != nil {
+		return errors.New(aerr.message)
 	}
 	tx := &txn{e: e}
 	r := old

@@ -171,3 +171,24 @@ func TestAdminLimitsFaultsAndCounters(t *testing.T) {
 		t.Errorf("columns: %d", len(cols.Columns))
 	}
 }
+
+// An out-of-band deactivation keeps statecode and statuscode consistent, so later API writes still work.
+func TestOutOfBandStateChangeKeepsStatusConsistent(t *testing.T) {
+	env := newTestEnv(t)
+	env.login()
+	env.mustStatus(env.call(http.MethodPatch, "contacts("+guidA+")", map[string]any{"lastname": "L"}), http.StatusNoContent)
+	if err := env.emu.EditRow("contact", guidA, map[string]any{"statecode": 1}); err != nil {
+		t.Fatal(err)
+	}
+	row, _ := env.emu.Row("contact", guidA)
+	if row["statecode"] != int64(1) || row["statuscode"] != int64(2) {
+		t.Fatalf("after deactivation: %v", row)
+	}
+	env.mustStatus(env.call(http.MethodPatch, "contacts("+guidA+")", map[string]any{"firstname": "Still writable"}), http.StatusNoContent)
+	if err := env.emu.EditRow("contact", guidA, map[string]any{"statecode": 0, "statuscode": 2}); err == nil {
+		t.Error("an inconsistent state and status were accepted")
+	}
+	if err := env.emu.EditRow("contact", guidA, map[string]any{"nosuchcolumn": 1}); err == nil {
+		t.Error("an unknown column was accepted")
+	}
+}

@@ -354,7 +354,7 @@ func (e *Emulator) fixState(t *table, id [16]byte, vals []value, create, stateSe
 				break
 			}
 		}
-	case statusState(status.i) != state.i:
+	case (stateSet || statusSet) && statusState(status.i) != state.i:
 		return newError(http.StatusBadRequest, codeInvalidArgument, "%d is not a valid status code for state code %sState.%s on %s with Id %s.",
 			status.i, t.Schema, optionLabel(sc, state.i), t.Logical, guidString(id))
 	}
