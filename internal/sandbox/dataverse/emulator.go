@@ -473,12 +473,11 @@ const (
 	cThrottled
 	cEarlyRetries
 	cUnauthorized
-	cOther
 	nCounters
 )
 
 var counterNames = [nCounters]string{"token", "single_write", "bulk_message", "bulk_items", "batch", "batch_operations",
-	"read", "metadata", "whoami", "throttled", "early_retries", "unauthorized", "other"}
+	"read", "metadata", "whoami", "throttled", "early_retries", "unauthorized"}
 
 type counters struct{ n [nCounters]atomic.Int64 }
 
@@ -498,7 +497,7 @@ func (c *counters) reset() {
 }
 
 // Counters returns the request counters by kind: token, single_write, bulk_message, bulk_items, batch,
-// batch_operations, read, metadata, whoami, throttled, early_retries, unauthorized, other.
+// batch_operations, read, metadata, whoami, throttled, early_retries, unauthorized.
 func (e *Emulator) Counters() map[string]int64 {
 	out := make(map[string]int64, nCounters)
 	for i, name := range counterNames {

@@ -103,7 +103,8 @@ type column struct {
 	slot   int                  // blob slot (srcBlob only)
 	derive func(*rowView) value // srcDerived only
 	// prop is the Web API property name: the logical name, "_x_value" for lookups, "" when the column is
-	// not a property of the Web API entity type (EntityName and name shadow columns).
+	// not a property of the Web API entity type (EntityName and name shadow columns). A table definition may
+	// set it explicitly.
 	prop string
 	// email marks columns whose format the server checks (spec 9.1 [obs]).
 	email bool
@@ -280,8 +281,8 @@ func (b *tableBuilder) add(c *column) *column {
 		c.slot = -1
 	}
 	switch {
-	case c.prop == "-":
-		c.prop = ""
+	case c.prop != "":
+		// set explicitly by the table definition
 	case c.Type == atEntityName || (c.AttributeOf != "" && c.Type == atString):
 		c.prop = "" // shadow columns are not properties of the Web API entity type
 	case c.Type == atLookup || c.Type == atCustomer || c.Type == atOwner:
@@ -360,7 +361,7 @@ func (b *tableBuilder) overriddenCreatedOn() {
 }
 
 // stateStatus adds statecode (not valid on create, spec 9) and statuscode.
-func (b *tableBuilder) stateStatus(entity string) {
+func (b *tableBuilder) stateStatus() {
 	b.add(&column{Logical: "statecode", Schema: "StateCode", Type: atState, Required: reqSystemRequired,
 		ValidUpdate: true, ValidRead: true,
 		Options: []option{{Value: 0, Label: "Active"}, {Value: 1, Label: "Inactive"}}})
@@ -418,7 +419,7 @@ func contactTable() *table {
 		Required: reqNone, ValidRead: true, AttributeOf: "parentcustomerid", src: srcDerived,
 		derive: func(v *rowView) value { return v.lookupName(parent) }})
 	b.ownership()
-	b.stateStatus("contact")
+	b.stateStatus()
 	b.system()
 	b.overriddenCreatedOn()
 	b.image()
@@ -466,7 +467,7 @@ func accountTable() *table {
 		ValidCreate: true, ValidUpdate: true, ValidRead: true, Targets: []string{"contact"}})
 	b.nav("primarycontactid", pc, "contact")
 	b.ownership()
-	b.stateStatus("account")
+	b.stateStatus()
 	b.system()
 	b.overriddenCreatedOn()
 	b.image()
@@ -560,18 +561,13 @@ func sdkMessageFilterTable() *table {
 	m := b.add(&column{Logical: "sdkmessageid", Schema: "SdkMessageId", Type: atLookup, Required: reqSystemRequired,
 		ValidCreate: true, ValidRead: true, Targets: []string{"sdkmessage"}})
 	b.nav("sdkmessageid", m, "sdkmessage")
-	// primaryobjecttypecode is an EntityName column in Dataverse, but it is filterable as a property there, so
-	// it is exposed as one here.
+	// primaryobjecttypecode is an EntityName column, which the Web API normally hides, but the probe filters
+	// on it, so it is a property here.
 	b.add(&column{Logical: "primaryobjecttypecode", Schema: "PrimaryObjectTypeCode", Type: atEntityName, Required: reqSystemRequired,
 		ValidCreate: true, ValidRead: true, store: stString, prop: "primaryobjecttypecode"})
 	b.add(&column{Logical: "isvisible", Schema: "IsVisible", Type: atBoolean, Required: reqNone, ValidRead: true})
 	b.system()
-	t := b.done()
-	// EntityName columns are normally hidden from the Web API; this one is a property.
-	c := t.byLogical["primaryobjecttypecode"]
-	c.prop = "primaryobjecttypecode"
-	t.byProp[c.prop] = c
-	return t
+	return b.done()
 }
 
 // CustomColumn describes a column added by a test through the admin API (for example new_region, String 100).
