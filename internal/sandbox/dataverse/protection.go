@@ -118,6 +118,10 @@ type Storm struct {
 	Code string `json:"code,omitempty"`
 }
 
+// earlyGrace is how long after a 429 a request may still arrive without counting as an early retry: the
+// time a request sent just before the client received the 429 needs to reach the server.
+const earlyGrace = 250 * time.Millisecond
+
 type windowEvent struct {
 	at   int64 // unix nanoseconds
 	cost time.Duration
@@ -129,6 +133,7 @@ type userWindow struct {
 	cost         time.Duration // sum of events[head:]
 	inflight     int
 	blockedUntil time.Time
+	throttledAt  time.Time // when the last 429 was sent
 	earlyStreak  int
 }
 
@@ -243,7 +248,10 @@ func (p *protector) admit(user uint16) (early bool, err *apiError) {
 	now := p.clock.Now()
 	u := p.window(user)
 	l := p.lim
-	if now.Before(u.blockedUntil) {
+	// Requests already on the wire when a 429 was sent could not have known about it: only a request arriving
+	// later than earlyGrace after the 429 counts as an early retry (and lengthens the wait). Earlier ones are
+	// simply throttled too.
+	if now.Before(u.blockedUntil) && now.Sub(u.throttledAt) > earlyGrace {
 		early = true
 		u.earlyStreak++
 	}
@@ -252,7 +260,7 @@ func (p *protector) admit(user uint16) (early bool, err *apiError) {
 			retry += time.Duration(u.earlyStreak) * time.Duration(l.EarlyRetryPenalty)
 		}
 		retry = ceilSeconds(retry)
-		u.blockedUntil = now.Add(retry)
+		u.blockedUntil, u.throttledAt = now.Add(retry), now
 		return throttleError(code, l, retry)
 	}
 	if p.storm.Count > 0 || (!p.until.IsZero() && now.Before(p.until)) {
