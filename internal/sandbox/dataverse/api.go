@@ -331,7 +331,10 @@ func (e *Emulator) serveOp(c *opCtx, method, path, rawQuery string, hdr http.Hea
 		segs[0] = segment{name: ref.t.Set, key: guidString(ref.id), hasKey: true}
 		first = segs[0]
 	}
+	// Reset replaces the table objects; a request that raced with it works on the table it looked up.
+	unlock := e.rlock(c)
 	t := e.bySet[first.name]
+	unlock()
 	if t == nil {
 		return e.fail(c, errSegment(first.name))
 	}

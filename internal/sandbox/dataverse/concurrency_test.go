@@ -51,3 +51,40 @@ func TestConcurrentWritesAndReadsKeepRowsWhole(t *testing.T) {
 		}
 	}
 }
+
+// Reset may race with traffic; requests either see the old or the new environment, never a torn one.
+func TestResetDuringTrafficIsSafe(t *testing.T) {
+	env := newTestEnv(t)
+	env.login()
+	team := env.emu.TeamID()
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			env.call(http.MethodPost, "contacts/Microsoft.Dynamics.CRM.UpsertMultiple", contactTargets(20, i*20, team))
+			env.call(http.MethodGet, "contacts?$select=lastname&$top=5", nil)
+			env.call(http.MethodGet, "EntityDefinitions(LogicalName='contact')?$select=LogicalName", nil)
+		}
+	}()
+	for i := 0; i < 5; i++ {
+		if err := env.emu.Reset(); err != nil {
+			t.Error(err)
+		}
+		if err := env.emu.AddColumn("contact", CustomColumn{LogicalName: "new_region", Type: "String", MaxLength: 10}); err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	r := env.mustStatus(env.call(http.MethodGet, "contacts?$select=new_region&$top=1", nil), http.StatusOK)
+	if _, ok := r.json(t)["value"]; !ok {
+		t.Errorf("query after resets: %s", r.raw)
+	}
+}

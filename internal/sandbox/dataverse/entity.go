@@ -65,7 +65,10 @@ func (e *Emulator) serveEntitySet(c *opCtx, t *table, method string, segs []segm
 		}
 		return e.teamRoles(c, tm)
 	}
-	if col := t.byProp[second.name]; col != nil && len(segs) == 2 {
+	unlock := e.rlock(c) // AddColumn may be changing byProp
+	col := t.byProp[second.name]
+	unlock()
+	if col != nil && len(segs) == 2 {
 		return e.serveProperty(c, t, id, col, method, body)
 	}
 	if nav := t.navs[second.name]; nav != nil {
