@@ -30,6 +30,7 @@ type Agent struct {
 
 	stateMu sync.Mutex
 	state   string
+	reason  string
 }
 
 // New resolves the credentials and builds the clients. It makes no network call.
@@ -141,7 +142,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 		byDest[plan.DestTable] = t
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return &MappingError{err}
 	}
 	// A table whose lookups point at another synced table loads after it, so binds find their targets.
 	for _, t := range a.tables {
@@ -171,12 +172,27 @@ func containsTable(ts []*table, t *table) bool {
 func (a *Agent) Run(ctx context.Context) error {
 	a.started = time.Now().UTC()
 	defer a.pubsub.Close()
-	if err := a.prepare(ctx); err != nil {
-		a.setState("failed")
-		a.report(context.WithoutCancel(ctx))
-		return err
+	for attempt := 1; ; attempt++ {
+		err := a.prepare(ctx)
+		if err == nil {
+			break
+		}
+		var me *MappingError
+		if errors.As(err, &me) || ctx.Err() != nil {
+			a.setState("failed", err.Error())
+			a.report(context.WithoutCancel(ctx))
+			return err
+		}
+		// Unreachable services, expired credentials, throttling: report and try again.
+		a.setState("failed", err.Error())
+		a.report(ctx)
+		a.log.Error("cannot start the connector; retrying", "err", err, "attempt", attempt)
+		a.tables = nil
+		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
+			return err
+		}
 	}
-	a.setState("running")
+	a.setState("running", "")
 	var wg sync.WaitGroup
 	for _, t := range a.tables {
 		wg.Add(1)
@@ -196,25 +212,32 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-tick.C:
 			a.report(ctx)
 		case <-done:
-			a.setState("stopped")
+			a.setState("stopped", "")
 			a.report(context.WithoutCancel(ctx))
 			return nil
 		}
 	}
 }
 
-func (a *Agent) setState(s string) {
+func (a *Agent) setState(s, reason string) {
 	a.stateMu.Lock()
-	a.state = s
+	a.state, a.reason = s, reason
 	a.stateMu.Unlock()
 }
+
+// MappingError reports mappings that do not fit the live schemas: the connector cannot start until its
+// configuration changes.
+type MappingError struct{ err error }
+
+func (e *MappingError) Error() string { return "invalid mappings: " + e.err.Error() }
+func (e *MappingError) Unwrap() error { return e.err }
 
 // Status returns the current status.
 func (a *Agent) Status() Status {
 	a.stateMu.Lock()
-	state := a.state
+	state, reason := a.state, a.reason
 	a.stateMu.Unlock()
-	s := Status{State: state, Revision: a.cfg.Revision, StartedAt: a.started, SalesforceCalls: a.sf.Stats.Total()}
+	s := Status{State: state, Reason: reason, Revision: a.cfg.Revision, StartedAt: a.started, SalesforceCalls: a.sf.Stats.Total()}
 	dv := a.dv.Stats.Snapshot()
 	s.DataverseCalls, s.Throttled = dv["requests"], dv["throttled"]
 	s.Calls = map[string]int64{}

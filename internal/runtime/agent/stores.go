@@ -88,14 +88,18 @@ type TableStatus struct {
 	LagSeconds   float64   `json:"lag_seconds"`            // now − commit time of the last applied event
 	LastEventAt  time.Time `json:"last_event_at,omitzero"` // commit time of the last applied event
 	ReplayAt     time.Time `json:"replay_at,omitzero"`     // when the stored replay position was last moved
-	Recoveries   []string  `json:"recoveries,omitempty"`   // recoveries that ran: gap refetch, overflow resync, ...
-	LastError    string    `json:"last_error,omitempty"`
-	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	// Position is the replay ID written up to, read as a big-endian number (opaque to Salesforce clients,
+	// 8 bytes in practice); for progress checks and debugging.
+	Position    uint64    `json:"position,omitempty"`
+	Recoveries  []string  `json:"recoveries,omitempty"` // recoveries that ran: gap refetch, overflow resync, ...
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
 }
 
 // Status is the agent's reported state.
 type Status struct {
 	State           string           `json:"state"` // starting, initial_load, streaming, resyncing, failed, stopped
+	Reason          string           `json:"reason,omitempty"`
 	Revision        int64            `json:"revision"`
 	StartedAt       time.Time        `json:"started_at"`
 	Tables          []TableStatus    `json:"tables"`

@@ -49,9 +49,9 @@ type table struct {
 	lastEventAt time.Time
 	// oldestPending is the commit time of the oldest received change not yet written (zero when none).
 	oldestPending time.Time
-	recoveries  []string
-	lastErr     string
-	lastErrAt   time.Time
+	recoveries    []string
+	lastErr       string
+	lastErrAt     time.Time
 
 	// recent remembers the SystemModstamp of records re-read from Salesforce, so events older than what was
 	// written are skipped and never overwrite newer data.
@@ -105,7 +105,7 @@ func (t *table) status() TableStatus {
 		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(t.recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
 	}
 	if len(cp.ReplayID) > 0 {
-		s.ReplayAt = cp.UpdatedAt
+		s.ReplayAt, s.Position = cp.UpdatedAt, salesforce.ReplayUint(cp.ReplayID)
 	}
 	if !t.oldestPending.IsZero() {
 		s.LagSeconds = max(0, time.Since(t.oldestPending).Seconds())

@@ -75,7 +75,9 @@ type request struct {
 // full Retry-After, retries transient failures, and refreshes the token once on 401.
 func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, error) {
 	refreshed := false
-	for attempt := 0; ; attempt++ {
+	attempt := 0 // transient failures so far (429s are not counted: they are always retried)
+	throttles := 0
+	for {
 		if err := c.gate.wait(ctx); err != nil {
 			return nil, nil, err
 		}
@@ -95,6 +97,7 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 			if err := sleepCtx(ctx, backoff(attempt, 0)); err != nil {
 				return nil, nil, err
 			}
+			attempt++
 			continue
 		}
 		if hint, err := strconv.Atoi(resp.Header.Get("x-ms-dop-hint")); err == nil && hint > 0 {
@@ -109,12 +112,12 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 			c.limiter.onThrottle()
 			wait := retryAfter(resp)
 			if wait <= 0 {
-				wait = time.Second << min(attempt, 6) // no header: exponential, as Microsoft's SDKs do
+				wait = time.Second << min(throttles, 6) // no header: exponential, as Microsoft's SDKs do
 			}
+			throttles++
+			// A throttled request is retried for as long as it takes: the service tells how long to wait,
+			// and dropping a write is never an option. Only the context ends the wait.
 			c.gate.block(wait)
-			if attempt >= c.cfg.MaxRetries {
-				return nil, nil, apiError(r, resp, body)
-			}
 			c.Stats.add("retries", 1)
 			continue
 		case resp.StatusCode == http.StatusUnauthorized && !refreshed:
@@ -122,12 +125,13 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 			c.resetTokenSource()
 			continue
 		case (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
-			resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode == http.StatusInternalServerError && r.idempotent) &&
+			resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode == http.StatusInternalServerError) &&
 			r.idempotent && attempt < c.cfg.MaxRetries:
 			c.Stats.add("retries", 1)
 			if err := sleepCtx(ctx, backoff(attempt, retryAfter(resp))); err != nil {
 				return nil, nil, err
 			}
+			attempt++
 			continue
 		}
 		return nil, nil, apiError(r, resp, body)

@@ -42,7 +42,8 @@ type Config struct {
 	APIVersion string
 	// Timeout bounds one HTTP exchange; 2 minutes when zero (the usual bulk-message timeout).
 	Timeout time.Duration
-	// MaxRetries caps retries of one request (429s included); 10 when zero.
+	// MaxRetries caps retries of one request after network errors and 5xx answers; 10 when zero. Throttled
+	// requests (429) are retried until the context ends.
 	MaxRetries int
 	// MaxConcurrency caps concurrent requests before any x-ms-dop-hint arrives; 8 when zero. The service
 	// allows 52 per user.

@@ -2,6 +2,7 @@ package salesforce
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -117,7 +118,18 @@ func (t *tokenSource) fetch(ctx context.Context) (*Session, error) {
 			if re.Response != nil {
 				status = re.Response.StatusCode
 			}
-			return nil, &AuthError{Status: status, Code: re.ErrorCode, Description: re.ErrorDescription}
+			ae := &AuthError{Status: status, Code: re.ErrorCode, Description: re.ErrorDescription}
+			if ae.Code == "" {
+				// The JWT flow of x/oauth2 leaves the body unparsed.
+				var body struct {
+					Error       string `json:"error"`
+					Description string `json:"error_description"`
+				}
+				if json.Unmarshal(re.Body, &body) == nil {
+					ae.Code, ae.Description = body.Error, body.Description
+				}
+			}
+			return nil, ae
 		}
 		return nil, fmt.Errorf("requesting a salesforce token: %w", err)
 	}
