@@ -32,7 +32,8 @@ func (p *crmsyncProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 	}
 }
 
-func (p *crmsyncProvider) Configure(context.Context, provider.ConfigureRequest, *provider.ConfigureResponse) {}
+func (p *crmsyncProvider) Configure(context.Context, provider.ConfigureRequest, *provider.ConfigureResponse) {
+}
 
 func (p *crmsyncProvider) Resources(context.Context) []func() resource.Resource { return nil }
 

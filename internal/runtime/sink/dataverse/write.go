@@ -101,9 +101,9 @@ func (c *Client) Bulk(ctx context.Context, message, table, entitySet string, row
 
 // Conditions of a single-row PATCH.
 const (
-	Upsert     = ""               // create or update
-	UpdateOnly = "If-Match"       // fail with 404 when the row is missing
-	CreateOnly = "If-None-Match"  // fail with 412 when the row exists
+	Upsert     = ""              // create or update
+	UpdateOnly = "If-Match"      // fail with 404 when the row is missing
+	CreateOnly = "If-None-Match" // fail with 412 when the row exists
 )
 
 // Patch writes one row by primary key with upsert semantics (or update-only / create-only).

@@ -48,7 +48,9 @@ type tokenSource struct {
 	fetches int
 }
 
-func newTokenSource(cfg *Config, hc *http.Client) *tokenSource { return &tokenSource{cfg: cfg, http: hc} }
+func newTokenSource(cfg *Config, hc *http.Client) *tokenSource {
+	return &tokenSource{cfg: cfg, http: hc}
+}
 
 // Session returns the cached session, fetching one when there is none.
 func (t *tokenSource) Session(ctx context.Context) (*Session, error) {

@@ -35,7 +35,9 @@ func (e *APIError) Error() string {
 }
 
 // Is makes errors.Is(err, ErrAPILimit) true for the daily-limit error.
-func (e *APIError) Is(target error) bool { return target == ErrAPILimit && e.Code == "REQUEST_LIMIT_EXCEEDED" }
+func (e *APIError) Is(target error) bool {
+	return target == ErrAPILimit && e.Code == "REQUEST_LIMIT_EXCEEDED"
+}
 
 // retryable statuses: 5xx are transient on Salesforce's side; 429 is rare but means "come back later".
 func retryable(status int) bool {
