@@ -164,6 +164,9 @@ func (e *Emulator) serveAPI(w http.ResponseWriter, r *http.Request) {
 	}
 	if thr != nil {
 		e.count.add(cThrottled, 1)
+		remReq, remTime := e.prot.remaining(user)
+		h.Set("x-ms-ratelimit-burst-remaining-xrm-requests", strconv.Itoa(remReq))
+		h.Set("x-ms-ratelimit-time-remaining-xrm-requests", formatRemainingTime(remTime))
 		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, maxBody))
 		writeResponse(w, errorResponse(thr, false))
 		return

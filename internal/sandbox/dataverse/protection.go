@@ -310,6 +310,15 @@ func (p *protector) done(user uint16, cost time.Duration) (remainingRequests int
 	return max(0, p.lim.Requests-u.count()), max(0, time.Duration(p.lim.ExecutionTime)-u.cost)
 }
 
+// remaining reports the budgets left to user without recording anything (for headers on 429 answers).
+func (p *protector) remaining(user uint16) (int, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	u := p.window(user)
+	u.prune(p.clock.Now().Add(-time.Duration(p.lim.Window)).UnixNano())
+	return max(0, p.lim.Requests-u.count()), max(0, time.Duration(p.lim.ExecutionTime)-u.cost)
+}
+
 // formatRemainingTime renders milliseconds as Dataverse does in x-ms-ratelimit-time-remaining-xrm-requests
 // ("1,199,955.00").
 func formatRemainingTime(d time.Duration) string {

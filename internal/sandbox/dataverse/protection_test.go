@@ -41,6 +41,9 @@ func TestRequestBudgetThrottlesWithRetryAfterUntilTheWindowSlides(t *testing.T) 
 	}
 	r := env.call(http.MethodGet, "WhoAmI", nil)
 	wait := expect429(t, r, codeRequestLimit)
+	if got := r.header.Get("x-ms-ratelimit-burst-remaining-xrm-requests"); got != "0" {
+		t.Errorf("burst remaining on the 429 = %q, want 0", got)
+	}
 	if r.errorMessage(t) != "Number of requests exceeded the limit of 5 over time window of 60 seconds." {
 		t.Errorf("message %q", r.errorMessage(t))
 	}
