@@ -22,8 +22,10 @@ func (t *table) load(ctx context.Context) error {
 	cp := t.checkpoint()
 	t.setPhase(cp.Phase, cp.LoadReason)
 
+	// The held position is only worth something if the subscription starts before the load's query: a
+	// resumed job was queried by an earlier run, so its load relies on the catch-up below instead.
 	stopHolder := func() {}
-	if len(cp.ReplayID) == 0 && cp.CatchUpSince.IsZero() {
+	if len(cp.ReplayID) == 0 && cp.CatchUpSince.IsZero() && cp.LoadJobID == "" {
 		stopHolder = t.holdPosition(ctx)
 	}
 	defer stopHolder()
@@ -53,10 +55,13 @@ func (t *table) load(ctx context.Context) error {
 
 	stopHolder() // waits for the holder, so the checkpoint holds whatever position it captured
 	return t.save(ctx, func(cp *Checkpoint) {
-		if len(cp.ReplayID) == 0 && cp.CatchUpSince.IsZero() {
-			// No event or keepalive told the position while loading: stream from the tip and catch up on
-			// everything modified since the load's query began.
-			cp.CatchUpSince = cp.LoadStartedAt.Add(-catchUpMargin)
+		// Catch up on everything modified since the load's query began, whatever the holder captured: the
+		// server registers a subscription some time after it is opened, and a change made in between would
+		// be in neither the query nor the stream. With a held position the stream also replays those
+		// changes; the catch-up remembers what it wrote, so older events are skipped, not re-applied.
+		since := cp.LoadStartedAt.Add(-catchUpMargin)
+		if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
+			cp.CatchUpSince = since
 		}
 		cp.Phase, cp.LoadReason = PhaseStreaming, ""
 		cp.LoadJobID, cp.LoadLocator = "", ""

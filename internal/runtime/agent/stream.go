@@ -246,9 +246,15 @@ func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) 
 		return nil
 	}
 	if !deletesOnly {
-		soql := fmt.Sprintf("SELECT %s FROM %s WHERE SystemModstamp >= %s", strings.Join(t.plan.SourceFields(), ", "), t.cfg.SourceTable, lit)
+		fields := strings.Join(withField(t.plan.SourceFields(), "SystemModstamp"), ", ")
+		soql := fmt.Sprintf("SELECT %s FROM %s WHERE SystemModstamp >= %s", fields, t.cfg.SourceTable, lit)
 		if _, err := t.a.sf.Query(ctx, soql, false, func(r salesforce.Record) error {
 			t.received.Add(1)
+			if ms, ok := r["SystemModstamp"].(string); ok {
+				if ts, err := parseSFTime(ms); err == nil {
+					t.remember(r.ID(), ts)
+				}
+			}
 			o, ok, err := t.rowOp(ctx, r)
 			if err != nil {
 				return err
@@ -452,4 +458,13 @@ func (t *table) retryLookups(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+func withField(fields []string, f string) []string {
+	for _, x := range fields {
+		if strings.EqualFold(x, f) {
+			return fields
+		}
+	}
+	return append(append([]string(nil), fields...), f)
 }
