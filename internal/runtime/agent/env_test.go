@@ -25,7 +25,7 @@ type env struct {
 	cfg agent.Config
 }
 
-func newEnv(t *testing.T, contacts, accounts int) *env {
+func newEnv(t testing.TB, contacts, accounts int) *env {
 	t.Helper()
 	dir := t.TempDir()
 	sb, err := sandbox.Start(t.Context(), sandbox.Options{Dir: filepath.Join(dir, "sandbox"), Contacts: contacts, Accounts: accounts, Seed: 7})

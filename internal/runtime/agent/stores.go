@@ -90,10 +90,22 @@ type TableStatus struct {
 	ReplayAt     time.Time `json:"replay_at,omitzero"`     // when the stored replay position was last moved
 	// Position is the replay ID written up to, read as a big-endian number (opaque to Salesforce clients,
 	// 8 bytes in practice); for progress checks and debugging.
-	Position    uint64    `json:"position,omitempty"`
-	Recoveries  []string  `json:"recoveries,omitempty"` // recoveries that ran: gap refetch, overflow resync, ...
+	Position   uint64   `json:"position,omitempty"`
+	Recoveries []string `json:"recoveries,omitempty"` // recoveries that ran: gap refetch, overflow resync, ...
+	// Latency summarises, over the last changes written, the time from their Salesforce commit to
+	// Dataverse's acknowledgement.
+	Latency     *Latency  `json:"latency,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Latency is a summary of recent end-to-end change latencies, in seconds.
+type Latency struct {
+	Samples int     `json:"samples"`
+	P50     float64 `json:"p50"`
+	P95     float64 `json:"p95"`
+	P99     float64 `json:"p99"`
+	Max     float64 `json:"max"`
 }
 
 // Status is the agent's reported state.

@@ -91,9 +91,15 @@ func (t *table) stream(ctx context.Context) error {
 		window = window[:0]
 		if force || time.Since(lastSave) >= 500*time.Millisecond {
 			lastSave = time.Now()
-			return t.save(ctx, func(cp *Checkpoint) { cp.ReplayID = last })
+			return t.save(ctx, func(cp *Checkpoint) { cp.ReplayID, cp.CatchUpSince = last, time.Time{} })
 		}
 		t.cpMu.Lock()
+		if !t.cp.CatchUpSince.IsZero() {
+			t.cpMu.Unlock()
+			// The first known position replaces a pending catch-up instruction: store it now.
+			lastSave = time.Now()
+			return t.save(ctx, func(cp *Checkpoint) { cp.ReplayID, cp.CatchUpSince = last, time.Time{} })
+		}
 		t.cp.ReplayID = last // stored with the next save
 		t.cpMu.Unlock()
 		return nil
@@ -122,11 +128,12 @@ func (t *table) stream(ctx context.Context) error {
 				return t.streamFailed(ctx, m.err)
 			}
 			if len(m.b.Events) == 0 {
-				if len(window) == 0 && len(m.b.LatestReplayID) > 0 && time.Since(lastSave) >= 5*time.Second {
-					// A keepalive while idle: move the stored position along so it stays within retention.
+				if len(window) == 0 && len(m.b.LatestReplayID) > 0 && (time.Since(lastSave) >= 5*time.Second || len(t.checkpoint().ReplayID) == 0) {
+					// A keepalive while idle: move the stored position along so it stays within retention
+					// (and learn it, when streaming from the tip).
 					lastSave = time.Now()
 					pos := m.b.LatestReplayID
-					if err := t.save(ctx, func(cp *Checkpoint) { cp.ReplayID = pos }); err != nil {
+					if err := t.save(ctx, func(cp *Checkpoint) { cp.ReplayID, cp.CatchUpSince = pos, time.Time{} }); err != nil {
 						return err
 					}
 				}
@@ -206,8 +213,12 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip bool) error {
 		if err := t.catchUp(ctx, cp.CatchUpSince, false); err != nil {
 			return err
 		}
-		if err := t.save(ctx, func(cp *Checkpoint) { cp.CatchUpSince = time.Time{} }); err != nil {
-			return err
+		// Streaming from the tip, the position is unknown until the first event or keepalive: until one
+		// is stored, a restart must catch up again, so the instruction stays.
+		if !fromTip {
+			if err := t.save(ctx, func(cp *Checkpoint) { cp.CatchUpSince = time.Time{} }); err != nil {
+				return err
+			}
 		}
 	}
 	if !cp.DeletesSince.IsZero() {
@@ -404,8 +415,13 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 			return err
 		}
 	}
+	commits := make([]time.Time, len(window))
+	for i, ev := range window {
+		commits[i] = ev.CommitTimestamp
+	}
 	t.stMu.Lock()
 	t.lastEventAt, t.oldestPending = lastCommit, time.Time{}
+	t.observe(commits, time.Now())
 	t.stMu.Unlock()
 	return nil
 }

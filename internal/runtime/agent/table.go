@@ -53,6 +53,10 @@ type table struct {
 	lastErr       string
 	lastErrAt     time.Time
 
+	// latencies is a ring of the last change latencies (commit → acknowledged), for status.
+	latencies []time.Duration
+	latNext   int
+
 	// recent remembers the SystemModstamp of records re-read from Salesforce, so events older than what was
 	// written are skipped and never overwrite newer data.
 	recentMu sync.Mutex
@@ -103,6 +107,7 @@ func (t *table) status() TableStatus {
 		LoadDone: max(cp.LoadDone, t.loaded0.Load()), LoadTotal: cp.LoadTotal,
 		Received: t.received.Load(), Written: t.written.Load(), DeadLettered: t.deadLettered.Load(), Skipped: t.skipped.Load(),
 		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(t.recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
+		Latency: summarize(t.latencies),
 	}
 	if len(cp.ReplayID) > 0 {
 		s.ReplayAt, s.Position = cp.UpdatedAt, salesforce.ReplayUint(cp.ReplayID)
@@ -366,4 +371,30 @@ func to18(id string) string {
 		return v
 	}
 	return id
+}
+
+const latencySamples = 8192
+
+// observe records the latency of changes committed at the given times and acknowledged now. Caller holds
+// stMu.
+func (t *table) observe(commits []time.Time, now time.Time) {
+	for _, c := range commits {
+		d := now.Sub(c)
+		if len(t.latencies) < latencySamples {
+			t.latencies = append(t.latencies, d)
+			continue
+		}
+		t.latencies[t.latNext] = d
+		t.latNext = (t.latNext + 1) % latencySamples
+	}
+}
+
+func summarize(samples []time.Duration) *Latency {
+	if len(samples) == 0 {
+		return nil
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	q := func(p float64) float64 { return s[min(len(s)-1, int(p*float64(len(s))))].Seconds() }
+	return &Latency{Samples: len(s), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: s[len(s)-1].Seconds()}
 }
