@@ -1,0 +1,92 @@
+package agent
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+const yamlConfig = `
+connector: prod
+team_id: 7d2c9c5e-1111-4222-8333-944445555666
+salesforce:
+  login_url: https://login.salesforce.com
+  auth: jwt_bearer
+  client_id: abc
+  username: integration@acme.example
+  private_key_file: keys/sf.pem
+dataverse:
+  environment_url: https://acme.crm.dynamics.com
+  tenant_id: t
+  client_id: c
+  client_secret_env: DV_SECRET
+tables:
+  - source_table: Account
+    use_predefined_mappings: true
+  - source_table: Contact
+    use_predefined_mappings: true
+    exclude_columns: [fax]
+    columns:
+      new_region: { source: Region__c }
+tuning:
+  flush_interval: 250ms
+`
+
+func writeFile(t *testing.T, name, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadConfigReadsYAMLAndResolvesRelativePaths(t *testing.T) {
+	p := writeFile(t, "c.yaml", yamlConfig)
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Salesforce.PrivateKeyFile != filepath.Join(filepath.Dir(p), "keys/sf.pem") {
+		t.Errorf("private_key_file = %s, want it relative to the config file", cfg.Salesforce.PrivateKeyFile)
+	}
+	if time.Duration(cfg.Tuning.FlushInterval) != 250*time.Millisecond {
+		t.Errorf("flush_interval = %v", cfg.Tuning.FlushInterval)
+	}
+	if got := cfg.Tables[1].Columns["new_region"].Source; got != "Region__c" {
+		t.Errorf("override = %q", got)
+	}
+}
+
+func TestLoadConfigRejectsUnknownKeysAndReportsEveryProblem(t *testing.T) {
+	if _, err := LoadConfig(writeFile(t, "c.yaml", yamlConfig+"surprise: 1\n")); err == nil || !strings.Contains(err.Error(), "surprise") {
+		t.Errorf("unknown key: %v", err)
+	}
+	bad := strings.Replace(yamlConfig, "team_id: 7d2c9c5e-1111-4222-8333-944445555666", "", 1)
+	bad = strings.Replace(bad, "exclude_columns: [fax]", "exclude_columns: [lastname]", 1)
+	_, err := LoadConfig(writeFile(t, "c.json", bad))
+	if err == nil {
+		t.Fatal("an invalid config was accepted")
+	}
+	for _, want := range []string{"team_id is required", "required column contact.lastname", "exclude_columns[0]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error does not mention %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestSecretsResolveFromEnvAndFile(t *testing.T) {
+	t.Setenv("CRMSYNC_TEST_SECRET", "from-env")
+	if v, err := secret("x", "", "CRMSYNC_TEST_SECRET", ""); err != nil || v != "from-env" {
+		t.Errorf("env: %q %v", v, err)
+	}
+	f := writeFile(t, "s", "from-file\n")
+	if v, err := secret("x", "", "", f); err != nil || v != "from-file" {
+		t.Errorf("file: %q %v", v, err)
+	}
+	if _, err := secret("dataverse client secret", "", "CRMSYNC_TEST_UNSET_VAR", ""); err == nil || !strings.Contains(err.Error(), "CRMSYNC_TEST_UNSET_VAR") {
+		t.Errorf("an unset variable must be named in the error: %v", err)
+	}
+}
