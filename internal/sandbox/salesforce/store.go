@@ -156,7 +156,8 @@ type txError struct {
 func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *txError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := s.clock.Now().UTC().Truncate(time.Second)
+	at := s.clock.Now().UTC()
+	now := at.Truncate(time.Second) // record datetimes (SystemModstamp, LastModifiedDate) have whole seconds
 	nowV := any(now)
 
 	type pending struct {
@@ -259,7 +260,9 @@ func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *tx
 	header := cdc.Event{
 		ChangeOrigin:    opt.origin,
 		TransactionKey:  uuid.NewString(),
-		CommitTimestamp: now,
+		// commitTimestamp keeps milliseconds (it is "ms since the epoch" on the wire), so consumers can
+		// measure end-to-end latency; whether real orgs fill in the milliseconds is not confirmed.
+		CommitTimestamp: at.Truncate(time.Millisecond),
 		CommitNumber:    s.commitN,
 		CommitUser:      opt.user,
 	}
