@@ -139,8 +139,9 @@ func BenchmarkCDCLatency(b *testing.B) {
 			b.ReportMetric(ts.Latency.P99*1000, "p99-ms")
 			b.ReportMetric(ts.Latency.Max*1000, "max-ms")
 			b.ReportMetric(dv, "dv-requests/1000changes")
-			fmt.Printf("CDC at %d changes/s for %d s: %d changes, latency p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms; %.1f Dataverse requests per 1,000 changes\n",
-				rate, seconds, changes, ts.Latency.P50*1000, ts.Latency.P95*1000, ts.Latency.P99*1000, ts.Latency.Max*1000, dv)
+			fmt.Printf("CDC at %d changes/s for %d s: %d changes, latency p50 %.0f ms, p95 %.0f ms, p99 %.0f ms, max %.0f ms; %.1f Dataverse requests per 1,000 changes (%d throttled)\n",
+				rate, seconds, changes, ts.Latency.P50*1000, ts.Latency.P95*1000, ts.Latency.P99*1000, ts.Latency.Max*1000, dv, s.Throttled)
+			fmt.Printf("  calls: %v\n", s.Calls)
 		}
 	}
 }

@@ -36,7 +36,7 @@ type pumped struct {
 // order and written; the window's last replay ID is stored only after the writes are acknowledged.
 func (t *table) stream(ctx context.Context) error {
 	cp := t.checkpoint()
-	t.setPhase(PhaseStreaming, "")
+	t.setPhase(PhaseStreaming, "opening the change stream")
 	opts := salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 100, Types: t.types}
 	if len(cp.ReplayID) > 0 {
 		opts.Preset, opts.ReplayID = salesforce.Custom, cp.ReplayID
