@@ -154,7 +154,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	s := &Sandbox{Clock: clock.New(), errs: make(chan error, portCount)}
-	defer func() {
+	defer func() { //nolint:contextcheck // shutdown has its own bounded context; ctx may be done already
 		if err != nil {
 			s.Close()
 		}

@@ -102,7 +102,7 @@ func MustGUID(id string) uuid.UUID {
 func checkChars(id string) error {
 	for i := 0; i < len(id); i++ {
 		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z') {
+		if (c < '0' || c > '9') && (c < 'A' || c > 'Z') && (c < 'a' || c > 'z') {
 			return fmt.Errorf("invalid Salesforce Id %q: character %q at position %d is not alphanumeric", id, c, i+1)
 		}
 	}

@@ -37,7 +37,7 @@ func crmsyncBinary(t testing.TB) string {
 		binPath = filepath.Join(dir, "crmsync")
 		out, err := exec.Command("go", "build", "-o", binPath, "github.com/crmsync/terraform-provider-crmsync/cmd/crmsync").CombinedOutput()
 		if err != nil {
-			buildErr = fmt.Errorf("building crmsync: %v\n%s", err, out)
+			buildErr = fmt.Errorf("building crmsync: %w\n%s", err, out)
 		}
 	})
 	if buildErr != nil {

@@ -94,7 +94,7 @@ func (t *table) holdPosition(ctx context.Context) func() {
 			return
 		}
 		defer sub.Close()
-		b, err := sub.Next()
+		b, err := sub.Next() //nolint:contextcheck // the subscription carries hctx
 		if err != nil {
 			return
 		}

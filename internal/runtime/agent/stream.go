@@ -52,7 +52,7 @@ func (t *table) stream(ctx context.Context) error {
 	defer stopPump()
 	go func() {
 		for {
-			b, err := sub.Next()
+			b, err := sub.Next() //nolint:contextcheck // the subscription carries ctx
 			select {
 			case msgs <- pumped{b, err}:
 			case <-pctx.Done():

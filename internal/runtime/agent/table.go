@@ -149,10 +149,9 @@ func (t *table) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading the checkpoint of %s: %w", t.cfg.SourceTable, err)
 	}
-	switch {
-	case cp == nil:
+	if cp == nil {
 		t.cp = Checkpoint{Table: t.cfg.SourceTable, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: t.hash, MappingColumns: t.columns}
-	default:
+	} else {
 		t.cp = *cp
 		if t.cp.Phase == PhaseStreaming && t.cp.MappingHash != t.hash {
 			if added := t.addedColumns(cp); len(added) > 0 {

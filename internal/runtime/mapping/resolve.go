@@ -162,14 +162,14 @@ func Validate(cfg TableConfig, cols []Column, s Schemas) Problems {
 		haveSrc, haveDst := false, false
 		if src != nil {
 			sField, haveSrc = src.Field(c.Source)
-			if !haveSrc && !(s.Static && isCustomSource(c.Source)) {
+			if !haveSrc && (!s.Static || !isCustomSource(c.Source)) {
 				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownSource, Column: c.Destination, Path: path,
 					Message: fmt.Sprintf("Salesforce field %s.%s does not exist (column %s)", src.Object, c.Source, c.Destination)})
 			}
 		}
 		if dst != nil {
 			dCol, haveDst = dst.Column(c.Destination)
-			if !haveDst && !(s.Static && isCustomDestination(c.Destination)) {
+			if !haveDst && (!s.Static || !isCustomDestination(c.Destination)) {
 				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownDestination, Column: c.Destination, Path: path,
 					Message: fmt.Sprintf("Dataverse column %s.%s does not exist", dst.Table, c.Destination)})
 			}

@@ -258,8 +258,8 @@ func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *tx
 	// Events, in operation order, numbered within the transaction.
 	s.commitN += int64(1 + len(work)%7)
 	header := cdc.Event{
-		ChangeOrigin:    opt.origin,
-		TransactionKey:  uuid.NewString(),
+		ChangeOrigin:   opt.origin,
+		TransactionKey: uuid.NewString(),
 		// commitTimestamp keeps milliseconds (it is "ms since the epoch" on the wire), so consumers can
 		// measure end-to-end latency; whether real orgs fill in the milliseconds is not confirmed.
 		CommitTimestamp: at.Truncate(time.Millisecond),

@@ -50,13 +50,13 @@ func (c *Client) Batch(ctx context.Context, ops []BatchOp) ([]BatchResult, error
 	if err != nil {
 		return nil, err
 	}
-	resp, respBody, err := c.do(ctx, request{kind: "batch", method: http.MethodPost, path: "/$batch", body: body, ctype: ctype,
+	resp, err := c.do(ctx, request{kind: "batch", method: http.MethodPost, path: "/$batch", body: body, ctype: ctype,
 		header: http.Header{"Prefer": {"odata.continue-on-error"}}, idempotent: true})
 	if err != nil {
 		return nil, err
 	}
 	c.Stats.add("batch_ops", int64(len(ops)))
-	return parseBatchResponse(resp.Header.Get("Content-Type"), respBody, len(ops))
+	return parseBatchResponse(resp.Header.Get("Content-Type"), resp.Body, len(ops))
 }
 
 func (c *Client) batchBody(ops []BatchOp) ([]byte, string, error) {
@@ -85,15 +85,20 @@ func (c *Client) batchBody(ops []BatchOp) ([]byte, string, error) {
 				return nil, "", fmt.Errorf("encoding batch op %d: %w", i+1, err)
 			}
 		}
-		fmt.Fprintf(pw, "%s %s/%s HTTP/1.1\r\n", op.Method, strings.TrimPrefix(c.base, c.cfg.EnvironmentURL), strings.TrimPrefix(op.Path, "/"))
+		// Writes into an in-memory buffer cannot fail.
+		var part bytes.Buffer
+		fmt.Fprintf(&part, "%s %s/%s HTTP/1.1\r\n", op.Method, strings.TrimPrefix(c.base, c.cfg.EnvironmentURL), strings.TrimPrefix(op.Path, "/"))
 		if payload != nil {
-			fmt.Fprintf(pw, "Content-Type: application/json; type=entry\r\nContent-Length: %d\r\n", len(payload))
+			fmt.Fprintf(&part, "Content-Type: application/json; type=entry\r\nContent-Length: %d\r\n", len(payload))
 		}
 		if op.Condition != "" {
-			fmt.Fprintf(pw, "%s: *\r\n", op.Condition)
+			fmt.Fprintf(&part, "%s: *\r\n", op.Condition)
 		}
-		io.WriteString(pw, "\r\n")
-		pw.Write(payload)
+		part.WriteString("\r\n")
+		part.Write(payload)
+		if _, err := pw.Write(part.Bytes()); err != nil {
+			return nil, "", err
+		}
 		if err := cs.Close(); err != nil {
 			return nil, "", err
 		}
@@ -103,7 +108,9 @@ func (c *Client) batchBody(ops []BatchOp) ([]byte, string, error) {
 		if err != nil {
 			return nil, "", err
 		}
-		ow.Write(inner.Bytes())
+		if _, err := ow.Write(inner.Bytes()); err != nil {
+			return nil, "", err
+		}
 	}
 	if err := outer.Close(); err != nil {
 		return nil, "", err
@@ -160,7 +167,7 @@ func parseBatchResponse(ctype string, body []byte, n int) ([]BatchResult, error)
 			}
 			res := BatchResult{Status: resp.StatusCode}
 			if resp.StatusCode >= 300 {
-				res.Err = apiError(request{method: "BATCH", path: "$batch op " + strconv.Itoa(idx+1)}, resp, pb)
+				res.Err = apiError(request{method: "BATCH", path: "$batch op " + strconv.Itoa(idx+1)}, &answer{Status: resp.StatusCode, Body: pb})
 			}
 			results[idx], filled[idx] = res, true
 		}

@@ -71,31 +71,38 @@ type request struct {
 	idempotent bool
 }
 
-// do sends r and returns the response body of a success. It blocks while throttled, retries 429 after the
-// full Retry-After, retries transient failures, and refreshes the token once on 401.
-func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, error) {
+// answer is a fully read response.
+type answer struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// do sends r and returns the answer of a success. It blocks while throttled, retries 429 after the full
+// Retry-After, retries transient failures, and refreshes the token once on 401.
+func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 	refreshed := false
 	attempt := 0 // transient failures so far (429s are not counted: they are always retried)
 	throttles := 0
 	for {
 		if err := c.gate.wait(ctx); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if err := c.limiter.acquire(ctx); err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		resp, body, err := c.send(ctx, r)
+		resp, err := c.send(ctx, r)
 		c.limiter.release()
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil, nil, ctx.Err()
+				return nil, ctx.Err()
 			}
 			if !r.idempotent || attempt >= c.cfg.MaxRetries {
-				return nil, nil, fmt.Errorf("dataverse %s %s: %w", r.method, r.path, err)
+				return nil, fmt.Errorf("dataverse %s %s: %w", r.method, r.path, err)
 			}
 			c.Stats.add("retries", 1)
 			if err := sleepCtx(ctx, backoff(attempt, 0)); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			attempt++
 			continue
@@ -104,10 +111,10 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 			c.limiter.SetMax(hint)
 		}
 		switch {
-		case resp.StatusCode < 300 || resp.StatusCode == http.StatusNotModified:
+		case resp.Status < 300 || resp.Status == http.StatusNotModified:
 			c.limiter.onSuccess()
-			return resp, body, nil
-		case resp.StatusCode == http.StatusTooManyRequests:
+			return resp, nil
+		case resp.Status == http.StatusTooManyRequests:
 			c.Stats.add("throttled", 1)
 			c.limiter.onThrottle()
 			wait := retryAfter(resp)
@@ -120,29 +127,29 @@ func (c *Client) do(ctx context.Context, r request) (*http.Response, []byte, err
 			c.gate.block(wait)
 			c.Stats.add("retries", 1)
 			continue
-		case resp.StatusCode == http.StatusUnauthorized && !refreshed:
+		case resp.Status == http.StatusUnauthorized && !refreshed:
 			refreshed = true
 			c.resetTokenSource()
 			continue
-		case (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusServiceUnavailable ||
-			resp.StatusCode == http.StatusGatewayTimeout || resp.StatusCode == http.StatusInternalServerError) &&
+		case (resp.Status == http.StatusBadGateway || resp.Status == http.StatusServiceUnavailable ||
+			resp.Status == http.StatusGatewayTimeout || resp.Status == http.StatusInternalServerError) &&
 			r.idempotent && attempt < c.cfg.MaxRetries:
 			c.Stats.add("retries", 1)
 			if err := sleepCtx(ctx, backoff(attempt, retryAfter(resp))); err != nil {
-				return nil, nil, err
+				return nil, err
 			}
 			attempt++
 			continue
 		}
-		return nil, nil, apiError(r, resp, body)
+		return nil, apiError(r, resp)
 	}
 }
 
 // send makes one HTTP exchange and reads the whole body (answers are small, bulk writes answer 204).
-func (c *Client) send(ctx context.Context, r request) (*http.Response, []byte, error) {
+func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 	tok, err := c.token()
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	u := r.path
 	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
@@ -154,7 +161,7 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, []byte, e
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/json")
@@ -172,18 +179,19 @@ func (c *Client) send(ctx context.Context, r request) (*http.Response, []byte, e
 	c.Stats.add(r.kind, 1)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return nil, nil, fmt.Errorf("reading the answer: %w", err)
+		return nil, fmt.Errorf("reading the answer: %w", err)
 	}
-	return resp, body, nil
+	return &answer{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
-func apiError(r request, resp *http.Response, body []byte) *APIError {
-	e := &APIError{Method: r.method, Path: r.path, Status: resp.StatusCode}
+func apiError(r request, a *answer) *APIError {
+	body := a.Body
+	e := &APIError{Method: r.method, Path: r.path, Status: a.Status}
 	var env struct {
 		Error struct {
 			Code    string `json:"code"`
@@ -195,13 +203,13 @@ func apiError(r request, resp *http.Response, body []byte) *APIError {
 	} else {
 		e.Message = strings.TrimSpace(string(body))
 		if e.Message == "" {
-			e.Message = http.StatusText(resp.StatusCode)
+			e.Message = http.StatusText(a.Status)
 		}
 	}
 	return e
 }
 
-func retryAfter(resp *http.Response) time.Duration {
+func retryAfter(resp *answer) time.Duration {
 	if s := resp.Header.Get("Retry-After"); s != "" {
 		if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
 			return time.Duration(n * float64(time.Second))

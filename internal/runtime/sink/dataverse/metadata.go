@@ -28,12 +28,12 @@ func (c *Client) WhoAmI(ctx context.Context) (*WhoAmIResponse, error) {
 }
 
 func (c *Client) getJSON(ctx context.Context, kind, path string, out any) error {
-	_, body, err := c.do(ctx, request{kind: kind, method: http.MethodGet, path: path, idempotent: true,
+	a, err := c.do(ctx, request{kind: kind, method: http.MethodGet, path: path, idempotent: true,
 		header: http.Header{"If-None-Match": {"null"}}})
 	if err != nil {
 		return err
 	}
-	if err := json.Unmarshal(body, out); err != nil {
+	if err := json.Unmarshal(a.Body, out); err != nil {
 		return fmt.Errorf("dataverse GET %s: decoding the answer: %w", path, err)
 	}
 	return nil

@@ -91,7 +91,7 @@ func (c *Client) Bulk(ctx context.Context, message, table, entitySet string, row
 	if err != nil {
 		return err
 	}
-	_, _, err = c.do(ctx, request{kind: "bulk", method: http.MethodPost, path: "/" + entitySet + "/Microsoft.Dynamics.CRM." + message,
+	_, err = c.do(ctx, request{kind: "bulk", method: http.MethodPost, path: "/" + entitySet + "/Microsoft.Dynamics.CRM." + message,
 		body: body, idempotent: true})
 	if err == nil {
 		c.Stats.add("bulk_rows", int64(len(rows)))
@@ -116,13 +116,13 @@ func (c *Client) Patch(ctx context.Context, entitySet, id string, row Row, condi
 	if condition != "" {
 		h.Set(condition, "*")
 	}
-	_, _, err = c.do(ctx, request{kind: "write", method: http.MethodPatch, path: "/" + entitySet + "(" + id + ")", body: body, header: h, idempotent: true})
+	_, err = c.do(ctx, request{kind: "write", method: http.MethodPatch, path: "/" + entitySet + "(" + id + ")", body: body, header: h, idempotent: true})
 	return err
 }
 
 // Delete deletes one row by primary key. A missing row is a *APIError with status 404.
 func (c *Client) Delete(ctx context.Context, entitySet, id string) error {
-	_, _, err := c.do(ctx, request{kind: "write", method: http.MethodDelete, path: "/" + entitySet + "(" + id + ")", idempotent: true})
+	_, err := c.do(ctx, request{kind: "write", method: http.MethodDelete, path: "/" + entitySet + "(" + id + ")", idempotent: true})
 	return err
 }
 
@@ -144,10 +144,11 @@ func (c *Client) Get(ctx context.Context, entitySet, id, selectCols string) (Row
 func (c *Client) Query(ctx context.Context, path string, pageSize int, fn func(Row) error) error {
 	h := http.Header{"Prefer": {fmt.Sprintf("odata.maxpagesize=%d", pageSize)}, "If-None-Match": {"null"}}
 	for path != "" {
-		_, body, err := c.do(ctx, request{kind: "read", method: http.MethodGet, path: path, header: h, idempotent: true})
+		a, err := c.do(ctx, request{kind: "read", method: http.MethodGet, path: path, header: h, idempotent: true})
 		if err != nil {
 			return err
 		}
+		body := a.Body
 		var page struct {
 			Value    []Row  `json:"value"`
 			NextLink string `json:"@odata.nextLink"`

@@ -157,7 +157,7 @@ func classifyStream(err error, trailer metadata.MD) error {
 	for _, code := range trailer.Get("error-code") {
 		switch {
 		case strings.Contains(code, "replayid"):
-			return fmt.Errorf("%w: %s (%v)", ErrReplayInvalid, code, err)
+			return fmt.Errorf("%w: %s: %w", ErrReplayInvalid, code, err)
 		case strings.Contains(code, "subscription.limit.exceeded"):
 			return fmt.Errorf("%w: %s", ErrDeliveryLimit, code)
 		}
@@ -207,11 +207,11 @@ func (p *PubSub) Subscribe(ctx context.Context, opts SubscribeOptions) (*Subscri
 		opts.Credit = 100
 	}
 	sctx, cancel := context.WithCancel(ctx)
-	s := &Subscription{p: p, opts: opts, ctx: sctx, cancel: cancel, credit: int32(opts.Credit)}
+	s := &Subscription{p: p, opts: opts, ctx: sctx, cancel: cancel, credit: int32(opts.Credit)} //nolint:gosec // 1..100, checked above
 	if opts.Preset == Custom {
 		s.last = opts.ReplayID
 	}
-	if err := s.open(); err != nil {
+	if err := s.open(); err != nil { //nolint:contextcheck // open uses the subscription's own context, derived from ctx
 		cancel()
 		return nil, err
 	}
@@ -252,7 +252,7 @@ func (s *Subscription) SetCredit(n int) {
 }
 
 // Next blocks until the server sends events or a keepalive, tops the credit back up, and returns what
-// arrived. Terminal errors: ErrReplayInvalid, ErrDeliveryLimit, ErrPositionLost, NOT_FOUND and
+// arrived. It runs on the context given to Subscribe. Terminal errors: ErrReplayInvalid, ErrDeliveryLimit, ErrPositionLost, NOT_FOUND and
 // PERMISSION_DENIED statuses, and the context's error.
 func (s *Subscription) Next() (*Batch, error) {
 	for {
