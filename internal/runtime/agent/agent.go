@@ -44,7 +44,7 @@ func New(cfg Config, stores Stores, log *slog.Logger) (*Agent, error) {
 	if log == nil {
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
-	a := &Agent{cfg: cfg, stores: stores, log: log.With("connector", cfg.Connector), tuning: cfg.Tuning.withDefaults(), state: "starting"}
+	a := &Agent{cfg: cfg, stores: stores, log: log.With("connector", cfg.Connector), tuning: cfg.Tuning.WithDefaults(), state: "starting"}
 	var errs []error
 	sfc := cfg.Salesforce
 	sfSecret, err := secret("salesforce client secret", sfc.ClientSecret, sfc.ClientSecretEnv, sfc.ClientSecretFile)

@@ -1,0 +1,102 @@
+package api
+
+import "time"
+
+// Table phases reported in status and stored in checkpoints.
+const (
+	PhasePending     = "pending"      // waiting for a table it depends on (lookups) to finish loading
+	PhaseInitialLoad = "initial_load" // reading the whole table
+	PhaseStreaming   = "streaming"    // applying change events
+	PhaseResync      = "resyncing"    // reloading after an expired replay ID, an overflow or a config change
+	PhaseFailed      = "failed"       // stopped on an error that needs a person (reason in status)
+)
+
+// Checkpoint is one table's durable progress.
+type Checkpoint struct {
+	Table string `json:"table"` // source object, e.g. Contact
+	Phase string `json:"phase"`
+	// ReplayID is the change-stream position to resume after (8 bytes, big-endian); empty when unknown.
+	ReplayID []byte `json:"replay_id,omitempty"`
+	// RefetchIDs are records whose change arrived while the table was loading; they are re-read when the
+	// load ends (the event itself was not kept).
+	RefetchIDs []string `json:"refetch_ids,omitempty"`
+	// CatchUpSince asks for an incremental re-sync of rows modified since then (server time) before streaming.
+	CatchUpSince time.Time `json:"catch_up_since,omitzero"`
+	// DeletesSince asks for the deletions made since then (server time) to be applied after a full re-sync,
+	// which reloads every live row but cannot see deleted ones.
+	DeletesSince time.Time `json:"deletes_since,omitzero"`
+	// Load progress of the initial load or re-sync.
+	LoadJobID     string    `json:"load_job_id,omitempty"`
+	LoadLocator   string    `json:"load_locator,omitempty"`
+	LoadDone      int64     `json:"load_done"`
+	LoadTotal     int64     `json:"load_total"`
+	LoadStartedAt time.Time `json:"load_started_at,omitzero"` // server time the load's query began
+	LoadReason    string    `json:"load_reason,omitempty"`    // why the current load runs
+	// MappingHash identifies the mapping the table was loaded with; a different hash means columns were added
+	// or changed and the table is re-synced.
+	MappingHash string `json:"mapping_hash,omitempty"`
+	// MappingColumns are the effective columns ("dest<-source") the table was last loaded with.
+	MappingColumns []string  `json:"mapping_columns,omitempty"`
+	UpdatedAt      time.Time `json:"updated_at"`
+}
+
+// DeadLetter is a record Dataverse refused (or that could not be mapped).
+type DeadLetter struct {
+	Table     string    `json:"table"`
+	RecordID  string    `json:"record_id"` // Salesforce Id
+	Operation string    `json:"operation"` // upsert, update, delete
+	Code      string    `json:"code"`      // Dataverse error code or a crmsync code (mapping, lookup_missing)
+	Reason    string    `json:"reason"`
+	Payload   string    `json:"payload,omitempty"` // the row body that was refused (JSON)
+	At        time.Time `json:"at"`                // this failure
+	FirstAt   time.Time `json:"first_at"`          // the record's first failure (kept across retries)
+	Attempts  int       `json:"attempts"`
+}
+
+// TableStatus is one table's reported state.
+type TableStatus struct {
+	Table        string    `json:"table"`
+	Destination  string    `json:"destination"`
+	Phase        string    `json:"phase"`
+	Reason       string    `json:"reason,omitempty"` // why a load/resync runs, or why failed
+	LoadDone     int64     `json:"load_done"`
+	LoadTotal    int64     `json:"load_total"`
+	Received     int64     `json:"received"`
+	Written      int64     `json:"written"`
+	DeadLettered int64     `json:"dead_lettered"`
+	Skipped      int64     `json:"skipped"`
+	LagSeconds   float64   `json:"lag_seconds"`            // now − commit time of the last applied event
+	LastEventAt  time.Time `json:"last_event_at,omitzero"` // commit time of the last applied event
+	ReplayAt     time.Time `json:"replay_at,omitzero"`     // when the stored replay position was last moved
+	// Position is the replay ID written up to, read as a big-endian number (opaque to Salesforce clients,
+	// 8 bytes in practice); for progress checks and debugging.
+	Position   uint64   `json:"position,omitempty"`
+	Recoveries []string `json:"recoveries,omitempty"` // recoveries that ran: gap refetch, overflow resync, ...
+	// Latency summarises, over the last changes written, the time from their Salesforce commit to
+	// Dataverse's acknowledgement.
+	Latency     *Latency  `json:"latency,omitempty"`
+	LastError   string    `json:"last_error,omitempty"`
+	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+}
+
+// Latency is a summary of recent end-to-end change latencies, in seconds.
+type Latency struct {
+	Samples int     `json:"samples"`
+	P50     float64 `json:"p50"`
+	P95     float64 `json:"p95"`
+	P99     float64 `json:"p99"`
+	Max     float64 `json:"max"`
+}
+
+// Status is the agent's reported state.
+type Status struct {
+	State           string           `json:"state"` // starting, initial_load, streaming, resyncing, failed, stopped
+	Reason          string           `json:"reason,omitempty"`
+	Revision        int64            `json:"revision"`
+	StartedAt       time.Time        `json:"started_at"`
+	Tables          []TableStatus    `json:"tables"`
+	SalesforceCalls int64            `json:"salesforce_calls"`
+	DataverseCalls  int64            `json:"dataverse_requests"`
+	Throttled       int64            `json:"dataverse_throttled"`
+	Calls           map[string]int64 `json:"calls,omitempty"`
+}

@@ -1,0 +1,174 @@
+package api
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+// Config is one connector's agent configuration: what `crmsync agent --config FILE` reads (JSON or YAML,
+// see docs/agent.md) and what the control plane hands an agent with its lease. Secrets are referenced by
+// environment variable (*_env) or file (*_file) and resolved on the agent's own host; inline values are
+// accepted for the control plane's lease but never required.
+type Config struct {
+	Connector  string                `json:"connector"`
+	Revision   int64                 `json:"revision,omitempty"`
+	Salesforce SalesforceConfig      `json:"salesforce"`
+	Dataverse  DataverseConfig       `json:"dataverse"`
+	TeamID     string                `json:"team_id"`
+	Tables     []mapping.TableConfig `json:"tables"`
+	Tuning     Tuning                `json:"tuning,omitzero"`
+}
+
+// SalesforceConfig says how to reach and authenticate to the org.
+type SalesforceConfig struct {
+	LoginURL    string `json:"login_url"`
+	InstanceURL string `json:"instance_url,omitempty"`
+	APIVersion  string `json:"api_version,omitempty"`
+	// PubSubAddr is the Pub/Sub API host:port; api.pubsub.salesforce.com:7443 by default.
+	PubSubAddr string `json:"pubsub_addr,omitempty"`
+	// PubSubPlaintext connects without TLS (loopback only; for local emulators).
+	PubSubPlaintext  bool   `json:"pubsub_plaintext,omitempty"`
+	Auth             string `json:"auth"` // jwt_bearer or client_credentials
+	ClientID         string `json:"client_id"`
+	Username         string `json:"username,omitempty"`
+	ClientSecret     string `json:"client_secret,omitempty"`
+	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	PrivateKey       string `json:"private_key,omitempty"`
+	PrivateKeyEnv    string `json:"private_key_env,omitempty"`
+	PrivateKeyFile   string `json:"private_key_file,omitempty"`
+	CAFile           string `json:"ca_file,omitempty"`
+}
+
+// DataverseConfig says how to reach and authenticate to the environment.
+type DataverseConfig struct {
+	EnvironmentURL   string `json:"environment_url"`
+	AuthorityURL     string `json:"authority_url,omitempty"`
+	TenantID         string `json:"tenant_id"`
+	ClientID         string `json:"client_id"`
+	ClientSecret     string `json:"client_secret,omitempty"`
+	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	CAFile           string `json:"ca_file,omitempty"`
+}
+
+// Tuning holds batching and concurrency settings; zero values take the defaults.
+type Tuning struct {
+	// BatchSize is the number of rows per Dataverse write (UpsertMultiple targets or $batch operations).
+	BatchSize int `json:"batch_size,omitempty"`
+	// FlushInterval bounds how long a change waits for its batch to fill.
+	FlushInterval Duration `json:"flush_interval,omitempty"`
+	// WriteConcurrency is the number of Dataverse writes in flight per table.
+	WriteConcurrency int `json:"write_concurrency,omitempty"`
+	// PageSize is the Bulk API results page size (maxRecords); a restart re-reads at most one page.
+	PageSize int `json:"page_size,omitempty"`
+	// StatusInterval is how often status is reported.
+	StatusInterval Duration `json:"status_interval,omitempty"`
+}
+
+// Defaults, chosen by measurement (docs/benchmarks.md).
+const (
+	DefaultBatchSize        = 1000
+	DefaultFlushInterval    = 100 * time.Millisecond
+	DefaultWriteConcurrency = 4
+	DefaultPageSize         = 50000
+	DefaultStatusInterval   = time.Second
+	DefaultPubSubAddr       = "api.pubsub.salesforce.com:7443"
+)
+
+// WithDefaults fills zero fields with the defaults.
+func (t *Tuning) WithDefaults() Tuning {
+	out := *t
+	if out.BatchSize <= 0 {
+		out.BatchSize = DefaultBatchSize
+	}
+	if out.FlushInterval <= 0 {
+		out.FlushInterval = Duration(DefaultFlushInterval)
+	}
+	if out.WriteConcurrency <= 0 {
+		out.WriteConcurrency = DefaultWriteConcurrency
+	}
+	if out.PageSize <= 0 {
+		out.PageSize = DefaultPageSize
+	}
+	if out.StatusInterval <= 0 {
+		out.StatusInterval = Duration(DefaultStatusInterval)
+	}
+	return out
+}
+
+// Duration is a time.Duration written as a Go duration string ("100ms") in JSON and YAML.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return []byte(`"` + time.Duration(d).String() + `"`), nil
+}
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	s := strings.Trim(string(b), `"`)
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %s: %w", b, err)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Validate checks the configuration and every table mapping statically; it returns every problem at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Connector == "" {
+		errs = append(errs, errors.New("connector: a name is required"))
+	}
+	if c.Salesforce.LoginURL == "" {
+		errs = append(errs, errors.New("salesforce.login_url is required"))
+	}
+	if c.Dataverse.EnvironmentURL == "" {
+		errs = append(errs, errors.New("dataverse.environment_url is required"))
+	}
+	if c.TeamID == "" {
+		errs = append(errs, errors.New("team_id is required: the Dataverse team that owns the synced rows"))
+	}
+	if len(c.Tables) == 0 {
+		errs = append(errs, errors.New("tables: at least one table mapping is required"))
+	}
+	seen := map[string]bool{}
+	synced := c.SyncedTables()
+	for i, t := range c.Tables {
+		key := strings.ToLower(t.SourceTable)
+		if seen[key] {
+			errs = append(errs, fmt.Errorf("tables[%d]: %s is mapped twice", i, t.SourceTable))
+		}
+		seen[key] = true
+		cols, probs := mapping.Resolve(t, c.SourceTables())
+		probs = append(probs, mapping.Validate(t, cols, mapping.StaticSchemas(t, synced))...)
+		for _, p := range probs.Errors() {
+			errs = append(errs, fmt.Errorf("tables[%d] (%s): %s: %s", i, t.SourceTable, p.Path, p.Message))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// SourceTables returns the source objects of every table mapping.
+func (c *Config) SourceTables() []string {
+	out := make([]string, len(c.Tables))
+	for i, t := range c.Tables {
+		out[i] = t.SourceTable
+	}
+	return out
+}
+
+// SyncedTables maps each source object to its destination table.
+func (c *Config) SyncedTables() map[string]string {
+	out := make(map[string]string, len(c.Tables))
+	for _, t := range c.Tables {
+		out[t.SourceTable] = t.Destination()
+	}
+	return out
+}

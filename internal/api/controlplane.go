@@ -1,0 +1,331 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+// SalesforceSettings says how a connector reaches its org. Secrets are write-only: ClientSecret and
+// PrivateKey are accepted on create and update, stored encrypted, and never returned (SecretsSet says
+// which are stored). *_env and *_file references are resolved by the agent on its own host and are
+// returned as declared.
+type SalesforceSettings struct {
+	LoginURL         string `json:"login_url"`
+	InstanceURL      string `json:"instance_url,omitempty"`
+	APIVersion       string `json:"api_version,omitempty"`
+	PubSubAddr       string `json:"pubsub_addr,omitempty"`
+	PubSubPlaintext  bool   `json:"pubsub_plaintext,omitempty"`
+	Auth             string `json:"auth"` // jwt_bearer or client_credentials
+	ClientID         string `json:"client_id"`
+	Username         string `json:"username,omitempty"`
+	ClientSecret     string `json:"client_secret,omitempty"` // write-only
+	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	PrivateKey       string `json:"private_key,omitempty"` // write-only
+	PrivateKeyEnv    string `json:"private_key_env,omitempty"`
+	PrivateKeyFile   string `json:"private_key_file,omitempty"`
+	CAFile           string `json:"ca_file,omitempty"`
+}
+
+// DataverseSettings says how a connector reaches its environment. ClientSecret is write-only.
+type DataverseSettings struct {
+	EnvironmentURL   string `json:"environment_url"`
+	AuthorityURL     string `json:"authority_url,omitempty"`
+	TenantID         string `json:"tenant_id"`
+	ClientID         string `json:"client_id"`
+	ClientSecret     string `json:"client_secret,omitempty"` // write-only
+	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	CAFile           string `json:"ca_file,omitempty"`
+}
+
+// ConnectorSpec is what a caller declares: the body of create and update (an update replaces every field;
+// a write-only secret left empty on update keeps the stored one).
+type ConnectorSpec struct {
+	Name       string             `json:"name"`
+	TeamID     string             `json:"team_id"`
+	Salesforce SalesforceSettings `json:"salesforce"`
+	Dataverse  DataverseSettings  `json:"dataverse"`
+	// Tuning overrides the agent's batching defaults.
+	Tuning *Tuning `json:"tuning,omitempty"`
+}
+
+// Connector is a stored connector.
+type Connector struct {
+	ID string `json:"id"`
+	ConnectorSpec
+	// Revision is the connector's latest config revision: it moves on every change to the connector or to
+	// one of its table mappings.
+	Revision int64 `json:"revision"`
+	// SecretsSet lists the write-only secrets stored, e.g. "dataverse.client_secret".
+	SecretsSet []string  `json:"secrets_set"`
+	CreatedAt  time.Time `json:"created_at"`
+	UpdatedAt  time.Time `json:"updated_at"`
+}
+
+// ConnectorList is the answer of GET /v1/connectors.
+type ConnectorList struct {
+	Connectors []Connector `json:"connectors"`
+}
+
+// MappingSpec is a table mapping as declared: mapping.TableConfig on the wire.
+type MappingSpec = mapping.TableConfig
+
+// EffectiveColumn is one column of a mapping's effective column list.
+type EffectiveColumn struct {
+	Source          string `json:"source"`
+	Destination     string `json:"destination"`
+	SourceType      string `json:"source_type,omitempty"`
+	DestinationType string `json:"destination_type,omitempty"`
+	Predefined      bool   `json:"predefined"`
+	Truncate        bool   `json:"truncate,omitempty"`
+	Key             bool   `json:"key,omitempty"`
+}
+
+// TableMapping is a stored table mapping.
+type TableMapping struct {
+	ID          string `json:"id"`
+	ConnectorID string `json:"connector_id"`
+	MappingSpec
+	// DestinationTable is filled in with the effective destination.
+	EffectiveColumns []EffectiveColumn `json:"effective_columns"`
+	Revision         int64             `json:"revision"` // the connector revision this version created
+	CreatedAt        time.Time         `json:"created_at"`
+	UpdatedAt        time.Time         `json:"updated_at"`
+}
+
+// MappingList is the answer of GET /v1/connectors/{id}/mappings.
+type MappingList struct {
+	Mappings []TableMapping `json:"mappings"`
+}
+
+// PredefinedMappings is the answer of GET /v1/predefined-mappings/{source_table}.
+type PredefinedMappings struct {
+	SourceTable      string            `json:"source_table"`
+	DestinationTable string            `json:"destination_table"`
+	Columns          []EffectiveColumn `json:"columns"`
+}
+
+// ValidateRequest asks to validate a mapping without storing it. With Live, the connector's Salesforce
+// describe and Dataverse metadata are read and the live rules apply (ConnectorID required).
+type ValidateRequest struct {
+	ConnectorID string      `json:"connector_id,omitempty"`
+	Mapping     MappingSpec `json:"mapping"`
+	// OtherTables are the source tables of the connector's other mappings (for lookups); with a
+	// connector the stored ones are used when this is empty.
+	OtherTables []string `json:"other_tables,omitempty"`
+	Live        bool     `json:"live,omitempty"`
+}
+
+// ValidateResponse lists every problem and the effective columns.
+type ValidateResponse struct {
+	Problems         []mapping.Problem `json:"problems"`
+	EffectiveColumns []EffectiveColumn `json:"effective_columns"`
+	// EstimatedRecords is the number of source records a (re-)sync of the table would copy, when live.
+	EstimatedRecords *int64 `json:"estimated_records,omitempty"`
+	Live             bool   `json:"live"`
+}
+
+// Activation states.
+const (
+	ActivationInactive = "inactive"
+	ActivationActive   = "active"
+)
+
+// PreflightCheck is one activation check.
+type PreflightCheck struct {
+	Name    string `json:"name"` // salesforce_credentials, dataverse_credentials, change_topics, team_privileges, mappings, api_budget, data_size
+	OK      bool   `json:"ok"`
+	Warning bool   `json:"warning,omitempty"` // passed, with a caveat
+	Message string `json:"message"`
+}
+
+// ActivationRequest activates or deactivates a connector.
+type ActivationRequest struct {
+	Active bool `json:"active"`
+}
+
+// Activation is a connector's activation.
+type Activation struct {
+	ConnectorID string `json:"connector_id"`
+	Active      bool   `json:"active"`
+	// DesiredRevision is the revision the control plane deploys; DeployedRevision the revision the running
+	// agent reported (0 when none runs).
+	DesiredRevision  int64            `json:"desired_revision"`
+	DeployedRevision int64            `json:"deployed_revision"`
+	Preflight        []PreflightCheck `json:"preflight,omitempty"`
+	ActivatedAt      *time.Time       `json:"activated_at,omitempty"`
+	DeactivatedAt    *time.Time       `json:"deactivated_at,omitempty"`
+}
+
+// Connector states in status.
+const (
+	StateInactive    = "inactive"
+	StateDeploying   = "deploying"
+	StateInitialLoad = "initial_load"
+	StateStreaming   = "streaming"
+	StateResyncing   = "resyncing"
+	StateFailed      = "failed"
+)
+
+// AgentInfo describes the agent holding a connector's lease.
+type AgentInfo struct {
+	ID          string    `json:"id"`
+	Host        string    `json:"host"`
+	PID         int       `json:"pid,omitempty"`
+	Revision    int64     `json:"revision"`
+	HeartbeatAt time.Time `json:"heartbeat_at"`
+	StartedAt   time.Time `json:"started_at"`
+}
+
+// ConnectorStatus is GET /v1/connectors/{id}/status: the control plane's view of a connector and what its
+// agent reports.
+type ConnectorStatus struct {
+	ConnectorID      string `json:"connector_id"`
+	Name             string `json:"name"`
+	Active           bool   `json:"active"`
+	State            string `json:"state"`
+	Reason           string `json:"reason,omitempty"`
+	LatestRevision   int64  `json:"latest_revision"`
+	DeployedRevision int64  `json:"deployed_revision"`
+	// Tables are the agent's per-table reports, with ReplayAgeSeconds and RetentionSeconds for the 72 h
+	// window.
+	Tables          []ConnectorTableStatus `json:"tables"`
+	SalesforceCalls int64                  `json:"salesforce_calls"`
+	DataverseCalls  int64                  `json:"dataverse_requests"`
+	Throttled       int64                  `json:"dataverse_throttled"`
+	DeadLetters     int64                  `json:"dead_letters"` // stored now
+	LagSeconds      float64                `json:"lag_seconds"`  // the largest table lag
+	Agent           *AgentInfo             `json:"agent,omitempty"`
+	LastErrors      []ErrorEntry           `json:"last_errors,omitempty"`
+	UpdatedAt       time.Time              `json:"updated_at"`
+	Calls           map[string]int64       `json:"calls,omitempty"`
+}
+
+// ConnectorTableStatus is one table's status in ConnectorStatus.
+type ConnectorTableStatus struct {
+	TableStatus
+	// ReplayAgeSeconds is how old the stored replay position is; past RetentionSeconds (72 h) the stream
+	// cannot resume and the table is re-synced.
+	ReplayAgeSeconds float64 `json:"replay_age_seconds"`
+	RetentionSeconds float64 `json:"retention_seconds"`
+}
+
+// ErrorEntry is a recent error.
+type ErrorEntry struct {
+	At      time.Time `json:"at"`
+	Table   string    `json:"table,omitempty"`
+	Message string    `json:"message"`
+}
+
+// DeadLetterList is GET /v1/connectors/{id}/dead-letters.
+type DeadLetterList struct {
+	DeadLetters []DeadLetter `json:"dead_letters"`
+	Total       int64        `json:"total"`
+}
+
+// DeadLetterAction retries or discards dead letters: every one of Table (all tables when empty), or only
+// RecordIDs.
+type DeadLetterAction struct {
+	Table     string   `json:"table,omitempty"`
+	RecordIDs []string `json:"record_ids,omitempty"`
+}
+
+// DeadLetterActionResult says how many were affected.
+type DeadLetterActionResult struct {
+	Affected int64 `json:"affected"`
+}
+
+// AuditEntry is one change recorded in the audit log.
+type AuditEntry struct {
+	ID          int64           `json:"id"`
+	At          time.Time       `json:"at"`
+	Actor       string          `json:"actor"` // "api" or "agent:<id>"
+	Action      string          `json:"action"`
+	ConnectorID string          `json:"connector_id,omitempty"`
+	Revision    int64           `json:"revision,omitempty"`
+	Detail      json.RawMessage `json:"detail,omitempty"` // the change, secrets redacted
+}
+
+// AuditList is GET /v1/audit.
+type AuditList struct {
+	Entries []AuditEntry `json:"entries"`
+}
+
+// Health is GET /healthz.
+type Health struct {
+	Status  string `json:"status"` // ok
+	Version string `json:"version"`
+}
+
+// Error is the body of every error answer: {"error": {...}}.
+type Error struct {
+	// Code is stable: unauthenticated, invalid_json, invalid_argument, not_found, conflict,
+	// preflight_failed, too_large, lease_lost, unavailable, internal.
+	Code    string `json:"code"`
+	Message string `json:"message"`
+	// Field names the offending input, in the request's terms (e.g. "salesforce.login_url").
+	Field string `json:"field,omitempty"`
+	// Details carry structured detail: preflight checks, mapping problems.
+	Details json.RawMessage `json:"details,omitempty"`
+}
+
+// ErrorBody wraps Error.
+type ErrorBody struct {
+	Error Error `json:"error"`
+}
+
+// Agent protocol: agents reach the control plane only through these endpoints.
+
+// LeaseRequest asks for a connector's lease (POST /v1/agent/leases).
+type LeaseRequest struct {
+	ConnectorID string `json:"connector_id"`
+	AgentID     string `json:"agent_id"`
+	Host        string `json:"host"`
+	PID         int    `json:"pid,omitempty"`
+}
+
+// Lease grants an agent a connector at one revision until ExpiresAt; the agent renews it by heartbeat.
+// Every agent write names the lease, and a write under a lease that is no longer current is refused
+// (410 lease_lost), so a stale agent cannot overwrite its successor's checkpoints.
+type Lease struct {
+	ID          string    `json:"id"`
+	ConnectorID string    `json:"connector_id"`
+	AgentID     string    `json:"agent_id"`
+	Revision    int64     `json:"revision"`
+	ExpiresAt   time.Time `json:"expires_at"`
+	TTLSeconds  float64   `json:"ttl_seconds"`
+	Config      Config    `json:"config"` // inline secrets decrypted for the agent
+}
+
+// Heartbeat renews a lease and reports the agent's status (POST /v1/agent/leases/{id}/heartbeat).
+type Heartbeat struct {
+	Status Status `json:"status"`
+}
+
+// HeartbeatResponse tells the agent whether to go on: Active false or a DesiredRevision above its own means
+// drain, commit and stop (the supervisor starts the new revision).
+type HeartbeatResponse struct {
+	ExpiresAt       time.Time `json:"expires_at"`
+	Active          bool      `json:"active"`
+	DesiredRevision int64     `json:"desired_revision"`
+}
+
+// CheckpointList is GET /v1/agent/leases/{id}/checkpoints.
+type CheckpointList struct {
+	Checkpoints []Checkpoint `json:"checkpoints"`
+}
+
+// DeadLetterBatch is POST /v1/agent/leases/{id}/dead-letters.
+type DeadLetterBatch struct {
+	DeadLetters []DeadLetter `json:"dead_letters"`
+}
+
+// ResolveRequest is POST /v1/agent/leases/{id}/dead-letters/resolve.
+type ResolveRequest struct {
+	Table    string    `json:"table"`
+	RecordID string    `json:"record_id"`
+	Before   time.Time `json:"before"`
+}
