@@ -451,13 +451,22 @@ func mergeUpdate(st *recState, ev *salesforce.ChangeEvent) {
 	}
 }
 
-// retryLookups retries dead letters whose lookup target was missing, for a while after their first failure:
-// it re-reads the records and writes them; those that fail again are dead-lettered anew.
+// retryLookups retries dead letters the agent may settle on its own: missing lookup targets, for a while
+// after their first failure, and any a person asked to retry (code retry_requested, set through the control
+// plane). It re-reads the records and writes them; those that fail again are dead-lettered anew.
 func (t *table) retryLookups(ctx context.Context) error {
 	start := time.Now().UTC()
 	dls, err := t.a.stores.DeadLetters.RetryableDeadLetters(ctx, t.cfg.SourceTable, CodeLookupMissing, start.Add(-lookupRetryWithin), 500)
-	if err != nil || len(dls) == 0 {
+	if err != nil {
 		return err
+	}
+	asked, err := t.a.stores.DeadLetters.RetryableDeadLetters(ctx, t.cfg.SourceTable, CodeRetryRequested, time.Time{}, 500)
+	if err != nil {
+		return err
+	}
+	dls = append(dls, asked...)
+	if len(dls) == 0 {
+		return nil
 	}
 	ids := make([]string, len(dls))
 	for i, d := range dls {

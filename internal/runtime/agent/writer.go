@@ -254,6 +254,9 @@ const CodeLookupMissing = "lookup_missing"
 // CodeMapping is the dead-letter code of a record whose values the mapping cannot convert.
 const CodeMapping = "mapping"
 
+// CodeRetryRequested marks dead letters a person asked to retry; the agent retries them at its next round.
+const CodeRetryRequested = "retry_requested"
+
 // rowMissing tells "the row to update does not exist" from "a lookup target does not exist": Dataverse names
 // the entity and id that was not found.
 func (w *writer) rowMissing(err error, o op) bool {
