@@ -372,7 +372,7 @@ func to18(id string) string {
 	return id
 }
 
-const latencySamples = 8192
+const latencySamples = 1 << 16
 
 // observe records the latency of changes committed at the given times and acknowledged now. Caller holds
 // stMu.
