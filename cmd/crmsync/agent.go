@@ -9,39 +9,68 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/localstore"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/remote"
+	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
 func newAgentCommand() *cobra.Command {
 	var (
-		configFile string
-		stateDir   string
-		listen     string
-		logFormat  string
-		logLevel   string
+		configFile   string
+		stateDir     string
+		listen       string
+		logFormat    string
+		logLevel     string
+		controlPlane string
+		connectorID  string
+		tokenFile    string
+		caFile       string
 	)
 	cmd := &cobra.Command{
-		Use:   "agent --config FILE --state-dir DIR",
+		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL --connector ID)",
 		Short: "Run one connector's sync: initial load, then change data capture",
-		Long: `Runs one connector without a control plane: reads the connector from a JSON or YAML file (see
-docs/agent.md), keeps checkpoints, dead letters and status in DIR/agent.db, logs structured lines, and serves
-/status (JSON) and /metrics (Prometheus) on --listen. Credentials are referenced in the file by environment
-variable (*_env) or file (*_file) and read on this host.`,
+		Long: `Runs one connector's sync.
+
+Standalone (--config, --state-dir): reads the connector from a JSON or YAML file (see docs/agent.md), keeps
+checkpoints, dead letters and status in DIR/agent.db, logs structured lines, and serves /status (JSON) and
+/metrics (Prometheus) on --listen. Credentials are referenced in the file by environment variable (*_env) or
+file (*_file) and read on this host.
+
+Under a control plane (--control-plane, --connector): leases the connector through the control plane's API
+(waiting while another live agent holds it), runs it at the lease's revision with checkpoints, dead letters
+and status kept by the control plane, and heartbeats. It drains, commits and exits 0 when the connector is
+deactivated or a newer revision is desired (the supervisor of crmsync serve then starts the new one), and
+exits non-zero at once when its lease is lost. The API token comes from --token-file or CRMSYNC_TOKEN, never
+from the command line. /status and /metrics are served only when --listen is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if configFile == "" || stateDir == "" {
-				return errors.New("--config and --state-dir are required")
-			}
 			logger, err := newLogger(logFormat, logLevel)
 			if err != nil {
 				return err
+			}
+			if controlPlane != "" || connectorID != "" {
+				if configFile != "" || stateDir != "" {
+					return errors.New("--config and --state-dir are for standalone mode; under a control plane the configuration and state come from it")
+				}
+				if controlPlane == "" || connectorID == "" {
+					return errors.New("--control-plane and --connector go together")
+				}
+				if !cmd.Flags().Changed("listen") {
+					listen = ""
+				}
+				return runRemoteAgent(cmd.Context(), logger, controlPlane, connectorID, tokenFile, caFile, listen)
+			}
+			if configFile == "" || stateDir == "" {
+				return errors.New("--config and --state-dir are required (or --control-plane and --connector)")
 			}
 			cfg, err := agent.LoadConfig(configFile)
 			if err != nil {
@@ -59,7 +88,7 @@ variable (*_env) or file (*_file) and read on this host.`,
 			if err != nil {
 				return err
 			}
-			srv, addr, err := serveAgentHTTP(cmd.Context(), listen, a)
+			srv, addr, err := serveAgentHTTP(cmd.Context(), listen, a.Status)
 			if err != nil {
 				return err
 			}
@@ -71,20 +100,76 @@ variable (*_env) or file (*_file) and read on this host.`,
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "connector configuration file (JSON or YAML)")
 	f.StringVar(&stateDir, "state-dir", "", "directory for the local state database (created if missing)")
-	f.StringVar(&listen, "listen", "127.0.0.1:9464", "address for /status and /metrics (port 0 picks one)")
+	f.StringVar(&listen, "listen", "127.0.0.1:9464", "address for /status and /metrics (port 0 picks one; under a control plane only when given)")
+	f.StringVar(&controlPlane, "control-plane", "", "control plane URL, e.g. https://crmsync.internal:8787 (control-plane mode)")
+	f.StringVar(&connectorID, "connector", "", "ID of the connector to run (control-plane mode)")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the control plane API token (default: $CRMSYNC_TOKEN)")
+	f.StringVar(&caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	return cmd
 }
 
-func serveAgentHTTP(ctx context.Context, listen string, a *agent.Agent) (*http.Server, string, error) {
+// runRemoteAgent is control-plane mode: remote.Run with a client built from the flags.
+func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connectorID, tokenFile, caFile, listen string) error {
+	token, err := apiToken(tokenFile)
+	if err != nil {
+		return err
+	}
+	c, err := client.New(client.Config{Endpoint: endpoint, Token: token, CAFile: caFile, UserAgent: "crmsync-agent/" + version.Version})
+	if err != nil {
+		return err
+	}
+	var srv *http.Server
+	defer func() {
+		if srv != nil {
+			_ = srv.Close()
+		}
+	}()
+	return remote.Run(ctx, remote.Options{
+		Client: c, ConnectorID: connectorID, Logger: logger,
+		OnStart: func(e remote.Engine) {
+			if listen == "" {
+				return
+			}
+			var addr string
+			var err error
+			if srv, addr, err = serveAgentHTTP(ctx, listen, e.Status); err != nil {
+				logger.Error("cannot serve /status and /metrics", "err", err)
+				return
+			}
+			logger.Info("agent started", "connector_id", connectorID, "http", "http://"+addr)
+		},
+	})
+}
+
+// apiToken reads the control plane API token from a file, or CRMSYNC_TOKEN.
+func apiToken(tokenFile string) (string, error) {
+	if tokenFile != "" {
+		b, err := os.ReadFile(tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		tok := strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("--token-file %s is empty", tokenFile)
+		}
+		return tok, nil
+	}
+	if tok := strings.TrimSpace(os.Getenv("CRMSYNC_TOKEN")); tok != "" {
+		return tok, nil
+	}
+	return "", errors.New("a control plane API token is required: --token-file or CRMSYNC_TOKEN")
+}
+
+func serveAgentHTTP(ctx context.Context, listen string, status func() agent.Status) (*http.Server, string, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agent.NewCollector(a.Status))
+	reg.MustRegister(agent.NewCollector(status))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		_ = json.NewEncoder(w).Encode(a.Status())
+		_ = json.NewEncoder(w).Encode(status())
 	})
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", listen)

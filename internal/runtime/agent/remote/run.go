@@ -1,0 +1,346 @@
+// Package remote runs the sync engine under a control plane: `crmsync agent --control-plane URL --connector
+// ID`. It reaches the control plane only through its HTTP API (package client), so an agent started by hand
+// on another host works exactly like one the supervisor of `crmsync serve` starts.
+//
+// Contract of Run:
+//   - It acquires the connector's lease, retrying with backoff while another live agent holds it or the
+//     control plane cannot be reached, and runs the agent at the lease's revision and configuration, with
+//     checkpoints, dead letters and status going through the API in the lease's name (Stores).
+//   - It heartbeats every TTL/3 (and soon after each status report, at most once per MinHeartbeatGap) with
+//     the agent's status. An answer saying the connector is inactive, or that a revision above the agent's
+//     own is desired, drains the agent (it writes what it received and commits its position), releases the
+//     lease and returns nil. Cancelling ctx does the same.
+//   - A lease the control plane says is lost (another agent holds it now, or the connector is gone), or one
+//     that could not be renewed before it expired, trips a fence: every store call fails from then on and Run
+//     returns an error wrapping ErrLeaseLost at once, without waiting for the agent; the process is expected
+//     to exit, so a stale agent never writes over its successor.
+//   - An agent that cannot run (its configuration does not fit the live schemas, a secret reference cannot
+//     be resolved on this host) keeps its lease and heartbeats a failed status with the reason, until the
+//     control plane asks for a new revision or deactivation: status then says why nothing is synced, and
+//     the supervisor does not restart it in a loop.
+package remote
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
+)
+
+// Engine is the sync engine as the runner drives it; *agent.Agent is one.
+type Engine interface {
+	Run(ctx context.Context) error
+	Status() api.Status
+}
+
+// NewEngineFunc builds an engine for a lease's configuration.
+type NewEngineFunc func(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, error)
+
+// NewAgent is the default NewEngineFunc: the real sync engine.
+func NewAgent(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, error) {
+	return agent.New(cfg, stores, log)
+}
+
+// Options configures Run.
+type Options struct {
+	Client      *client.Client
+	ConnectorID string
+	// AgentID names this agent in leases and the audit log; random when empty.
+	AgentID string
+	// Host and PID describe the agent in status; the hostname and this process when empty.
+	Host string
+	PID  int
+	// Logger receives structured logs; discarded when nil.
+	Logger *slog.Logger
+	// NewEngine builds the engine; NewAgent when nil.
+	NewEngine NewEngineFunc
+	// OnStart is called with the engine once it is built (to serve /status and /metrics).
+	OnStart func(Engine)
+	// MinHeartbeatGap is the least time between two heartbeats; 1 s when zero. Status reports trigger a
+	// heartbeat sooner than TTL/3 so the control plane's view stays fresh, never more often than this.
+	MinHeartbeatGap time.Duration
+	// AcquireBackoffMax caps the wait between lease attempts; 15 s when zero.
+	AcquireBackoffMax time.Duration
+}
+
+// Run acquires the lease and runs the agent under it until told to stop (see the package comment).
+func Run(ctx context.Context, o Options) error {
+	if o.Client == nil || o.ConnectorID == "" {
+		return errors.New("remote: a control plane client and a connector ID are required")
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.NewEngine == nil {
+		o.NewEngine = NewAgent
+	}
+	if o.MinHeartbeatGap <= 0 {
+		o.MinHeartbeatGap = time.Second
+	}
+	if o.AcquireBackoffMax <= 0 {
+		o.AcquireBackoffMax = 15 * time.Second
+	}
+	if o.AgentID == "" {
+		o.AgentID = randomID()
+	}
+	if o.Host == "" {
+		o.Host, _ = os.Hostname()
+	}
+	if o.PID == 0 {
+		o.PID = os.Getpid()
+	}
+	log := o.Logger.With("connector_id", o.ConnectorID, "agent_id", o.AgentID)
+
+	lease, sent, err := acquire(ctx, o, log)
+	if err != nil {
+		return err
+	}
+	if lease == nil {
+		return nil // stopped while waiting for the lease
+	}
+	log = log.With("lease", lease.ID, "revision", lease.Revision)
+	log.Info("lease acquired", "ttl_seconds", lease.TTLSeconds)
+	r := &runner{o: o, log: log, lease: lease, fence: newFence()}
+	r.stores = newStores(o.Client, lease.ID, r.fence)
+	r.expires = sent.Add(r.ttl())
+	return r.run(ctx)
+}
+
+// acquire asks for the lease until it is granted. It returns a nil lease when ctx ends first, and an error
+// for refusals that waiting cannot change (unknown connector, bad token). sent is when the granting request
+// left, the safe start of the lease's lifetime on this host's clock.
+func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time.Time, error) {
+	req := api.LeaseRequest{ConnectorID: o.ConnectorID, AgentID: o.AgentID, Host: o.Host, PID: o.PID}
+	wait := 500 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		sent := time.Now()
+		lease, err := o.Client.AcquireLease(ctx, req)
+		if err == nil {
+			return lease, sent, nil
+		}
+		if ctx.Err() != nil {
+			return nil, time.Time{}, nil
+		}
+		switch {
+		case errors.Is(err, client.ErrConflict):
+			if attempt == 1 {
+				log.Info("another agent holds the connector's lease; waiting for it", "err", err)
+			}
+		case transient(err):
+			log.Warn("cannot reach the control plane for a lease; retrying", "err", err, "attempt", attempt)
+		default:
+			return nil, time.Time{}, fmt.Errorf("acquiring the lease of connector %s: %w", o.ConnectorID, err)
+		}
+		d := wait + rand.N(wait/2+1)
+		wait = min(wait*2, o.AcquireBackoffMax)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return nil, time.Time{}, nil
+		}
+	}
+}
+
+type runner struct {
+	o      Options
+	log    *slog.Logger
+	lease  *api.Lease
+	fence  *fence
+	stores *Stores
+
+	engine  Engine
+	failed  *api.Status // the status reported when the engine could not be built or stopped on its own
+	expires time.Time   // local-clock deadline of the lease: renewed by each successful heartbeat
+	lastHB  time.Time
+}
+
+func (r *runner) ttl() time.Duration {
+	ttl := time.Duration(r.lease.TTLSeconds * float64(time.Second))
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	return ttl
+}
+
+func (r *runner) run(ctx context.Context) error {
+	cfg := r.lease.Config
+	cfg.Revision = r.lease.Revision
+	engineDone := make(chan error, 1)
+	// The agent's context is ours to cancel: a signal to this process drains it, but so does a heartbeat
+	// answer, and the heartbeats must go on while it drains.
+	agentCtx, cancelAgent := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelAgent()
+	eng, err := r.o.NewEngine(cfg, r.stores.AgentStores(), r.log)
+	if err != nil {
+		r.log.Error("the agent cannot start; reporting it until the configuration changes", "err", err)
+		r.failed = &api.Status{State: api.StateFailed, Reason: err.Error(), Revision: r.lease.Revision, StartedAt: time.Now().UTC()}
+		engineDone = nil
+	} else {
+		r.engine = eng
+		if r.o.OnStart != nil {
+			r.o.OnStart(eng)
+		}
+		go func() { engineDone <- eng.Run(agentCtx) }()
+	}
+
+	tick := time.NewTicker(r.ttl() / 3)
+	defer tick.Stop()
+	done := ctx.Done()
+	draining, why := false, ""
+	stop := func(reason string) {
+		if !draining {
+			draining, why = true, reason
+			r.log.Info("stopping the agent: draining and committing", "why", reason)
+			cancelAgent()
+		}
+	}
+	// pending is a status report waiting for MinHeartbeatGap to pass since the last heartbeat.
+	pending := false
+	var gapTimer *time.Timer
+	defer func() {
+		if gapTimer != nil {
+			gapTimer.Stop()
+		}
+	}()
+	for {
+		var kick <-chan struct{}
+		var gap <-chan time.Time
+		if gapTimer != nil {
+			gapTimer.Stop()
+			gapTimer = nil
+		}
+		if pending {
+			gapTimer = time.NewTimer(max(0, r.o.MinHeartbeatGap-time.Since(r.lastHB)))
+			gap = gapTimer.C
+		} else {
+			kick = r.stores.kick
+		}
+		select {
+		case <-done:
+			done = nil
+			stop("signal")
+			if engineDone == nil {
+				return r.release(ctx, why)
+			}
+			continue
+		case <-r.fence.lost:
+			return r.lost(cancelAgent, errors.New("a store call was refused"))
+		case err := <-engineDone:
+			engineDone = nil
+			if draining {
+				// Drained and committed: tell the control plane the final status, then let go.
+				_, _ = r.heartbeat(ctx)
+				return r.release(ctx, why)
+			}
+			// It stopped on its own (its mappings do not fit the live schemas): keep the lease and report why
+			// until the configuration changes.
+			st := r.engine.Status()
+			if err != nil && st.Reason == "" {
+				st.State, st.Reason = api.StateFailed, err.Error()
+			}
+			r.failed = &st
+			r.log.Error("the agent stopped; reporting it until the configuration changes", "err", err)
+			continue
+		case <-kick:
+			if time.Since(r.lastHB) < r.o.MinHeartbeatGap {
+				pending = true
+				continue
+			}
+		case <-gap:
+		case <-tick.C:
+		}
+		pending = false
+		reason, err := r.heartbeat(ctx)
+		if err != nil {
+			if errors.Is(err, ErrLeaseLost) {
+				return r.lost(cancelAgent, err)
+			}
+			if time.Now().After(r.expires) {
+				// Another agent may hold the connector by now: stop before writing anything more.
+				return r.lost(cancelAgent, fmt.Errorf("the lease expired at %s without renewal (%w)", r.expires.Format(time.RFC3339), err))
+			}
+			r.log.Warn("heartbeat failed; retrying", "err", err, "lease_expires", r.expires)
+			continue
+		}
+		if reason != "" {
+			stop(reason)
+			if engineDone == nil {
+				return r.release(ctx, why)
+			}
+		}
+	}
+}
+
+// heartbeat renews the lease with the current status. It returns why the agent should stop when the
+// answer says so (deactivated, or a newer revision desired), and trips the fence when the lease is lost.
+func (r *runner) heartbeat(ctx context.Context) (string, error) {
+	hctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), max(r.ttl()/3, 2*time.Second))
+	defer cancel()
+	sent := time.Now()
+	r.lastHB = sent
+	resp, err := r.o.Client.Heartbeat(hctx, r.lease.ID, api.Heartbeat{Status: r.status()})
+	if err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			r.fence.trip()
+		}
+		return "", err
+	}
+	r.expires = sent.Add(r.ttl())
+	switch {
+	case !resp.Active:
+		return "the connector was deactivated", nil
+	case resp.DesiredRevision > r.lease.Revision:
+		return fmt.Sprintf("revision %d is desired (this agent runs %d)", resp.DesiredRevision, r.lease.Revision), nil
+	}
+	return "", nil
+}
+
+func (r *runner) status() api.Status {
+	if r.failed != nil {
+		return *r.failed
+	}
+	if r.engine != nil {
+		return r.engine.Status()
+	}
+	st, _ := r.stores.lastStatus()
+	return st
+}
+
+// release gives the lease back so the next agent starts without waiting for it to expire.
+func (r *runner) release(ctx context.Context, why string) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := r.o.Client.ReleaseLease(rctx, r.lease.ID); err != nil && !errors.Is(err, ErrLeaseLost) && !isNotFound(err) {
+		r.log.Warn("releasing the lease failed; it will expire on its own", "err", err)
+	}
+	r.log.Info("agent stopped", "why", why)
+	return nil
+}
+
+func (r *runner) lost(cancelAgent context.CancelFunc, cause error) error {
+	r.fence.trip()
+	cancelAgent()
+	r.log.Error("the lease is lost: stopping at once", "err", cause)
+	if errors.Is(cause, ErrLeaseLost) {
+		return fmt.Errorf("connector %s: %w", r.o.ConnectorID, cause)
+	}
+	return fmt.Errorf("connector %s: %w: %w", r.o.ConnectorID, ErrLeaseLost, cause)
+}
+
+func isNotFound(err error) bool {
+	var ce *client.Error
+	return errors.As(err, &ce) && ce.Status == http.StatusNotFound
+}
+
+func randomID() string { return crand.Text()[:16] }
