@@ -40,6 +40,13 @@ type DeadLetterFilter struct {
 	Limit     int
 }
 
+// LeaseInfo is a connector's current lease with its agent's details.
+type LeaseInfo struct {
+	api.AgentInfo
+	LeaseID   string
+	ExpiresAt time.Time
+}
+
 // Store is the control plane's state.
 type Store interface {
 	// Connectors. actor names who made the change in the audit log ("api", "agent:<id>").
@@ -76,6 +83,9 @@ type Store interface {
 	ReleaseLease(ctx context.Context, leaseID string) error
 	// CurrentLease returns the connector's current lease (ErrNotFound when none); Lease.Config is empty.
 	CurrentLease(ctx context.Context, connectorID string) (api.Lease, error)
+	// CurrentAgent returns the connector's current lease with its agent's host, pid and times, for status
+	// (ErrNotFound when none). The lease may have expired: compare ExpiresAt with the time.
+	CurrentAgent(ctx context.Context, connectorID string) (LeaseInfo, error)
 
 	// Checkpoints, fenced by the lease.
 	LoadCheckpoint(ctx context.Context, leaseID, table string) (*api.Checkpoint, error) // nil, nil when none

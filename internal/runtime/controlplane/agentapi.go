@@ -1,0 +1,248 @@
+package controlplane
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+)
+
+// The agent protocol: an agent leases a connector, renews the lease by heartbeat (reporting its status), and
+// writes checkpoints and dead letters under the lease. A write under a lease that is no longer the
+// connector's current one is refused with 410 lease_lost, which fences a stale agent off its successor's
+// state.
+
+func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
+	var req api.LeaseRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if !store.ValidID(store.PrefixConnector, req.ConnectorID) {
+		return invalid("connector_id", "%q is not a connector ID", truncate(req.ConnectorID, 80))
+	}
+	if err := matches("agent_id", req.AgentID, maxAgentID, agentIDRe, true, "an agent ID of letters, digits and . _ : @ -"); err != nil {
+		return err
+	}
+	if err := text("host", req.Host, maxHost, false); err != nil {
+		return err
+	}
+	if req.PID < 0 {
+		return invalid("pid", "pid must not be negative")
+	}
+	l, err := s.cfg.Store.AcquireLease(r.Context(), req, s.cfg.LeaseTTL)
+	if err != nil {
+		return storeError(err, "connector_id")
+	}
+	s.log.Info("lease granted", "connector", l.ConnectorID, "lease", l.ID, "agent", l.AgentID, "revision", l.Revision)
+	writeJSON(w, http.StatusCreated, l)
+	return nil
+}
+
+func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixLease)
+	if err != nil {
+		return err
+	}
+	var hb api.Heartbeat
+	if err := decodeJSON(r, &hb); err != nil {
+		return err
+	}
+	if err := sanitizeStatus(&hb.Status); err != nil {
+		return err
+	}
+	l, err := s.cfg.Store.RenewLease(r.Context(), id, s.cfg.LeaseTTL, hb.Status)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	a, err := s.cfg.Store.GetActivation(r.Context(), l.ConnectorID)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{ExpiresAt: l.ExpiresAt, Active: a.Active, DesiredRevision: a.DesiredRevision})
+	return nil
+}
+
+func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixLease)
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Store.ReleaseLease(r.Context(), id); err != nil {
+		return storeError(err, "id")
+	}
+	noContent(w)
+	return nil
+}
+
+func leaseAndTable(r *http.Request) (string, string, error) {
+	id, err := pathID(r, store.PrefixLease)
+	if err != nil {
+		return "", "", err
+	}
+	table := r.PathValue("table")
+	if err := validateTable("table", table); err != nil {
+		return "", "", err
+	}
+	return id, table, nil
+}
+
+func (s *Server) loadCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	id, table, err := leaseAndTable(r)
+	if err != nil {
+		return err
+	}
+	cp, err := s.cfg.Store.LoadCheckpoint(r.Context(), id, table)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	if cp == nil {
+		// The client tells "no checkpoint yet" from other 404s by the field.
+		return errorf(http.StatusNotFound, CodeNotFound, "table", "no checkpoint is stored for %s", table)
+	}
+	writeJSON(w, http.StatusOK, cp)
+	return nil
+}
+
+func (s *Server) saveCheckpoint(w http.ResponseWriter, r *http.Request) error {
+	id, table, err := leaseAndTable(r)
+	if err != nil {
+		return err
+	}
+	var cp api.Checkpoint
+	if err := decodeJSON(r, &cp); err != nil {
+		return err
+	}
+	switch cp.Table {
+	case "":
+		cp.Table = table
+	case table:
+	default:
+		return invalid("table", "the body's table %q differs from the path's %q", truncate(cp.Table, maxTableName), table)
+	}
+	if err := validateCheckpoint(&cp); err != nil {
+		return err
+	}
+	if err := s.cfg.Store.SaveCheckpoint(r.Context(), id, cp); err != nil {
+		return storeError(err, "id")
+	}
+	noContent(w)
+	return nil
+}
+
+func validateCheckpoint(cp *api.Checkpoint) error {
+	for _, c := range []struct {
+		field, v string
+		max      int
+	}{
+		{"phase", cp.Phase, 32},
+		{"load_job_id", cp.LoadJobID, 128},
+		{"load_locator", cp.LoadLocator, 1024},
+		{"mapping_hash", cp.MappingHash, 128},
+	} {
+		if err := text(c.field, c.v, c.max, false); err != nil {
+			return err
+		}
+	}
+	if len(cp.ReplayID) > 64 {
+		return invalid("replay_id", "replay_id is %d bytes; the limit is 64", len(cp.ReplayID))
+	}
+	cp.LoadReason = clip(cp.LoadReason)
+	for i, id := range cp.RefetchIDs {
+		if err := validateRecordID("refetch_ids["+strconv.Itoa(i)+"]", id); err != nil {
+			return err
+		}
+	}
+	if len(cp.MappingColumns) > 2*maxColumns {
+		return invalid("mapping_columns", "mapping_columns has %d entries; the limit is %d", len(cp.MappingColumns), 2*maxColumns)
+	}
+	for i, c := range cp.MappingColumns {
+		if err := text("mapping_columns["+strconv.Itoa(i)+"]", c, 2*maxColumnName+2, false); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *Server) addDeadLetters(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixLease)
+	if err != nil {
+		return err
+	}
+	var b api.DeadLetterBatch
+	if err := decodeJSON(r, &b); err != nil {
+		return err
+	}
+	if len(b.DeadLetters) > maxBatch {
+		return invalid("dead_letters", "dead_letters has %d entries; the limit is %d per call", len(b.DeadLetters), maxBatch)
+	}
+	for i := range b.DeadLetters {
+		if err := validateDeadLetter("dead_letters["+strconv.Itoa(i)+"]", &b.DeadLetters[i]); err != nil {
+			return err
+		}
+	}
+	if err := s.cfg.Store.AddDeadLetters(r.Context(), id, b.DeadLetters); err != nil {
+		return storeError(err, "id")
+	}
+	noContent(w)
+	return nil
+}
+
+func (s *Server) retryableDeadLetters(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixLease)
+	if err != nil {
+		return err
+	}
+	q := r.URL.Query()
+	f := store.DeadLetterFilter{Table: q.Get("table"), Code: q.Get("code")}
+	if err := validateTable("table", f.Table); err != nil {
+		return err
+	}
+	if err := text("code", f.Code, 128, false); err != nil {
+		return err
+	}
+	if v := q.Get("since"); v != "" {
+		t, err := time.Parse(time.RFC3339Nano, v)
+		if err != nil {
+			return invalid("since", "since %q is not an RFC 3339 time", truncate(v, 64))
+		}
+		if t.After(time.Unix(0, 0)) { // the zero time.Time means "no bound"
+			f.Since = t
+		}
+	}
+	if f.Limit, err = queryLimit(r, 500, maxBatch); err != nil {
+		return err
+	}
+	dls, err := s.cfg.Store.RetryableDeadLetters(r.Context(), id, f)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	writeJSON(w, http.StatusOK, api.DeadLetterBatch{DeadLetters: dls})
+	return nil
+}
+
+func (s *Server) resolveDeadLetter(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixLease)
+	if err != nil {
+		return err
+	}
+	var req api.ResolveRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if err := validateTable("table", req.Table); err != nil {
+		return err
+	}
+	if err := validateRecordID("record_id", req.RecordID); err != nil {
+		return err
+	}
+	if req.Before.IsZero() {
+		return invalid("before", "before is required: dead letters that failed before it are resolved")
+	}
+	if err := s.cfg.Store.ResolveDeadLetter(r.Context(), id, req.Table, req.RecordID, req.Before); err != nil {
+		return storeError(err, "id")
+	}
+	noContent(w)
+	return nil
+}

@@ -1,0 +1,191 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/pem"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+const testToken = "test-token-0123456789"
+
+// clock is a settable clock shared by the store and the server.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// fakeChecker answers preflight and live schemas from its fields and records its calls.
+type fakeChecker struct {
+	mu        sync.Mutex
+	checks    []api.PreflightCheck
+	preflight int
+	secrets   store.Secrets
+	src       *mapping.SourceSchema
+	dst       *mapping.DestSchema
+	count     int64
+	liveErr   error
+}
+
+func (f *fakeChecker) Preflight(_ context.Context, _ api.Connector, secrets store.Secrets, _ []api.TableMapping) []api.PreflightCheck {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.preflight++
+	f.secrets = secrets
+	return append([]api.PreflightCheck(nil), f.checks...)
+}
+
+func (f *fakeChecker) LiveSchemas(_ context.Context, _ api.Connector, secrets store.Secrets, _, _ string) (*mapping.SourceSchema, *mapping.DestSchema, int64, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.secrets = secrets
+	return f.src, f.dst, f.count, f.liveErr
+}
+
+// fakeDeployer records the connectors it was told about.
+type fakeDeployer struct {
+	mu      sync.Mutex
+	changed []string
+}
+
+func (d *fakeDeployer) Changed(id string) {
+	d.mu.Lock()
+	d.changed = append(d.changed, id)
+	d.mu.Unlock()
+}
+
+func (d *fakeDeployer) count(id string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, c := range d.changed {
+		if c == id {
+			n++
+		}
+	}
+	return n
+}
+
+type env struct {
+	srv      *Server
+	http     *httptest.Server
+	store    *store.SQLite
+	client   *client.Client
+	checker  *fakeChecker
+	deployer *fakeDeployer
+	clock    *clock
+	dir      string
+}
+
+type envOption func(*Config)
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := store.OpenSQLite(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = st.Close() })
+	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+	st.Now = clk.Now
+	e := &env{store: st, checker: &fakeChecker{checks: passingChecks()}, deployer: &fakeDeployer{}, clock: clk, dir: dir}
+	cfg := Config{Store: st, Token: testToken, Checker: e.checker, Deployer: e.deployer, Now: clk.Now, Version: "test"}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if e.srv, err = New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	e.http = httptest.NewServer(e.srv.Handler())
+	t.Cleanup(e.http.Close)
+	if e.client, err = client.New(client.Config{Endpoint: e.http.URL, Token: testToken, Timeout: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	return e
+}
+
+func passingChecks() []api.PreflightCheck {
+	return []api.PreflightCheck{
+		{Name: "salesforce_credentials", OK: true, Message: "authenticated"},
+		{Name: "dataverse_credentials", OK: true, Message: "authenticated"},
+		{Name: "team_privileges", OK: true, Message: "the team holds every privilege"},
+	}
+}
+
+// testKey returns a PEM private key generated for the test (never a committed key).
+func testKey(t *testing.T) string {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
+}
+
+const (
+	teamID   = "6b1a4c1e-2f0d-4d5e-9a51-3f5d0c6a7b10"
+	tenantID = "0f3c9a2e-1111-4a4a-8b8b-123456789abc"
+	dvClient = "a1b2c3d4-0000-4000-8000-0000000000aa"
+)
+
+// connectorSpec is a valid connector with inline secrets (the canary values tests look for).
+func connectorSpec(name string) api.ConnectorSpec {
+	return api.ConnectorSpec{
+		Name:   name,
+		TeamID: teamID,
+		Salesforce: api.SalesforceSettings{
+			LoginURL: "https://login.salesforce.com", APIVersion: "62.0", Auth: "client_credentials",
+			ClientID: "3MVG9sfclientid", ClientSecret: "sf-canary-secret-5f2e",
+		},
+		Dataverse: api.DataverseSettings{
+			EnvironmentURL: "https://acme.crm.dynamics.com", TenantID: tenantID, ClientID: dvClient,
+			ClientSecret: "dv-canary-secret-9b7c",
+		},
+	}
+}
+
+func (e *env) createConnector(t *testing.T, name string) api.Connector {
+	t.Helper()
+	c, err := e.client.CreateConnector(t.Context(), connectorSpec(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *c
+}
+
+func (e *env) createMapping(t *testing.T, connID, source string) api.TableMapping {
+	t.Helper()
+	m, err := e.client.CreateMapping(t.Context(), connID, api.MappingSpec{SourceTable: source, UsePredefined: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return *m
+}
