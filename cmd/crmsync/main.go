@@ -31,6 +31,6 @@ func newRootCommand() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newSandboxCommand(), newAgentCommand())
+	root.AddCommand(newSandboxCommand(), newAgentCommand(), newServeCommand())
 	return root
 }

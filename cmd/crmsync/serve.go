@@ -1,0 +1,213 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
+	"github.com/crmsync/terraform-provider-crmsync/internal/version"
+)
+
+// HTTP server timeouts of the control plane. Writes get the longest: activation runs preflight checks
+// against Salesforce and Dataverse (bounded at 2 minutes by the server).
+const (
+	serveReadHeaderTimeout = 10 * time.Second
+	serveReadTimeout       = time.Minute
+	serveWriteTimeout      = 3 * time.Minute
+	serveIdleTimeout       = 2 * time.Minute
+	serveShutdownTimeout   = 30 * time.Second
+)
+
+type serveOptions struct {
+	dataDir        string
+	listen         string
+	tlsCert        string
+	tlsKey         string
+	tokenFile      string
+	insecureListen bool
+	localAgents    bool
+	agentCAFile    string
+	leaseTTL       time.Duration
+	logFormat      string
+	logLevel       string
+}
+
+func newServeCommand() *cobra.Command {
+	var o serveOptions
+	cmd := &cobra.Command{
+		Use:   "serve --data-dir DIR",
+		Short: "Run the control plane: the REST API, its store and the local agents of active connectors",
+		Long: `Runs the crmsync control plane: the REST API (v1, docs/api/openapi.yaml) that the Terraform provider and
+agents talk to, with its state in DIR (SQLite; inline secrets encrypted under DIR/secret.key), and a supervisor
+that starts a local 'crmsync agent' for every active connector and restarts it when it dies.
+
+The API token comes from --token-file or CRMSYNC_TOKEN; the service refuses to start without one. It refuses
+to listen on a non-loopback address without TLS (--tls-cert and --tls-key) unless --insecure-listen is given.
+SIGTERM or SIGINT stops it cleanly: agents drain and commit first, then the API stops.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), cmd, o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.dataDir, "data-dir", "", "directory of the control plane's state (created if missing)")
+	f.StringVar(&o.listen, "listen", "127.0.0.1:8787", "address of the API (port 0 picks one)")
+	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate (PEM) of the API")
+	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key (PEM) of the API")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the API token (default: $CRMSYNC_TOKEN)")
+	f.BoolVar(&o.insecureListen, "insecure-listen", false, "allow plain HTTP on a non-loopback address (the token then crosses the network in clear)")
+	f.BoolVar(&o.localAgents, "local-agents", true, "start and supervise a local agent for every active connector (false: agents are started elsewhere)")
+	f.StringVar(&o.agentCAFile, "agent-ca-file", "", "CA certificate (PEM) local agents trust for the API (default: --tls-cert, for a self-signed certificate)")
+	f.DurationVar(&o.leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "how long an agent's lease lives without a heartbeat")
+	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	return cmd
+}
+
+// checkListen refuses plain HTTP on a non-loopback address unless insecure is set.
+func checkListen(listen string, tlsOn, insecure bool) error {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q is not host:port: %w", listen, err)
+	}
+	if tlsOn || insecure {
+		return nil
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return fmt.Errorf("--listen %s is not a loopback address: give --tls-cert and --tls-key, or --insecure-listen to send the API token in clear", listen)
+}
+
+func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
+	if o.dataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	tlsOn := o.tlsCert != ""
+	if err := checkListen(o.listen, tlsOn, o.insecureListen); err != nil {
+		return err
+	}
+	token, err := apiToken(o.tokenFile)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(o.logFormat, o.logLevel)
+	if err != nil {
+		return err
+	}
+	var tlsCfg *tls.Config
+	if tlsOn {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	st, err := store.OpenSQLite(o.dataDir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	scheme := "http"
+	if tlsOn {
+		scheme = "https"
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	url := fmt.Sprintf("%s://%s", scheme, addr)
+	// Local agents reach the API over loopback even when it listens on every interface.
+	agentURL := url
+	if addr.IP.IsUnspecified() {
+		agentURL = fmt.Sprintf("%s://%s", scheme, net.JoinHostPort("127.0.0.1", fmt.Sprint(addr.Port)))
+	}
+
+	var deployer controlplane.Deployer
+	var sup *supervisor.Supervisor
+	if o.localAgents {
+		caFile := o.agentCAFile
+		if caFile == "" {
+			caFile = o.tlsCert
+		}
+		sup = supervisor.New(supervisor.Config{
+			Store: st, ControlPlaneURL: agentURL, Token: token, CAFile: caFile, Logger: logger,
+			AgentArgs: []string{"--log-format", o.logFormat, "--log-level", o.logLevel},
+		})
+		deployer = sup
+	}
+	// HOOK(preflight): the Checker (package controlplane/preflight) plugs in here once it exists; until then
+	// activation and live validation answer 503 unavailable.
+	var checker controlplane.Checker
+
+	srv, err := controlplane.New(controlplane.Config{
+		Store: st, Token: token, Checker: checker, Deployer: deployer, Logger: logger,
+		LeaseTTL: o.leaseTTL, Version: version.Version,
+	})
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: serveReadHeaderTimeout,
+		ReadTimeout:       serveReadTimeout,
+		WriteTimeout:      serveWriteTimeout,
+		IdleTimeout:       serveIdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- httpSrv.Serve(ln) }()
+	fmt.Fprintf(cmd.OutOrStdout(), "crmsync control plane listening on %s (data in %s)\n", url, o.dataDir)
+	logger.Info("control plane started", "url", url, "data_dir", o.dataDir, "local_agents", o.localAgents, "version", version.Version)
+
+	supCtx, stopSup := context.WithCancel(ctx)
+	defer stopSup()
+	supDone := make(chan error, 1)
+	if sup != nil {
+		go func() { supDone <- sup.Run(supCtx) }()
+	} else {
+		supDone <- nil
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-serveErr:
+		runErr = fmt.Errorf("serving the API: %w", runErr)
+	}
+	// Agents drain and commit through the API, so the supervisor stops them (and waits) before the API goes
+	// away.
+	logger.Info("control plane stopping")
+	stopSup()
+	if err := <-supDone; err != nil && runErr == nil {
+		runErr = err
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serveShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil && runErr == nil {
+		runErr = fmt.Errorf("stopping the API: %w", err)
+	}
+	logger.Info("control plane stopped")
+	return runErr
+}
