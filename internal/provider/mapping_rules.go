@@ -1,0 +1,249 @@
+package provider
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+// This file turns the pure mapping rules into plan diagnostics: static validation (no network), problem
+// paths as Terraform attribute paths, and the consequences of a change (what gets re-synced, what stops
+// being updated).
+
+// staticProblems runs every rule that needs nothing but the configuration: mapping.Resolve, then
+// mapping.Validate against the built-in catalog of standard columns. Custom fields and columns (Region__c,
+// new_region) are left to the live rules.
+//
+// Other table mappings of the connector are not visible here, so tables a predefined lookup needs (Account
+// for Contact's parentcustomerid) are assumed synced; the live rules and the activation preflight check the
+// connector's real mappings.
+func staticProblems(cfg mapping.TableConfig) mapping.Problems {
+	synced := assumedSynced(cfg)
+	cols, probs := mapping.Resolve(cfg, keys(synced))
+	if cfg.SourceTable == "" {
+		return probs
+	}
+	probs = append(probs, mapping.Validate(cfg, cols, mapping.StaticSchemas(cfg, synced))...)
+	return probs
+}
+
+// assumedSynced is the table itself plus the tables its predefined lookups need.
+func assumedSynced(cfg mapping.TableConfig) map[string]string {
+	synced := map[string]string{cfg.SourceTable: cfg.Destination()}
+	for _, p := range mapping.Predefined(cfg.SourceTable) {
+		if p.RequiresSynced != "" {
+			synced[p.RequiresSynced] = mapping.TableConfig{SourceTable: p.RequiresSynced}.Destination()
+		}
+	}
+	return synced
+}
+
+func keys(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// problemKey identifies a problem across the static and live runs, so a live run reports only what the static
+// run could not see.
+func problemKey(p mapping.Problem) string { return p.Code + "|" + p.Path + "|" + p.Column }
+
+// addProblems reports problems as diagnostics at their attribute paths, skipping those in skip. Errors stay
+// errors, warnings stay warnings, except that a lookup whose target table is not synced is a warning: the
+// mapping of that table may be created in the same apply, and the activation preflight fails if it is not.
+func addProblems(diags *diag.Diagnostics, probs mapping.Problems, cfg mapping.TableConfig, skip map[string]bool, live bool) {
+	for _, p := range probs {
+		if skip[problemKey(p)] || p.Code == mapping.CodeNotCheckedStatically {
+			continue
+		}
+		at := problemPath(p.Path, cfg)
+		summary := problemSummary(p.Code)
+		if live {
+			summary += " (live check)"
+		}
+		switch {
+		case p.Code == mapping.CodeLookupTargetNotSynced:
+			diags.AddAttributeWarning(at, summary, p.Message+". Add a crmsync_table_mapping for that table to this connector; activation fails until one exists.")
+		case p.Severity == mapping.Error:
+			diags.AddAttributeError(at, summary, p.Message)
+		default:
+			diags.AddAttributeWarning(at, summary, p.Message)
+		}
+	}
+}
+
+func problemSummary(code string) string {
+	switch code {
+	case mapping.CodeUnknownTable:
+		return "Unknown table"
+	case mapping.CodeUnknownSource:
+		return "Unknown Salesforce field"
+	case mapping.CodeUnknownDestination:
+		return "Unknown Dataverse column"
+	case mapping.CodeIncompatibleTypes:
+		return "Incompatible column types"
+	case mapping.CodeTwoSources:
+		return "Two sources for one destination column"
+	case mapping.CodeRequiredUnmapped:
+		return "Required destination column not mapped"
+	case mapping.CodeNotWritable:
+		return "Destination column cannot be written"
+	case mapping.CodeSourceLonger:
+		return "Source longer than destination"
+	case mapping.CodeLookupTargetNotSynced:
+		return "Lookup target table not synced"
+	case mapping.CodeBadExclusion:
+		return "Invalid column exclusion"
+	default:
+		return "Invalid table mapping"
+	}
+}
+
+// problemPath converts a mapping.Problem path ("source_table", "columns.new_region.source",
+// "exclude_columns[1]", "use_predefined_mappings", "columns") to the Terraform attribute path.
+func problemPath(p string, cfg mapping.TableConfig) path.Path {
+	switch {
+	case strings.HasPrefix(p, "columns.") && strings.HasSuffix(p, ".source"):
+		key := strings.TrimSuffix(strings.TrimPrefix(p, "columns."), ".source")
+		return path.Root("columns").AtMapKey(key).AtName("source")
+	case strings.HasPrefix(p, "exclude_columns["):
+		var i int
+		if _, err := fmt.Sscanf(p, "exclude_columns[%d]", &i); err == nil && i >= 0 && i < len(cfg.ExcludeColumns) {
+			return path.Root("exclude_columns").AtSetValue(types.StringValue(cfg.ExcludeColumns[i]))
+		}
+		return path.Root("exclude_columns")
+	case p == "":
+		return path.Empty()
+	default:
+		// source_table, destination_table, use_predefined_mappings, delete_behaviour, columns.
+		return path.Root(p)
+	}
+}
+
+// effectiveColumn is the comparable part of an effective column.
+type effectiveColumn struct {
+	Source, Destination string
+	Truncate            bool
+}
+
+// columnChanges compares the effective columns before and after a change: added are new destinations and
+// destinations fed differently (both make the agent re-sync the table), removed are destinations no longer
+// written.
+func columnChanges(before, after []effectiveColumn) (added, removed []effectiveColumn) {
+	byDest := func(cols []effectiveColumn) map[string]effectiveColumn {
+		m := make(map[string]effectiveColumn, len(cols))
+		for _, c := range cols {
+			m[c.Destination] = c
+		}
+		return m
+	}
+	b, a := byDest(before), byDest(after)
+	for _, c := range after {
+		old, ok := b[c.Destination]
+		if !ok || !strings.EqualFold(old.Source, c.Source) || old.Truncate != c.Truncate {
+			added = append(added, c)
+		}
+	}
+	for _, c := range before {
+		if _, ok := a[c.Destination]; !ok {
+			removed = append(removed, c)
+		}
+	}
+	sort.Slice(added, func(i, j int) bool { return added[i].Destination < added[j].Destination })
+	sort.Slice(removed, func(i, j int) bool { return removed[i].Destination < removed[j].Destination })
+	return added, removed
+}
+
+func effectiveFromResolved(cols []mapping.Column) []effectiveColumn {
+	out := make([]effectiveColumn, len(cols))
+	for i, c := range cols {
+		out[i] = effectiveColumn{Source: c.Source, Destination: c.Destination, Truncate: c.Truncate}
+	}
+	return out
+}
+
+func effectiveFromAPI(cols []api.EffectiveColumn) []effectiveColumn {
+	out := make([]effectiveColumn, len(cols))
+	for i, c := range cols {
+		out[i] = effectiveColumn{Source: c.Source, Destination: c.Destination, Truncate: c.Truncate}
+	}
+	return out
+}
+
+// Load cost model for the estimate in plan warnings: the agent reads a table with one Bulk API 2.0 query job
+// (create, a few status polls, one results call per page of api.DefaultPageSize records, plus describe and
+// count) and writes api.DefaultBatchSize rows per Dataverse request.
+const loadFixedSalesforceCalls = 4
+
+// estimate describes the cost of (re-)syncing records of a table, for plan warnings.
+type estimate struct {
+	Records *int64 // nil when unknown
+	Why     string // why unknown
+}
+
+func (e estimate) String() string {
+	if e.Records == nil {
+		if e.Why == "" {
+			return "the record count is not known yet"
+		}
+		return "the record count could not be estimated: " + e.Why
+	}
+	n := *e.Records
+	sf := loadFixedSalesforceCalls + int64(math.Ceil(float64(n)/float64(api.DefaultPageSize)))
+	dv := int64(math.Ceil(float64(n) / float64(api.DefaultBatchSize)))
+	return fmt.Sprintf("about %d records: roughly %d Salesforce API calls and %d Dataverse requests", n, sf, dv)
+}
+
+func columnList(cols []effectiveColumn, withSource bool) string {
+	parts := make([]string, len(cols))
+	for i, c := range cols {
+		if withSource && c.Source != "" {
+			parts[i] = fmt.Sprintf("%s (from %s)", c.Destination, c.Source)
+		} else {
+			parts[i] = c.Destination
+		}
+	}
+	return strings.Join(parts, ", ")
+}
+
+// whenActive qualifies a consequence by the connector's activation.
+func whenActive(active *bool) string {
+	switch {
+	case active == nil:
+		return "When the connector is active, "
+	case *active:
+		return "The connector is active: "
+	default:
+		return "The connector is not active; once it is, "
+	}
+}
+
+func tableAddedMessage(cfg mapping.TableConfig, est estimate, active *bool) string {
+	return fmt.Sprintf("%sthe existing records of Salesforce %s are copied into Dataverse %s by an initial load (%s), then kept in sync by Change Data Capture.",
+		whenActive(active), cfg.SourceTable, cfg.Destination(), est)
+}
+
+func columnsAddedMessage(cfg mapping.TableConfig, added []effectiveColumn, est estimate, active *bool) string {
+	return fmt.Sprintf("%scolumns %s of Dataverse %s are added or fed differently, so the existing records of Salesforce %s will be re-synced to fill them (%s).",
+		whenActive(active), columnList(added, true), cfg.Destination(), cfg.SourceTable, est)
+}
+
+func columnsRemovedMessage(cfg mapping.TableConfig, removed []effectiveColumn) string {
+	return fmt.Sprintf("Columns %s of Dataverse %s will no longer be synced: their data stays in Dataverse and is no longer updated from Salesforce %s.",
+		columnList(removed, false), cfg.Destination(), cfg.SourceTable)
+}
+
+func tableRemovedMessage(source, dest string) string {
+	return fmt.Sprintf("Salesforce %s will no longer be synced: its rows stay in Dataverse %s and are no longer updated (nothing is deleted).", source, dest)
+}

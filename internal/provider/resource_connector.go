@@ -1,0 +1,523 @@
+package provider
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/hashicorp/terraform-plugin-framework-validators/resourcevalidator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/path"
+	"github.com/hashicorp/terraform-plugin-framework/resource"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
+	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+	"github.com/hashicorp/terraform-plugin-log/tflog"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+)
+
+var (
+	_ resource.Resource                     = (*connectorResource)(nil)
+	_ resource.ResourceWithConfigure        = (*connectorResource)(nil)
+	_ resource.ResourceWithImportState      = (*connectorResource)(nil)
+	_ resource.ResourceWithConfigValidators = (*connectorResource)(nil)
+	_ resource.ResourceWithValidateConfig   = (*connectorResource)(nil)
+	_ resource.ResourceWithModifyPlan       = (*connectorResource)(nil)
+)
+
+// Names of the write-only secrets in the API's secrets_set.
+const (
+	secretSalesforceClientSecret = "salesforce.client_secret"
+	secretSalesforcePrivateKey   = "salesforce.private_key"
+	secretDataverseClientSecret  = "dataverse.client_secret"
+)
+
+// Salesforce authentication flows.
+const (
+	authJWTBearer         = "jwt_bearer"
+	authClientCredentials = "client_credentials"
+)
+
+// defaultSalesforceAPIVersion is the REST API version the agent uses when none is configured.
+const defaultSalesforceAPIVersion = "62.0"
+
+// NewConnectorResource returns the crmsync_connector resource.
+func NewConnectorResource() resource.Resource { return &connectorResource{} }
+
+type connectorResource struct {
+	data *providerData
+}
+
+type connectorModel struct {
+	ID         types.String     `tfsdk:"id"`
+	Name       types.String     `tfsdk:"name"`
+	TeamID     types.String     `tfsdk:"team_id"`
+	Salesforce *salesforceModel `tfsdk:"salesforce"`
+	Dataverse  *dataverseModel  `tfsdk:"dataverse"`
+}
+
+type salesforceModel struct {
+	LoginURL         types.String `tfsdk:"login_url"`
+	InstanceURL      types.String `tfsdk:"instance_url"`
+	APIVersion       types.String `tfsdk:"api_version"`
+	PubSubAddr       types.String `tfsdk:"pubsub_addr"`
+	PubSubPlaintext  types.Bool   `tfsdk:"pubsub_plaintext"`
+	Auth             types.String `tfsdk:"auth"`
+	ClientID         types.String `tfsdk:"client_id"`
+	Username         types.String `tfsdk:"username"`
+	ClientSecret     types.String `tfsdk:"client_secret"`
+	ClientSecretEnv  types.String `tfsdk:"client_secret_env"`
+	ClientSecretFile types.String `tfsdk:"client_secret_file"`
+	PrivateKey       types.String `tfsdk:"private_key"`
+	PrivateKeyEnv    types.String `tfsdk:"private_key_env"`
+	PrivateKeyFile   types.String `tfsdk:"private_key_file"`
+	CAFile           types.String `tfsdk:"ca_file"`
+}
+
+type dataverseModel struct {
+	EnvironmentURL   types.String `tfsdk:"environment_url"`
+	AuthorityURL     types.String `tfsdk:"authority_url"`
+	TenantID         types.String `tfsdk:"tenant_id"`
+	ClientID         types.String `tfsdk:"client_id"`
+	ClientSecret     types.String `tfsdk:"client_secret"`
+	ClientSecretEnv  types.String `tfsdk:"client_secret_env"`
+	ClientSecretFile types.String `tfsdk:"client_secret_file"`
+	CAFile           types.String `tfsdk:"ca_file"`
+}
+
+func (r *connectorResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
+	resp.TypeName = req.ProviderTypeName + "_connector"
+}
+
+func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
+	envVar := stringvalidator.RegexMatches(envVarPattern, "must be an environment variable name such as CRMSYNC_DATAVERSE_SECRET")
+	resp.Schema = schema.Schema{
+		MarkdownDescription: "A crmsync connector: one Salesforce org, one Dataverse environment, how the sync agent authenticates to " +
+			"each, and the Dataverse team that owns the rows it writes. Table mappings (`crmsync_table_mapping`) say what is " +
+			"synced; `crmsync_activation` starts it.\n\n" +
+			"Prefer credential references (`*_env`, `*_file`): the agent resolves them on its own host and the secret never " +
+			"reaches Terraform state. Inline secrets (`client_secret`, `private_key`) are accepted as sensitive values, stored " +
+			"encrypted by the control plane and never returned by its API, so Terraform keeps the value you configured.",
+		Attributes: map[string]schema.Attribute{
+			"id": schema.StringAttribute{
+				MarkdownDescription: "Connector ID assigned by the control plane (`con_…`).",
+				Computed:            true,
+				PlanModifiers:       []planmodifier.String{stringplanmodifier.UseStateForUnknown()},
+			},
+			"name": schema.StringAttribute{
+				MarkdownDescription: "Unique name of the connector, for example `salesforce-prod`. Can be changed in place.",
+				Required:            true,
+				Validators: []validator.String{
+					stringvalidator.LengthBetween(1, 100),
+					stringvalidator.RegexMatches(connectorNamePattern, "must be letters, digits, '.', '_' or '-', starting with a letter or digit"),
+				},
+			},
+			"team_id": schema.StringAttribute{
+				MarkdownDescription: "GUID of the Dataverse team that owns the synced rows: every row the agent creates or fully rewrites " +
+					"is assigned to it (`ownerid`), and the team must hold create, read, write and append privileges on each " +
+					"destination table. Changing it makes new rows owned by the new team; rows already in Dataverse keep their owner " +
+					"until they are rewritten.",
+				Required:   true,
+				Validators: []validator.String{guidValidator()},
+			},
+			"salesforce": schema.SingleNestedAttribute{
+				MarkdownDescription: "How the agent reaches and authenticates to the Salesforce org.",
+				Required:            true,
+				Attributes: map[string]schema.Attribute{
+					"login_url": schema.StringAttribute{
+						MarkdownDescription: "OAuth login host: `https://login.salesforce.com`, `https://test.salesforce.com` for a sandbox org, " +
+							"or the org's My Domain URL. Changing it forces a new connector, because another login host means another org: " +
+							"the stored change-stream positions and load checkpoints belong to the old one.",
+						Required:      true,
+						Validators:    []validator.String{httpURL()},
+						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"instance_url": schema.StringAttribute{
+						MarkdownDescription: "The org's instance (My Domain) URL. Optional: the token answer names it; set it for the " +
+							"client-credentials flow, whose token endpoint lives on the My Domain host.",
+						Optional:   true,
+						Validators: []validator.String{httpURL()},
+					},
+					"api_version": schema.StringAttribute{
+						MarkdownDescription: "Salesforce REST API version. Defaults to `" + defaultSalesforceAPIVersion + "`.",
+						Optional:            true,
+						Computed:            true,
+						Default:             stringdefault.StaticString(defaultSalesforceAPIVersion),
+						Validators:          []validator.String{stringvalidator.RegexMatches(apiVersionPattern, `must look like "62.0"`)},
+					},
+					"pubsub_addr": schema.StringAttribute{
+						MarkdownDescription: "Pub/Sub API `host:port` for Change Data Capture. Defaults to `" + api.DefaultPubSubAddr + "`.",
+						Optional:            true,
+					},
+					"pubsub_plaintext": schema.BoolAttribute{
+						MarkdownDescription: "Connect to the Pub/Sub API without TLS. Only for local emulators on loopback; defaults to `false`.",
+						Optional:            true,
+						Computed:            true,
+						Default:             booldefault.StaticBool(false),
+					},
+					"auth": schema.StringAttribute{
+						MarkdownDescription: "OAuth flow: `jwt_bearer` (a connected app's certificate, `username` and a private key) or " +
+							"`client_credentials` (a connected app's client secret, with `instance_url`).",
+						Required:   true,
+						Validators: []validator.String{stringvalidator.OneOf(authJWTBearer, authClientCredentials)},
+					},
+					"client_id": schema.StringAttribute{
+						MarkdownDescription: "Consumer key of the connected app.",
+						Required:            true,
+						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+					},
+					"username": schema.StringAttribute{
+						MarkdownDescription: "Integration user the JWT bearer flow signs in as. Required with `auth = \"jwt_bearer\"`.",
+						Optional:            true,
+					},
+					"client_secret": schema.StringAttribute{
+						MarkdownDescription: "Consumer secret of the connected app, inline. Sensitive, write-only on the control plane (never " +
+							"returned); prefer `client_secret_env` or `client_secret_file`.",
+						Optional:  true,
+						Sensitive: true,
+					},
+					"client_secret_env": schema.StringAttribute{
+						MarkdownDescription: "Name of an environment variable holding the consumer secret on the agent's host.",
+						Optional:            true,
+						Validators:          []validator.String{envVar},
+					},
+					"client_secret_file": schema.StringAttribute{
+						MarkdownDescription: "Path of a file holding the consumer secret on the agent's host.",
+						Optional:            true,
+					},
+					"private_key": schema.StringAttribute{
+						MarkdownDescription: "PEM private key that signs JWT bearer assertions, inline. Sensitive, write-only on the control " +
+							"plane; prefer `private_key_file` or `private_key_env`.",
+						Optional:  true,
+						Sensitive: true,
+					},
+					"private_key_env": schema.StringAttribute{
+						MarkdownDescription: "Name of an environment variable holding the PEM private key on the agent's host.",
+						Optional:            true,
+						Validators:          []validator.String{envVar},
+					},
+					"private_key_file": schema.StringAttribute{
+						MarkdownDescription: "Path of the PEM private key file on the agent's host.",
+						Optional:            true,
+					},
+					"ca_file": schema.StringAttribute{
+						MarkdownDescription: "Path of a PEM CA bundle, on the agent's host, that signed Salesforce's certificates (private endpoints, emulators).",
+						Optional:            true,
+					},
+				},
+			},
+			"dataverse": schema.SingleNestedAttribute{
+				MarkdownDescription: "How the agent reaches and authenticates to the Dataverse environment (Microsoft Entra ID client credentials).",
+				Required:            true,
+				Attributes: map[string]schema.Attribute{
+					"environment_url": schema.StringAttribute{
+						MarkdownDescription: "Environment URL, for example `https://acme.crm.dynamics.com`. Changing it forces a new connector, " +
+							"because another environment is another database: the rows already synced stay in the old one and the new one " +
+							"needs a full initial load.",
+						Required:      true,
+						Validators:    []validator.String{httpURL()},
+						PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+					},
+					"authority_url": schema.StringAttribute{
+						MarkdownDescription: "Microsoft Entra ID authority. Defaults to `https://login.microsoftonline.com`.",
+						Optional:            true,
+						Validators:          []validator.String{httpURL()},
+					},
+					"tenant_id": schema.StringAttribute{
+						MarkdownDescription: "Microsoft Entra ID tenant (directory) ID.",
+						Required:            true,
+						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+					},
+					"client_id": schema.StringAttribute{
+						MarkdownDescription: "Application (client) ID of the app registration, registered as an application user in the environment.",
+						Required:            true,
+						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+					},
+					"client_secret": schema.StringAttribute{
+						MarkdownDescription: "Client secret of the app registration, inline. Sensitive, write-only on the control plane (never " +
+							"returned); prefer `client_secret_env` or `client_secret_file`.",
+						Optional:  true,
+						Sensitive: true,
+					},
+					"client_secret_env": schema.StringAttribute{
+						MarkdownDescription: "Name of an environment variable holding the client secret on the agent's host.",
+						Optional:            true,
+						Validators:          []validator.String{envVar},
+					},
+					"client_secret_file": schema.StringAttribute{
+						MarkdownDescription: "Path of a file holding the client secret on the agent's host.",
+						Optional:            true,
+					},
+					"ca_file": schema.StringAttribute{
+						MarkdownDescription: "Path of a PEM CA bundle, on the agent's host, that signed the environment's and authority's certificates.",
+						Optional:            true,
+					},
+				},
+			},
+		},
+	}
+}
+
+func (r *connectorResource) Configure(_ context.Context, req resource.ConfigureRequest, resp *resource.ConfigureResponse) {
+	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
+}
+
+func (r *connectorResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
+	var plan connectorModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	c := clientOf(r.data, &resp.Diagnostics, "Creating a crmsync_connector")
+	if resp.Diagnostics.HasError() || c == nil {
+		return
+	}
+	ctx = r.data.mask(ctx, plan.secrets()...)
+	tflog.Debug(ctx, "creating connector", map[string]any{"name": plan.Name.ValueString()})
+	conn, err := c.CreateConnector(ctx, plan.toSpec())
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("creating crmsync_connector (%s)", plan.Name.ValueString()), describeAPIError(err))
+		return
+	}
+	tflog.Info(ctx, "created connector", map[string]any{"id": conn.ID, "revision": conn.Revision})
+	state := plan
+	state.fromAPI(conn, &plan)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *connectorResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
+	var state connectorModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	c := clientOf(r.data, &resp.Diagnostics, "Reading a crmsync_connector")
+	if resp.Diagnostics.HasError() || c == nil {
+		return
+	}
+	ctx = r.data.mask(ctx, state.secrets()...)
+	conn, err := c.GetConnector(ctx, state.ID.ValueString())
+	if isNotFound(err) {
+		tflog.Warn(ctx, "connector no longer exists; removing it from state", map[string]any{"id": state.ID.ValueString()})
+		resp.State.RemoveResource(ctx)
+		return
+	}
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("reading crmsync_connector (%s)", state.ID.ValueString()), describeAPIError(err))
+		return
+	}
+	prior := state
+	state.fromAPI(conn, &prior)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+}
+
+func (r *connectorResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
+	var plan, state connectorModel
+	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	c := clientOf(r.data, &resp.Diagnostics, "Updating a crmsync_connector")
+	if resp.Diagnostics.HasError() || c == nil {
+		return
+	}
+	ctx = r.data.mask(ctx, append(plan.secrets(), state.secrets()...)...)
+	id := state.ID.ValueString()
+	conn, err := c.UpdateConnector(ctx, id, plan.toSpec())
+	if err != nil {
+		resp.Diagnostics.AddError(fmt.Sprintf("updating crmsync_connector (%s)", id), describeAPIError(err))
+		return
+	}
+	tflog.Info(ctx, "updated connector", map[string]any{"id": id, "revision": conn.Revision})
+	newState := plan
+	newState.fromAPI(conn, &plan)
+	resp.Diagnostics.Append(resp.State.Set(ctx, &newState)...)
+}
+
+func (r *connectorResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
+	var state connectorModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	c := clientOf(r.data, &resp.Diagnostics, "Deleting a crmsync_connector")
+	if resp.Diagnostics.HasError() || c == nil {
+		return
+	}
+	ctx = r.data.mask(ctx, state.secrets()...)
+	id := state.ID.ValueString()
+	// The control plane deactivates the connector first; the rows already synced stay in Dataverse.
+	if err := c.DeleteConnector(ctx, id); err != nil && !isNotFound(err) {
+		resp.Diagnostics.AddError(fmt.Sprintf("deleting crmsync_connector (%s)", id), describeAPIError(err))
+		return
+	}
+	tflog.Info(ctx, "deleted connector", map[string]any{"id": id})
+}
+
+// ImportState imports a connector by its ID. Inline secrets cannot be imported (the API never returns them):
+// the first plan after import sets them again; credential references import cleanly.
+func (r *connectorResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
+	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+func (r *connectorResource) ConfigValidators(context.Context) []resource.ConfigValidator {
+	sf, dv := path.MatchRoot("salesforce"), path.MatchRoot("dataverse")
+	return []resource.ConfigValidator{
+		resourcevalidator.ExactlyOneOf(dv.AtName("client_secret"), dv.AtName("client_secret_env"), dv.AtName("client_secret_file")),
+		resourcevalidator.Conflicting(sf.AtName("client_secret"), sf.AtName("client_secret_env"), sf.AtName("client_secret_file")),
+		resourcevalidator.Conflicting(sf.AtName("private_key"), sf.AtName("private_key_env"), sf.AtName("private_key_file")),
+	}
+}
+
+// ValidateConfig checks what each Salesforce auth flow needs: these depend on the value of auth, which the
+// generic validators cannot express.
+func (r *connectorResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
+	var sf *salesforceModel
+	resp.Diagnostics.Append(req.Config.GetAttribute(ctx, path.Root("salesforce"), &sf)...)
+	if resp.Diagnostics.HasError() || sf == nil || sf.Auth.IsUnknown() || sf.Auth.IsNull() {
+		return
+	}
+	set := func(v types.String) bool { return !v.IsNull() } // unknown counts as set: it will be
+	base := path.Root("salesforce")
+	switch sf.Auth.ValueString() {
+	case authJWTBearer:
+		if !set(sf.Username) {
+			resp.Diagnostics.AddAttributeError(base.AtName("username"), "Missing Salesforce username",
+				`auth = "jwt_bearer" signs in as a user: set salesforce.username to the integration user.`)
+		}
+		if !set(sf.PrivateKey) && !set(sf.PrivateKeyEnv) && !set(sf.PrivateKeyFile) {
+			resp.Diagnostics.AddAttributeError(base.AtName("private_key_file"), "Missing Salesforce private key",
+				`auth = "jwt_bearer" signs its assertion with the connected app's private key: set one of private_key_file, private_key_env or private_key.`)
+		}
+	case authClientCredentials:
+		if !set(sf.ClientSecret) && !set(sf.ClientSecretEnv) && !set(sf.ClientSecretFile) {
+			resp.Diagnostics.AddAttributeError(base.AtName("client_secret_env"), "Missing Salesforce client secret",
+				`auth = "client_credentials" needs the connected app's consumer secret: set one of client_secret_env, client_secret_file or client_secret.`)
+		}
+		if !set(sf.InstanceURL) {
+			resp.Diagnostics.AddAttributeWarning(base.AtName("instance_url"), "Salesforce instance_url recommended",
+				`The client-credentials token endpoint is on the org's My Domain host; without instance_url the agent uses login_url.`)
+		}
+	}
+}
+
+// ModifyPlan warns about the consequence of a team change, which the plan alone does not show.
+func (r *connectorResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+		return
+	}
+	var before, after types.String
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("team_id"), &before)...)
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("team_id"), &after)...)
+	if resp.Diagnostics.HasError() || after.IsUnknown() || before.Equal(after) {
+		return
+	}
+	resp.Diagnostics.AddAttributeWarning(path.Root("team_id"), "New records will be owned by another team",
+		teamChangeMessage(before.ValueString(), after.ValueString()))
+}
+
+func teamChangeMessage(before, after string) string {
+	return fmt.Sprintf("team_id changes from %s to %s: rows the agent creates or fully rewrites from now on are owned by team %s "+
+		"(which needs create, read, write and append privileges on every destination table, checked at activation); "+
+		"rows already in Dataverse keep their current owner until they are rewritten.", before, after, after)
+}
+
+// toSpec converts the model to the API's connector spec (the body of create and update).
+func (m *connectorModel) toSpec() api.ConnectorSpec {
+	spec := api.ConnectorSpec{Name: m.Name.ValueString(), TeamID: m.TeamID.ValueString()}
+	if sf := m.Salesforce; sf != nil {
+		spec.Salesforce = api.SalesforceSettings{
+			LoginURL:         sf.LoginURL.ValueString(),
+			InstanceURL:      sf.InstanceURL.ValueString(),
+			APIVersion:       sf.APIVersion.ValueString(),
+			PubSubAddr:       sf.PubSubAddr.ValueString(),
+			PubSubPlaintext:  sf.PubSubPlaintext.ValueBool(),
+			Auth:             sf.Auth.ValueString(),
+			ClientID:         sf.ClientID.ValueString(),
+			Username:         sf.Username.ValueString(),
+			ClientSecret:     sf.ClientSecret.ValueString(),
+			ClientSecretEnv:  sf.ClientSecretEnv.ValueString(),
+			ClientSecretFile: sf.ClientSecretFile.ValueString(),
+			PrivateKey:       sf.PrivateKey.ValueString(),
+			PrivateKeyEnv:    sf.PrivateKeyEnv.ValueString(),
+			PrivateKeyFile:   sf.PrivateKeyFile.ValueString(),
+			CAFile:           sf.CAFile.ValueString(),
+		}
+	}
+	if dv := m.Dataverse; dv != nil {
+		spec.Dataverse = api.DataverseSettings{
+			EnvironmentURL:   dv.EnvironmentURL.ValueString(),
+			AuthorityURL:     dv.AuthorityURL.ValueString(),
+			TenantID:         dv.TenantID.ValueString(),
+			ClientID:         dv.ClientID.ValueString(),
+			ClientSecret:     dv.ClientSecret.ValueString(),
+			ClientSecretEnv:  dv.ClientSecretEnv.ValueString(),
+			ClientSecretFile: dv.ClientSecretFile.ValueString(),
+			CAFile:           dv.CAFile.ValueString(),
+		}
+	}
+	return spec
+}
+
+// fromAPI sets the model from a stored connector. Inline secrets are never returned, so each keeps the
+// value of prior (the plan after a write, the state on refresh) while the control plane says it is stored;
+// a secret removed out of band becomes null so the plan sets it again.
+func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
+	m.ID = types.StringValue(c.ID)
+	m.Name = types.StringValue(c.Name)
+	m.TeamID = types.StringValue(c.TeamID)
+	stored := func(name string) bool { return slices.Contains(c.SecretsSet, name) }
+	keep := func(name string, v types.String) types.String {
+		if v.IsNull() || v.IsUnknown() || !stored(name) {
+			return types.StringNull()
+		}
+		return v
+	}
+	var priorSF salesforceModel
+	var priorDV dataverseModel
+	if prior != nil && prior.Salesforce != nil {
+		priorSF = *prior.Salesforce
+	}
+	if prior != nil && prior.Dataverse != nil {
+		priorDV = *prior.Dataverse
+	}
+	sf := c.Salesforce
+	apiVersion := sf.APIVersion
+	if apiVersion == "" {
+		apiVersion = defaultSalesforceAPIVersion
+	}
+	m.Salesforce = &salesforceModel{
+		LoginURL:         types.StringValue(sf.LoginURL),
+		InstanceURL:      stringOrNull(sf.InstanceURL),
+		APIVersion:       types.StringValue(apiVersion),
+		PubSubAddr:       stringOrNull(sf.PubSubAddr),
+		PubSubPlaintext:  types.BoolValue(sf.PubSubPlaintext),
+		Auth:             types.StringValue(sf.Auth),
+		ClientID:         types.StringValue(sf.ClientID),
+		Username:         stringOrNull(sf.Username),
+		ClientSecret:     keep(secretSalesforceClientSecret, priorSF.ClientSecret),
+		ClientSecretEnv:  stringOrNull(sf.ClientSecretEnv),
+		ClientSecretFile: stringOrNull(sf.ClientSecretFile),
+		PrivateKey:       keep(secretSalesforcePrivateKey, priorSF.PrivateKey),
+		PrivateKeyEnv:    stringOrNull(sf.PrivateKeyEnv),
+		PrivateKeyFile:   stringOrNull(sf.PrivateKeyFile),
+		CAFile:           stringOrNull(sf.CAFile),
+	}
+	dv := c.Dataverse
+	m.Dataverse = &dataverseModel{
+		EnvironmentURL:   types.StringValue(dv.EnvironmentURL),
+		AuthorityURL:     stringOrNull(dv.AuthorityURL),
+		TenantID:         types.StringValue(dv.TenantID),
+		ClientID:         types.StringValue(dv.ClientID),
+		ClientSecret:     keep(secretDataverseClientSecret, priorDV.ClientSecret),
+		ClientSecretEnv:  stringOrNull(dv.ClientSecretEnv),
+		ClientSecretFile: stringOrNull(dv.ClientSecretFile),
+		CAFile:           stringOrNull(dv.CAFile),
+	}
+}
+
+// secrets returns the inline secret values of the model, for log masking.
+func (m *connectorModel) secrets() []string {
+	var out []string
+	if sf := m.Salesforce; sf != nil {
+		out = append(out, sf.ClientSecret.ValueString(), sf.PrivateKey.ValueString())
+	}
+	if dv := m.Dataverse; dv != nil {
+		out = append(out, dv.ClientSecret.ValueString())
+	}
+	return out
+}
