@@ -1,0 +1,309 @@
+package supervisor_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
+)
+
+// The test binary doubles as the agent: with FAKE_AGENT_DIR set it records how it was started and behaves
+// as FAKE_AGENT_MODE says.
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("FAKE_AGENT_DIR"); dir != "" {
+		os.Exit(fakeAgent(dir, os.Getenv("FAKE_AGENT_MODE")))
+	}
+	os.Exit(m.Run())
+}
+
+type startRecord struct {
+	Args  []string  `json:"args"`
+	Token string    `json:"token"`
+	At    time.Time `json:"at"`
+	PID   int       `json:"pid"`
+}
+
+func fakeAgent(dir, mode string) int {
+	term := make(chan os.Signal, 1)
+	signal.Notify(term, syscall.SIGTERM)
+	rec := startRecord{Args: os.Args[1:], Token: os.Getenv("CRMSYNC_TOKEN"), At: time.Now(), PID: os.Getpid()}
+	b, _ := json.Marshal(rec)
+	connector := ""
+	for i, a := range os.Args {
+		if a == "--connector" && i+1 < len(os.Args) {
+			connector = os.Args[i+1]
+		}
+	}
+	_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("start-%s-%d.json", connector, os.Getpid())), b, 0o600)
+	switch mode {
+	case "die":
+		return 1
+	case "drain-after":
+		// Runs a moment, then exits 0 as an agent told to move to a new revision does.
+		time.Sleep(200 * time.Millisecond)
+		return 0
+	case "ignore-term":
+		signal.Ignore(syscall.SIGTERM)
+		time.Sleep(time.Minute)
+		return 0
+	}
+	select { // run until SIGTERM, then "drain"
+	case <-term:
+		_ = os.WriteFile(filepath.Join(dir, fmt.Sprintf("drained-%s-%d", connector, os.Getpid())), nil, 0o600)
+		return 0
+	case <-time.After(time.Minute):
+		return 2
+	}
+}
+
+// fakeStore answers the two reads the supervisor makes; any other call panics (nil embedded interface).
+type fakeStore struct {
+	store.Store
+	mu     sync.Mutex
+	active []string
+	leases map[string]api.Lease
+	lists  int // ListActive calls: one per reconcile
+}
+
+func (f *fakeStore) ListActive(context.Context) ([]api.Activation, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.lists++
+	var out []api.Activation
+	for _, id := range f.active {
+		out = append(out, api.Activation{ConnectorID: id, Active: true, DesiredRevision: 1})
+	}
+	return out, nil
+}
+
+func (f *fakeStore) CurrentLease(_ context.Context, id string) (api.Lease, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if l, ok := f.leases[id]; ok {
+		return l, nil
+	}
+	return api.Lease{}, store.ErrNotFound
+}
+
+func (f *fakeStore) set(fn func()) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn()
+}
+
+type harness struct {
+	dir   string
+	store *fakeStore
+	sup   *supervisor.Supervisor
+	stop  context.CancelFunc
+	done  chan error
+}
+
+func start(t *testing.T, mode string, active []string, tweak func(*supervisor.Config)) *harness {
+	t.Helper()
+	dir := t.TempDir()
+	bin, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs := &fakeStore{active: active, leases: map[string]api.Lease{}}
+	cfg := supervisor.Config{
+		Store: fs, ControlPlaneURL: "http://127.0.0.1:1", Token: "secret-token", Binary: bin,
+		Env: []string{"FAKE_AGENT_DIR=" + dir, "FAKE_AGENT_MODE=" + mode}, Logger: slog.New(slog.DiscardHandler),
+		ReconcileInterval: 50 * time.Millisecond, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second,
+		StopTimeout: 5 * time.Second,
+	}
+	if tweak != nil {
+		tweak(&cfg)
+	}
+	h := &harness{dir: dir, store: fs, sup: supervisor.New(cfg), done: make(chan error, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	h.stop = cancel
+	go func() { h.done <- h.sup.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-h.done:
+		case <-time.After(15 * time.Second):
+			t.Error("the supervisor did not stop within 15 s")
+		}
+	})
+	return h
+}
+
+// starts returns the recorded starts of a connector's agents, oldest first.
+func (h *harness) starts(t *testing.T, connector string) []startRecord {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(h.dir, "start-"+connector+"-*.json"))
+	var out []startRecord
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var r startRecord
+		if err := json.Unmarshal(b, &r); err != nil {
+			continue // being written
+		}
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b startRecord) int { return a.At.Compare(b.At) })
+	return out
+}
+
+// reconciled waits until the supervisor has reconciled n more times: whatever it would start, it has
+// started by then (a bound on "nothing happened" without a bare sleep).
+func (h *harness) reconciled(t *testing.T, n int) {
+	t.Helper()
+	var from int
+	h.store.set(func() { from = h.store.lists })
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d reconciles", n), func() bool {
+		var now int
+		h.store.set(func() { now = h.store.lists })
+		return now >= from+n
+	})
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestStartsOneAgentPerActiveConnectorWithTheTokenOnlyInItsEnvironment(t *testing.T) {
+	h := start(t, "run", []string{"c1", "c2"}, nil)
+	waitFor(t, 10*time.Second, "two agents", func() bool {
+		return len(h.sup.Agents()) == 2 && len(h.starts(t, "c1")) == 1 && len(h.starts(t, "c2")) == 1
+	})
+	for _, c := range []string{"c1", "c2"} {
+		r := h.starts(t, c)[0]
+		want := []string{"agent", "--control-plane", "http://127.0.0.1:1", "--connector", c}
+		if !slices.Equal(r.Args[:len(want)], want) {
+			t.Errorf("agent args %q, want them to start with %q", r.Args, want)
+		}
+		if r.Token != "secret-token" {
+			t.Errorf("agent got CRMSYNC_TOKEN=%q", r.Token)
+		}
+		if strings.Contains(strings.Join(r.Args, " "), "secret-token") {
+			t.Errorf("the token is on the agent's command line: %q", r.Args)
+		}
+	}
+	// Reconciling again (notifications and ticks) starts no duplicate.
+	h.sup.Changed("c1")
+	h.reconciled(t, 3)
+	if n := len(h.starts(t, "c1")); n != 1 {
+		t.Errorf("%d agents were started for one running connector", n)
+	}
+}
+
+func TestRestartsADeadAgentWithGrowingDelays(t *testing.T) {
+	h := start(t, "die", []string{"c1"}, nil)
+	waitFor(t, 15*time.Second, "four starts", func() bool { return len(h.starts(t, "c1")) >= 4 })
+	rs := h.starts(t, "c1")
+	var gaps []time.Duration
+	for i := 1; i < len(rs); i++ {
+		gaps = append(gaps, rs[i].At.Sub(rs[i-1].At))
+	}
+	// Backoff 100 ms doubling: at least 100, 200, 400 ms between starts.
+	for i, g := range gaps[:3] {
+		if floor := 100 * time.Millisecond << i; g < floor {
+			t.Errorf("restart %d came %s after the previous start, want at least %s (gaps %v)", i+1, g, floor, gaps)
+		}
+	}
+}
+
+func TestStartsTheNextRevisionAtOnceWhenTheOldAgentExitsCleanly(t *testing.T) {
+	h := start(t, "drain-after", []string{"c1"}, func(c *supervisor.Config) {
+		c.Backoff = 5 * time.Second // a clean exit must not wait for this
+		c.ReconcileInterval = time.Minute
+	})
+	waitFor(t, 5*time.Second, "a second agent right after the first exited 0", func() bool { return len(h.starts(t, "c1")) >= 2 })
+}
+
+func TestLeavesAConnectorAloneWhileALiveAgentHoldsItsLease(t *testing.T) {
+	h := start(t, "run", nil, nil)
+	h.store.set(func() {
+		h.store.leases["c1"] = api.Lease{ID: "L", ConnectorID: "c1", AgentID: "elsewhere", ExpiresAt: time.Now().Add(time.Hour)}
+		h.store.active = []string{"c1"}
+	})
+	h.sup.Changed("c1")
+	h.reconciled(t, 3)
+	if n := len(h.starts(t, "c1")); n != 0 {
+		t.Fatalf("%d agents started while another live agent held the lease", n)
+	}
+	// The other agent died: its lease expires and a local agent takes over.
+	h.store.set(func() {
+		h.store.leases["c1"] = api.Lease{ID: "L", ConnectorID: "c1", ExpiresAt: time.Now().Add(-time.Second)}
+	})
+	waitFor(t, 5*time.Second, "an agent once the lease expired", func() bool { return len(h.starts(t, "c1")) == 1 })
+}
+
+func TestDeactivatedConnectorGetsNoAgent(t *testing.T) {
+	h := start(t, "drain-after", []string{"c1"}, nil)
+	waitFor(t, 5*time.Second, "the first agent", func() bool { return len(h.starts(t, "c1")) == 1 })
+	h.store.set(func() { h.store.active = nil })
+	h.sup.Changed("c1")
+	waitFor(t, 5*time.Second, "the agent to exit", func() bool { return len(h.sup.Agents()) == 0 })
+	h.reconciled(t, 3)
+	if n := len(h.starts(t, "c1")); n != 1 {
+		t.Errorf("%d agents were started for a deactivated connector", n)
+	}
+}
+
+func TestShutdownDrainsAgentsWithSIGTERM(t *testing.T) {
+	h := start(t, "run", []string{"c1", "c2"}, nil)
+	waitFor(t, 10*time.Second, "two agents", func() bool { return len(h.starts(t, "c1")) == 1 && len(h.starts(t, "c2")) == 1 })
+	h.stop()
+	select {
+	case err := <-h.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of shutdown")
+	}
+	for _, c := range []string{"c1", "c2"} {
+		if m, _ := filepath.Glob(filepath.Join(h.dir, "drained-"+c+"-*")); len(m) != 1 {
+			t.Errorf("the agent of %s did not drain on SIGTERM", c)
+		}
+	}
+	h.done <- nil // for the cleanup
+}
+
+func TestShutdownKillsAnAgentThatDoesNotStopInTime(t *testing.T) {
+	h := start(t, "ignore-term", []string{"c1"}, func(c *supervisor.Config) { c.StopTimeout = 300 * time.Millisecond })
+	waitFor(t, 10*time.Second, "the agent", func() bool { return len(h.starts(t, "c1")) == 1 })
+	pid := h.starts(t, "c1")[0].PID
+	began := time.Now()
+	h.stop()
+	select {
+	case <-h.done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run did not return within 10 s of shutdown")
+	}
+	if el := time.Since(began); el > 3*time.Second {
+		t.Errorf("shutdown took %s with a 300 ms stop timeout", el)
+	}
+	if err := syscall.Kill(pid, 0); err == nil {
+		t.Errorf("agent %d still runs after shutdown", pid)
+	}
+	h.done <- nil
+}
