@@ -48,9 +48,8 @@ const (
 	defaultDeactivateTimeout = 5 * time.Minute
 )
 
-// rolloutGrace is how long an agent may take to move to a new revision before a plan reports the activation
-// as stuck. A rollout drains the running agent (one heartbeat, then the in-flight batch) and starts the next;
-// a minute covers that on a healthy host. Tests shorten it.
+// rolloutGrace is how long after an activation a plan accepts that no agent has taken the connector yet
+// (the supervisor starts one within seconds; a remote agent may take longer to start).
 var rolloutGrace = 2 * time.Minute
 
 // pollInterval bounds how often an apply polls the connector status while it waits.
@@ -197,7 +196,7 @@ func (r *activationResource) Read(ctx context.Context, req resource.ReadRequest,
 		resp.Diagnostics.AddError(fmt.Sprintf("reading crmsync_activation (%s) status", id), describeAPIError(err))
 		return
 	}
-	health := assessHealth(st, revisionTime(ctx, c, id, st.LatestRevision), time.Now(), rolloutGrace)
+	health := assessHealth(st, act.ActivatedAt, time.Now(), rolloutGrace)
 	if health != healthy {
 		tflog.Warn(ctx, "activation is unhealthy", map[string]any{"connector_id": id, "health": health})
 	}
@@ -226,6 +225,21 @@ func (r *activationResource) Update(ctx context.Context, req resource.UpdateRequ
 	resp.Diagnostics.Append(diags...)
 	if resp.Diagnostics.HasError() {
 		return
+	}
+	var prior activationModel
+	resp.Diagnostics.Append(req.State.Get(ctx, &prior)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if h := prior.Health.ValueString(); h != "" && h != healthy {
+		// Activating an active connector changes nothing on the control plane, so a redeploy is a
+		// deactivation (the agent drains and stops) followed by an activation that re-runs the preflight.
+		id := plan.ConnectorID.ValueString()
+		tflog.Info(ctx, "redeploying an unhealthy connector", map[string]any{"connector_id": id, "health": h})
+		if _, err := c.SetActivation(ctx, id, false); err != nil {
+			resp.Diagnostics.AddError(fmt.Sprintf("updating crmsync_activation (%s)", id), "Deactivating before the redeploy failed: "+describeAPIError(err))
+			return
+		}
 	}
 	state := r.activate(ctx, c, plan, timeout, "updating", &resp.Diagnostics)
 	if state != nil {
@@ -470,38 +484,19 @@ func preflightFailedMessage(id string, checks []api.PreflightCheck, fallback str
 	return msg
 }
 
-// assessHealth says whether an active connector's agent is healthy. An agent still on an older revision is
-// fine while the rollout of the latest revision is recent (revisionAt within grace): an apply that changes a
-// mapping returns before the agent has moved, and the plan right after it must be empty.
-func assessHealth(st *api.ConnectorStatus, revisionAt, now time.Time, grace time.Duration) string {
-	if st.State == api.StateFailed {
-		return "the agent failed" + reasonSuffix(st.Reason)
-	}
-	recent := !revisionAt.IsZero() && now.Sub(revisionAt) < grace
+// assessHealth says whether an active connector's agent is healthy. The control plane already reports a
+// failed agent, and an agent stuck on an older revision past its rollout window, as failed; what it reports
+// as deploying is a rollout in progress (an apply that changes a mapping returns before the agent has moved,
+// and the plan right after it must be empty), unless no agent has taken the connector within grace of its
+// activation.
+func assessHealth(st *api.ConnectorStatus, activatedAt *time.Time, now time.Time, grace time.Duration) string {
 	switch {
-	case st.Agent == nil && !recent:
-		return "no agent runs the connector" + reasonSuffix(st.Reason)
-	case st.DeployedRevision < st.LatestRevision && !recent:
-		return fmt.Sprintf("the agent is stuck on revision %d of %d", st.DeployedRevision, st.LatestRevision) + reasonSuffix(st.Reason)
+	case st.State == api.StateFailed:
+		return "the agent failed" + reasonSuffix(st.Reason)
+	case st.State == api.StateDeploying && st.Agent == nil && activatedAt != nil && now.Sub(*activatedAt) > grace:
+		return fmt.Sprintf("no agent has taken the connector since its activation %s ago", now.Sub(*activatedAt).Round(time.Second)) + reasonSuffix(st.Reason)
 	}
 	return healthy
-}
-
-// revisionTime returns when a connector's revision was made, from the audit log (zero when not found).
-func revisionTime(ctx context.Context, c *client.Client, connectorID string, revision int64) time.Time {
-	entries, err := c.Audit(ctx, connectorID, 50)
-	if err != nil {
-		tflog.Debug(ctx, "reading the audit log failed", map[string]any{"error": err.Error()})
-		return time.Time{}
-	}
-	var at time.Time
-	for _, e := range entries {
-		// Activation changes carry no new revision but restart a rollout just the same.
-		if (e.Revision == revision || strings.Contains(e.Action, "activat")) && e.At.After(at) {
-			at = e.At
-		}
-	}
-	return at
 }
 
 func preflightList(checks []api.PreflightCheck) (types.List, diag.Diagnostics) {

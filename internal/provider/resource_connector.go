@@ -113,7 +113,7 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 				MarkdownDescription: "Unique name of the connector, for example `salesforce-prod`. Can be changed in place.",
 				Required:            true,
 				Validators: []validator.String{
-					stringvalidator.LengthBetween(1, 100),
+					stringvalidator.LengthBetween(1, 64),
 					stringvalidator.RegexMatches(connectorNamePattern, "must be letters, digits, '.', '_' or '-', starting with a letter or digit"),
 				},
 			},
@@ -189,12 +189,14 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 					"client_secret_file": schema.StringAttribute{
 						MarkdownDescription: "Path of a file holding the consumer secret on the agent's host.",
 						Optional:            true,
+						Validators:          []validator.String{absolutePath()},
 					},
 					"private_key": schema.StringAttribute{
 						MarkdownDescription: "PEM private key that signs JWT bearer assertions, inline. Sensitive, write-only on the control " +
 							"plane; prefer `private_key_file` or `private_key_env`.",
-						Optional:  true,
-						Sensitive: true,
+						Optional:   true,
+						Sensitive:  true,
+						Validators: []validator.String{pemPrivateKey()},
 					},
 					"private_key_env": schema.StringAttribute{
 						MarkdownDescription: "Name of an environment variable holding the PEM private key on the agent's host.",
@@ -204,10 +206,12 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 					"private_key_file": schema.StringAttribute{
 						MarkdownDescription: "Path of the PEM private key file on the agent's host.",
 						Optional:            true,
+						Validators:          []validator.String{absolutePath()},
 					},
 					"ca_file": schema.StringAttribute{
 						MarkdownDescription: "Path of a PEM CA bundle, on the agent's host, that signed Salesforce's certificates (private endpoints, emulators).",
 						Optional:            true,
+						Validators:          []validator.String{absolutePath()},
 					},
 				},
 			},
@@ -234,9 +238,9 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
 					},
 					"client_id": schema.StringAttribute{
-						MarkdownDescription: "Application (client) ID of the app registration, registered as an application user in the environment.",
+						MarkdownDescription: "Application (client) ID (a GUID) of the app registration, registered as an application user in the environment.",
 						Required:            true,
-						Validators:          []validator.String{stringvalidator.LengthAtLeast(1)},
+						Validators:          []validator.String{guidValidator()},
 					},
 					"client_secret": schema.StringAttribute{
 						MarkdownDescription: "Client secret of the app registration, inline. Sensitive, write-only on the control plane (never " +
@@ -252,10 +256,12 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 					"client_secret_file": schema.StringAttribute{
 						MarkdownDescription: "Path of a file holding the client secret on the agent's host.",
 						Optional:            true,
+						Validators:          []validator.String{absolutePath()},
 					},
 					"ca_file": schema.StringAttribute{
 						MarkdownDescription: "Path of a PEM CA bundle, on the agent's host, that signed the environment's and authority's certificates.",
 						Optional:            true,
+						Validators:          []validator.String{absolutePath()},
 					},
 				},
 			},

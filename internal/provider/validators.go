@@ -2,9 +2,12 @@ package provider
 
 import (
 	"context"
+	"encoding/pem"
 	"fmt"
+	"net"
 	"net/url"
 	"regexp"
+	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -43,13 +46,14 @@ func apiNameValidator() validator.String {
 		"must be a Salesforce API name: letters, digits and underscores, starting with a letter (for example Region__c)")
 }
 
-// httpURLValidator accepts absolute http:// and https:// URLs.
+// httpURLValidator accepts absolute https:// URLs, and http:// ones for loopback hosts (local emulators), as
+// the control plane does.
 type httpURLValidator struct{}
 
 func httpURL() validator.String { return httpURLValidator{} }
 
 func (httpURLValidator) Description(context.Context) string {
-	return "value must be an absolute http:// or https:// URL"
+	return "value must be an absolute https:// URL (http:// only for loopback hosts)"
 }
 
 func (v httpURLValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
@@ -65,14 +69,78 @@ func (httpURLValidator) ValidateString(_ context.Context, req validator.StringRe
 
 func checkHTTPURL(s string) error {
 	u, err := url.Parse(s)
-	if err != nil {
-		return fmt.Errorf("%q is not a URL: %v", s, err)
+	if err != nil || !u.IsAbs() || u.Host == "" {
+		return fmt.Errorf("%q is not an absolute URL such as https://login.salesforce.com", s)
 	}
-	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return fmt.Errorf("%q must be an absolute http:// or https:// URL, for example https://login.salesforce.com", s)
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http":
+		return fmt.Errorf("%q must use https (plain http is accepted for loopback hosts only)", s)
+	default:
+		return fmt.Errorf("%q must be an https URL, not %s", s, u.Scheme)
+	}
+	if u.User != nil {
+		return fmt.Errorf("%q must not carry credentials", s)
 	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return fmt.Errorf("%q must not carry a query or a fragment", s)
 	}
 	return nil
+}
+
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// absolutePathValidator accepts absolute paths: files are read by the agent on its own host, whose working
+// directory Terraform cannot know.
+type absolutePathValidator struct{}
+
+func absolutePath() validator.String { return absolutePathValidator{} }
+
+func (absolutePathValidator) Description(context.Context) string {
+	return "value must be an absolute path on the agent's host"
+}
+
+func (v absolutePathValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (absolutePathValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if v := req.ConfigValue.ValueString(); !strings.HasPrefix(v, "/") {
+		resp.Diagnostics.AddAttributeError(req.Path, "Relative path",
+			fmt.Sprintf("%q must be an absolute path: the agent reads it on its own host, from its own working directory (use abspath() for a path relative to the configuration).", v))
+	}
+}
+
+// pemPrivateKeyValidator accepts a PEM block holding a private key.
+type pemPrivateKeyValidator struct{}
+
+func pemPrivateKey() validator.String { return pemPrivateKeyValidator{} }
+
+func (pemPrivateKeyValidator) Description(context.Context) string {
+	return "value must be a PEM private key"
+}
+
+func (v pemPrivateKeyValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
+
+func (pemPrivateKeyValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	// The value is a secret: the message never echoes it.
+	if block, _ := pem.Decode([]byte(req.ConfigValue.ValueString())); block == nil || !strings.Contains(block.Type, "PRIVATE KEY") {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid private key",
+			"The value is not a PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----). Use file() to read a key file, or better, private_key_file.")
+	}
 }
