@@ -1,0 +1,211 @@
+package preflight_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
+	sfemu "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
+)
+
+type env struct {
+	sb      *sandbox.Sandbox
+	conn    api.Connector
+	secrets store.Secrets
+	maps    []api.TableMapping
+}
+
+func newEnv(t *testing.T, sfCfg sfemu.Config) *env {
+	t.Helper()
+	sb, err := sandbox.Start(t.Context(), sandbox.Options{Dir: filepath.Join(t.TempDir(), "sb"), Contacts: 30, Accounts: 10, Seed: 3, Salesforce: sfCfg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Close() })
+	i := sb.Info
+	conn := api.Connector{ID: "c1", ConnectorSpec: api.ConnectorSpec{
+		Name: "test", TeamID: i.Dataverse.TeamID,
+		Salesforce: api.SalesforceSettings{LoginURL: i.Salesforce.LoginURL, APIVersion: i.Salesforce.APIVersion,
+			PubSubAddr: i.Salesforce.PubSubAddr, Auth: "jwt_bearer", ClientID: i.Salesforce.ClientID,
+			Username: i.Salesforce.Username, CAFile: i.Salesforce.CAFile},
+		Dataverse: api.DataverseSettings{EnvironmentURL: i.Dataverse.EnvironmentURL, AuthorityURL: i.Dataverse.AuthorityURL,
+			TenantID: i.Dataverse.TenantID, ClientID: i.Dataverse.ClientID, CAFile: i.Dataverse.CAFile},
+	}}
+	secrets := store.Secrets{"salesforce.private_key": string(i.Salesforce.PrivateKeyPEM), "dataverse.client_secret": i.Dataverse.ClientSecret}
+	maps := []api.TableMapping{
+		{ID: "m1", ConnectorID: "c1", MappingSpec: mapping.TableConfig{SourceTable: "Account", UsePredefined: true}},
+		{ID: "m2", ConnectorID: "c1", MappingSpec: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}},
+	}
+	return &env{sb: sb, conn: conn, secrets: secrets, maps: maps}
+}
+
+func byName(t *testing.T, checks []api.PreflightCheck) map[string]api.PreflightCheck {
+	t.Helper()
+	want := []string{"salesforce_credentials", "dataverse_credentials", "change_topics", "team_privileges", "mappings", "api_budget", "data_size"}
+	if len(checks) != len(want) {
+		t.Fatalf("got %d checks, want all %d: %+v", len(checks), len(want), checks)
+	}
+	out := map[string]api.PreflightCheck{}
+	for i, c := range checks {
+		if c.Name != want[i] {
+			t.Errorf("check %d is %s, want %s", i, c.Name, want[i])
+		}
+		if c.Message == "" {
+			t.Errorf("check %s has no message", c.Name)
+		}
+		out[c.Name] = c
+	}
+	return out
+}
+
+func TestWorkingConnectorPassesEveryCheck(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	for _, c := range checks {
+		// The predefined columns carry length warnings (Salesforce fields longer than their Dataverse
+		// columns): a warning passes.
+		if !c.OK || (c.Warning && c.Name != "mappings") {
+			t.Errorf("%s: ok=%v warning=%v: %s", c.Name, c.OK, c.Warning, c.Message)
+		}
+	}
+	for name, want := range map[string]string{
+		"change_topics":   "/data/ContactChangeEvent",
+		"team_privileges": "prvAppendToAccount", // contact.parentcustomerid → account
+		"data_size":       "40 records",
+	} {
+		if !strings.Contains(checks[name].Message, want) {
+			t.Errorf("%s: %q does not mention %q", name, checks[name].Message, want)
+		}
+	}
+}
+
+func TestTeamWithoutPrivilegesFailsNamingEveryMissingPrivilege(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	e.conn.TeamID = e.sb.Info.Dataverse.TeamWithoutPrivilegesID
+	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	tp := checks["team_privileges"]
+	if tp.OK {
+		t.Fatalf("team_privileges passed for a team without privileges: %s", tp.Message)
+	}
+	for _, p := range []string{"prvCreateAccount", "prvReadAccount", "prvWriteAccount", "prvAppendAccount",
+		"prvCreateContact", "prvReadContact", "prvWriteContact", "prvAppendContact", "prvAppendToAccount"} {
+		if !strings.Contains(tp.Message, p) {
+			t.Errorf("team_privileges message does not name %s: %s", p, tp.Message)
+		}
+	}
+	for name, c := range checks {
+		if name != "team_privileges" && !c.OK {
+			t.Errorf("%s failed too: %s", name, c.Message)
+		}
+	}
+}
+
+func TestUnknownTeamFails(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	e.conn.TeamID = "00000000-0000-0000-0000-0000000000aa"
+	tp := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))["team_privileges"]
+	if tp.OK || !strings.Contains(tp.Message, "does not exist") {
+		t.Errorf("team_privileges for an unknown team: ok=%v %s", tp.OK, tp.Message)
+	}
+}
+
+func TestWrongCredentialsFailTheirSideAndTheChecksThatNeedIt(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	e.secrets["dataverse.client_secret"] = "wrong"
+	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	if c := checks["dataverse_credentials"]; c.OK {
+		t.Errorf("dataverse_credentials passed with a wrong secret: %s", c.Message)
+	}
+	if c := checks["team_privileges"]; c.OK || !strings.Contains(c.Message, "not checked") {
+		t.Errorf("team_privileges without Dataverse access: ok=%v %s", c.OK, c.Message)
+	}
+	if c := checks["salesforce_credentials"]; !c.OK {
+		t.Errorf("salesforce_credentials failed: %s", c.Message)
+	}
+}
+
+func TestSecretReferencesThisHostCannotResolveAreWarnings(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	delete(e.secrets, "salesforce.private_key")
+	e.conn.Salesforce.PrivateKeyEnv = "CRMSYNC_TEST_UNSET_KEY_VARIABLE"
+	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	for _, name := range []string{"salesforce_credentials", "change_topics", "api_budget", "data_size", "mappings"} {
+		if c := checks[name]; !c.OK || !c.Warning {
+			t.Errorf("%s: ok=%v warning=%v, want a warning: %s", name, c.OK, c.Warning, c.Message)
+		}
+	}
+	if c := checks["salesforce_credentials"]; !strings.Contains(c.Message, "CRMSYNC_TEST_UNSET_KEY_VARIABLE") {
+		t.Errorf("the warning does not name the variable: %s", c.Message)
+	}
+	if c := checks["team_privileges"]; !c.OK || c.Warning {
+		t.Errorf("team_privileges (Dataverse side works): ok=%v warning=%v %s", c.OK, c.Warning, c.Message)
+	}
+
+	// A referenced variable that is set on this host is used.
+	t.Setenv("CRMSYNC_TEST_SET_KEY_VARIABLE", string(e.sb.Info.Salesforce.PrivateKeyPEM))
+	e.conn.Salesforce.PrivateKeyEnv = "CRMSYNC_TEST_SET_KEY_VARIABLE"
+	if c := preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps)[0]; !c.OK || c.Warning {
+		t.Errorf("salesforce_credentials with the key in the environment: %+v", c)
+	}
+}
+
+func TestMappingErrorsFailWithTheirPathAndUnknownObjectsHaveNoTopic(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	e.maps[1].Columns = map[string]mapping.ColumnOverride{"new_region": {Source: "Region__c"}}
+	e.maps = append(e.maps, api.TableMapping{ID: "m3", MappingSpec: mapping.TableConfig{SourceTable: "Widget__c", DestinationTable: "new_widget"}})
+	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	m := checks["mappings"]
+	if m.OK {
+		t.Fatalf("mappings passed with unknown columns and tables: %s", m.Message)
+	}
+	for _, want := range []string{"columns.new_region.source", "Region__c", "Widget__c", "new_widget"} {
+		if !strings.Contains(m.Message, want) {
+			t.Errorf("mappings message does not mention %s: %s", want, m.Message)
+		}
+	}
+	if c := checks["change_topics"]; c.OK || !strings.Contains(c.Message, "/data/Widget__ChangeEvent") {
+		t.Errorf("change_topics: ok=%v %s", c.OK, c.Message)
+	}
+}
+
+func TestAPIBudgetFailsWhenTheLoadWouldExhaustTheDailyLimit(t *testing.T) {
+	e := newEnv(t, sfemu.Config{APIRequestsMax: 25})
+	c := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))["api_budget"]
+	if c.OK || !strings.Contains(c.Message, "not enough") {
+		t.Errorf("api_budget with a 25-call daily limit: ok=%v %s", c.OK, c.Message)
+	}
+}
+
+func TestDataSizeAboveTheGuidanceIsAWarning(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	ch := preflight.NewChecker(preflight.Config{RowBytes: 1 << 20, SizeGuidance: 10 << 20})
+	c := byName(t, ch.Preflight(t.Context(), e.conn, e.secrets, e.maps))["data_size"]
+	if !c.OK || !c.Warning || !strings.Contains(c.Message, "above the guidance") {
+		t.Errorf("data_size with 40 MiB against a 10 MiB guidance: ok=%v warning=%v %s", c.OK, c.Warning, c.Message)
+	}
+}
+
+func TestLiveSchemasReadBothSidesAndTheRecordCount(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	src, dst, n, err := preflight.New(nil).LiveSchemas(t.Context(), e.conn, e.secrets, "Contact", "contact")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := src.Field("LastName"); !ok {
+		t.Error("the describe has no LastName")
+	}
+	if _, ok := dst.Column("parentcustomerid"); !ok {
+		t.Error("the table definition has no parentcustomerid")
+	}
+	if n != 30 {
+		t.Errorf("count %d, want 30", n)
+	}
+	if _, _, _, err := preflight.New(nil).LiveSchemas(t.Context(), e.conn, e.secrets, "Contact WHERE Id != null", "contact"); err == nil {
+		t.Error("a source table that is not an object name was accepted (it goes into SOQL)")
+	}
+}
