@@ -1,0 +1,268 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/getkin/kin-openapi/openapi3"
+	"github.com/getkin/kin-openapi/openapi3filter"
+	"github.com/getkin/kin-openapi/routers"
+	"github.com/getkin/kin-openapi/routers/gorillamux"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+const openAPIPath = "../../../docs/api/openapi.yaml"
+
+func loadOpenAPI(t *testing.T) *openapi3.T {
+	t.Helper()
+	loader := openapi3.NewLoader()
+	doc, err := loader.LoadFromFile(openAPIPath)
+	if err != nil {
+		t.Fatalf("loading %s: %v", openAPIPath, err)
+	}
+	if err := doc.Validate(t.Context()); err != nil {
+		t.Fatalf("%s is not a valid OpenAPI document: %v", openAPIPath, err)
+	}
+	return doc
+}
+
+func TestOpenAPIDocumentListsExactlyTheRoutesTheServerServes(t *testing.T) {
+	doc := loadOpenAPI(t)
+	documented := map[string]bool{}
+	for path, item := range doc.Paths.Map() {
+		for method := range item.Operations() {
+			documented[method+" "+path] = true
+		}
+	}
+	served := map[string]bool{}
+	for _, rt := range routeTable {
+		served[rt.method+" "+rt.path] = true
+	}
+	var missing, extra []string
+	for op := range served {
+		if !documented[op] {
+			missing = append(missing, op)
+		}
+	}
+	for op := range documented {
+		if !served[op] {
+			extra = append(extra, op)
+		}
+	}
+	sort.Strings(missing)
+	sort.Strings(extra)
+	if len(missing) > 0 {
+		t.Errorf("served but not in %s: %v", openAPIPath, missing)
+	}
+	if len(extra) > 0 {
+		t.Errorf("in %s but not served: %v", openAPIPath, extra)
+	}
+}
+
+// conformance sends requests to a live server and checks each request and answer against the document.
+type conformance struct {
+	t         *testing.T
+	e         *env
+	router    routers.Router
+	exercised map[string]bool
+}
+
+type call struct {
+	method, path string
+	body         any    // marshalled to JSON unless raw is set
+	raw          []byte // sent as is (bad JSON cases)
+	token        string // testToken unless noAuth
+	noAuth       bool
+	want         int
+	// badRequest marks samples that break the document on purpose (the server must refuse them); only the
+	// answer is validated.
+	badRequest bool
+}
+
+func (c *conformance) do(k call) []byte {
+	t := c.t
+	t.Helper()
+	var body []byte
+	switch {
+	case k.raw != nil:
+		body = k.raw
+	case k.body != nil:
+		var err error
+		if body, err = json.Marshal(k.body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	newReq := func() *http.Request {
+		req, err := http.NewRequestWithContext(t.Context(), k.method, c.e.http.URL+k.path, bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if body != nil {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		if !k.noAuth {
+			tok := k.token
+			if tok == "" {
+				tok = testToken
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		return req
+	}
+	req := newReq()
+	route, params, err := c.router.FindRoute(req)
+	if err != nil {
+		t.Fatalf("%s %s: no operation in the document: %v", k.method, k.path, err)
+	}
+	op := route.Method + " " + route.Path
+	in := &openapi3filter.RequestValidationInput{Request: req, PathParams: params, Route: route,
+		Options: &openapi3filter.Options{AuthenticationFunc: func(_ context.Context, ai *openapi3filter.AuthenticationInput) error {
+			if !strings.HasPrefix(ai.RequestValidationInput.Request.Header.Get("Authorization"), "Bearer ") {
+				return errors.New("no bearer token")
+			}
+			return nil
+		}}}
+	if !k.badRequest && !k.noAuth {
+		if err := openapi3filter.ValidateRequest(t.Context(), in); err != nil {
+			t.Errorf("%s: the sample request breaks the document: %v", op, err)
+		}
+	}
+	resp, err := http.DefaultClient.Do(newReq())
+	if err != nil {
+		t.Fatalf("%s: %v", op, err)
+	}
+	defer resp.Body.Close()
+	got, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != k.want {
+		t.Errorf("%s %s: status %d, want %d: %s", k.method, k.path, resp.StatusCode, k.want, got)
+	}
+	out := &openapi3filter.ResponseValidationInput{RequestValidationInput: in, Status: resp.StatusCode, Header: resp.Header,
+		Options: &openapi3filter.Options{IncludeResponseStatus: true, MultiError: true}}
+	out.SetBodyBytes(got)
+	if err := openapi3filter.ValidateResponse(t.Context(), out); err != nil {
+		t.Errorf("%s answered %d against the document: %v\nbody: %s", op, resp.StatusCode, err, truncate(string(got), 2000))
+	}
+	if resp.StatusCode < 300 {
+		c.exercised[op] = true
+	}
+	return got
+}
+
+func decodeAs[T any](t *testing.T, b []byte) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatalf("decoding %T: %v: %s", v, err, b)
+	}
+	return v
+}
+
+func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
+	doc := loadOpenAPI(t)
+	e := newEnv(t)
+	doc.Servers = openapi3.Servers{{URL: e.http.URL}}
+	router, err := gorillamux.NewRouter(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &conformance{t: t, e: e, router: router, exercised: map[string]bool{}}
+	e.checker.src, e.checker.dst, e.checker.count = mapping.StandardSource("Contact"), mapping.StandardDestination("contact"), 1234
+
+	c.do(call{method: "GET", path: "/healthz", want: 200, noAuth: true})
+	spec := connectorSpec("conformance")
+	spec.Salesforce.Auth, spec.Salesforce.Username, spec.Salesforce.PrivateKey = "jwt_bearer", "int@acme.example", testKey(t)
+	spec.Salesforce.ClientSecret = ""
+	spec.Tuning = &api.Tuning{BatchSize: 500, FlushInterval: api.Duration(200 * time.Millisecond)}
+	conn := decodeAs[api.Connector](t, c.do(call{method: "POST", path: "/v1/connectors", body: spec, want: 201}))
+	cp := "/v1/connectors/" + conn.ID
+	c.do(call{method: "GET", path: "/v1/connectors", want: 200})
+	c.do(call{method: "GET", path: "/v1/connectors?name=conformance", want: 200})
+	c.do(call{method: "GET", path: cp, want: 200})
+	spec.Salesforce.PrivateKey, spec.Salesforce.APIVersion = "", "63.0"
+	c.do(call{method: "PUT", path: cp, body: spec, want: 200})
+	acc := decodeAs[api.TableMapping](t, c.do(call{method: "POST", path: cp + "/mappings", body: api.MappingSpec{SourceTable: "Account", UsePredefined: true}, want: 201}))
+	con := decodeAs[api.TableMapping](t, c.do(call{method: "POST", path: cp + "/mappings", body: api.MappingSpec{
+		SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"},
+		Columns: map[string]mapping.ColumnOverride{"jobtitle": {Source: "Title", Truncate: true}},
+	}, want: 201}))
+	c.do(call{method: "GET", path: cp + "/mappings", want: 200})
+	c.do(call{method: "GET", path: "/v1/mappings/" + con.ID, want: 200})
+	c.do(call{method: "PUT", path: "/v1/mappings/" + con.ID, body: api.MappingSpec{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "ignore"}, want: 200})
+	c.do(call{method: "GET", path: "/v1/predefined-mappings/contact", want: 200})
+	c.do(call{method: "POST", path: "/v1/validate/mapping", body: api.ValidateRequest{Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}}, want: 200})
+	c.do(call{method: "POST", path: "/v1/validate/mapping", body: api.ValidateRequest{ConnectorID: conn.ID, Live: true,
+		Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{"nope": {Source: "Missing__c"}}}}, want: 200})
+	c.do(call{method: "GET", path: cp + "/activation", want: 200})
+	c.do(call{method: "PUT", path: cp + "/activation", body: api.ActivationRequest{Active: true}, want: 200})
+	c.do(call{method: "GET", path: cp + "/status", want: 200})
+
+	lease := decodeAs[api.Lease](t, c.do(call{method: "POST", path: "/v1/agent/leases",
+		body: api.LeaseRequest{ConnectorID: conn.ID, AgentID: "agent-1", Host: "host-a", PID: 42}, want: 201}))
+	lp := "/v1/agent/leases/" + lease.ID
+	now := e.clock.Now()
+	c.do(call{method: "POST", path: lp + "/heartbeat", body: api.Heartbeat{Status: api.Status{State: "initial_load", Revision: lease.Revision, StartedAt: now,
+		Tables: []api.TableStatus{{Table: "Contact", Destination: "contact", Phase: "initial_load", LoadDone: 10, LoadTotal: 100, Received: 10, Written: 9, DeadLettered: 1,
+			ReplayAt: now.Add(-time.Hour), Position: 77, Latency: &api.Latency{Samples: 3, P50: 0.1, P95: 0.2, P99: 0.3, Max: 0.4},
+			LastError: "boom", LastErrorAt: now}},
+		Calls: map[string]int64{"salesforce.query": 3}}}, want: 200})
+	c.do(call{method: "GET", path: lp + "/checkpoints/Contact", want: 404})
+	c.do(call{method: "PUT", path: lp + "/checkpoints/Contact", body: api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{0, 0, 0, 0, 0, 0, 0, 9},
+		RefetchIDs: []string{"003000000000001AAA"}, LoadDone: 100, LoadTotal: 100, MappingColumns: []string{"firstname<-FirstName"}, UpdatedAt: now}, want: 204})
+	c.do(call{method: "GET", path: lp + "/checkpoints/Contact", want: 200})
+	c.do(call{method: "POST", path: lp + "/dead-letters", body: api.DeadLetterBatch{DeadLetters: []api.DeadLetter{
+		{Table: "Contact", RecordID: "003000000000001AAA", Operation: "upsert", Code: "lookup_missing", Reason: "no account", Payload: `{"firstname":"A"}`, At: now, FirstAt: now, Attempts: 1},
+		{Table: "Contact", RecordID: "003000000000002AAA", Operation: "upsert", Code: "0x80040237", Reason: "duplicate", At: now, FirstAt: now, Attempts: 1},
+	}}, want: 204})
+	c.do(call{method: "GET", path: lp + "/dead-letters?table=Contact&code=lookup_missing&since=" + now.Add(-time.Minute).Format(time.RFC3339) + "&limit=10", want: 200})
+	c.do(call{method: "POST", path: lp + "/dead-letters/resolve", body: api.ResolveRequest{Table: "Contact", RecordID: "003000000000001AAA", Before: now.Add(time.Second)}, want: 204})
+	c.do(call{method: "GET", path: cp + "/dead-letters?table=Contact&limit=5", want: 200})
+	c.do(call{method: "POST", path: cp + "/dead-letters/retry", body: api.DeadLetterAction{Table: "Contact"}, want: 200})
+	c.do(call{method: "POST", path: cp + "/dead-letters/discard", body: api.DeadLetterAction{RecordIDs: []string{"003000000000002AAA"}}, want: 200})
+	c.do(call{method: "GET", path: cp + "/status", want: 200})
+	c.do(call{method: "GET", path: "/v1/audit?connector_id=" + conn.ID + "&limit=50", want: 200})
+	c.do(call{method: "GET", path: "/metrics", want: 200})
+	c.do(call{method: "DELETE", path: lp, want: 204})
+	c.do(call{method: "DELETE", path: "/v1/mappings/" + acc.ID, want: 204})
+
+	// Refusals, each in the documented error shape.
+	c.do(call{method: "GET", path: "/v1/connectors", noAuth: true, want: 401})
+	c.do(call{method: "GET", path: "/v1/connectors", token: "wrong", want: 401})
+	c.do(call{method: "POST", path: "/v1/connectors", raw: []byte(`{"name":`), want: 400, badRequest: true})
+	c.do(call{method: "POST", path: "/v1/connectors", raw: []byte(`{"name":"x","colour":"red"}`), want: 400, badRequest: true})
+	c.do(call{method: "POST", path: "/v1/connectors", body: connectorSpec("conformance"), want: 409})
+	c.do(call{method: "POST", path: "/v1/connectors", raw: bytes.Repeat([]byte(" "), DefaultMaxBodyBytes+1), want: 413, badRequest: true})
+	c.do(call{method: "GET", path: "/v1/connectors/con_00000000000000000000000000000000", want: 404})
+	c.do(call{method: "GET", path: "/v1/predefined-mappings/Opportunity", want: 404})
+	c.do(call{method: "POST", path: lp + "/heartbeat", body: api.Heartbeat{Status: api.Status{State: "streaming", StartedAt: now}}, want: 410})
+	c.do(call{method: "POST", path: cp + "/mappings", body: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}, want: 409})
+	other := decodeAs[api.Connector](t, c.do(call{method: "POST", path: "/v1/connectors", body: connectorSpec("failing"), want: 201}))
+	c.do(call{method: "POST", path: "/v1/connectors/" + other.ID + "/mappings", body: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}, want: 201})
+	e.checker.mu.Lock()
+	e.checker.checks = append(passingChecks(), api.PreflightCheck{Name: "team_privileges", Message: "missing prvCreatecontact"})
+	e.checker.mu.Unlock()
+	c.do(call{method: "PUT", path: "/v1/connectors/" + other.ID + "/activation", body: api.ActivationRequest{Active: true}, want: 422})
+	c.do(call{method: "DELETE", path: cp, want: 204})
+
+	var missed []string
+	for _, rt := range routeTable {
+		if op := rt.method + " " + rt.path; !c.exercised[op] {
+			missed = append(missed, op)
+		}
+	}
+	if len(missed) > 0 {
+		t.Errorf("operations without a successful sample: %v", missed)
+	}
+}
