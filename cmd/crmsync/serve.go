@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
 	"github.com/crmsync/terraform-provider-crmsync/internal/version"
@@ -156,9 +157,9 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		})
 		deployer = sup
 	}
-	// HOOK(preflight): the Checker (package controlplane/preflight) plugs in here once it exists; until then
-	// activation and live validation answer 503 unavailable.
-	var checker controlplane.Checker
+	// Preflight checks and live schemas reach Salesforce and Dataverse from this host; secrets referenced by
+	// *_env or *_file that only the agent's host has are reported as warnings by the checker.
+	checker := preflight.New(logger)
 
 	srv, err := controlplane.New(controlplane.Config{
 		Store: st, Token: token, Checker: checker, Deployer: deployer, Logger: logger,
