@@ -32,5 +32,6 @@ func newRootCommand() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(newSandboxCommand(), newAgentCommand(), newServeCommand())
+	root.AddCommand(newStatusCommand())
 	return root
 }

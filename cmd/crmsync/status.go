@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/version"
+)
+
+// defaultEndpoint is where `crmsync serve` listens by default.
+const defaultEndpoint = "http://127.0.0.1:8787"
+
+func newStatusCommand() *cobra.Command {
+	var (
+		endpoint  string
+		tokenFile string
+		caFile    string
+		watch     bool
+		asJSON    bool
+	)
+	cmd := &cobra.Command{
+		Use:   "status [CONNECTOR]",
+		Short: "Show the sync state of connectors: progress, lag, counters, errors",
+		Long: `Shows what the control plane knows of its connectors.
+
+Without CONNECTOR: one line per connector (state, deployed/latest revision, lag, dead letters). With a
+connector name or ID: a progress bar per table during the initial load (records done of the estimated total,
+rate, time left), then a table of each table's phase, lag, counters and the age of its stored replay
+position against the 72 h retention, and the last errors.
+
+--watch redraws every second until interrupted; --json prints the API's status JSON instead (one document
+per line with --watch). The endpoint and token default to CRMSYNC_ENDPOINT and CRMSYNC_TOKEN.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if endpoint == "" {
+				endpoint = os.Getenv("CRMSYNC_ENDPOINT")
+			}
+			if endpoint == "" {
+				endpoint = defaultEndpoint
+			}
+			token, err := apiToken(tokenFile)
+			if err != nil {
+				return err
+			}
+			c, err := client.New(client.Config{Endpoint: endpoint, Token: token, CAFile: caFile, Timeout: 15 * time.Second,
+				UserAgent: "crmsync-status/" + version.Version})
+			if err != nil {
+				return err
+			}
+			v := &statusView{c: c, out: cmd.OutOrStdout(), json: asJSON, history: map[string][]progressSample{}}
+			if len(args) == 1 {
+				if v.connectorID, err = resolveConnector(cmd.Context(), c, args[0]); err != nil {
+					return err
+				}
+			}
+			if !watch {
+				return v.frame(cmd.Context(), false)
+			}
+			return v.watch(cmd.Context(), isTerminal(cmd.OutOrStdout()))
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&endpoint, "endpoint", "", "control plane URL (default: $CRMSYNC_ENDPOINT, else "+defaultEndpoint+")")
+	f.StringVar(&tokenFile, "token-file", "", "file holding the API token (default: $CRMSYNC_TOKEN)")
+	f.StringVar(&caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
+	f.BoolVar(&watch, "watch", false, "redraw every second until interrupted")
+	f.BoolVar(&asJSON, "json", false, "print the API's status JSON")
+	return cmd
+}
+
+// resolveConnector accepts a connector ID or name.
+func resolveConnector(ctx context.Context, c *client.Client, arg string) (string, error) {
+	if strings.HasPrefix(arg, "con_") {
+		conn, err := c.GetConnector(ctx, arg)
+		if err == nil {
+			return conn.ID, nil
+		}
+		if !errors.Is(err, client.ErrNotFound) {
+			return "", err
+		}
+	}
+	conn, err := c.FindConnector(ctx, arg)
+	if err != nil {
+		if errors.Is(err, client.ErrNotFound) {
+			return "", fmt.Errorf("no connector has the ID or name %q", arg)
+		}
+		return "", err
+	}
+	return conn.ID, nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressSample is one observation of a table's load progress, for the rate.
+type progressSample struct {
+	at   time.Time
+	done int64
+}
+
+// statusView fetches and prints status frames.
+type statusView struct {
+	c           *client.Client
+	out         io.Writer
+	json        bool
+	connectorID string
+	// history keeps recent load progress per table ("<connector>/<table>") across --watch frames.
+	history map[string][]progressSample
+}
+
+func (v *statusView) watch(ctx context.Context, tty bool) error {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		if tty && !v.json {
+			fmt.Fprint(v.out, "\033[H\033[2J") // home and clear: redraw in place
+		}
+		if err := v.frame(ctx, true); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			// A control plane that restarts is worth waiting for in a watch.
+			fmt.Fprintf(v.out, "error: %v\n", err)
+		}
+		if !tty && !v.json {
+			fmt.Fprintln(v.out)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+// frame fetches and prints one view.
+func (v *statusView) frame(ctx context.Context, watching bool) error {
+	now := time.Now()
+	if v.connectorID != "" {
+		st, err := v.c.Status(ctx, v.connectorID)
+		if err != nil {
+			return err
+		}
+		if v.json {
+			return writeJSONLine(v.out, st, !watching)
+		}
+		renderConnector(v.out, *st, v.rates(*st), now)
+		return nil
+	}
+	conns, err := v.c.ListConnectors(ctx)
+	if err != nil {
+		return err
+	}
+	list := make([]api.ConnectorStatus, 0, len(conns))
+	for _, conn := range conns {
+		st, err := v.c.Status(ctx, conn.ID)
+		if err != nil {
+			return err
+		}
+		list = append(list, *st)
+	}
+	if v.json {
+		return writeJSONLine(v.out, struct {
+			Connectors []api.ConnectorStatus `json:"connectors"`
+		}{list}, !watching)
+	}
+	renderList(v.out, list, now)
+	return nil
+}
+
+func writeJSONLine(w io.Writer, v any, indent bool) error {
+	enc := json.NewEncoder(w)
+	if indent {
+		enc.SetIndent("", "  ")
+	}
+	return enc.Encode(v)
+}
+
+// rateWindow is how far back --watch looks for a table's load rate.
+const rateWindow = 15 * time.Second
+
+// rates returns each loading table's rate in records per second: over the last frames in --watch, else
+// the average since the agent started (a resumed load counts rows done before, so it reads high).
+func (v *statusView) rates(st api.ConnectorStatus) map[string]float64 {
+	out := map[string]float64{}
+	for _, t := range st.Tables {
+		key := st.ConnectorID + "/" + t.Table
+		h := v.history[key]
+		if len(h) == 0 || !st.UpdatedAt.Equal(h[len(h)-1].at) {
+			h = append(h, progressSample{at: st.UpdatedAt, done: t.LoadDone})
+		}
+		for len(h) > 2 && st.UpdatedAt.Sub(h[0].at) > rateWindow {
+			h = h[1:]
+		}
+		v.history[key] = h
+		first, last := h[0], h[len(h)-1]
+		if el := last.at.Sub(first.at).Seconds(); el > 0 && last.done >= first.done {
+			out[t.Table] = float64(last.done-first.done) / el
+		} else if st.Agent != nil && !st.Agent.StartedAt.IsZero() {
+			if el := st.UpdatedAt.Sub(st.Agent.StartedAt).Seconds(); el > 0 {
+				out[t.Table] = float64(t.LoadDone) / el
+			}
+		}
+	}
+	return out
+}
+
+func renderList(w io.Writer, list []api.ConnectorStatus, now time.Time) {
+	if len(list) == 0 {
+		fmt.Fprintln(w, "No connectors.")
+		return
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tSTATE\tREVISION\tLAG\tDEAD LETTERS\tAGENT\tREASON")
+	for _, s := range list {
+		agent := "-"
+		if s.Agent != nil {
+			agent = fmt.Sprintf("%s pid %d, seen %s ago", s.Agent.Host, s.Agent.PID, ago(now, s.Agent.HeartbeatAt))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.State, revision(s), seconds(s.LagSeconds), s.DeadLetters, agent, oneLine(s.Reason, 70))
+	}
+	_ = tw.Flush()
+}
+
+// revision is "deployed/latest", marked when they differ.
+func revision(s api.ConnectorStatus) string {
+	r := fmt.Sprintf("%d/%d", s.DeployedRevision, s.LatestRevision)
+	if s.Active && s.DeployedRevision != s.LatestRevision {
+		r += " (behind)"
+	}
+	return r
+}
+
+func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float64, now time.Time) {
+	fmt.Fprintf(w, "Connector %s (%s)\n", s.Name, s.ConnectorID)
+	fmt.Fprintf(w, "  State     %s", s.State)
+	if s.Reason != "" {
+		fmt.Fprintf(w, ": %s", s.Reason)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  Revision  %d deployed, %d latest\n", s.DeployedRevision, s.LatestRevision)
+	if s.Agent != nil {
+		fmt.Fprintf(w, "  Agent     %s on %s (pid %d), revision %d, heartbeat %s ago\n", s.Agent.ID, s.Agent.Host, s.Agent.PID, s.Agent.Revision, ago(now, s.Agent.HeartbeatAt))
+	}
+	fmt.Fprintf(w, "  Totals    lag %s · dead letters %d · Salesforce calls %d · Dataverse requests %d (throttled %d)\n",
+		seconds(s.LagSeconds), s.DeadLetters, s.SalesforceCalls, s.DataverseCalls, s.Throttled)
+	if !s.UpdatedAt.IsZero() {
+		fmt.Fprintf(w, "  Reported  %s ago\n", ago(now, s.UpdatedAt))
+	}
+
+	var loading []api.ConnectorTableStatus
+	for _, t := range s.Tables {
+		if t.Phase == api.PhaseInitialLoad || t.Phase == api.PhaseResync || t.Phase == api.PhasePending {
+			loading = append(loading, t)
+		}
+	}
+	if len(loading) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Loading")
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		for _, t := range loading {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Table, progressBar(t.LoadDone, t.LoadTotal, 30), loadDetail(t, rates[t.Table]))
+		}
+		_ = tw.Flush()
+	}
+
+	if len(s.Tables) > 0 {
+		fmt.Fprintln(w)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "TABLE\tDESTINATION\tPHASE\tLAG\tRECEIVED\tWRITTEN\tDEAD-LETTERED\tSKIPPED\tREPLAY AGE")
+		for _, t := range s.Tables {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", t.Table, t.Destination, t.Phase, seconds(t.LagSeconds),
+				t.Received, t.Written, t.DeadLettered, t.Skipped, replayAge(t))
+		}
+		_ = tw.Flush()
+		for _, t := range s.Tables {
+			if t.Reason != "" {
+				fmt.Fprintf(w, "  %s: %s\n", t.Table, t.Reason)
+			}
+			for _, r := range t.Recoveries {
+				fmt.Fprintf(w, "  %s recovery: %s\n", t.Table, r)
+			}
+		}
+	}
+
+	if len(s.LastErrors) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "Last errors")
+		for i, e := range s.LastErrors {
+			if i == 5 {
+				fmt.Fprintf(w, "  … %d more\n", len(s.LastErrors)-5)
+				break
+			}
+			where := ""
+			if e.Table != "" {
+				where = e.Table + ": "
+			}
+			fmt.Fprintf(w, "  %s (%s ago) %s%s\n", e.At.Local().Format("2006-01-02 15:04:05"), ago(now, e.At), where, oneLine(e.Message, 160))
+		}
+	}
+}
+
+// progressBar draws done of total in width cells.
+func progressBar(done, total int64, width int) string {
+	frac := 0.0
+	if total > 0 {
+		frac = math.Min(1, float64(done)/float64(total))
+	}
+	full := int(frac * float64(width))
+	return "[" + strings.Repeat("█", full) + strings.Repeat("░", width-full) + "]"
+}
+
+func loadDetail(t api.ConnectorTableStatus, rate float64) string {
+	if t.Phase == api.PhasePending {
+		return "waiting for the tables its lookups point at"
+	}
+	parts := []string{fmt.Sprintf("%s / %s", count(t.LoadDone), count(t.LoadTotal))}
+	if t.LoadTotal > 0 {
+		parts = append(parts, fmt.Sprintf("%3.0f%%", 100*math.Min(1, float64(t.LoadDone)/float64(t.LoadTotal))))
+	}
+	if rate > 0 {
+		parts = append(parts, fmt.Sprintf("%s rec/s", count(int64(rate))))
+		if left := t.LoadTotal - t.LoadDone; left > 0 {
+			parts = append(parts, "~"+duration(time.Duration(float64(left)/rate*float64(time.Second)))+" left")
+		}
+	}
+	if t.Phase == api.PhaseResync && t.Reason != "" {
+		parts = append(parts, "re-sync: "+t.Reason)
+	}
+	return strings.Join(parts, "  ")
+}
+
+// replayAge is the age of the stored replay position against the retention window.
+func replayAge(t api.ConnectorTableStatus) string {
+	if t.ReplayAt.IsZero() {
+		return "-"
+	}
+	s := fmt.Sprintf("%s of %s", hours(time.Duration(t.ReplayAgeSeconds*float64(time.Second))), hours(time.Duration(t.RetentionSeconds*float64(time.Second))))
+	if t.RetentionSeconds > 0 && t.ReplayAgeSeconds > t.RetentionSeconds {
+		s += " (expired: re-sync)"
+	}
+	return s
+}
+
+// count writes n with thousands separators.
+func count(n int64) string {
+	s := fmt.Sprint(n)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, r := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(r)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func seconds(s float64) string {
+	if s <= 0 {
+		return "0s"
+	}
+	if s < 60 {
+		return fmt.Sprintf("%.1fs", s)
+	}
+	return duration(time.Duration(s * float64(time.Second)))
+}
+
+// duration rounds to what a person reads: 3s, 4m10s, 5h2m, 3d4h.
+func duration(d time.Duration) string {
+	switch {
+	case d < time.Minute:
+		return d.Round(time.Second).String()
+	case d < time.Hour:
+		return strings.TrimSuffix(d.Round(time.Second).String(), "0s")
+	case d < 48*time.Hour:
+		return strings.TrimSuffix(d.Round(time.Minute).String(), "0s")
+	}
+	days := int(d / (24 * time.Hour))
+	return fmt.Sprintf("%dd%dh", days, int((d-time.Duration(days)*24*time.Hour)/time.Hour))
+}
+
+// hours writes an age against the retention window in the window's unit: 12s, 5m3s, 80h.
+func hours(d time.Duration) string {
+	if d < time.Hour {
+		return duration(d)
+	}
+	return fmt.Sprintf("%dh", int(d.Hours()))
+}
+
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "never"
+	}
+	return duration(max(0, now.Sub(t)))
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
+}
