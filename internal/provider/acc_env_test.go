@@ -110,9 +110,17 @@ func startControlPlane(t *testing.T, opts controlPlaneOptions) *controlPlane {
 	return &controlPlane{URL: hs.URL, Store: st, Client: c, server: hs, clock: clk}
 }
 
+// requiredProviders names the provider's source, as every configuration using it does.
+const requiredProviders = `terraform {
+  required_providers {
+    crmsync = { source = "crmsync/crmsync" }
+  }
+}
+`
+
 // providerBlock configures the provider for this control plane.
 func (cp *controlPlane) providerBlock() string {
-	return fmt.Sprintf("provider \"crmsync\" {\n  endpoint = %q\n  token    = %q\n}\n", cp.URL, accToken)
+	return requiredProviders + fmt.Sprintf("provider \"crmsync\" {\n  endpoint = %q\n  token    = %q\n}\n", cp.URL, accToken)
 }
 
 // tfDiagnostic is one diagnostic of Terraform's machine-readable (-json) UI output.
@@ -173,9 +181,11 @@ func (r tfRun) Has(severity string, parts ...string) bool {
 // configuration. It exists for what terraform-plugin-testing cannot observe: warning diagnostics, and whole
 // TRACE logs.
 type tfWorkdir struct {
-	t   *testing.T
-	dir string
-	env []string
+	t      *testing.T
+	dir    string
+	env    []string
+	inited bool
+	binary bool // dev_overrides: no init
 }
 
 // newTFWorkdir prepares a working directory whose Terraform talks to an in-process provider.
@@ -184,7 +194,6 @@ func newTFWorkdir(t *testing.T) *tfWorkdir {
 	accPreCheck(t)
 	w := &tfWorkdir{t: t, dir: t.TempDir()}
 	w.env = append(w.baseEnv(), "TF_REATTACH_PROVIDERS="+serveInProcess(t))
-	w.run(0, "init", "-input=false", "-no-color")
 	return w
 }
 
@@ -194,7 +203,7 @@ func newTFWorkdirWithBinary(t *testing.T, extraEnv ...string) *tfWorkdir {
 	t.Helper()
 	accPreCheck(t)
 	bin := buildProvider(t)
-	w := &tfWorkdir{t: t, dir: t.TempDir()}
+	w := &tfWorkdir{t: t, dir: t.TempDir(), binary: true}
 	rc := filepath.Join(t.TempDir(), "terraformrc")
 	cfg := fmt.Sprintf("provider_installation {\n  dev_overrides {\n    %q = %q\n  }\n  direct {}\n}\n", providerAddress, filepath.Dir(bin))
 	if err := os.WriteFile(rc, []byte(cfg), 0o600); err != nil {
@@ -219,11 +228,15 @@ func (w *tfWorkdir) baseEnv() []string {
 		"TF_PLUGIN_CACHE_DIR=", "TF_DATA_DIR="+filepath.Join(w.dir, ".terraform"))
 }
 
-// write replaces the configuration.
+// write replaces the configuration (and initializes the directory the first time).
 func (w *tfWorkdir) write(config string) {
 	w.t.Helper()
 	if err := os.WriteFile(filepath.Join(w.dir, "main.tf"), []byte(config), 0o600); err != nil {
 		w.t.Fatal(err)
+	}
+	if !w.inited && !w.binary {
+		w.inited = true
+		w.run(0, "init", "-input=false", "-no-color")
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -118,4 +119,191 @@ func outOfBand(t *testing.T, cp *controlPlane, name string, change func(*api.Con
 	}
 }
 
-var _ = strings.Contains
+func TestAccConnector_disappears(t *testing.T) {
+	accPreCheck(t)
+	cp := startControlPlane(t, controlPlaneOptions{})
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             checkConnectorsDestroyed(cp),
+		Steps: []resource.TestStep{
+			{Config: connectorConfig(cp, "acc-disappears", teamA)},
+			{
+				PreConfig: func() {
+					c, err := cp.Client.FindConnector(context.Background(), "acc-disappears")
+					if err != nil {
+						t.Fatal(err)
+					}
+					if err := cp.Client.DeleteConnector(context.Background(), c.ID); err != nil {
+						t.Fatal(err)
+					}
+				},
+				Config: connectorConfig(cp, "acc-disappears", teamA),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction("crmsync_connector.test", plancheck.ResourceActionCreate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+		},
+	})
+}
+
+func TestAccConnector_outOfBandChangeShowsInPlan(t *testing.T) {
+	accPreCheck(t)
+	cp := startControlPlane(t, controlPlaneOptions{})
+	cfg := connectorConfig(cp, "acc-drift", teamA)
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             checkConnectorsDestroyed(cp),
+		Steps: []resource.TestStep{
+			{Config: cfg},
+			{
+				PreConfig: func() {
+					outOfBand(t, cp, "acc-drift", func(s *api.ConnectorSpec) {
+						s.TeamID = teamB
+						s.Dataverse.EnvironmentURL = "https://other.crm.dynamics.com"
+					})
+				},
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					// The environment URL forces a replacement; the team would be an in-place update.
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction("crmsync_connector.test", plancheck.ResourceActionReplace),
+						plancheck.ExpectKnownValue("crmsync_connector.test", tfjsonpath.New("team_id"), knownvalue.StringExact(teamA)),
+					},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+			{
+				PreConfig: func() {
+					outOfBand(t, cp, "acc-drift", func(s *api.ConnectorSpec) { s.Salesforce.Username = "someone-else@acme.example" })
+				},
+				Config: cfg,
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction("crmsync_connector.test", plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+		},
+	})
+}
+
+// inlineSecretConfig declares the Dataverse secret inline, with a canary value.
+func inlineSecretConfig(cp *controlPlane, secret string) string {
+	return strings.Replace(connectorConfig(cp, "acc-inline", teamA),
+		`client_secret_env = "CRMSYNC_DATAVERSE_SECRET"`, fmt.Sprintf("client_secret = %q", secret), 1)
+}
+
+func TestAccConnector_inlineSecretKeptButNeverReadBack(t *testing.T) {
+	accPreCheck(t)
+	cp := startControlPlane(t, controlPlaneOptions{})
+	const canary = "canary-inline-secret-7f3a9c"
+	resource.Test(t, resource.TestCase{
+		ProtoV6ProviderFactories: protoV6ProviderFactories,
+		CheckDestroy:             checkConnectorsDestroyed(cp),
+		Steps: []resource.TestStep{
+			{
+				Config: inlineSecretConfig(cp, canary),
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("crmsync_connector.test", tfjsonpath.New("dataverse").AtMapKey("client_secret"), knownvalue.StringExact(canary)),
+					statecheck.ExpectSensitiveValue("crmsync_connector.test", tfjsonpath.New("dataverse").AtMapKey("client_secret")),
+				},
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: func(*terraform.State) error {
+					c, err := cp.Client.FindConnector(context.Background(), "acc-inline")
+					if err != nil {
+						return err
+					}
+					if c.Dataverse.ClientSecret != "" {
+						return fmt.Errorf("the API returned the inline secret")
+					}
+					if !slices.Contains(c.SecretsSet, secretDataverseClientSecret) {
+						return fmt.Errorf("secrets_set %v does not list %s", c.SecretsSet, secretDataverseClientSecret)
+					}
+					return nil
+				},
+			},
+			{
+				// The API never returns inline secrets, so an import cannot know them.
+				ResourceName:            "crmsync_connector.test",
+				ImportState:             true,
+				ImportStateVerify:       true,
+				ImportStateVerifyIgnore: []string{"dataverse.client_secret"},
+			},
+			{
+				// A rotated secret is an update that sends the new value.
+				Config: inlineSecretConfig(cp, canary+"-rotated"),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction("crmsync_connector.test", plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+			},
+			{
+				// Moving to a reference drops the stored inline secret on the control plane.
+				Config: connectorConfig(cp, "acc-inline", teamA),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: func(*terraform.State) error {
+					c, err := cp.Client.FindConnector(context.Background(), "acc-inline")
+					if err != nil {
+						return err
+					}
+					if slices.Contains(c.SecretsSet, secretDataverseClientSecret) {
+						return fmt.Errorf("the inline secret is still stored after moving to client_secret_env")
+					}
+					return nil
+				},
+			},
+		},
+	})
+}
+
+func TestAccConnector_invalidConfigFailsAtPlan(t *testing.T) {
+	accPreCheck(t)
+	cp := startControlPlane(t, controlPlaneOptions{})
+	base := connectorConfig(cp, "acc-invalid", teamA)
+	cases := []struct {
+		name, from, to string
+		want           string
+	}{
+		{"team is not a GUID", teamA, "team-a", `must be a GUID`},
+		{"jwt without username", `username         = "integration@acme.example"`, "", `Missing Salesforce username`},
+		{"jwt without key", `private_key_file = "/etc/crmsync/salesforce.key"`, "", `Missing Salesforce private key`},
+		{"two Dataverse secrets", `client_secret_env = "CRMSYNC_DATAVERSE_SECRET"`,
+			"client_secret_env = \"CRMSYNC_DATAVERSE_SECRET\"\n    client_secret_file = \"/etc/crmsync/dv\"", `(?s)Invalid Attribute Combination.*client_secret`},
+		{"no Dataverse secret", `client_secret_env = "CRMSYNC_DATAVERSE_SECRET"`, "", `(?s)Missing Attribute Configuration.*client_secret`},
+		{"plain http to a remote host", `https://acme.crm.dynamics.com`, `http://acme.crm.dynamics.com`, `must use https`},
+		{"relative key file", `/etc/crmsync/salesforce.key`, `keys/salesforce.key`, `must be an absolute path`},
+		{"unknown auth flow", `auth             = "jwt_bearer"`, `auth             = "password"`, `value must be one of`},
+		{"inline key that is not PEM", `private_key_file = "/etc/crmsync/salesforce.key"`, `private_key = "not a key"`, `not a PEM private key`},
+	}
+	var steps []resource.TestStep
+	for _, tc := range cases {
+		cfg := strings.Replace(base, tc.from, tc.to, 1)
+		if cfg == base {
+			t.Fatalf("case %q changes nothing", tc.name)
+		}
+		steps = append(steps, resource.TestStep{Config: cfg, PlanOnly: true, ExpectError: regexp.MustCompile(tc.want)})
+	}
+	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: protoV6ProviderFactories, Steps: steps})
+}
+
+func TestAccConnector_teamChangeWarnsInPlan(t *testing.T) {
+	accPreCheck(t)
+	cp := startControlPlane(t, controlPlaneOptions{})
+	w := newTFWorkdir(t)
+	w.Apply(connectorConfig(cp, "acc-team", teamA))
+	if run := w.Plan(connectorConfig(cp, "acc-team", teamA)); run.Changes {
+		t.Fatalf("plan right after apply is not empty:\n%s", run.Output)
+	}
+	run := w.Plan(connectorConfig(cp, "acc-team", teamB))
+	if !run.Changes {
+		t.Fatal("a team change planned nothing")
+	}
+	if !run.Has("warning", "New records will be owned by another team", teamB, "keep their current owner") {
+		t.Fatalf("no team-change warning; diagnostics: %v", run.Diagnostics)
+	}
+	w.Destroy(connectorConfig(cp, "acc-team", teamA))
+}
