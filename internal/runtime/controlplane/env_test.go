@@ -65,6 +65,12 @@ func (f *fakeChecker) LiveSchemas(_ context.Context, _ api.Connector, secrets st
 	return f.src, f.dst, f.count, f.liveErr
 }
 
+func (f *fakeChecker) runs() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.preflight
+}
+
 // fakeDeployer records the connectors it was told about.
 type fakeDeployer struct {
 	mu      sync.Mutex
