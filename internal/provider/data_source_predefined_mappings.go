@@ -50,7 +50,7 @@ func (d *predefinedMappingsDataSource) Schema(_ context.Context, _ datasource.Sc
 				Computed:            true,
 			},
 			"columns": schema.ListNestedAttribute{
-				MarkdownDescription: "The predefined column mappings, primary key first (empty for objects without predefined mappings).",
+				MarkdownDescription: "The predefined column mappings, primary key first. Reading an object without predefined mappings is an error that lists those that have them.",
 				Computed:            true,
 				NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
 					"source":           schema.StringAttribute{Computed: true, MarkdownDescription: "Salesforce field."},

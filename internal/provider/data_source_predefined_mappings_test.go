@@ -38,7 +38,7 @@ func TestAccPredefinedMappingsDataSource(t *testing.T) {
 			},
 			{
 				Config:      cp.providerBlock() + `data "crmsync_predefined_mappings" "x" { source_table = "Opportunity" }`,
-				ExpectError: regexp.MustCompile(`Opportunity has no predefined mappings`),
+				ExpectError: regexp.MustCompile(`(?s)Opportunity has no predefined\s+mappings`),
 			},
 		},
 	})
