@@ -321,3 +321,52 @@ func TestMappingChangeRollsTheAgentAndFillsTheAddedColumn(t *testing.T) {
 		t.Error("the test set no Region__c values")
 	}
 }
+
+// TestReactivationAfterTheRetentionWindowResyncsAndSaysSo: deactivating stops the agent and keeps its
+// checkpoints; reactivating once the stored replay position is older than Salesforce's 72 h retention
+// re-syncs every table (applying the changes and deletions made meanwhile) and status says why.
+func TestReactivationAfterTheRetentionWindowResyncsAndSaysSo(t *testing.T) {
+	e := newEnv(t, 800, 200)
+	conn, _ := e.createConnector(e.connectorSpec("e2e-reactivation", e.sb.Info.Dataverse.TeamID))
+	if _, err := e.c.SetActivation(t.Context(), conn.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(conn.ID, 2*time.Minute)
+	if _, err := e.c.SetActivation(t.Context(), conn.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(30*time.Second, "the agent to drain and exit", func() bool { return len(agentPIDs(conn.ID)) == 0 })
+	if st := e.status(conn.ID); st.State != api.StateInactive || len(st.Tables) != 2 {
+		t.Errorf("after deactivation: state %s with %d tables reported", st.State, len(st.Tables))
+	}
+
+	// Changes while inactive, then four days pass.
+	if _, err := e.sb.Salesforce.Mutate("Contact", 40, ""); err != nil {
+		t.Fatal(err)
+	}
+	ids := e.contactIDs()
+	if _, err := e.sb.Salesforce.Transact(sfemu.Transaction{Operations: []sfemu.Operation{{Op: "delete", Object: "Contact", IDs: ids[:7]}}}); err != nil {
+		t.Fatal(err)
+	}
+	e.sb.Clock.Advance(80 * time.Hour)
+
+	if _, err := e.c.SetActivation(t.Context(), conn.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	st := e.settle(conn.ID, 2*time.Minute)
+	e.compareAll()
+	for _, ts := range st.Tables {
+		said := false
+		for _, r := range ts.Recoveries {
+			said = said || strings.Contains(r, "replay ID rejected") && strings.Contains(r, "full re-sync")
+		}
+		if !said {
+			t.Errorf("%s: status does not say the expired replay position forced a re-sync: %q", ts.Table, ts.Recoveries)
+		}
+	}
+	out := e.crmsync("status", conn.Name)
+	t.Logf("after reactivation past the retention window, crmsync status:\n%s", out)
+	if !strings.Contains(out, "full re-sync") {
+		t.Error("crmsync status does not show the re-sync")
+	}
+}
