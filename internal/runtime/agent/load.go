@@ -15,20 +15,27 @@ import (
 // servers and the commit of in-flight transactions.
 const catchUpMargin = 2 * time.Minute
 
-// load reads the whole table and writes it: the initial load, or a re-sync. It captures the change-stream
-// position first, resumes a Bulk job from its last fully written page, and ends by moving the table to
-// streaming with either a stream position or a catch-up instruction.
+// load reads the whole table and writes it: the initial load, or a re-sync. It opens the change stream
+// first (a holder that asks for one event), resumes a Bulk job from its last fully written page, and ends by
+// moving the table to streaming: the still-open holder is handed to the stream, so every change committed
+// since before the load's query is applied in order; when there is no holder (a resumed load, a lost stream)
+// the stream catches up from the load's start time instead.
 func (t *table) load(ctx context.Context) error {
 	cp := t.checkpoint()
 	t.setPhase(cp.Phase, cp.LoadReason)
 
-	// The held position is only worth something if the subscription starts before the load's query: a
-	// resumed job was queried by an earlier run, so its load relies on the catch-up below instead.
-	stopHolder := func() {}
+	// A holder is only worth something if its subscription starts before the load's query: a resumed job
+	// was queried by an earlier run, so its load relies on the catch-up instead.
+	var holder *pump
 	if len(cp.ReplayID) == 0 && cp.CatchUpSince.IsZero() && cp.LoadJobID == "" {
-		stopHolder = t.holdPosition(ctx)
+		holder = t.holdPosition(ctx)
 	}
-	defer stopHolder()
+	handedOver := false
+	defer func() {
+		if holder != nil && !handedOver {
+			holder.stop()
+		}
+	}()
 
 	if len(t.deps) > 0 {
 		t.setPhase(cp.Phase, "waiting for "+depNames(t.deps)+" to load first (lookups point at them)")
@@ -53,20 +60,31 @@ func (t *table) load(ctx context.Context) error {
 		t.log.Debug("deleting the finished bulk job", "job", job.ID, "err", err)
 	}
 
-	stopHolder() // waits for the holder, so the checkpoint holds whatever position it captured
-	return t.save(ctx, func(cp *Checkpoint) {
-		// Catch up on everything modified since the load's query began, whatever the holder captured: the
-		// server registers a subscription some time after it is opened, and a change made in between would
-		// be in neither the query nor the stream. With a held position the stream also replays those
-		// changes; the catch-up remembers what it wrote, so older events are skipped, not re-applied.
-		since := cp.LoadStartedAt.Add(-catchUpMargin)
-		if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
-			cp.CatchUpSince = since
+	t.holdMu.Lock()
+	t.holding = false // from now on the stream stores positions
+	t.holdMu.Unlock()
+	live := holder != nil && holder.alive()
+	err = t.save(ctx, func(cp *Checkpoint) {
+		if len(cp.ReplayID) == 0 || !live {
+			// Until the stream tells its position, a restart must catch up from the load's start: the held
+			// stream's position lives only in this process. (With a live holder this run does not need it.)
+			since := cp.LoadStartedAt.Add(-catchUpMargin)
+			if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
+				cp.CatchUpSince = since
+			}
 		}
 		cp.Phase, cp.LoadReason = PhaseStreaming, ""
 		cp.LoadJobID, cp.LoadLocator = "", ""
 		cp.MappingHash, cp.MappingColumns = t.hash, t.columns
 	})
+	if err != nil {
+		return err
+	}
+	if live {
+		t.held, handedOver = holder, true
+	}
+	t.markLoaded()
+	return nil
 }
 
 func depNames(ts []*table) string {
@@ -78,34 +96,35 @@ func depNames(ts []*table) string {
 }
 
 // holdPosition subscribes at LATEST before the load starts, asking for one event, and stores the first
-// position the stream reveals: a keepalive's latest replay ID, or the replay ID of the first event (whose
-// records are then re-read after the load, since the event itself is not kept). The returned function
-// stops the holder and waits for it.
-func (t *table) holdPosition(ctx context.Context) func() {
-	hctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		sub, err := t.a.pubsub.Subscribe(hctx, salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 1, Types: t.types})
-		if err != nil {
-			if hctx.Err() == nil {
-				t.log.Warn("could not hold the stream position during the load; will catch up afterwards", "err", err)
-			}
+// position the stream reveals: a keepalive's latest replay ID, or the replay ID of the first event with the
+// event's records to re-read (so a restart that resumes the load and streams after that event misses
+// nothing). The stream stays open, buffered in a pump, for load to hand over to stream.
+func (t *table) holdPosition(ctx context.Context) *pump {
+	sub, err := t.a.pubsub.Subscribe(ctx, salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 1, Types: t.types})
+	if err != nil {
+		t.log.Warn("could not hold the stream position during the load; will catch up afterwards", "err", err)
+		return nil
+	}
+	t.holdMu.Lock()
+	t.holding = true
+	t.holdMu.Unlock()
+	return startPump(ctx, sub, func(b *salesforce.Batch) {
+		// Only the first batch that arrives while the table still loads fixes the stored position; after
+		// the hand-over the stream stores positions as it writes.
+		t.holdMu.Lock()
+		defer t.holdMu.Unlock()
+		if !t.holding {
 			return
 		}
-		defer sub.Close()
-		b, err := sub.Next() //nolint:contextcheck // the subscription carries hctx
-		if err != nil {
-			return
-		}
-		serr := t.save(hctx, func(cp *Checkpoint) {
+		t.holding = false
+		err := t.save(ctx, func(cp *Checkpoint) {
 			if len(b.Events) == 0 {
 				cp.ReplayID = b.LatestReplayID
 				return
 			}
 			for _, ev := range b.Events {
 				cp.ReplayID = ev.ReplayID
-				if ev.ChangeType == "GAP_OVERFLOW" || hasWildcard(ev.RecordIDs) {
+				if ev.ChangeType == ctGapOverflow || hasWildcard(ev.RecordIDs) {
 					since := ev.CommitTimestamp.Add(-catchUpMargin)
 					if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
 						cp.CatchUpSince = since
@@ -115,17 +134,10 @@ func (t *table) holdPosition(ctx context.Context) func() {
 				cp.RefetchIDs = append(cp.RefetchIDs, ev.RecordIDs...)
 			}
 		})
-		if serr != nil && hctx.Err() == nil {
-			t.log.Warn("storing the held stream position", "err", serr)
+		if err != nil && ctx.Err() == nil {
+			t.log.Warn("storing the held stream position", "err", err)
 		}
-	}()
-	var once sync.Once
-	return func() {
-		once.Do(func() {
-			cancel()
-			<-done
-		})
-	}
+	})
 }
 
 func hasWildcard(ids []string) bool {
@@ -151,10 +163,6 @@ func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 		}
 		t.log.Warn("the stored bulk job cannot be resumed; starting the load over", "job", cp.LoadJobID, "err", err)
 	}
-	total, err := t.a.sf.Count(ctx, "SELECT COUNT() FROM "+t.cfg.SourceTable)
-	if err != nil {
-		return nil, err
-	}
 	soql := fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.plan.SourceFields(), ", "), t.cfg.SourceTable)
 	job, err := t.a.sf.CreateQueryJob(ctx, soql, false)
 	if err != nil {
@@ -165,13 +173,21 @@ func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 		started = time.Now().UTC()
 	}
 	if err := t.save(ctx, func(cp *Checkpoint) {
-		cp.LoadJobID, cp.LoadLocator, cp.LoadDone, cp.LoadTotal, cp.LoadStartedAt = job.ID, "", 0, int64(total), started
+		cp.LoadJobID, cp.LoadLocator, cp.LoadDone, cp.LoadTotal, cp.LoadStartedAt = job.ID, "", 0, 0, started
 	}); err != nil {
 		return nil, err
 	}
 	t.loaded0.Store(0)
-	t.log.Info("load started", "job", job.ID, "estimated_rows", total)
-	return t.a.sf.WaitQueryJob(ctx, job.ID)
+	t.log.Info("load started", "job", job.ID)
+	done, err := t.a.sf.WaitQueryJob(ctx, job.ID)
+	if err != nil {
+		return nil, err
+	}
+	// The completed job knows how many rows it holds: the load's total, for progress.
+	if err := t.save(ctx, func(cp *Checkpoint) { cp.LoadTotal = done.NumberRecordsProcessed }); err != nil {
+		return nil, err
+	}
+	return done, nil
 }
 
 // loadPages streams the job's result pages into batches written by a pool of writers. A page's locator is

@@ -31,30 +31,28 @@ type pumped struct {
 	err error
 }
 
-// stream applies change events from the stored position until ctx ends or the stream cannot resume.
-// Events are gathered into windows (flushed by size or after FlushInterval), coalesced per record in commit
-// order and written; the window's last replay ID is stored only after the writes are acknowledged.
-func (t *table) stream(ctx context.Context) error {
-	cp := t.checkpoint()
-	t.setPhase(PhaseStreaming, "opening the change stream")
-	opts := salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 100, Types: t.types}
-	if len(cp.ReplayID) > 0 {
-		opts.Preset, opts.ReplayID = salesforce.Custom, cp.ReplayID
-	}
-	sub, err := t.a.pubsub.Subscribe(ctx, opts)
-	if err != nil {
-		return t.streamFailed(ctx, err)
-	}
-	defer sub.Close()
+// pump reads a subscription in a goroutine of its own into a small buffer, so a window can be flushed on
+// its timer while the next read blocks. A full buffer blocks the reads (and, through flow control, the
+// server). onBatch, when set, sees every batch before it is buffered.
+type pump struct {
+	sub    *salesforce.Subscription
+	msgs   chan pumped
+	cancel context.CancelFunc
+	done   chan struct{}
+}
 
-	msgs := make(chan pumped, 2)
-	pctx, stopPump := context.WithCancel(ctx)
-	defer stopPump()
+func startPump(ctx context.Context, sub *salesforce.Subscription, onBatch func(*salesforce.Batch)) *pump {
+	pctx, cancel := context.WithCancel(ctx)
+	p := &pump{sub: sub, msgs: make(chan pumped, 2), cancel: cancel, done: make(chan struct{})}
 	go func() {
+		defer close(p.done)
 		for {
 			b, err := sub.Next() //nolint:contextcheck // the subscription carries ctx
+			if err == nil && onBatch != nil {
+				onBatch(b)
+			}
 			select {
-			case msgs <- pumped{b, err}:
+			case p.msgs <- pumped{b, err}:
 			case <-pctx.Done():
 				return
 			}
@@ -63,8 +61,52 @@ func (t *table) stream(ctx context.Context) error {
 			}
 		}
 	}()
+	return p
+}
 
-	if err := t.settleLoadLeftovers(ctx, len(cp.ReplayID) == 0); err != nil {
+// alive reports whether the pump still reads (it stops after delivering an error).
+func (p *pump) alive() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// stop ends the subscription and waits for the pump.
+func (p *pump) stop() {
+	p.cancel()
+	p.sub.Close()
+	<-p.done
+}
+
+// stream applies change events from the stored position until ctx ends or the stream cannot resume.
+// Events are gathered into windows (flushed by size or after FlushInterval), coalesced per record in commit
+// order and written; the window's last replay ID is stored only after the writes are acknowledged.
+func (t *table) stream(ctx context.Context) error {
+	cp := t.checkpoint()
+	t.setPhase(PhaseStreaming, "opening the change stream")
+	p, handedOver := t.held, t.held != nil
+	t.held = nil
+	if handedOver {
+		// The load's holder has been subscribed since before the load's query: it continues as the stream.
+		p.sub.SetCredit(100)
+	} else {
+		opts := salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 100, Types: t.types}
+		if len(cp.ReplayID) > 0 {
+			opts.Preset, opts.ReplayID = salesforce.Custom, cp.ReplayID
+		}
+		sub, err := t.a.pubsub.Subscribe(ctx, opts)
+		if err != nil {
+			return t.streamFailed(ctx, err)
+		}
+		p = startPump(ctx, sub, nil)
+	}
+	defer p.stop()
+	msgs := p.msgs
+
+	if err := t.settleLoadLeftovers(ctx, len(cp.ReplayID) == 0, handedOver); err != nil {
 		return err
 	}
 	t.markLoaded()
@@ -190,7 +232,7 @@ func (t *table) streamFailed(ctx context.Context, err error) error {
 // settleLoadLeftovers runs what a load or a lost position left to do once the stream is open: re-read
 // records whose events arrived during the load, catch up on rows modified since a time, apply deletions
 // since a time.
-func (t *table) settleLoadLeftovers(ctx context.Context, fromTip bool) error {
+func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver bool) error {
 	cp := t.checkpoint()
 	if len(cp.RefetchIDs) > 0 {
 		t.received.Add(int64(len(cp.RefetchIDs)))
@@ -201,7 +243,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip bool) error {
 			return err
 		}
 	}
-	if !cp.CatchUpSince.IsZero() {
+	if !cp.CatchUpSince.IsZero() && !handedOver {
 		if fromTip {
 			// Let the server register the LATEST subscription before querying, so every change is either in
 			// the query or in the stream.

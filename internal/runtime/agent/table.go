@@ -32,9 +32,13 @@ type table struct {
 	columns []string // "dest<-source" of the effective mapping, for detecting added columns
 	hash    string
 
-	deps   []*table      // tables whose load must finish before this one loads (lookup targets)
-	loaded chan struct{} // closed when this table's first load finished
-	once   sync.Once
+	deps []*table // tables whose load must finish before this one loads (lookup targets)
+	held *pump    // the load's open change stream, handed to stream() when the load ends
+	// holding is true while the load's holder may still fix the stored position (its first batch).
+	holdMu  sync.Mutex
+	holding bool
+	loaded  chan struct{} // closed when this table's first load finished
+	once    sync.Once
 
 	cpMu sync.Mutex
 	cp   Checkpoint
