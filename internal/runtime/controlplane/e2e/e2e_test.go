@@ -370,3 +370,43 @@ func TestReactivationAfterTheRetentionWindowResyncsAndSaysSo(t *testing.T) {
 		t.Error("crmsync status does not show the re-sync")
 	}
 }
+
+// TestSIGTERMStopsTheControlPlaneAfterItsAgentsDrained: SIGTERM to `crmsync serve` makes its agents drain
+// and commit (none is killed), then the service exits 0; started again, the agent resumes from the committed
+// checkpoints instead of loading again.
+func TestSIGTERMStopsTheControlPlaneAfterItsAgentsDrained(t *testing.T) {
+	e := newEnv(t, 1000, 200)
+	conn, _ := e.createConnector(e.connectorSpec("e2e-sigterm", e.sb.Info.Dataverse.TeamID))
+	if _, err := e.c.SetActivation(t.Context(), conn.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(conn.ID, 2*time.Minute)
+	jobs := e.sb.Salesforce.Counters()["bulk.create_job"]
+	if _, err := e.sb.Salesforce.Mutate("Contact", 50, ""); err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	if err := e.stopServe(45 * time.Second); err != nil {
+		t.Fatalf("crmsync serve after SIGTERM: %v", err)
+	}
+	t.Logf("crmsync serve stopped %s after SIGTERM", time.Since(began).Round(time.Millisecond))
+	if pids := agentPIDs(conn.ID); len(pids) != 0 {
+		t.Errorf("agents %v outlived the control plane", pids)
+	}
+	log := e.serveLog()
+	for _, bad := range []string{"did not stop in time", "agent died"} {
+		if strings.Contains(log, bad) {
+			t.Errorf("the control plane's log says %q", bad)
+		}
+	}
+	if !strings.Contains(log, "agent stopped") {
+		t.Error("the agent did not log a drained stop")
+	}
+
+	e.startServe()
+	e.settle(conn.ID, 2*time.Minute)
+	e.compareAll()
+	if now := e.sb.Salesforce.Counters()["bulk.create_job"]; now != jobs {
+		t.Errorf("%d new Bulk jobs after the restart: the agent loaded again instead of resuming", now-jobs)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -121,14 +122,16 @@ func (e *env) startServe() {
 	cmd := exec.Command(crmsyncBinary(e.t), "serve", "--data-dir", filepath.Join(e.dir, "cp"), "--listen", e.addr,
 		"--lease-ttl", "3s", "--log-level", "info")
 	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+token)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	var out io.Writer = logf
 	if testing.Verbose() {
-		cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+		out = io.MultiWriter(logf, os.Stderr)
 	}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
-	logf.Close()
+	// The file stays open until the process has exited (Wait closes the copy of a non-file writer).
+	e.t.Cleanup(func() { logf.Close() })
 	e.serveMu.Lock()
 	e.serve = cmd
 	e.serveMu.Unlock()
@@ -185,6 +188,15 @@ func (e *env) cleanup() {
 			e.t.Logf("last lines of the control plane's log:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
 		}
 	}
+}
+
+// serveLog returns the control plane's log so far (its agents' lines included).
+func (e *env) serveLog() string {
+	b, err := os.ReadFile(e.logPath)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return string(b)
 }
 
 // agentPIDs finds the agent processes of a connector by its ID on their command line (Linux /proc).
