@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/go-plugin"
 	"github.com/hashicorp/terraform-plugin-framework/providerserver"
 	"github.com/hashicorp/terraform-plugin-go/tfprotov6"
@@ -129,6 +130,9 @@ type tfDiagnostic struct {
 	Summary  string `json:"summary"`
 	Detail   string `json:"detail"`
 	Address  string `json:"address"`
+	Snippet  struct {
+		Code string `json:"code"` // the configuration line the diagnostic points at
+	} `json:"snippet"`
 }
 
 func (d tfDiagnostic) String() string {
@@ -305,7 +309,7 @@ func serveInProcess(t *testing.T) string {
 	closed := make(chan struct{})
 	go func() {
 		_ = tf6server.Serve(providerAddress, providerserver.NewProtocol6(New("test")()),
-			tf6server.WithDebug(ctx, reattach, closed), tf6server.WithLoggingSink(t))
+			tf6server.WithDebug(ctx, reattach, closed), tf6server.WithLoggingSink(t), tf6server.WithGoPluginLogger(hclog.NewNullLogger()))
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -115,8 +115,10 @@ func problemSummary(code string) string {
 func problemPath(p string, cfg mapping.TableConfig) path.Path {
 	switch {
 	case strings.HasPrefix(p, "columns.") && strings.HasSuffix(p, ".source"):
+		// The path stops at the map key: Terraform highlights an index step inside an attribute's
+		// expression, but not an attribute below it.
 		key := strings.TrimSuffix(strings.TrimPrefix(p, "columns."), ".source")
-		return path.Root("columns").AtMapKey(key).AtName("source")
+		return path.Root("columns").AtMapKey(key)
 	case strings.HasPrefix(p, "exclude_columns["):
 		var i int
 		if _, err := fmt.Sscanf(p, "exclude_columns[%d]", &i); err == nil && i >= 0 && i < len(cfg.ExcludeColumns) {

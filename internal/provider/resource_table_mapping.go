@@ -124,7 +124,7 @@ func (r *tableMappingResource) Schema(_ context.Context, _ resource.SchemaReques
 					"mapping: the rows already written stay in the old table and the new one needs a full initial load.",
 				Optional:   true,
 				Computed:   true,
-				Validators: []validator.String{logicalNameValidator()},
+				Validators: []validator.String{tableNameValidator()},
 				PlanModifiers: []planmodifier.String{
 					defaultDestinationTable{},
 					stringplanmodifier.RequiresReplace(),

@@ -18,10 +18,12 @@ import (
 var (
 	// guidPattern is a Dataverse GUID (team IDs), hyphenated, any case.
 	guidPattern = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	// logicalNamePattern is a Dataverse logical name: lower case, as the Web API reports them. Requiring
-	// lower case keeps the map keys and exclusions equal to what the control plane stores, so no diff
-	// appears from a change of case.
-	logicalNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,127}$`)
+	// logicalNamePattern is a Dataverse logical name. The Web API reports them in lower case and matches
+	// them without regard to case, as the mapping rules do; the control plane stores them as written.
+	logicalNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,99}$`)
+	// tableNamePattern is a Dataverse table logical name, in lower case as the control plane reports the
+	// effective destination (a capitalised name would show as a diff on every plan).
+	tableNamePattern = regexp.MustCompile(`^[a-z][a-z0-9_]{0,79}$`)
 	// apiNamePattern is a Salesforce API name (objects and fields, custom ones end in __c).
 	apiNamePattern = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_]{0,79}$`)
 	// envVarPattern is a portable environment variable name.
@@ -38,7 +40,12 @@ func guidValidator() validator.String {
 
 func logicalNameValidator() validator.String {
 	return stringvalidator.RegexMatches(logicalNamePattern,
-		"must be a Dataverse logical name: lower-case letters, digits and underscores, starting with a letter (for example new_region)")
+		"must be a Dataverse logical name: letters, digits and underscores, starting with a letter (for example new_region)")
+}
+
+func tableNameValidator() validator.String {
+	return stringvalidator.RegexMatches(tableNamePattern,
+		"must be a Dataverse table logical name in lower case, for example contact")
 }
 
 func apiNameValidator() validator.String {
