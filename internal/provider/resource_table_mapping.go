@@ -593,7 +593,8 @@ func (m *tableMappingModel) fromAPI(ctx context.Context, tm *api.TableMapping, p
 	if len(tm.ExcludeColumns) == 0 && (prior == nil || prior.ExcludeColumns.IsNull() || prior.ExcludeColumns.IsUnknown() || len(prior.ExcludeColumns.Elements()) > 0) {
 		m.ExcludeColumns = types.SetNull(types.StringType)
 	} else {
-		v, d := types.SetValueFrom(ctx, types.StringType, tm.ExcludeColumns)
+		ex := append([]string{}, tm.ExcludeColumns...) // a nil slice would make a null set
+		v, d := types.SetValueFrom(ctx, types.StringType, ex)
 		diags.Append(d...)
 		m.ExcludeColumns = v
 	}
