@@ -102,10 +102,10 @@ func Run(ctx context.Context, o Options) error {
 
 	lease, sent, err := acquire(ctx, o, log)
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil //nolint:nilerr // stopped while waiting for the lease: nothing to drain, a clean stop
+		}
 		return err
-	}
-	if lease == nil {
-		return nil // stopped while waiting for the lease
 	}
 	log = log.With("lease", lease.ID, "revision", lease.Revision)
 	log.Info("lease acquired", "ttl_seconds", lease.TTLSeconds)
@@ -115,7 +115,7 @@ func Run(ctx context.Context, o Options) error {
 	return r.run(ctx)
 }
 
-// acquire asks for the lease until it is granted. It returns a nil lease when ctx ends first, and an error
+// acquire asks for the lease until it is granted. It returns ctx's error when ctx ends first, and an error
 // for refusals that waiting cannot change (unknown connector, bad token). sent is when the granting request
 // left, the safe start of the lease's lifetime on this host's clock.
 func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time.Time, error) {
@@ -128,7 +128,7 @@ func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time
 			return lease, sent, nil
 		}
 		if ctx.Err() != nil {
-			return nil, time.Time{}, nil
+			return nil, time.Time{}, ctx.Err()
 		}
 		switch {
 		case errors.Is(err, client.ErrConflict):
@@ -147,7 +147,7 @@ func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
-			return nil, time.Time{}, nil
+			return nil, time.Time{}, ctx.Err()
 		}
 	}
 }

@@ -166,8 +166,8 @@ func (e *env) stopServe(within time.Duration) error {
 		return err
 	case <-time.After(within):
 		_ = e.serve.Process.Kill()
-		<-done
-		return fmt.Errorf("crmsync serve did not stop within %s of SIGTERM", within)
+		err := <-done
+		return fmt.Errorf("crmsync serve did not stop within %s of SIGTERM (then killed: %w)", within, err)
 	}
 }
 

@@ -38,6 +38,8 @@ import (
 )
 
 // Check names, in the order Preflight returns them.
+//
+//nolint:gosec // names of checks, not credentials
 const (
 	CheckSalesforceCredentials = "salesforce_credentials"
 	CheckDataverseCredentials  = "dataverse_credentials"

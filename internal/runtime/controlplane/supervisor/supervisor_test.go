@@ -136,7 +136,10 @@ func start(t *testing.T, mode string, active []string, tweak func(*supervisor.Co
 	t.Cleanup(func() {
 		cancel()
 		select {
-		case <-h.done:
+		case err := <-h.done:
+			if err != nil {
+				t.Error(err)
+			}
 		case <-time.After(15 * time.Second):
 			t.Error("the supervisor did not stop within 15 s")
 		}
@@ -295,7 +298,10 @@ func TestShutdownKillsAnAgentThatDoesNotStopInTime(t *testing.T) {
 	began := time.Now()
 	h.stop()
 	select {
-	case <-h.done:
+	case err := <-h.done:
+		if err != nil {
+			t.Fatal(err)
+		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return within 10 s of shutdown")
 	}
