@@ -37,6 +37,12 @@ func (t *table) load(ctx context.Context) error {
 		}
 	}()
 
+	// The Bulk job runs while the tables this one points at load; only writing waits for them, so lookups
+	// find their targets.
+	job, err := t.loadJob(ctx)
+	if err != nil {
+		return err
+	}
 	if len(t.deps) > 0 {
 		t.setPhase(cp.Phase, "waiting for "+depNames(t.deps)+" to load first (lookups point at them)")
 		for _, d := range t.deps {
@@ -47,11 +53,6 @@ func (t *table) load(ctx context.Context) error {
 			}
 		}
 		t.setPhase(cp.Phase, cp.LoadReason)
-	}
-
-	job, err := t.loadJob(ctx)
-	if err != nil {
-		return err
 	}
 	if err := t.loadPages(ctx, job); err != nil {
 		return err

@@ -35,7 +35,7 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "connector_id")
 	}
-	s.log.Info("lease granted", "connector", l.ConnectorID, "lease", l.ID, "agent", l.AgentID, "revision", l.Revision)
+	s.log.InfoContext(r.Context(), "lease granted", "connector", l.ConnectorID, "lease", l.ID, "agent", l.AgentID, "revision", l.Revision)
 	writeJSON(w, http.StatusCreated, l)
 	return nil
 }

@@ -203,7 +203,7 @@ func TestOversizedBodiesAreRefused(t *testing.T) {
 		t.Errorf("declared length over the cap: %d %+v, want 413 too_large", status, body)
 	}
 	// Without a declared length (chunked), the cap applies while reading.
-	req, err := http.NewRequestWithContext(t.Context(), "POST", e.http.URL+"/v1/connectors", io.MultiReader(bytes.NewReader(mustJSON(t, big))))
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, e.http.URL+"/v1/connectors", io.MultiReader(bytes.NewReader(mustJSON(t, big))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package controlplane
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ func (s *syncBuffer) String() string {
 
 func get(t *testing.T, e *env, path string) string {
 	t.Helper()
-	req, err := http.NewRequestWithContext(t.Context(), "GET", e.http.URL+path, nil)
+	req, err := http.NewRequestWithContext(t.Context(), http.MethodGet, e.http.URL+path, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -603,5 +604,29 @@ func TestDeadLettersCanBeRetriedAndDiscarded(t *testing.T) {
 	entries, _ := e.client.Audit(ctx, c.ID, 10)
 	if len(entries) == 0 || entries[0].Action != "dead_letters.discard" {
 		t.Errorf("the discard is not audited: %+v", entries)
+	}
+}
+
+// panickyStore fails loudly in one method, as a bug would.
+type panickyStore struct{ *store.SQLite }
+
+func (panickyStore) ListConnectors(context.Context) ([]api.Connector, error) { panic("boom") }
+
+func TestAPanickingHandlerAnswersInternalWithoutDetail(t *testing.T) {
+	logs := &syncBuffer{}
+	e := newEnv(t, func(c *Config) {
+		c.Store = panickyStore{c.Store.(*store.SQLite)}
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	})
+	_, err := e.client.ListConnectors(t.Context())
+	var ce *client.Error
+	if !errors.As(err, &ce) || ce.Status != 500 || ce.Body.Code != CodeInternal || strings.Contains(ce.Body.Message, "boom") {
+		t.Errorf("a panicking handler: %v, want 500 internal without the panic's text", err)
+	}
+	if !strings.Contains(logs.String(), "boom") {
+		t.Error("the panic is not logged")
+	}
+	if _, err := e.client.Health(t.Context()); err != nil {
+		t.Errorf("the server does not answer after a panic: %v", err)
 	}
 }

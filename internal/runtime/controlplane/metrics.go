@@ -60,13 +60,13 @@ func (c *connectorCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	conns, err := c.s.cfg.Store.ListConnectors(ctx)
 	if err != nil {
-		c.s.log.Warn("metrics: listing connectors", "err", err)
+		c.s.log.WarnContext(ctx, "metrics: listing connectors", "err", err)
 		return
 	}
 	for _, conn := range conns {
 		st, err := c.s.connectorStatus(ctx, conn)
 		if err != nil {
-			c.s.log.Warn("metrics: connector status", "connector", conn.ID, "err", err)
+			c.s.log.WarnContext(ctx, "metrics: connector status", "connector", conn.ID, "err", err)
 			continue
 		}
 		counts[st.State]++

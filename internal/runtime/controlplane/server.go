@@ -169,25 +169,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if route == "" {
 		route = "unmatched"
 	}
-	defer func() {
-		if v := recover(); v != nil {
-			if v == http.ErrAbortHandler { //nolint:errorlint // the sentinel is compared, as net/http does
-				panic(v)
-			}
-			s.log.Error("handler panicked", "route", route, "panic", fmt.Sprint(v))
-			if sw.status == 0 {
-				s.writeError(sw, r, errorf(http.StatusInternalServerError, CodeInternal, "", "internal error"))
-			}
-		}
-		elapsed := time.Since(start)
-		s.metrics.observe(route, sw.status, elapsed)
-		level := slog.LevelInfo
-		if sw.status >= 500 {
-			level = slog.LevelError
-		}
-		s.log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "status", sw.status,
-			"duration_ms", float64(elapsed.Microseconds())/1000, "remote", r.RemoteAddr)
-	}()
+	defer s.finish(r, sw, route, start)
 	sw.Header().Set("Cache-Control", "no-store")
 	if pattern != "GET /healthz" && !s.authorized(r) {
 		sw.Header().Set("WWW-Authenticate", `Bearer realm="crmsync"`)
@@ -213,6 +195,31 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)
 	s.mux.ServeHTTP(sw, r)
+}
+
+// finish is deferred by serveHTTP: it turns a panic into a 500 (recover works because finish is the deferred
+// call itself), then records the request's metrics and log line.
+func (s *Server) finish(r *http.Request, sw *statusWriter, route string, start time.Time) {
+	if v := recover(); v != nil {
+		if v == http.ErrAbortHandler { //nolint:errorlint // the sentinel is compared, as net/http does
+			panic(v)
+		}
+		s.log.ErrorContext(r.Context(), "handler panicked", "route", route, "panic", fmt.Sprint(v))
+		if sw.status == 0 {
+			s.writeError(sw, r, errorf(http.StatusInternalServerError, CodeInternal, "", "internal error"))
+		}
+	}
+	if sw.status == 0 {
+		sw.status = http.StatusOK // a handler that wrote nothing answered 200
+	}
+	elapsed := time.Since(start)
+	s.metrics.observe(route, sw.status, elapsed)
+	level := slog.LevelInfo
+	if sw.status >= 500 {
+		level = slog.LevelError
+	}
+	s.log.Log(r.Context(), level, "request", "method", r.Method, "route", route, "status", sw.status,
+		"duration_ms", float64(elapsed.Microseconds())/1000, "remote", r.RemoteAddr)
 }
 
 // headerRecorder captures a status and headers, discarding the body.
@@ -257,7 +264,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		if ctxErr := r.Context().Err(); ctxErr != nil {
 			ae = errorf(http.StatusServiceUnavailable, CodeUnavailable, "", "the request was cancelled")
 		} else {
-			s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+			s.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			ae = errorf(http.StatusInternalServerError, CodeInternal, "", "internal error")
 		}
 	}

@@ -72,12 +72,12 @@ var _ Store = (*SQLite)(nil)
 // DIR/secret.key. It refuses to start when the key file is readable by group or others, when the key is
 // missing but secrets exist, or when the key does not decrypt the stored secrets (naming the connector).
 func OpenSQLite(dir string) (*SQLite, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil { //nolint:gosec // the data directory is the operator's choice
 		return nil, fmt.Errorf("creating the data directory: %w", err)
 	}
 	path := filepath.Join(dir, DBFile)
 	// Create the file ourselves so it is 0600 from the start (SQLite would use the umask).
-	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil {
+	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil { //nolint:gosec // inside the operator's data directory
 		return nil, fmt.Errorf("opening %s: %w", path, err)
 	} else if err := f.Close(); err != nil {
 		return nil, err
@@ -902,8 +902,8 @@ func (s *SQLite) leaseBy(ctx context.Context, tx *sql.Tx, where string, arg stri
 	var l leaseRow
 	var expires, started, hb int64
 	// where is one of this file's constant clauses; the value goes through a placeholder.
-	err := tx.QueryRowContext(ctx, `SELECT id, connector_id, agent_id, host, pid, revision, expires_at, started_at, heartbeat_at FROM leases WHERE `+where, arg). //nolint:gosec // constant clauses only
-																					Scan(&l.ID, &l.ConnectorID, &l.AgentID, &l.host, &l.pid, &l.Revision, &expires, &started, &hb)
+	q := `SELECT id, connector_id, agent_id, host, pid, revision, expires_at, started_at, heartbeat_at FROM leases WHERE ` + where //nolint:gosec // constant clauses only
+	err := tx.QueryRowContext(ctx, q, arg).Scan(&l.ID, &l.ConnectorID, &l.AgentID, &l.host, &l.pid, &l.Revision, &expires, &started, &hb)
 	if err != nil {
 		return l, err
 	}
@@ -1158,7 +1158,8 @@ func (f DeadLetterFilter) where(connectorID string) (string, []any) {
 
 func listDeadLetters(ctx context.Context, tx *sql.Tx, connectorID string, f DeadLetterFilter) ([]api.DeadLetter, error) {
 	where, args := f.where(connectorID)
-	q := `SELECT tbl, record_id, operation, code, reason, payload, at, first_at, attempts FROM dead_letters` + where + ` ORDER BY tbl, first_at, record_id`
+	// where holds placeholders only (DeadLetterFilter.where); values go through args.
+	q := `SELECT tbl, record_id, operation, code, reason, payload, at, first_at, attempts FROM dead_letters` + where + ` ORDER BY tbl, first_at, record_id` //nolint:gosec // placeholders only
 	if f.Limit > 0 {
 		q += ` LIMIT ?`
 		args = append(args, f.Limit)

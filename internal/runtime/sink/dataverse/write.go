@@ -57,28 +57,24 @@ func (c *Client) SupportsBulk(ctx context.Context, message, table string) (bool,
 
 // bulkBody builds {"Targets":[...]} with "@odata.type" first in every target, without copying the rows.
 func bulkBody(table string, rows []Row) ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(rows) * 512)
-	buf.WriteString(`{"Targets":[`)
+	b := make([]byte, 0, len(rows)*400)
+	b = append(b, `{"Targets":[`...)
 	typ := `{"@odata.type":"Microsoft.Dynamics.CRM.` + table + `"`
+	var err error
 	for i, r := range rows {
 		if i > 0 {
-			buf.WriteByte(',')
+			b = append(b, ',')
 		}
-		b, err := json.Marshal(r)
-		if err != nil {
-			return nil, fmt.Errorf("encoding row %d: %w", i, err)
+		b = append(b, typ...)
+		if len(r) > 0 {
+			b = append(b, ',')
+			if b, err = appendRow(b, r); err != nil {
+				return nil, fmt.Errorf("encoding row %d: %w", i, err)
+			}
 		}
-		buf.WriteString(typ)
-		if len(b) > 2 {
-			buf.WriteByte(',')
-			buf.Write(b[1:])
-		} else {
-			buf.WriteByte('}')
-		}
+		b = append(b, '}')
 	}
-	buf.WriteString(`]}`)
-	return buf.Bytes(), nil
+	return append(b, `]}`...), nil
 }
 
 // Bulk sends UpsertMultiple or UpdateMultiple of rows of one table: one request, one transaction (any

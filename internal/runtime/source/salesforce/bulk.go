@@ -70,10 +70,10 @@ func (c *Client) QueryJob(ctx context.Context, id string) (*BulkJob, error) {
 // ErrJobFailed is wrapped by WaitQueryJob when a job ends Failed or Aborted.
 var ErrJobFailed = errors.New("salesforce bulk query job did not complete")
 
-// WaitQueryJob polls until the job reaches a terminal state, starting at 250 ms and growing to 5 s so a long
-// job costs few API calls.
+// WaitQueryJob polls until the job reaches a terminal state, starting at 100 ms and growing by half each
+// time up to 5 s, so a short job is noticed quickly and a long one costs few API calls.
 func (c *Client) WaitQueryJob(ctx context.Context, id string) (*BulkJob, error) {
-	wait := 250 * time.Millisecond
+	wait := 100 * time.Millisecond
 	for {
 		job, err := c.QueryJob(ctx, id)
 		if err != nil {
@@ -88,7 +88,7 @@ func (c *Client) WaitQueryJob(ctx context.Context, id string) (*BulkJob, error) 
 		if err := c.sleep(ctx, wait); err != nil {
 			return nil, err
 		}
-		wait = min(wait*2, 5*time.Second)
+		wait = min(wait*3/2, 5*time.Second)
 	}
 }
 

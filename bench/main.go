@@ -1,0 +1,200 @@
+// Command bench runs crmsync's benchmark scenarios against the sandbox and publishes their figures: `make
+// bench` runs it with small default sizes; flags give larger runs. Every scenario runs in a process of its
+// own (this command re-executes itself with -scenario), and the agent under test runs as a separate
+// `crmsync agent` process so its resident memory can be read. Results go to bench/results/ as results.json,
+// results.md and load.svg (memory and throughput against table size).
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type options struct {
+	Scenario   string `json:"-"`
+	Crmsync    string `json:"crmsync"`
+	Out        string `json:"out"`
+	Sizes      []int  `json:"sizes"`
+	CDCRates   []int  `json:"cdc_rates"`
+	CDCSeconds int    `json:"cdc_seconds"`
+	Backlog    int    `json:"backlog"`
+	Throttled  int    `json:"throttled"`
+	Only       string `json:"only,omitempty"`
+	Param      int    `json:"-"`
+}
+
+func main() {
+	var o options
+	var sizes, rates string
+	flag.StringVar(&o.Scenario, "scenario", "", "run one scenario in this process and print its result as JSON (used by the harness)")
+	flag.IntVar(&o.Param, "param", 0, "the scenario's size or rate")
+	flag.StringVar(&o.Crmsync, "crmsync", "bin/crmsync", "the crmsync binary whose agent is measured")
+	flag.StringVar(&o.Out, "out", "bench/results", "directory for results.json, results.md and load.svg")
+	flag.StringVar(&sizes, "sizes", "10000,100000", "initial-load sizes (contacts; accounts are a fifth of that)")
+	flag.StringVar(&rates, "cdc-rates", "10,100,1000", "CDC rates in changes per second")
+	flag.IntVar(&o.CDCSeconds, "cdc-seconds", 20, "how long each CDC rate runs (the published figures use 60)")
+	flag.IntVar(&o.Backlog, "backlog", 50000, "changes accumulated while the agent is stopped")
+	flag.IntVar(&o.Throttled, "throttled", 20000, "contacts loaded under a small Dataverse budget")
+	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled); all when empty")
+	flag.Parse()
+	o.Sizes, o.CDCRates = ints(sizes), ints(rates)
+
+	if o.Scenario != "" {
+		res, err := runScenario(o)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		_ = json.NewEncoder(os.Stdout).Encode(res)
+		return
+	}
+	if err := orchestrate(o); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func ints(s string) []int {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "bench: %q is not a positive number\n", f)
+			os.Exit(2)
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// Result is one scenario run's figures.
+type Result struct {
+	Scenario string             `json:"scenario"`
+	Param    int                `json:"param"`
+	Seconds  float64            `json:"seconds"`
+	Figures  map[string]float64 `json:"figures"`
+	Notes    []string           `json:"notes,omitempty"`
+}
+
+// run is one scenario to execute in its own process.
+type run struct {
+	scenario string
+	param    int
+}
+
+func orchestrate(o options) error {
+	if _, err := os.Stat(o.Crmsync); err != nil {
+		return fmt.Errorf("the crmsync binary %s is missing (make build): %w", o.Crmsync, err)
+	}
+	want := func(s string) bool { return o.Only == "" || strings.Contains(","+o.Only+",", ","+s+",") }
+	var runs []run
+	if want("load") {
+		for _, n := range o.Sizes {
+			runs = append(runs, run{"load", n})
+		}
+	}
+	if want("ceiling") {
+		n := o.Sizes[len(o.Sizes)-1]
+		runs = append(runs, run{"intake", n}, run{"output", n}, run{"naive", min(n, 3000)})
+	}
+	if want("cdc") {
+		for _, r := range o.CDCRates {
+			runs = append(runs, run{"cdc", r})
+		}
+	}
+	if want("backlog") {
+		runs = append(runs, run{"backlog", o.Backlog})
+	}
+	if want("throttled") {
+		runs = append(runs, run{"throttled", o.Throttled})
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	started := time.Now()
+	var results []Result
+	for _, r := range runs {
+		fmt.Fprintf(os.Stderr, "bench: %s %d ...\n", r.scenario, r.param)
+		args := []string{"-scenario", r.scenario, "-param", strconv.Itoa(r.param), "-crmsync", o.Crmsync,
+			"-cdc-seconds", strconv.Itoa(o.CDCSeconds)}
+		cmd := exec.Command(self, args...)
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, os.Stderr
+		if err := cmd.Run(); err != nil {
+			return fmt.Errorf("scenario %s %d: %w", r.scenario, r.param, err)
+		}
+		var res Result
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			return fmt.Errorf("scenario %s %d printed no result: %w", r.scenario, r.param, err)
+		}
+		fmt.Fprintf(os.Stderr, "bench: %s %d: %v\n", r.scenario, r.param, res.Figures)
+		results = append(results, res)
+	}
+	if err := os.MkdirAll(o.Out, 0o755); err != nil {
+		return err
+	}
+	report := Report{
+		Command: "go run ./bench " + strings.Join(os.Args[1:], " "),
+		Machine: machine(), Started: started.UTC(), Seconds: time.Since(started).Seconds(), Options: o, Results: results,
+	}
+	b, _ := json.MarshalIndent(report, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.Out, "results.json"), append(b, '\n'), 0o644); err != nil {
+		return err
+	}
+	md := markdown(report)
+	if err := os.WriteFile(filepath.Join(o.Out, "results.md"), []byte(md), 0o644); err != nil {
+		return err
+	}
+	if svg := loadPlot(results); svg != "" {
+		if err := os.WriteFile(filepath.Join(o.Out, "load.svg"), []byte(svg), 0o644); err != nil {
+			return err
+		}
+	}
+	fmt.Print(md)
+	return nil
+}
+
+// Report is results.json.
+type Report struct {
+	Command string    `json:"command"`
+	Machine string    `json:"machine"`
+	Started time.Time `json:"started"`
+	Seconds float64   `json:"seconds"`
+	Options options   `json:"options"`
+	Results []Result  `json:"results"`
+}
+
+func machine() string {
+	cpu := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if strings.HasPrefix(line, "model name") {
+				cpu = strings.TrimSpace(strings.SplitN(line, ":", 2)[1])
+				break
+			}
+		}
+	}
+	mem := ""
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		f := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])
+		if len(f) >= 2 {
+			if kb, err := strconv.ParseFloat(f[1], 64); err == nil {
+				mem = fmt.Sprintf(", %.0f GiB memory", kb/(1<<20))
+			}
+		}
+	}
+	return fmt.Sprintf("%s, %d cores%s, %s %s/%s", cpu, runtime.NumCPU(), mem, runtime.Version(), runtime.GOOS, runtime.GOARCH)
+}

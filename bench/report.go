@@ -1,0 +1,154 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+)
+
+func find(rs []Result, scenario string) []Result {
+	var out []Result
+	for _, r := range rs {
+		if r.Scenario == scenario {
+			out = append(out, r)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Param < out[j].Param })
+	return out
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "**missed**"
+}
+
+// markdown renders the results with every figure against its target (issue 7).
+func markdown(rep Report) string {
+	var b strings.Builder
+	rs := rep.Results
+	fmt.Fprintf(&b, "# crmsync benchmark results\n\nMachine: %s. Started %s, took %.0f s.\n\nCommand: `%s`\n\n",
+		rep.Machine, rep.Started.Format("2006-01-02 15:04 UTC"), rep.Seconds, rep.Command)
+
+	loads := find(rs, "load")
+	if len(loads) > 0 {
+		b.WriteString("## Initial load (contacts + a fifth as many accounts, agent as its own process)\n\n")
+		b.WriteString("| contacts | records | records/s | Salesforce calls / 1,000 records | Dataverse requests / 1,000 records | agent peak RSS (MiB) |\n|---|---|---|---|---|---|\n")
+		for _, r := range loads {
+			f := r.Figures
+			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.3f | %.3f | %.1f |\n", r.Param, f["records"], f["records_per_second"],
+				f["salesforce_calls_per_1000"], f["dataverse_requests_per_1000"], f["peak_rss_mib"])
+		}
+		last, first := loads[len(loads)-1].Figures, loads[0].Figures
+		b.WriteString("\n| target | figure | |\n|---|---|---|\n")
+		fmt.Fprintf(&b, "| ≤ 1 Salesforce call per 1,000 records | %.3f (largest run) | %s |\n", last["salesforce_calls_per_1000"], verdict(last["salesforce_calls_per_1000"] <= 1))
+		fmt.Fprintf(&b, "| ≤ 1.5 Dataverse requests per 1,000 records | %.3f (largest run) | %s |\n", last["dataverse_requests_per_1000"], verdict(last["dataverse_requests_per_1000"] <= 1.5))
+		if len(loads) > 1 {
+			ratio := last["peak_rss_mib"] / first["peak_rss_mib"]
+			fmt.Fprintf(&b, "| peak memory at the largest N ≤ 1.5 × the smallest | %.2f × (%d vs %d contacts) | %s |\n", ratio, loads[len(loads)-1].Param, loads[0].Param, verdict(ratio <= 1.5))
+		}
+		b.WriteString("\n![memory and throughput against N](load.svg)\n\n")
+	}
+
+	intake, output, naive := find(rs, "intake"), find(rs, "output"), find(rs, "naive")
+	if len(intake) > 0 && len(output) > 0 && len(naive) > 0 && len(loads) > 0 {
+		in, out, nv := intake[0].Figures["records_per_second"], output[0].Figures["records_per_second"], naive[0].Figures["records_per_second"]
+		ceiling := math.Min(in, out)
+		// Compare with the load run of the same size as the ceiling runs.
+		var crm float64
+		for _, l := range loads {
+			if l.Param == intake[0].Param {
+				crm = l.Figures["records_per_second"]
+			}
+		}
+		b.WriteString("## The ceiling, measured in the same run\n\n| measure | records/s |\n|---|---|\n")
+		fmt.Fprintf(&b, "| sandbox intake: trivial writer, pre-mapped UpsertMultiple of 1,000, 4 in flight (%d contacts) | %.0f |\n", intake[0].Param, in)
+		fmt.Fprintf(&b, "| sandbox output: trivial reader draining a Bulk query (%d contacts) | %.0f |\n", output[0].Param, out)
+		fmt.Fprintf(&b, "| naive baseline: one PATCH per record, one at a time (%d contacts) | %.0f |\n", naive[0].Param, nv)
+		fmt.Fprintf(&b, "| crmsync initial load (%d contacts) | %.0f |\n\n", intake[0].Param, crm)
+		b.WriteString("| target | figure | |\n|---|---|---|\n")
+		fmt.Fprintf(&b, "| ≥ 60 %% of the ceiling (the lower of intake and output) | %.0f %% | %s |\n", crm/ceiling*100, verdict(crm/ceiling >= 0.6))
+		fmt.Fprintf(&b, "| ≥ 20 × the naive baseline | %.1f × | %s |\n\n", crm/nv, verdict(crm/nv >= 20))
+	}
+
+	if cdc := find(rs, "cdc"); len(cdc) > 0 {
+		b.WriteString("## CDC latency (Salesforce commit → Dataverse acknowledgement, every change)\n\n")
+		b.WriteString("| changes/s | changes | p50 (ms) | p95 (ms) | p99 (ms) | max (ms) | Dataverse requests / 1,000 events |\n|---|---|---|---|---|---|---|\n")
+		for _, r := range cdc {
+			f := r.Figures
+			fmt.Fprintf(&b, "| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.1f |\n", r.Param, f["changes"], f["latency_p50_ms"], f["latency_p95_ms"], f["latency_p99_ms"], f["latency_max_ms"], f["dataverse_requests_per_1000"])
+		}
+		b.WriteString("\n| target | figure | |\n|---|---|---|\n")
+		for _, r := range cdc {
+			f := r.Figures
+			switch r.Param {
+			case 100:
+				fmt.Fprintf(&b, "| p99 < 1 s at 100 changes/s | %.0f ms | %s |\n", f["latency_p99_ms"], verdict(f["latency_p99_ms"] < 1000))
+			case 1000:
+				fmt.Fprintf(&b, "| p99 < 2 s at 1,000 changes/s | %.0f ms | %s |\n", f["latency_p99_ms"], verdict(f["latency_p99_ms"] < 2000))
+				fmt.Fprintf(&b, "| ≤ 50 Dataverse requests per 1,000 events at 1,000/s | %.1f | %s |\n", f["dataverse_requests_per_1000"], verdict(f["dataverse_requests_per_1000"] <= 50))
+			}
+		}
+		b.WriteString("\n")
+	}
+
+	if bl := find(rs, "backlog"); len(bl) > 0 {
+		f := bl[0].Figures
+		b.WriteString("## Backlog catch-up\n\n| changes | accumulated in (s) | drained in (s) | changes/s | drain vs accumulation |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %.0f | %.1f | %.1f | %.0f | %.1f × (target ≥ 20 ×: %s) |\n\n", f["changes"], f["accumulated_seconds"], f["drain_seconds"], f["changes_per_second"], f["speedup"], verdict(f["speedup"] >= 20))
+	}
+
+	if th := find(rs, "throttled"); len(th) > 0 {
+		f := th[0].Figures
+		b.WriteString("## Throttled (Dataverse budget: 20 requests per 10 s)\n\n| records | records/s | budget maximum (records/s) | fraction of the maximum | 429 answers / 1,000 records |\n|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| %.0f | %.0f | %.0f | %.0f %% (target ≥ 85 %%: %s) | %.2f |\n\n", f["records"], f["records_per_second"], f["budget_max_records_per_second"], f["fraction_of_budget"]*100, verdict(f["fraction_of_budget"] >= 0.85), f["throttled_per_1000"])
+	}
+	return b.String()
+}
+
+// loadPlot draws throughput and peak memory against table size as an SVG line chart (log-scaled x).
+func loadPlot(rs []Result) string {
+	loads := find(rs, "load")
+	if len(loads) < 2 {
+		return ""
+	}
+	const w, h, left, right, top, bottom = 640.0, 360.0, 70.0, 70.0, 40.0, 50.0
+	minX, maxX := math.Log10(float64(loads[0].Param)), math.Log10(float64(loads[len(loads)-1].Param))
+	maxThr, maxMem := 0.0, 0.0
+	for _, r := range loads {
+		maxThr = math.Max(maxThr, r.Figures["records_per_second"])
+		maxMem = math.Max(maxMem, r.Figures["peak_rss_mib"])
+	}
+	maxThr, maxMem = maxThr*1.15, maxMem*1.15
+	x := func(n int) float64 { return left + (math.Log10(float64(n))-minX)/(maxX-minX)*(w-left-right) }
+	y := func(v, m float64) float64 { return h - bottom - v/m*(h-top-bottom) }
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%.0f" height="%.0f" font-family="sans-serif" font-size="12">`+"\n", w, h)
+	fmt.Fprintf(&b, `<text x="%.0f" y="20" text-anchor="middle" font-size="14">crmsync initial load: throughput and agent peak memory against contacts</text>`+"\n", w/2)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="black"/>`+"\n", left, h-bottom, w-right, h-bottom)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#1f77b4"/>`+"\n", left, top, left, h-bottom)
+	fmt.Fprintf(&b, `<line x1="%.0f" y1="%.0f" x2="%.0f" y2="%.0f" stroke="#d62728"/>`+"\n", w-right, top, w-right, h-bottom)
+	for i := 0; i <= 4; i++ {
+		v := float64(i) / 4
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="end" fill="#1f77b4">%.0f</text>`+"\n", left-6, y(v*maxThr, maxThr)+4, v*maxThr)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="#d62728">%.0f</text>`+"\n", w-right+6, y(v*maxMem, maxMem)+4, v*maxMem)
+	}
+	var thr, mem []string
+	for _, r := range loads {
+		px := x(r.Param)
+		fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">%d</text>`+"\n", px, h-bottom+18, r.Param)
+		thr = append(thr, fmt.Sprintf("%.1f,%.1f", px, y(r.Figures["records_per_second"], maxThr)))
+		mem = append(mem, fmt.Sprintf("%.1f,%.1f", px, y(r.Figures["peak_rss_mib"], maxMem)))
+		fmt.Fprintf(&b, `<circle cx="%.1f" cy="%.1f" r="3" fill="#1f77b4"/><circle cx="%.1f" cy="%.1f" r="3" fill="#d62728"/>`+"\n",
+			px, y(r.Figures["records_per_second"], maxThr), px, y(r.Figures["peak_rss_mib"], maxMem))
+	}
+	fmt.Fprintf(&b, `<polyline fill="none" stroke="#1f77b4" stroke-width="2" points="%s"/>`+"\n", strings.Join(thr, " "))
+	fmt.Fprintf(&b, `<polyline fill="none" stroke="#d62728" stroke-width="2" stroke-dasharray="6 3" points="%s"/>`+"\n", strings.Join(mem, " "))
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" text-anchor="middle">contacts (log scale; accounts are a fifth)</text>`+"\n", w/2, h-12)
+	fmt.Fprintf(&b, `<text x="16" y="%.0f" fill="#1f77b4" transform="rotate(-90 16 %.0f)" text-anchor="middle">records per second</text>`+"\n", h/2, h/2)
+	fmt.Fprintf(&b, `<text x="%.0f" y="%.0f" fill="#d62728" transform="rotate(90 %.0f %.0f)" text-anchor="middle">peak RSS (MiB)</text>`+"\n", w-14, h/2, w-14, h/2)
+	b.WriteString("</svg>\n")
+	return b.String()
+}

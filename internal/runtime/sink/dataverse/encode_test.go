@@ -1,0 +1,65 @@
+package dataverse
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestBulkBodyDecodesToTheSameRowsAsEncodingJSON(t *testing.T) {
+	rows := []Row{
+		{"contactid": "a", "lastname": "Zoë \"Q\" \\ back\nslash\t\x01", "n": int64(42), "f": 2.5, "b": true, "x": nil, "bind@odata.bind": "/accounts(1)"},
+		{"firstname": "Nguyễn", "odd": "\xff\xfe invalid", "sep": "line\u2028sep", "num": json.Number("7")},
+		{},
+	}
+	b, err := bulkBody("contact", rows)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got struct {
+		Targets []map[string]any `json:"Targets"`
+	}
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("invalid JSON %s: %v", b, err)
+	}
+	for i, r := range rows {
+		want := map[string]any{"@odata.type": "Microsoft.Dynamics.CRM.contact"}
+		enc, _ := json.Marshal(r)
+		var plain map[string]any
+		_ = json.Unmarshal(enc, &plain)
+		for k, v := range plain {
+			want[k] = v
+		}
+		if !reflect.DeepEqual(got.Targets[i], want) {
+			t.Errorf("row %d:\n got %v\nwant %v", i, got.Targets[i], want)
+		}
+	}
+	if !strings.HasPrefix(string(b), `{"Targets":[{"@odata.type":"Microsoft.Dynamics.CRM.contact",`) {
+		t.Errorf("@odata.type must come first: %.80s", b)
+	}
+}
+
+func BenchmarkBulkBody(b *testing.B) {
+	rows := make([]Row, 1000)
+	for i := range rows {
+		rows[i] = Row{"contactid": "0068845f-aaaa-587f-b5f2-ae83098ac839", "firstname": "Thủy", "lastname": "Huỳnh", "emailaddress1": "thuy@example.com",
+			"telephone1": "024 0568 9364", "birthdate": "1959-07-17", "description": strings.Repeat("A longer description. ", 8),
+			"ownerid@odata.bind": "/teams(af7ab796-1efb-49b9-81b5-70eb466e0c23)", "fax": nil}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := bulkBody("contact", rows); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkAppendString(b *testing.B) {
+	s := strings.Repeat("A longer description with ünïcode. ", 10)
+	buf := make([]byte, 0, 1024)
+	b.SetBytes(int64(len(s)))
+	for b.Loop() {
+		buf = appendString(buf[:0], s)
+	}
+}
