@@ -120,7 +120,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		}
 		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
 	}
-	st, err := store.OpenSQLite(o.dataDir)
+	st, err := store.OpenSQLite(o.dataDir) //nolint:contextcheck // opening runs the migrations to completion; not cancellable
 	if err != nil {
 		return err
 	}
