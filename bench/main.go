@@ -43,7 +43,7 @@ func main() {
 	flag.StringVar(&rates, "cdc-rates", "10,100,1000", "CDC rates in changes per second")
 	flag.IntVar(&o.CDCSeconds, "cdc-seconds", 20, "how long each CDC rate runs (the published figures use 60)")
 	flag.IntVar(&o.Backlog, "backlog", 50000, "changes accumulated while the agent is stopped")
-	flag.IntVar(&o.Throttled, "throttled", 20000, "contacts loaded under a small Dataverse budget")
+	flag.IntVar(&o.Throttled, "throttled", 100000, "contacts loaded under a small Dataverse budget")
 	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled); all when empty")
 	flag.Parse()
 	o.Sizes, o.CDCRates = ints(sizes), ints(rates)

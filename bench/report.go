@@ -102,7 +102,7 @@ func markdown(rep Report) string {
 
 	if th := find(rs, "throttled"); len(th) > 0 {
 		f := th[0].Figures
-		b.WriteString("## Throttled (Dataverse budget: 20 requests per 10 s)\n\n| records | records/s | budget maximum (records/s) | fraction of the maximum | 429 answers / 1,000 records |\n|---|---|---|---|---|\n")
+		b.WriteString("## Throttled (Dataverse budget: 60 requests per 10 s)\n\n| records | records/s | budget maximum (records/s) | fraction of the maximum | 429 answers / 1,000 records |\n|---|---|---|---|---|\n")
 		fmt.Fprintf(&b, "| %.0f | %.0f | %.0f | %.0f %% (target ≥ 85 %%: %s) | %.2f |\n\n", f["records"], f["records_per_second"], f["budget_max_records_per_second"], f["fraction_of_budget"]*100, verdict(f["fraction_of_budget"] >= 0.85), f["throttled_per_1000"])
 	}
 	return b.String()

@@ -417,8 +417,8 @@ func scenarioCDC(o options, rate int) (*Result, error) {
 	}}, nil
 }
 
-// scenarioBacklog: the agent is stopped while n changes accumulate (at 2,000 a second), then started; the
-// time to drain and the rate.
+// scenarioBacklog: the agent is stopped while n changes accumulate (at 1,000 a second, the highest CDC rate
+// measured), then started; the time to drain and the rate.
 func scenarioBacklog(o options, n int) (*Result, error) {
 	e, a, err := streamingAgent(o)
 	if err != nil {
@@ -428,7 +428,7 @@ func scenarioBacklog(o options, n int) (*Result, error) {
 	if err := a.Stop(time.Minute); err != nil {
 		return nil, err
 	}
-	const rate = 2000
+	const rate = 1000
 	accStart := time.Now()
 	changes, last, err := produce(e, rate, (n+rate-1)/rate)
 	if err != nil {
@@ -451,8 +451,8 @@ func scenarioBacklog(o options, n int) (*Result, error) {
 	}}, nil
 }
 
-// scenarioThrottled: a load of n contacts (and n/5 accounts) under a Dataverse budget of 20 requests per
-// 10-second window, so service protection limits it: throughput as a fraction of the budget's maximum (20
+// scenarioThrottled: a load of n contacts (and n/5 accounts) under a Dataverse budget of 60 requests per
+// 10-second window, so service protection limits it: throughput as a fraction of the budget's maximum (60
 // requests of 1,000 rows per 10 s), and 429 answers per 1,000 records.
 func scenarioThrottled(o options, n int) (*Result, error) {
 	e, err := newEnv(o, n, n/5)
@@ -460,7 +460,7 @@ func scenarioThrottled(o options, n int) (*Result, error) {
 		return nil, err
 	}
 	defer e.close()
-	const requests, window = 20, 10 * time.Second
+	const requests, window = 60, 10 * time.Second
 	e.sb.Dataverse.SetLimits(dataverse.Limits{Requests: requests, Window: dataverse.Duration(window)})
 	a, err := e.agent(harness.AgentConfig(e.sb.Info))
 	if err != nil {

@@ -43,7 +43,9 @@ type pump struct {
 
 func startPump(ctx context.Context, sub *salesforce.Subscription, onBatch func(*salesforce.Batch)) *pump {
 	pctx, cancel := context.WithCancel(ctx)
-	p := &pump{sub: sub, msgs: make(chan pumped, 2), cancel: cancel, done: make(chan struct{})}
+	// Up to 64 responses (6,400 events) are read ahead while a window is being written, so a backlog streams
+	// in while writes are in flight; beyond that, reading blocks and flow control holds the server back.
+	p := &pump{sub: sub, msgs: make(chan pumped, 64), cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		for {
@@ -187,7 +189,9 @@ func (t *table) stream(ctx context.Context) error {
 				t.stMu.Unlock()
 			}
 			window = append(window, m.b.Events...)
-			if len(window) >= t.a.tuning.BatchSize {
+			// A window holds up to one batch per writer, so a backlog is written with every writer busy;
+			// under a trickle the timer flushes small windows early.
+			if len(window) >= t.a.tuning.BatchSize*t.a.tuning.WriteConcurrency {
 				if err := flush(ctx, false); err != nil {
 					return err
 				}
