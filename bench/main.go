@@ -29,7 +29,10 @@ type options struct {
 	Backlog    int    `json:"backlog"`
 	Throttled  int    `json:"throttled"`
 	Only       string `json:"only,omitempty"`
-	Param      int    `json:"-"`
+	// Latency, when set, is added to every Salesforce and Dataverse request of the "-lat" scenarios: a
+	// modelled network round trip, which the zero-latency sandbox otherwise lacks.
+	Latency time.Duration `json:"latency"`
+	Param   int           `json:"-"`
 }
 
 func main() {
@@ -45,6 +48,7 @@ func main() {
 	flag.IntVar(&o.Backlog, "backlog", 50000, "changes accumulated while the agent is stopped")
 	flag.IntVar(&o.Throttled, "throttled", 100000, "contacts loaded under a small Dataverse budget")
 	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled); all when empty")
+	flag.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "modelled round trip added to every request in the ceiling scenarios' second run (0 skips it)")
 	flag.Parse()
 	o.Sizes, o.CDCRates = ints(sizes), ints(rates)
 
@@ -108,6 +112,9 @@ func orchestrate(o options) error {
 	if want("ceiling") {
 		n := o.Sizes[len(o.Sizes)-1]
 		runs = append(runs, run{"intake", n}, run{"output", n}, run{"naive", min(n, 3000)})
+		if o.Latency > 0 {
+			runs = append(runs, run{"load-lat", n}, run{"intake-lat", n}, run{"naive-lat", min(n, 300)})
+		}
 	}
 	if want("cdc") {
 		for _, r := range o.CDCRates {
@@ -129,7 +136,7 @@ func orchestrate(o options) error {
 	for _, r := range runs {
 		fmt.Fprintf(os.Stderr, "bench: %s %d ...\n", r.scenario, r.param)
 		args := []string{"-scenario", r.scenario, "-param", strconv.Itoa(r.param), "-crmsync", o.Crmsync,
-			"-cdc-seconds", strconv.Itoa(o.CDCSeconds)}
+			"-cdc-seconds", strconv.Itoa(o.CDCSeconds), "-latency", o.Latency.String()}
 		cmd := exec.Command(self, args...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr

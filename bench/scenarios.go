@@ -18,6 +18,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
@@ -38,6 +39,10 @@ func newEnv(o options, contacts, accounts int) (*env, error) {
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
+	}
+	if o.Latency > 0 {
+		sb.Dataverse.Faults().Set(faults.Config{Latency: o.Latency, PathPrefix: "/api/data/"})
+		sb.Salesforce.Faults().Set(faults.Config{Latency: o.Latency, PathPrefix: "/services/data/"})
 	}
 	return &env{o: o, dir: dir, sb: sb}, nil
 }
@@ -61,7 +66,11 @@ func runScenario(o options) (*Result, error) {
 		res *Result
 		err error
 	)
-	switch o.Scenario {
+	base, lat := strings.CutSuffix(o.Scenario, "-lat")
+	if !lat {
+		o.Latency = 0
+	}
+	switch base {
 	case "load":
 		res, err = scenarioLoad(o, o.Param)
 	case "intake":
@@ -83,6 +92,9 @@ func runScenario(o options) (*Result, error) {
 		return nil, err
 	}
 	res.Scenario, res.Param, res.Seconds = o.Scenario, o.Param, time.Since(start).Seconds()
+	if o.Latency > 0 {
+		res.Figures["latency_ms"] = float64(o.Latency.Milliseconds())
+	}
 	return res, nil
 }
 
