@@ -2,7 +2,9 @@ package e2e_test
 
 import (
 	"encoding/json"
+	"errors"
 	"math/rand/v2"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -408,5 +410,75 @@ func TestSIGTERMStopsTheControlPlaneAfterItsAgentsDrained(t *testing.T) {
 	e.compareAll()
 	if now := e.sb.Salesforce.Counters()["bulk.create_job"]; now != jobs {
 		t.Errorf("%d new Bulk jobs after the restart: the agent loaded again instead of resuming", now-jobs)
+	}
+}
+
+// TestAStaleAgentGivesWayToItsSuccessor: agents started by hand (a control plane without local agents) share
+// a connector through its lease. A second agent waits while the first holds it; when the first stops
+// renewing (frozen with SIGSTOP, as a partitioned host), the second takes over; the first, thawed, is refused
+// with lease_lost and exits non-zero at once, and Dataverse ends equal to Salesforce.
+func TestAStaleAgentGivesWayToItsSuccessor(t *testing.T) {
+	e := newEnv(t, 1000, 200, "--local-agents=false")
+	conn, _ := e.createConnector(e.connectorSpec("e2e-by-hand", e.sb.Info.Dataverse.TeamID))
+	if _, err := e.c.SetActivation(t.Context(), conn.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	first := e.startAgent(conn.ID)
+	firstDone := make(chan error, 1)
+	go func() { firstDone <- first.Wait() }()
+	e.settle(conn.ID, 2*time.Minute)
+
+	second := e.startAgent(conn.ID)
+	secondDone := make(chan error, 1)
+	go func() { secondDone <- second.Wait() }()
+	t.Cleanup(func() {
+		_ = first.Process.Kill()
+		_ = second.Process.Kill()
+	})
+	// Three lease periods: the second agent waits without taking over.
+	deadline := time.Now().Add(9 * time.Second)
+	for time.Now().Before(deadline) {
+		if st := e.status(conn.ID); st.Agent == nil || st.Agent.PID != first.Process.Pid {
+			t.Fatalf("the lease moved to %+v while agent %d renewed it", st.Agent, first.Process.Pid)
+		}
+		select {
+		case err := <-secondDone:
+			t.Fatalf("the waiting agent exited: %v", err)
+		default:
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+
+	if err := first.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.sb.Salesforce.Mutate("Contact", 30, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.waitFor(time.Minute, "the second agent to take over", func() bool {
+		st, ok := e.statusOK(conn.ID)
+		return ok && st.Agent != nil && st.Agent.PID == second.Process.Pid
+	})
+	e.settle(conn.ID, 2*time.Minute)
+
+	if err := first.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-firstDone:
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() == 0 {
+			t.Errorf("the stale agent exited with %v, want a non-zero exit", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the stale agent did not stop within 20 s of being thawed")
+	}
+	if !strings.Contains(e.serveLog(), "the lease is lost: stopping at once") {
+		t.Error("the stale agent did not say it lost its lease")
+	}
+	e.settle(conn.ID, 2*time.Minute)
+	e.compareAll()
+	if st := e.status(conn.ID); st.Agent == nil || st.Agent.PID != second.Process.Pid {
+		t.Errorf("after the stale agent stopped, status names agent %+v", st.Agent)
 	}
 }

@@ -78,9 +78,10 @@ type env struct {
 	// connectors created by the test: their agent processes are found (and, at the end, stopped) by the
 	// connector ID on their command line.
 	connectors []string
+	serveArgs  []string
 }
 
-func newEnv(t *testing.T, contacts, accounts int) *env {
+func newEnv(t *testing.T, contacts, accounts int, serveArgs ...string) *env {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end: builds crmsync and runs processes")
@@ -91,7 +92,7 @@ func newEnv(t *testing.T, contacts, accounts int) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	e := &env{t: t, dir: dir, sb: sb, addr: freeAddr(t), logPath: filepath.Join(dir, "serve.log")}
+	e := &env{t: t, dir: dir, sb: sb, addr: freeAddr(t), logPath: filepath.Join(dir, "serve.log"), serveArgs: serveArgs}
 	e.c, err = client.New(client.Config{Endpoint: "http://" + e.addr, Token: token, Timeout: 3 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -119,8 +120,8 @@ func (e *env) startServe() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(crmsyncBinary(e.t), "serve", "--data-dir", filepath.Join(e.dir, "cp"), "--listen", e.addr,
-		"--lease-ttl", "3s", "--log-level", "info")
+	args := append([]string{"serve", "--data-dir", filepath.Join(e.dir, "cp"), "--listen", e.addr, "--lease-ttl", "3s", "--log-level", "info"}, e.serveArgs...)
+	cmd := exec.Command(crmsyncBinary(e.t), args...)
 	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+token)
 	var out io.Writer = logf
 	if testing.Verbose() {
@@ -188,6 +189,32 @@ func (e *env) cleanup() {
 			e.t.Logf("last lines of the control plane's log:\n%s", strings.Join(lines[max(0, len(lines)-80):], "\n"))
 		}
 	}
+}
+
+// startAgent starts `crmsync agent --control-plane` by hand, as on another host, with the token in a file;
+// its output goes to the control plane's log.
+func (e *env) startAgent(connectorID string) *exec.Cmd {
+	e.t.Helper()
+	tokenFile := filepath.Join(e.dir, "token")
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command(crmsyncBinary(e.t), "agent", "--control-plane", "http://"+e.addr, "--connector", connectorID, "--token-file", tokenFile)
+	cmd.Env = os.Environ()
+	logf, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { logf.Close() })
+	var out io.Writer = logf
+	if testing.Verbose() {
+		out = io.MultiWriter(logf, os.Stderr)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		e.t.Fatal(err)
+	}
+	return cmd
 }
 
 // serveLog returns the control plane's log so far (its agents' lines included).
