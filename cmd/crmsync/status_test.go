@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -91,5 +92,37 @@ func TestStatusJSONIsTheAPIsDocument(t *testing.T) {
 	}
 	if got.Name != st.Name || len(got.Tables) != 2 || got.Tables[1].LoadDone != 5000 {
 		t.Errorf("--json printed %+v", got)
+	}
+}
+
+func TestWatchRedrawsEverySecondUntilInterrupted(t *testing.T) {
+	now := time.Now().UTC()
+	st := sampleStatus(now)
+	var calls int
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/v1/connectors":
+			_ = json.NewEncoder(w).Encode(api.ConnectorList{Connectors: []api.Connector{{ID: st.ConnectorID}}})
+		case "/v1/connectors/" + st.ConnectorID + "/status":
+			calls++
+			_ = json.NewEncoder(w).Encode(st)
+		default:
+			t.Errorf("unexpected request %s", r.URL)
+			w.WriteHeader(http.StatusNotFound)
+		}
+	}))
+	defer srv.Close()
+	t.Setenv("CRMSYNC_TOKEN", "tok")
+	ctx, cancel := context.WithTimeout(t.Context(), 2500*time.Millisecond)
+	defer cancel()
+	cmd := newStatusCommand()
+	var out bytes.Buffer
+	cmd.SetOut(&out)
+	cmd.SetArgs([]string{"--watch", "--endpoint", srv.URL})
+	if err := cmd.ExecuteContext(ctx); err != nil {
+		t.Fatalf("--watch ended with %v when interrupted, want nil", err)
+	}
+	if frames := strings.Count(out.String(), "NAME"); frames < 2 || frames > 4 {
+		t.Errorf("%d frames in 2.5 s, want one a second:\n%s", frames, out.String())
 	}
 }
