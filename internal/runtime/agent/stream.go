@@ -342,6 +342,7 @@ type recState struct {
 	values  map[string]any
 	changed []string
 	changes int64
+	newest  time.Time // commit time of the newest change taken in
 }
 
 // apply coalesces a window of events per record and writes the result.
@@ -376,6 +377,13 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 				order = append(order, id)
 			}
 			st.changes++
+			if ev.CommitTimestamp.Before(st.newest) || ev.CommitTimestamp.Before(t.lastApplied(id)) {
+				// Delivered out of order: applying it would put older values over newer ones, and skipping it
+				// could lose the fields it changed. What Salesforce holds now settles it.
+				st.kind, st.values, st.changed = "refetch", nil, nil
+				continue
+			}
+			st.newest = ev.CommitTimestamp
 			switch ev.ChangeType {
 			case ctCreate:
 				st.kind, st.values, st.changed = "full", copyValues(ev.Values, id), nil
@@ -460,6 +468,9 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 		if err := t.catchUp(ctx, overflowSince.Add(-catchUpMargin), false); err != nil {
 			return err
 		}
+	}
+	for _, id := range order {
+		t.markApplied(id, states[id].newest)
 	}
 	commits := make([]time.Time, len(window))
 	for i, ev := range window {

@@ -64,7 +64,8 @@ type table struct {
 	// recent remembers the SystemModstamp of records re-read from Salesforce, so events older than what was
 	// written are skipped and never overwrite newer data.
 	recentMu sync.Mutex
-	recent   map[string]time.Time
+	recent   recentTimes // SystemModstamp of records re-read from Salesforce
+	applied  recentTimes // commit time of the newest change written per record
 }
 
 func mappingColumns(plan *mapping.Plan) ([]string, string) {
@@ -346,18 +347,61 @@ func (t *table) refetch(ctx context.Context, ids []string) error {
 func (t *table) remember(id string, modstamp time.Time) {
 	t.recentMu.Lock()
 	defer t.recentMu.Unlock()
-	if t.recent == nil || len(t.recent) > 100_000 {
-		t.recent = map[string]time.Time{}
-	}
-	t.recent[to18(id)] = modstamp
+	t.recent.put(to18(id), modstamp)
 }
 
 // stale reports whether an event committed at commit is older than what a re-read already wrote.
 func (t *table) stale(id string, commit time.Time) bool {
 	t.recentMu.Lock()
 	defer t.recentMu.Unlock()
-	ms, ok := t.recent[to18(id)]
+	ms, ok := t.recent.get(to18(id))
 	return ok && !commit.After(ms)
+}
+
+// markApplied records the commit time of the newest change written for a record.
+func (t *table) markApplied(id string, commit time.Time) {
+	if commit.IsZero() {
+		return
+	}
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	if prev, ok := t.applied.get(id); !ok || commit.After(prev) {
+		t.applied.put(id, commit)
+	}
+}
+
+// lastApplied returns the commit time of the newest change written for a record (zero when unknown).
+func (t *table) lastApplied(id string) time.Time {
+	t.recentMu.Lock()
+	defer t.recentMu.Unlock()
+	at, _ := t.applied.get(id)
+	return at
+}
+
+// recentTimes remembers a time per record for the most recent records only: two generations of up to
+// recentLimit entries each, the older dropped when the newer fills up, so memory stays bounded.
+type recentTimes struct {
+	cur, prev map[string]time.Time
+}
+
+const recentLimit = 100_000
+
+func (r *recentTimes) put(id string, at time.Time) {
+	if r.cur == nil {
+		r.cur = map[string]time.Time{}
+	}
+	if len(r.cur) >= recentLimit {
+		r.prev, r.cur = r.cur, map[string]time.Time{}
+	}
+	r.cur[id] = at
+}
+
+func (r *recentTimes) get(id string) (time.Time, bool) {
+	if at, ok := r.cur[id]; ok {
+		return at, true
+	}
+	at, ok := r.prev[id]
+	return at, ok
 }
 
 func parseSFTime(s string) (time.Time, error) {
