@@ -630,3 +630,38 @@ func TestAPanickingHandlerAnswersInternalWithoutDetail(t *testing.T) {
 		t.Errorf("the server does not answer after a panic: %v", err)
 	}
 }
+
+func TestAgentsCanSendLargeDeadLetterBatches(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	c := e.createConnector(t, "bulky")
+	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "a", Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	row := `{"description":"` + strings.Repeat("x", 2000) + `"}`
+	dls := make([]api.DeadLetter, 1000) // a whole refused Dataverse batch: well over the 1 MiB of the person-facing routes
+	for i := range dls {
+		dls[i] = api.DeadLetter{Table: "Contact", RecordID: fmt.Sprintf("003%012dAAA", i), Operation: "upsert", Code: "0x80040265", Reason: "refused", Payload: row, At: e.clock.Now()}
+	}
+	dls[0].Payload = strings.Repeat("y", 100<<10)
+	if err := e.client.AddDeadLetters(ctx, l.ID, dls); err != nil {
+		t.Fatalf("a batch of 1000 dead letters: %v", err)
+	}
+	list, err := e.client.DeadLetters(ctx, c.ID, "Contact", 1)
+	if err != nil || list.Total != 1000 {
+		t.Fatalf("stored %+v, %v", list.Total, err)
+	}
+	if p := list.DeadLetters[0].Payload; len(p) > maxPayload+20 || !strings.HasSuffix(p, "(truncated)") {
+		t.Errorf("an oversized payload is kept at %d bytes", len(p))
+	}
+}
+
+func TestTheBearerSchemeIsCaseInsensitive(t *testing.T) {
+	e := newEnv(t)
+	for _, h := range []string{"bearer " + testToken, "BEARER " + testToken} {
+		if status, _, _ := e.raw(t, http.MethodGet, "/v1/connectors", nil, map[string]string{"Authorization": h}); status != http.StatusOK {
+			t.Errorf("Authorization %.8q…: %d, want 200", h, status)
+		}
+	}
+}

@@ -21,6 +21,9 @@ import (
 const (
 	DefaultLeaseTTL     = 30 * time.Second
 	DefaultMaxBodyBytes = 1 << 20
+	// DefaultAgentMaxBodyBytes caps the agent protocol's bodies: a batch of dead letters carries the refused
+	// rows, and a checkpoint the records to re-read, both larger than anything a person declares.
+	DefaultAgentMaxBodyBytes = 32 << 20
 	// RetentionWindow is how long Salesforce keeps change events: a replay position older than this cannot
 	// resume and the table is re-synced.
 	RetentionWindow = 72 * time.Hour
@@ -38,8 +41,10 @@ type Config struct {
 	Logger   *slog.Logger
 	// LeaseTTL is how long an agent's lease lives without a heartbeat (30 s when zero).
 	LeaseTTL time.Duration
-	// MaxBodyBytes caps request bodies (1 MiB when zero).
-	MaxBodyBytes int64
+	// MaxBodyBytes caps request bodies (1 MiB when zero); AgentMaxBodyBytes those of the agent protocol
+	// (/v1/agent/..., 32 MiB when zero).
+	MaxBodyBytes      int64
+	AgentMaxBodyBytes int64
 	// Version is reported by /healthz.
 	Version string
 	// Now is the clock status computations use (time.Now when nil); tests share it with the store's.
@@ -113,6 +118,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.AgentMaxBodyBytes <= 0 {
+		cfg.AgentMaxBodyBytes = DefaultAgentMaxBodyBytes
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -189,11 +197,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		s.writeError(sw, r, errorf(http.StatusNotFound, CodeNotFound, "", "no route %s %s", r.Method, r.URL.Path))
 		return
 	}
-	if r.ContentLength > s.cfg.MaxBodyBytes {
-		s.writeError(sw, r, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "", "the request body is larger than %d bytes", s.cfg.MaxBodyBytes))
+	limit := s.cfg.MaxBodyBytes
+	if strings.HasPrefix(r.URL.Path, "/v1/agent/") {
+		limit = s.cfg.AgentMaxBodyBytes
+	}
+	if r.ContentLength > limit {
+		s.writeError(sw, r, errorf(http.StatusRequestEntityTooLarge, CodeTooLarge, "", "the request body is larger than %d bytes", limit))
 		return
 	}
-	r.Body = http.MaxBytesReader(sw, r.Body, s.cfg.MaxBodyBytes)
+	r.Body = http.MaxBytesReader(sw, r.Body, limit)
 	s.mux.ServeHTTP(sw, r)
 }
 
@@ -239,8 +251,8 @@ func (r *headerRecorder) WriteHeader(code int) { r.status = code }
 
 // authorized compares the bearer token in constant time (hashes first, so the length does not leak either).
 func (s *Server) authorized(r *http.Request) bool {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || tok == "" {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" { // the scheme is case-insensitive (RFC 7235)
 		return false
 	}
 	sum := sha256.Sum256([]byte(tok))

@@ -35,7 +35,7 @@ const (
 	maxHost        = 255
 	maxRecordID    = 18
 	maxMessage     = 4096
-	maxPayload     = 256 << 10
+	maxPayload     = 64 << 10
 	maxBatch       = 1000
 	maxStatusTable = 1000
 )
@@ -433,8 +433,10 @@ func validateDeadLetter(field string, d *api.DeadLetter) error {
 	if err := text(field+".code", d.Code, 128, true); err != nil {
 		return err
 	}
+	// The payload is shown to people, never replayed (a retry re-reads the record), so a long one is cut
+	// rather than refused: refusing would lose the dead letter.
 	if len(d.Payload) > maxPayload {
-		return invalid(field+".payload", "%s.payload is %d bytes; the limit is %d", field, len(d.Payload), maxPayload)
+		d.Payload = truncate(d.Payload, maxPayload) + " (truncated)"
 	}
 	if d.Attempts < 0 {
 		return invalid(field+".attempts", "%s.attempts must not be negative", field)
