@@ -96,6 +96,7 @@ func startControlPlane(t *testing.T, opts controlPlaneOptions) *controlPlane {
 	}
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &testClock{}
+	st.Now = func() time.Time { return clk.Now().UTC() } // one clock for leases, revisions and status
 	srv, err := controlplane.New(controlplane.Config{
 		Store: st, Token: accToken, Checker: opts.Checker, Deployer: opts.Deployer, LeaseTTL: opts.LeaseTTL, Now: clk.Now,
 	})

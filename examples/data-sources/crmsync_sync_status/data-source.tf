@@ -1,12 +1,14 @@
-# In a check block, every plan and apply asserts the sync is healthy (a failure is a warning).
-check "sync_is_healthy" {
-  data "crmsync_sync_status" "salesforce" {
-    connector_id = crmsync_activation.salesforce.connector_id
-  }
+data "crmsync_sync_status" "salesforce" {
+  connector_id = crmsync_activation.salesforce.connector_id
+}
 
+# Every plan and apply asserts the sync is healthy (a failed assertion is a warning). Keep the data source at
+# the top level: Terraform plans a re-read of a data source nested in a check block on every plan, so
+# `terraform plan -detailed-exitcode` would never exit 0.
+check "sync_is_healthy" {
   assert {
     condition     = data.crmsync_sync_status.salesforce.state == "streaming" && data.crmsync_sync_status.salesforce.lag_seconds < 60
-    error_message = "crmsync is unhealthy or more than a minute behind"
+    error_message = "crmsync is unhealthy or more than a minute behind: ${data.crmsync_sync_status.salesforce.reason}"
   }
 
   assert {
