@@ -7,6 +7,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
@@ -311,4 +312,44 @@ func TestBatchPathGivesTheSameResultWithoutBulkMessages(t *testing.T) {
 		t.Errorf("with bulk messages off the agent sent %d bulk messages and %d batches", calls["dataverse.bulk"], calls["dataverse.batch"])
 	}
 	reconciled(t, r.a.Status())
+}
+
+func TestDuplicateAndOutOfOrderDeliveryNeverLeaveOlderValues(t *testing.T) {
+	e := newEnv(t, 200, 20)
+	r := e.start(t, "")
+	e.settle(t, r, time.Minute)
+	// The agent stops while records change field by field in separate transactions, so the backlog arrives
+	// in responses of many events; redelivered or reordered, applied blindly they would leave older values
+	// (or lose a field).
+	r.stop()
+	sf := e.sb.Salesforce
+	ids := liveIDs(t, e, "Contact", 5)
+	for round := 0; round < 12; round++ {
+		for _, id := range ids {
+			field := []string{"Phone", "Email", "Department", "Title"}[round%4]
+			value := any(nil)
+			if round%3 != 2 {
+				value = strings.ToLower(field) + "-" + string(rune('a'+round)) + "@example.com"
+			}
+			if _, err := sf.Transact(salesforce.Transaction{Operations: []salesforce.Operation{
+				{Op: "update", Object: "Contact", ID: id, Fields: map[string]any{field: value}},
+			}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := sf.Mutate("Contact", 50, ""); err != nil {
+		t.Fatal(err)
+	}
+	sf.Faults().Set(faults.Config{DuplicateRate: 0.2, ReorderRate: 0.5, Seed: 11})
+	r2 := e.start(t, "")
+	e.settle(t, r2, time.Minute)
+	counts := sf.Faults().Counts()
+	sf.Faults().Reset()
+	e.compareAll(t, nil)
+	if counts.Duplicates == 0 || counts.Reorders == 0 {
+		t.Errorf("faults did not fire: %+v", counts)
+	}
+	t.Logf("%d events redelivered, %d responses reordered", counts.Duplicates, counts.Reorders)
+	reconciled(t, r2.a.Status())
 }

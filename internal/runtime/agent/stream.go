@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -131,7 +132,10 @@ func (t *table) stream(ctx context.Context) error {
 		if err := t.apply(ctx, window); err != nil {
 			return err
 		}
-		last := window[len(window)-1].ReplayID
+		var last []byte
+		for _, ev := range window {
+			last = salesforce.LaterReplayID(last, ev.ReplayID)
+		}
 		window = window[:0]
 		if force || time.Since(lastSave) >= 500*time.Millisecond {
 			lastSave = time.Now()
@@ -342,7 +346,7 @@ type recState struct {
 	values  map[string]any
 	changed []string
 	changes int64
-	newest  time.Time // commit time of the newest change taken in
+	newest  []byte // replay ID of the newest change taken in
 }
 
 // apply coalesces a window of events per record and writes the result.
@@ -376,14 +380,27 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 				states[id] = st
 				order = append(order, id)
 			}
-			st.changes++
-			if ev.CommitTimestamp.Before(st.newest) || ev.CommitTimestamp.Before(t.lastApplied(id)) {
-				// Delivered out of order: applying it would put older values over newer ones, and skipping it
-				// could lose the fields it changed. What Salesforce holds now settles it.
+			// Replay IDs grow in commit order (and are unique per event, unlike commit times, which several
+			// transactions can share to the millisecond), so they tell a redelivery and an event delivered
+			// out of order.
+			applied := t.lastApplied(id)
+			switch {
+			case sameReplay(ev.ReplayID, st.newest) || sameReplay(ev.ReplayID, applied):
+				t.skipped.Add(1) // a redelivery of a change already taken
+				if st.changes == 0 && st.kind == "" {
+					delete(states, id)
+					order = order[:len(order)-1]
+				}
+				continue
+			case olderReplay(ev.ReplayID, st.newest) || olderReplay(ev.ReplayID, applied):
+				// Applying it would put older values over newer ones, and skipping it could lose the fields
+				// it changed: what Salesforce holds now settles it.
+				st.changes++
 				st.kind, st.values, st.changed = "refetch", nil, nil
 				continue
 			}
-			st.newest = ev.CommitTimestamp
+			st.changes++
+			st.newest = ev.ReplayID
 			switch ev.ChangeType {
 			case ctCreate:
 				st.kind, st.values, st.changed = "full", copyValues(ev.Values, id), nil
@@ -550,3 +567,9 @@ func withField(fields []string, f string) []string {
 	}
 	return append(append([]string(nil), fields...), f)
 }
+
+// olderReplay reports whether replay ID a is older than b (both 8-byte big-endian in practice; IDs of
+// different lengths are never compared).
+func olderReplay(a, b []byte) bool { return len(a) == len(b) && len(a) > 0 && bytes.Compare(a, b) < 0 }
+
+func sameReplay(a, b []byte) bool { return len(a) > 0 && bytes.Equal(a, b) }

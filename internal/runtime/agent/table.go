@@ -65,7 +65,9 @@ type table struct {
 	// written are skipped and never overwrite newer data.
 	recentMu sync.Mutex
 	recent   recentTimes // SystemModstamp of records re-read from Salesforce
-	applied  recentTimes // commit time of the newest change written per record
+	// applied (and appliedPrev, the previous generation) hold the replay ID of the newest change written per
+	// record, for the most recent records only.
+	applied, appliedPrev map[string][]byte
 }
 
 func mappingColumns(plan *mapping.Plan) ([]string, string) {
@@ -358,24 +360,32 @@ func (t *table) stale(id string, commit time.Time) bool {
 	return ok && !commit.After(ms)
 }
 
-// markApplied records the commit time of the newest change written for a record.
-func (t *table) markApplied(id string, commit time.Time) {
-	if commit.IsZero() {
+// markApplied records the replay ID of the newest change written for a record.
+func (t *table) markApplied(id string, replay []byte) {
+	if len(replay) == 0 {
 		return
 	}
 	t.recentMu.Lock()
 	defer t.recentMu.Unlock()
-	if prev, ok := t.applied.get(id); !ok || commit.After(prev) {
-		t.applied.put(id, commit)
+	if t.applied == nil {
+		t.applied = map[string][]byte{}
+	}
+	if prev, ok := t.applied[id]; !ok || !olderReplay(replay, prev) {
+		if len(t.applied) >= recentLimit {
+			t.appliedPrev, t.applied = t.applied, map[string][]byte{}
+		}
+		t.applied[id] = replay
 	}
 }
 
-// lastApplied returns the commit time of the newest change written for a record (zero when unknown).
-func (t *table) lastApplied(id string) time.Time {
+// lastApplied returns the replay ID of the newest change written for a record (nil when unknown).
+func (t *table) lastApplied(id string) []byte {
 	t.recentMu.Lock()
 	defer t.recentMu.Unlock()
-	at, _ := t.applied.get(id)
-	return at
+	if r, ok := t.applied[id]; ok {
+		return r
+	}
+	return t.appliedPrev[id]
 }
 
 // recentTimes remembers a time per record for the most recent records only: two generations of up to

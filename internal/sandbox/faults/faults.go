@@ -34,6 +34,11 @@ type Config struct {
 	// StreamDropRate is the fraction of gRPC stream messages after which the stream is dropped with
 	// UNAVAILABLE (consulted by gRPC servers through DropStream).
 	StreamDropRate float64 `json:"stream_drop_rate,omitempty"`
+	// DuplicateRate is the fraction of delivered events that are delivered a second time (a redelivery), and
+	// ReorderRate the fraction of event responses whose events are delivered in reverse order (consulted by
+	// the Pub/Sub server through Duplicate and Reorder).
+	DuplicateRate float64 `json:"duplicate_rate,omitempty"`
+	ReorderRate   float64 `json:"reorder_rate,omitempty"`
 	// PathPrefix limits HTTP faults to request paths with this prefix; empty matches every path.
 	PathPrefix string `json:"path_prefix,omitempty"`
 	// Limit caps the number of faults injected (errors, resets, truncations, drops); 0 means no cap.
@@ -49,6 +54,8 @@ type Counts struct {
 	Resets     int64 `json:"resets"`
 	Truncated  int64 `json:"truncated"`
 	StreamDrop int64 `json:"stream_drops"`
+	Duplicates int64 `json:"duplicates"`
+	Reorders   int64 `json:"reorders"`
 }
 
 // ErrorWriter writes an injected error answer in the emulated service's own error shape.
@@ -144,6 +151,31 @@ func (i *Injector) DropStream() bool {
 	if i.rng.Float64() < i.cfg.StreamDropRate {
 		i.used++
 		i.counts.StreamDrop++
+		return true
+	}
+	return false
+}
+
+// Duplicate reports whether one delivered event should be delivered again.
+func (i *Injector) Duplicate() bool {
+	return i.drawKind(func(c Config) float64 { return c.DuplicateRate }, &i.counts.Duplicates)
+}
+
+// Reorder reports whether a response's events should be delivered out of order.
+func (i *Injector) Reorder() bool {
+	return i.drawKind(func(c Config) float64 { return c.ReorderRate }, &i.counts.Reorders)
+}
+
+func (i *Injector) drawKind(rate func(Config) float64, count *int64) bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	r := rate(i.cfg)
+	if r <= 0 || (i.cfg.Limit > 0 && i.used >= i.cfg.Limit) {
+		return false
+	}
+	if i.rng.Float64() < r {
+		i.used++
+		*count++
 		return true
 	}
 	return false

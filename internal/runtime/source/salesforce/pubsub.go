@@ -1,6 +1,7 @@
 package salesforce
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -293,7 +294,7 @@ func (s *Subscription) Next() (*Batch, error) {
 				return nil, err
 			}
 			b.Events = append(b.Events, ev)
-			s.last = ce.GetReplayId()
+			s.last = LaterReplayID(s.last, ce.GetReplayId())
 		}
 		if len(b.Events) == 0 && len(b.LatestReplayID) > 0 {
 			s.last = b.LatestReplayID
@@ -350,6 +351,16 @@ func (s *Subscription) reconnect() error {
 			return fmt.Errorf("pub/sub: giving up after %d reconnect attempts: %w", s.fails, err)
 		}
 	}
+}
+
+// LaterReplayID returns the later of two replay IDs. Replay IDs are opaque, but in practice they are 8-byte
+// big-endian numbers that grow in commit order, so equal-length IDs compare as bytes; for IDs of different
+// lengths the second wins. Used so a redelivered or reordered event never moves a position back.
+func LaterReplayID(a, b []byte) []byte {
+	if len(a) == len(b) && bytes.Compare(a, b) > 0 {
+		return a
+	}
+	return b
 }
 
 // Close ends the subscription.

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/google/uuid"
@@ -226,6 +227,20 @@ func (sub *subscription) deliver(events []cdc.Event, pos uint64) error {
 		})
 	}
 	sub.pending -= len(out)
+	if f := sub.s.cfg.Faults; f != nil {
+		// Injected delivery faults: redeliveries of events already sent, and responses out of order. The
+		// credit is charged for the originals only, as a broker retrying a delivery would.
+		var extra []*eventbusv1.ConsumerEvent
+		for _, ce := range out {
+			if f.Duplicate() {
+				extra = append(extra, ce)
+			}
+		}
+		out = append(out, extra...)
+		if len(out) > 1 && f.Reorder() {
+			slices.Reverse(out)
+		}
+	}
 	sub.pos = pos
 	if err := sub.send(&eventbusv1.FetchResponse{Events: out, LatestReplayId: replayBytes(pos)}); err != nil {
 		return err
