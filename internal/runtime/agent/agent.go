@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -131,7 +132,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 			}
 		}
 		t := &table{
-			a: a, cfg: tc, plan: plan, types: types, topic: "/data/" + describes[tc.SourceTable].Name + "ChangeEvent",
+			a: a, cfg: tc, plan: plan, types: types, topic: changeTopic(describes[tc.SourceTable].Name),
 			log:    a.log.With("table", tc.SourceTable),
 			loaded: make(chan struct{}),
 			w: &writer{dv: a.dv, plan: plan, dead: a.stores.DeadLetters, batchSize: a.tuning.BatchSize,
@@ -272,4 +273,13 @@ func (a *Agent) report(ctx context.Context) {
 	if err := a.stores.Reporter.Report(ctx, a.Status()); err != nil && ctx.Err() == nil {
 		a.log.Warn("reporting status", "err", err)
 	}
+}
+
+// changeTopic is the single-entity change-event channel of an object: /data/ContactChangeEvent for a
+// standard object, /data/Foo__ChangeEvent for the custom object Foo__c (spec 5.1).
+func changeTopic(object string) string {
+	if base, custom := strings.CutSuffix(object, "__c"); custom {
+		return "/data/" + base + "__ChangeEvent"
+	}
+	return "/data/" + object + "ChangeEvent"
 }

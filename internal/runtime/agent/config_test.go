@@ -90,3 +90,11 @@ func TestSecretsResolveFromEnvAndFile(t *testing.T) {
 		t.Errorf("an unset variable must be named in the error: %v", err)
 	}
 }
+
+func TestChangeTopicsOfStandardAndCustomObjects(t *testing.T) {
+	for obj, want := range map[string]string{"Contact": "/data/ContactChangeEvent", "Invoice__c": "/data/Invoice__ChangeEvent"} {
+		if got := changeTopic(obj); got != want {
+			t.Errorf("changeTopic(%s) = %s, want %s", obj, got, want)
+		}
+	}
+}
