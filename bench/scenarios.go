@@ -163,7 +163,7 @@ func dvToken(sb *sandbox.Sandbox) (string, error) {
 		AccessToken string `json:"access_token"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
-		return "", fmt.Errorf("dataverse token: %v (HTTP %d)", err, resp.StatusCode)
+		return "", fmt.Errorf("dataverse token (HTTP %d): %w", resp.StatusCode, err)
 	}
 	return t.AccessToken, nil
 }

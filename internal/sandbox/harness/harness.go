@@ -70,7 +70,7 @@ func StartAgent(binary string, cfg api.Config, dir, stateDir string, logw io.Wri
 		return nil, err
 	}
 	args := append([]string{"agent", "--config", cfgFile, "--state-dir", stateDir, "--listen", addr}, extraArgs...)
-	cmd := exec.Command(binary, args...)
+	cmd := exec.Command(binary, args...) //nolint:gosec // G204: the crmsync binary under test, chosen by the caller
 	cmd.Env = append(os.Environ(), "CRMSYNC_HARNESS_DV_SECRET="+secret)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	if err := cmd.Start(); err != nil {
@@ -122,7 +122,9 @@ func (a *Agent) Stop(timeout time.Duration) error {
 		return err
 	case <-time.After(timeout):
 		_ = a.Cmd.Process.Signal(syscall.SIGKILL)
-		<-done
+		if err := <-done; err != nil {
+			return fmt.Errorf("the agent did not stop in time and was killed (%w)", err)
+		}
 		return errors.New("the agent did not stop in time and was killed")
 	}
 }
