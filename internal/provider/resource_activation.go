@@ -236,8 +236,16 @@ func (r *activationResource) Update(ctx context.Context, req resource.UpdateRequ
 		// deactivation (the agent drains and stops) followed by an activation that re-runs the preflight.
 		id := plan.ConnectorID.ValueString()
 		tflog.Info(ctx, "redeploying an unhealthy connector", map[string]any{"connector_id": id, "health": h})
+		summary := fmt.Sprintf("updating crmsync_activation (%s)", id)
 		if _, err := c.SetActivation(ctx, id, false); err != nil {
-			resp.Diagnostics.AddError(fmt.Sprintf("updating crmsync_activation (%s)", id), "Deactivating before the redeploy failed: "+describeAPIError(err))
+			resp.Diagnostics.AddError(summary, "Deactivating before the redeploy failed: "+describeAPIError(err))
+			return
+		}
+		// The running agent must be gone first: a failed or stuck agent keeps its lease (and its revision)
+		// across a quick deactivate-activate.
+		if err := waitAgentGone(ctx, c, id, timeout/2); err != nil {
+			resp.Diagnostics.AddError(summary, fmt.Sprintf("The connector is deactivated for the redeploy, but its agent did not stop: %s. "+
+				"Stop it (or let its lease expire) and apply again.", err))
 			return
 		}
 	}
@@ -269,19 +277,7 @@ func (r *activationResource) Delete(ctx context.Context, req resource.DeleteRequ
 		return
 	}
 	tflog.Info(ctx, "deactivated connector; waiting for its agent to stop", map[string]any{"connector_id": id})
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err := poll(ctx, func() (bool, error) {
-		st, err := c.Status(ctx, id)
-		if isNotFound(err) {
-			return true, nil
-		}
-		if err != nil {
-			return false, err
-		}
-		return st.Agent == nil, nil
-	})
-	if err != nil {
+	if err := waitAgentGone(ctx, c, id, timeout); err != nil {
 		resp.Diagnostics.AddWarning(summary,
 			fmt.Sprintf("The connector is deactivated, but its agent had not stopped within %s: %s. It stops at its next heartbeat.", timeout, err))
 	}
@@ -387,6 +383,26 @@ func waitForAgent(ctx context.Context, c *client.Client, id string, revision int
 		return nil, fmt.Errorf("timed out after %s waiting for the agent of connector %s: the status could not be read", timeout, id)
 	}
 	return nil, err
+}
+
+// waitAgentGone waits until no agent holds a live lease on the connector (the activation's deployed revision
+// is 0), which after a deactivation means the agent drained and stopped.
+func waitAgentGone(ctx context.Context, c *client.Client, id string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return poll(ctx, func() (bool, error) {
+		act, err := c.GetActivation(ctx, id)
+		if isNotFound(err) {
+			return true, nil
+		}
+		if err != nil {
+			return false, err
+		}
+		if act.DeployedRevision != 0 {
+			tflog.Debug(ctx, "waiting for the agent to stop", map[string]any{"connector_id": id, "revision": act.DeployedRevision})
+		}
+		return act.DeployedRevision == 0, nil
+	})
 }
 
 // agentDone reports whether the status satisfies wait_for.
