@@ -327,3 +327,45 @@ func TestAccTableMapping_planWarnings(t *testing.T) {
 	}
 	w.Destroy(mappingConfig(cp, truncated))
 }
+
+// TestAccTableMapping_liveRulesAskTheControlPlane: custom fields and columns are checked against the live
+// Salesforce describe and Dataverse metadata through the control plane during plan, and the table-added
+// warning carries the live record count.
+func TestAccTableMapping_liveRulesAskTheControlPlane(t *testing.T) {
+	env := startSyncEnv(t, syncOptions{contacts: 20, accounts: 5, noSupervisor: true})
+	connector := env.providerBlock() + env.connectorHCL("acc-live", env.sb.Info.Dataverse.TeamID)
+	withRegion := connector + `
+resource "crmsync_table_mapping" "contact" {
+  connector_id = crmsync_connector.sandbox.id
+  source_table = "Contact"
+  columns = {
+    new_region  = { source = "Region__c" }
+    description = { source = "Description", truncate = true }
+    lastname    = { source = "LastName", truncate = true }
+  }
+}
+`
+	w := newTFWorkdir(t)
+	w.Apply(connector)
+
+	// Neither the field nor the column exists yet: only the live rules can tell.
+	w.write(withRegion)
+	run := w.run(1, "plan", "-json", "-input=false")
+	if !run.Has("error", "Unknown Salesforce field (live check)", "Contact.Region__c does not exist") ||
+		!run.Has("error", "Unknown Dataverse column (live check)", "contact.new_region does not exist") {
+		t.Fatalf("live rules did not report the missing field and column: %v", run.Diagnostics)
+	}
+
+	addRegion(t, env)
+	run = w.Plan(withRegion)
+	if len(run.Errors()) > 0 {
+		t.Fatalf("errors once the field and column exist: %v", run.Errors())
+	}
+	if !run.Has("warning", "Table added: existing records will be synced", "about 20 records", "Salesforce API calls", "Dataverse requests") {
+		t.Errorf("no record estimate in the table-added warning: %v", run.Diagnostics)
+	}
+	if run.Has("warning", "Live mapping validation skipped") {
+		t.Errorf("live validation was skipped: %v", run.Diagnostics)
+	}
+	w.Destroy(connector)
+}
