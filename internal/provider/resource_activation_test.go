@@ -62,7 +62,6 @@ func quickstartDir(t *testing.T, edits map[string]string, extra map[string]strin
 	return dir
 }
 
-
 // TestAccQuickstart_endToEnd is issue 6's end-to-end flow on examples/quickstart: apply → rows in Dataverse →
 // status data source → import → mapping change → agent redeployed → added column filled for existing rows →
 // empty plan; then a connector deactivated out of band shows as a planned activation, and destroy
@@ -330,7 +329,7 @@ resource "crmsync_activation" "sandbox" {
 		ProtoV6ProviderFactories: protoV6ProviderFactories,
 		CheckDestroy:             checkConnectorsDestroyed(env.controlPlane),
 		Steps: []resource.TestStep{{
-			Config:      cfg,
+			Config: cfg,
 			// Within 2 s the agent has just started, or is loading: either way the error says so.
 			ExpectError: regexp.MustCompile(`(?s)timed out after 2s waiting for the agent of\s+connector\s+con_\w+\s+\(wait_for\s+=\s+"initial_load"\).\s+Not\s+done:\s+- (no agent runs the connector|the connector is deploying|table Contact is initial_load)`),
 		}},
