@@ -36,8 +36,12 @@ type Checkpoint struct {
 	// or changed and the table is re-synced.
 	MappingHash string `json:"mapping_hash,omitempty"`
 	// MappingColumns are the effective columns ("dest<-source") the table was last loaded with.
-	MappingColumns []string  `json:"mapping_columns,omitempty"`
-	UpdatedAt      time.Time `json:"updated_at"`
+	MappingColumns []string `json:"mapping_columns,omitempty"`
+	// OutOfBandSince is the Dataverse modifiedon the out-of-band edit detector has looked at up to.
+	OutOfBandSince time.Time `json:"out_of_band_since,omitzero"`
+	// LastReconcile is the result of the table's last reconciliation (its FinishedAt schedules the next).
+	LastReconcile *ReconcileResult `json:"last_reconcile,omitempty"`
+	UpdatedAt     time.Time        `json:"updated_at"`
 }
 
 // DeadLetter is a record Dataverse refused (or that could not be mapped).
@@ -77,6 +81,11 @@ type TableStatus struct {
 	Latency     *Latency  `json:"latency,omitempty"`
 	LastError   string    `json:"last_error,omitempty"`
 	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	// OutOfBand reports synced rows changed in Dataverse by someone other than the agent (nil until the
+	// detector first ran for the table).
+	OutOfBand *OutOfBandStatus `json:"out_of_band,omitempty"`
+	// Reconcile is the last reconciliation of the table (nil when none ran yet).
+	Reconcile *ReconcileResult `json:"reconcile,omitempty"`
 }
 
 // Latency is a summary of recent end-to-end change latencies, in seconds.
@@ -99,4 +108,7 @@ type Status struct {
 	DataverseCalls  int64            `json:"dataverse_requests"`
 	Throttled       int64            `json:"dataverse_throttled"`
 	Calls           map[string]int64 `json:"calls,omitempty"`
+	// ReconcileRequestID is the latest on-demand reconciliation request the agent has taken up (see
+	// HeartbeatResponse.ReconcileRequestID).
+	ReconcileRequestID int64 `json:"reconcile_request_id,omitempty"`
 }

@@ -68,6 +68,12 @@ type Tuning struct {
 	PageSize int `json:"page_size,omitempty"`
 	// StatusInterval is how often status is reported.
 	StatusInterval Duration `json:"status_interval,omitempty"`
+	// OutOfBandInterval is how often each streaming table is checked for rows changed in Dataverse by
+	// someone other than the agent; negative turns the check off.
+	OutOfBandInterval Duration `json:"out_of_band_interval,omitempty"`
+	// ReconcileInterval is how often each streaming table is reconciled (counts and checksums of both
+	// sides); negative turns the periodic reconciliation off (on-demand ones still run).
+	ReconcileInterval Duration `json:"reconcile_interval,omitempty"`
 }
 
 // Defaults, chosen by measurement (docs/benchmarks.md).
@@ -78,6 +84,11 @@ const (
 	DefaultPageSize         = 50000
 	DefaultStatusInterval   = time.Second
 	DefaultPubSubAddr       = "api.pubsub.salesforce.com:7443"
+	// DefaultOutOfBandInterval costs one Dataverse request per table per check when nothing changed.
+	DefaultOutOfBandInterval = time.Minute
+	// DefaultReconcileInterval: a reconciliation reads both sides in full (one Bulk query, Dataverse pages
+	// of 5,000 rows), so it runs a few times a day.
+	DefaultReconcileInterval = 6 * time.Hour
 )
 
 // WithDefaults fills zero fields with the defaults.
@@ -97,6 +108,12 @@ func (t *Tuning) WithDefaults() Tuning {
 	}
 	if out.StatusInterval <= 0 {
 		out.StatusInterval = Duration(DefaultStatusInterval)
+	}
+	if out.OutOfBandInterval == 0 {
+		out.OutOfBandInterval = Duration(DefaultOutOfBandInterval)
+	}
+	if out.ReconcileInterval == 0 {
+		out.ReconcileInterval = Duration(DefaultReconcileInterval)
 	}
 	return out
 }

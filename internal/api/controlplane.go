@@ -145,6 +145,9 @@ type PreflightCheck struct {
 // ActivationRequest activates or deactivates a connector.
 type ActivationRequest struct {
 	Active bool `json:"active"`
+	// BackupBeforeFirstSync asks, on the connector's first activation, for a backup of the destination
+	// tables before the agent is deployed (nil: true). Later activations take no backup.
+	BackupBeforeFirstSync *bool `json:"backup_before_first_sync,omitempty"`
 }
 
 // Activation is a connector's activation.
@@ -158,6 +161,11 @@ type Activation struct {
 	Preflight        []PreflightCheck `json:"preflight,omitempty"`
 	ActivatedAt      *time.Time       `json:"activated_at,omitempty"`
 	DeactivatedAt    *time.Time       `json:"deactivated_at,omitempty"`
+	// BackupBeforeFirstSync is the option the connector was first activated with (true when never set).
+	BackupBeforeFirstSync bool `json:"backup_before_first_sync"`
+	// Backup is the backup taken on the first activation, when one was asked for; while it is not
+	// complete the agent is not deployed.
+	Backup *Backup `json:"backup,omitempty"`
 }
 
 // Connector states in status.
@@ -168,6 +176,8 @@ const (
 	StateStreaming   = "streaming"
 	StateResyncing   = "resyncing"
 	StateFailed      = "failed"
+	// StateBackingUp: active, and the backup of the first activation runs; the agent is deployed after it.
+	StateBackingUp = "backing_up"
 )
 
 // AgentInfo describes the agent holding a connector's lease.
@@ -202,6 +212,11 @@ type ConnectorStatus struct {
 	LastErrors      []ErrorEntry           `json:"last_errors,omitempty"`
 	UpdatedAt       time.Time              `json:"updated_at"`
 	Calls           map[string]int64       `json:"calls,omitempty"`
+	// Backup is the connector's newest backup that is not complete (running, waiting to retry, or failed),
+	// with its progress; nil when there is none.
+	Backup *Backup `json:"backup,omitempty"`
+	// ReconcileRequest is the on-demand reconciliation asked for and not yet taken up by the agent.
+	ReconcileRequest *ReconcileRequest `json:"reconcile_request,omitempty"`
 }
 
 // ConnectorTableStatus is one table's status in ConnectorStatus.
@@ -311,6 +326,10 @@ type HeartbeatResponse struct {
 	ExpiresAt       time.Time `json:"expires_at"`
 	Active          bool      `json:"active"`
 	DesiredRevision int64     `json:"desired_revision"`
+	// ReconcileRequestID is the latest on-demand reconciliation request (POST /v1/connectors/{id}/reconcile):
+	// when it is above the Status.ReconcileRequestID the agent reported, the agent reconciles every
+	// streaming table and reports the ID as taken up. 0 when none was ever asked for.
+	ReconcileRequestID int64 `json:"reconcile_request_id,omitempty"`
 }
 
 // CheckpointList is GET /v1/agent/leases/{id}/checkpoints.

@@ -100,6 +100,9 @@ type TableConfig struct {
 	ExcludeColumns []string `json:"exclude_columns,omitempty"`
 	// DeleteBehaviour is one of DeleteRow (default), DeleteIgnore, DeleteDeactivate.
 	DeleteBehaviour string `json:"delete_behaviour,omitempty"`
+	// RepairOutOfBandEdits asks the agent to rewrite, from Salesforce, synced rows that someone other than
+	// the agent changed in Dataverse (they are reported either way).
+	RepairOutOfBandEdits bool `json:"repair_out_of_band_edits,omitempty"`
 }
 
 // ColumnOverride maps a destination column from a source field.
