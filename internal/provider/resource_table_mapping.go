@@ -225,6 +225,7 @@ func (r *tableMappingResource) Create(ctx context.Context, req resource.CreateRe
 	tflog.Info(ctx, "created table mapping", map[string]any{"id": m.ID, "source_table": m.SourceTable, "revision": m.Revision})
 	state := plan
 	resp.Diagnostics.Append(state.fromAPI(ctx, m, &plan)...)
+	state.keepPlannedEffective(plan)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
 }
 
@@ -274,6 +275,7 @@ func (r *tableMappingResource) Update(ctx context.Context, req resource.UpdateRe
 	tflog.Info(ctx, "updated table mapping", map[string]any{"id": id, "revision": m.Revision})
 	newState := plan
 	resp.Diagnostics.Append(newState.fromAPI(ctx, m, &plan)...)
+	newState.keepPlannedEffective(plan)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &newState)...)
 }
 
@@ -381,6 +383,16 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 		!plan.DestinationTable.Equal(state.DestinationTable))
 
 	live := r.liveCheck(ctx, plan.ConnectorID, tc, &resp.Diagnostics)
+	var stateID types.String
+	if state != nil && !replacing {
+		stateID = state.ID
+	}
+	predicted := r.predictEffective(ctx, plan.ConnectorID, stateID, tc)
+	if predicted != nil {
+		list, diags := effectiveList(predicted)
+		resp.Diagnostics.Append(diags...)
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("effective_columns"), list)...)
+	}
 	if state == nil || replacing {
 		if replacing {
 			resp.Diagnostics.AddWarning("Table no longer synced", tableRemovedMessage(state.SourceTable.ValueString(), state.DestinationTable.ValueString()))
@@ -392,6 +404,9 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 	before, diags := state.effectiveColumns(ctx)
 	resp.Diagnostics.Append(diags...)
 	after := live.columns
+	if predicted != nil {
+		after = effectiveFromAPI(predicted)
+	}
 	if after == nil {
 		// Without the control plane's answer, assume the connector's other tables stay as they are: a
 		// predefined lookup column present before is still backed by its table.
@@ -411,6 +426,38 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if len(removed) > 0 {
 		resp.Diagnostics.AddWarning("Columns no longer synced", columnsRemovedMessage(tc, removed))
 	}
+}
+
+// predictEffective computes the effective columns the control plane will store for the planned mapping, with
+// the rules it uses (mapping.Resolve against the connector's synced tables, types from the built-in catalog),
+// so the plan shows the exact column changes instead of "known after apply". It needs the connector's other
+// mappings and returns nil when they cannot be listed (a connector created by this apply, no control plane).
+func (r *tableMappingResource) predictEffective(ctx context.Context, connectorID, id types.String, tc mapping.TableConfig) []api.EffectiveColumn {
+	if r.data == nil || r.data.Client == nil || connectorID.IsUnknown() || connectorID.IsNull() {
+		return nil
+	}
+	ms, err := r.data.Client.ListMappings(ctx, connectorID.ValueString())
+	if err != nil {
+		tflog.Debug(ctx, "listing the connector's mappings failed; effective columns are known after apply", map[string]any{"error": err.Error()})
+		return nil
+	}
+	sources := []string{tc.SourceTable}
+	synced := map[string]string{tc.SourceTable: tc.Destination()}
+	for _, m := range ms {
+		if m.ID == id.ValueString() || strings.EqualFold(m.SourceTable, tc.SourceTable) {
+			continue
+		}
+		sources = append(sources, m.SourceTable)
+		synced[m.SourceTable] = m.Destination()
+	}
+	cols, _ := mapping.Resolve(tc, sources)
+	_ = mapping.Validate(tc, cols, mapping.StaticSchemas(tc, synced)) // fills the types the catalog knows
+	out := make([]api.EffectiveColumn, len(cols))
+	for i, c := range cols {
+		out[i] = api.EffectiveColumn{Source: c.Source, Destination: c.Destination, SourceType: c.SourceType,
+			DestinationType: c.DestinationType, Predefined: c.Predefined, Truncate: c.Truncate, Key: c.Key}
+	}
+	return out
 }
 
 // liveResult is what the control plane said about a planned mapping.
@@ -599,14 +646,27 @@ func (m *tableMappingModel) fromAPI(ctx context.Context, tm *api.TableMapping, p
 		m.ExcludeColumns = v
 	}
 
-	eff := make([]attr.Value, len(tm.EffectiveColumns))
-	for i, c := range tm.EffectiveColumns {
-		eff[i] = effectiveColumnValue(c)
-	}
-	v, d := types.ListValue(effectiveColumnType, eff)
+	v, d := effectiveList(tm.EffectiveColumns)
 	diags.Append(d...)
 	m.EffectiveColumns = v
 	return diags
+}
+
+func effectiveList(cols []api.EffectiveColumn) (types.List, diag.Diagnostics) {
+	vals := make([]attr.Value, len(cols))
+	for i, c := range cols {
+		vals[i] = effectiveColumnValue(c)
+	}
+	return types.ListValue(effectiveColumnType, vals)
+}
+
+// keepPlannedEffective keeps effective columns predicted at plan time. The control plane computes them with
+// the same rules, so they differ only when another mapping of the connector changed in the same apply; then
+// the next refresh brings the new list, instead of apply failing on a result inconsistent with its plan.
+func (m *tableMappingModel) keepPlannedEffective(plan tableMappingModel) {
+	if !plan.EffectiveColumns.IsUnknown() && !plan.EffectiveColumns.IsNull() {
+		m.EffectiveColumns = plan.EffectiveColumns
+	}
 }
 
 // effectiveColumns returns the stored effective columns (from state).

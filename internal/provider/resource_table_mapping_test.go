@@ -94,7 +94,16 @@ func TestAccTableMapping_basic(t *testing.T) {
 			{
 				Config: mappingConfig(cp, withOverride+`  delete_behaviour = "deactivate"`),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
-					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate)},
+					PreApply: []plancheck.PlanCheck{
+						plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
+						// The connector exists: the plan shows the effective columns the change produces.
+						plancheck.ExpectKnownValue(addr, tfjsonpath.New("effective_columns"), knownvalue.ListPartial(map[int]knownvalue.Check{
+							10: knownvalue.ObjectExact(map[string]knownvalue.Check{
+								"source": knownvalue.StringExact("Region__c"), "destination": knownvalue.StringExact("new_region"),
+								"source_type": knownvalue.Null(), "destination_type": knownvalue.Null(), "predefined": knownvalue.Bool(false),
+							}),
+						})),
+					},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 				},
 				ConfigStateChecks: []statecheck.StateCheck{
