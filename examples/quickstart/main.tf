@@ -117,7 +117,7 @@ output "connector_id" {
 
 output "contact_columns" {
   description = "Dataverse contact columns and the Salesforce fields that feed them."
-  value       = { for c in crmsync_table_mapping.contact.effective_columns : c.destination => c.source }
+  value       = { for column, m in crmsync_table_mapping.contact.effective_columns : column => m.source }
 }
 
 output "activation_health" {

@@ -53,7 +53,7 @@ type tableMappingModel struct {
 	Columns          types.Map    `tfsdk:"columns"`         // of columnOverrideModel
 	ExcludeColumns   types.Set    `tfsdk:"exclude_columns"` // of string
 	DeleteBehaviour  types.String `tfsdk:"delete_behaviour"`
-	EffectiveColumns types.List   `tfsdk:"effective_columns"` // of effectiveColumnModel
+	EffectiveColumns types.Map    `tfsdk:"effective_columns"` // of effectiveColumnModel, by destination
 }
 
 type columnOverrideModel struct {
@@ -174,9 +174,10 @@ func (r *tableMappingResource) Schema(_ context.Context, _ resource.SchemaReques
 				Default:    stringdefault.StaticString(mapping.DeleteRow),
 				Validators: []validator.String{stringvalidator.OneOf(mapping.DeleteRow, mapping.DeleteDeactivate, mapping.DeleteIgnore)},
 			},
-			"effective_columns": schema.ListNestedAttribute{
-				MarkdownDescription: "The column mappings the agent applies, computed by the control plane from the predefined mappings, " +
-					"the overrides and the exclusions: primary key first, then by destination.",
+			"effective_columns": schema.MapNestedAttribute{
+				MarkdownDescription: "The column mappings the agent applies, keyed by destination column: the predefined mappings with " +
+					"the overrides and exclusions applied, as the control plane computes them (the primary key included). Known at plan " +
+					"time when the connector already exists, so a plan shows exactly which columns a change adds, re-feeds or drops.",
 				Computed: true,
 				NestedObject: schema.NestedAttributeObject{
 					Attributes: map[string]schema.Attribute{
@@ -389,9 +390,9 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 	}
 	predicted := r.predictEffective(ctx, plan.ConnectorID, stateID, tc)
 	if predicted != nil {
-		list, diags := effectiveList(predicted)
+		planned, diags := effectiveMap(predicted)
 		resp.Diagnostics.Append(diags...)
-		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("effective_columns"), list)...)
+		resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("effective_columns"), planned)...)
 	}
 	if state == nil || replacing {
 		if replacing {
@@ -646,18 +647,20 @@ func (m *tableMappingModel) fromAPI(ctx context.Context, tm *api.TableMapping, p
 		m.ExcludeColumns = v
 	}
 
-	v, d := effectiveList(tm.EffectiveColumns)
+	v, d := effectiveMap(tm.EffectiveColumns)
 	diags.Append(d...)
 	m.EffectiveColumns = v
 	return diags
 }
 
-func effectiveList(cols []api.EffectiveColumn) (types.List, diag.Diagnostics) {
-	vals := make([]attr.Value, len(cols))
-	for i, c := range cols {
-		vals[i] = effectiveColumnValue(c)
+// effectiveMap keys effective columns by destination: a map, so a change shows as the columns it adds and
+// drops rather than as every later column of a list shifting.
+func effectiveMap(cols []api.EffectiveColumn) (types.Map, diag.Diagnostics) {
+	vals := make(map[string]attr.Value, len(cols))
+	for _, c := range cols {
+		vals[c.Destination] = effectiveColumnValue(c)
 	}
-	return types.ListValue(effectiveColumnType, vals)
+	return types.MapValue(effectiveColumnType, vals)
 }
 
 // keepPlannedEffective keeps effective columns predicted at plan time. The control plane computes them with
@@ -674,20 +677,27 @@ func (m *tableMappingModel) effectiveColumns(ctx context.Context) ([]effectiveCo
 	if m.EffectiveColumns.IsNull() || m.EffectiveColumns.IsUnknown() {
 		return nil, nil
 	}
-	var cols []effectiveColumnModel
+	var cols map[string]effectiveColumnModel
 	diags := m.EffectiveColumns.ElementsAs(ctx, &cols, false)
-	out := make([]effectiveColumn, len(cols))
-	for i, c := range cols {
-		out[i] = effectiveColumn{Source: c.Source.ValueString(), Destination: c.Destination.ValueString()}
+	dests := make([]string, 0, len(cols))
+	for d := range cols {
+		dests = append(dests, d)
 	}
-	// The effective list does not carry truncate: take it from the overrides, as the API does.
+	sort.Strings(dests)
+	out := make([]effectiveColumn, len(dests))
+	for i, d := range dests {
+		out[i] = effectiveColumn{Source: cols[d].Source.ValueString(), Destination: d}
+	}
+	// The effective columns do not carry truncate: take it from the overrides, as the control plane does.
 	if !m.Columns.IsNull() && !m.Columns.IsUnknown() {
 		var overrides map[string]columnOverrideModel
 		diags.Append(m.Columns.ElementsAs(ctx, &overrides, false)...)
+		truncate := map[string]bool{}
+		for d, o := range overrides {
+			truncate[strings.ToLower(d)] = o.Truncate.ValueBool()
+		}
 		for i := range out {
-			if o, ok := overrides[out[i].Destination]; ok {
-				out[i].Truncate = o.Truncate.ValueBool()
-			}
+			out[i].Truncate = truncate[out[i].Destination]
 		}
 	}
 	return out, diags

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 
@@ -30,13 +29,13 @@ resource "crmsync_table_mapping" "contact" {
 `, contactBody)
 }
 
-// effectiveDestinations checks the destinations of effective_columns, in order.
+// effectiveDestinations checks the destinations of effective_columns (a map keyed by destination).
 func effectiveDestinations(address string, dests ...string) statecheck.StateCheck {
-	checks := make([]knownvalue.Check, len(dests))
-	for i, d := range dests {
-		checks[i] = knownvalue.ObjectPartial(map[string]knownvalue.Check{"destination": knownvalue.StringExact(d)})
+	checks := make(map[string]knownvalue.Check, len(dests))
+	for _, d := range dests {
+		checks[d] = knownvalue.ObjectPartial(map[string]knownvalue.Check{"destination": knownvalue.StringExact(d)})
 	}
-	return statecheck.ExpectKnownValue(address, tfjsonpath.New("effective_columns"), knownvalue.ListExact(checks))
+	return statecheck.ExpectKnownValue(address, tfjsonpath.New("effective_columns"), knownvalue.MapExact(checks))
 }
 
 // contactPredefined are the destinations of the predefined Contact mapping without Account synced.
@@ -97,8 +96,8 @@ func TestAccTableMapping_basic(t *testing.T) {
 					PreApply: []plancheck.PlanCheck{
 						plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
 						// The connector exists: the plan shows the effective columns the change produces.
-						plancheck.ExpectKnownValue(addr, tfjsonpath.New("effective_columns"), knownvalue.ListPartial(map[int]knownvalue.Check{
-							10: knownvalue.ObjectExact(map[string]knownvalue.Check{
+						plancheck.ExpectKnownValue(addr, tfjsonpath.New("effective_columns"), knownvalue.MapPartial(map[string]knownvalue.Check{
+							"new_region": knownvalue.ObjectExact(map[string]knownvalue.Check{
 								"source": knownvalue.StringExact("Region__c"), "destination": knownvalue.StringExact("new_region"),
 								"source_type": knownvalue.Null(), "destination_type": knownvalue.Null(), "predefined": knownvalue.Bool(false),
 							}),
@@ -107,9 +106,9 @@ func TestAccTableMapping_basic(t *testing.T) {
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 				},
 				ConfigStateChecks: []statecheck.StateCheck{
-					effectiveDestinations(addr, append([]string{"contactid"}, sorted(without(append(contactPredefined[1:], "new_region"), "fax"))...)...),
-					statecheck.ExpectKnownValue(addr, tfjsonpath.New("effective_columns"), knownvalue.ListPartial(map[int]knownvalue.Check{
-						5: knownvalue.ObjectExact(map[string]knownvalue.Check{
+					effectiveDestinations(addr, without(append(contactPredefined, "new_region"), "fax")...),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("effective_columns"), knownvalue.MapPartial(map[string]knownvalue.Check{
+						"description": knownvalue.ObjectExact(map[string]knownvalue.Check{
 							"source": knownvalue.StringExact("Description"), "destination": knownvalue.StringExact("description"),
 							"source_type": knownvalue.StringExact("textarea"), "destination_type": knownvalue.StringExact("Memo"),
 							"predefined": knownvalue.Bool(false),
@@ -137,12 +136,6 @@ func TestAccTableMapping_basic(t *testing.T) {
 			},
 		},
 	})
-}
-
-func sorted(list []string) []string {
-	out := slices.Clone(list)
-	slices.Sort(out)
-	return out
 }
 
 // TestAccTableMapping_problemsPointAtTheAttribute checks that a mapping problem points at the configuration
