@@ -32,6 +32,10 @@ type Agent struct {
 	stateMu sync.Mutex
 	state   string
 	reason  string
+
+	// sg runs the out-of-band edit detector and the reconciliation (safeguards.go).
+	sg     *safeguards
+	sgOnce sync.Once
 }
 
 // New resolves the credentials and builds the clients. It makes no network call.
@@ -204,6 +208,8 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		}()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); a.guards().run(ctx) }()
 	tick := time.NewTicker(time.Duration(a.tuning.StatusInterval))
 	defer tick.Stop()
 	done := make(chan struct{})
@@ -266,6 +272,7 @@ func (a *Agent) Status() Status {
 			s.State = PhaseStreaming
 		}
 	}
+	a.guards().decorate(&s)
 	return s
 }
 

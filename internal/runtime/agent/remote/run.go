@@ -297,6 +297,9 @@ func (r *runner) heartbeat(ctx context.Context) (string, error) {
 		return "", err
 	}
 	r.expires = sent.Add(r.ttl())
+	if rq, ok := r.engine.(interface{ RequestReconcile(id int64) }); ok && resp.ReconcileRequestID > 0 {
+		rq.RequestReconcile(resp.ReconcileRequestID) // carried out in the background; never blocks
+	}
 	switch {
 	case !resp.Active:
 		return "the connector was deactivated", nil
