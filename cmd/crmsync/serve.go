@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backups"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
@@ -159,10 +160,17 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	}
 	// Preflight checks and live schemas reach Salesforce and Dataverse from this host; secrets referenced by
 	// *_env or *_file that only the agent's host has are reported as warnings by the checker.
-	checker := preflight.New(logger)
+	checker := preflight.NewChecker(preflight.Config{Logger: logger})
+	// Backups and restores run here too, with the checker's clients, their files under the data directory.
+	safe := backups.New(backups.Config{Store: st, DataDir: o.dataDir, Clients: checker.Clients, Deployer: deployer, Logger: logger})
+	safeCtx, stopSafe := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopSafe(); safe.Wait() }()
+	if err := safe.Start(safeCtx); err != nil { //nolint:contextcheck // jobs outlive the signal: they stop after the agents
+		return err
+	}
 
 	srv, err := controlplane.New(controlplane.Config{
-		Store: st, Token: token, Checker: checker, Deployer: deployer, Logger: logger,
+		Store: st, Token: token, Checker: checker, Deployer: deployer, Safeguards: safe, Logger: logger,
 		LeaseTTL: o.leaseTTL, Version: version.Version,
 	})
 	if err != nil {
@@ -204,6 +212,8 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if err := <-supDone; err != nil && runErr == nil {
 		runErr = err
 	}
+	stopSafe()
+	safe.Wait()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serveShutdownTimeout)
 	defer cancel()
 	if err := httpSrv.Shutdown(shutdownCtx); err != nil && runErr == nil {

@@ -60,7 +60,11 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "id")
 	}
-	writeJSON(w, http.StatusOK, api.HeartbeatResponse{ExpiresAt: l.ExpiresAt, Active: a.Active, DesiredRevision: a.DesiredRevision})
+	reconcile, err := s.reconcileAnswer(r.Context(), l.ConnectorID, hb.Status)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{ExpiresAt: l.ExpiresAt, Active: a.Active, DesiredRevision: a.DesiredRevision, ReconcileRequestID: reconcile})
 	return nil
 }
 

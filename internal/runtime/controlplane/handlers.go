@@ -460,10 +460,19 @@ func (s *Server) setActivation(w http.ResponseWriter, r *http.Request) error {
 		if checks, err = s.preflight(r.Context(), id); err != nil {
 			return err
 		}
+		if err := s.beforeActivation(r.Context(), id, cur, req); err != nil {
+			return err
+		}
 	}
 	a, err := s.cfg.Store.SetActivation(r.Context(), id, req.Active, checks, actorAPI)
 	if err != nil {
 		return storeError(err, "id")
+	}
+	if !req.Active {
+		s.afterDeactivation(r.Context(), id)
+		if a, err = s.cfg.Store.GetActivation(r.Context(), id); err != nil {
+			return storeError(err, "id")
+		}
 	}
 	s.changed(id)
 	writeJSON(w, http.StatusOK, a)

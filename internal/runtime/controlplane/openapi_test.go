@@ -172,7 +172,7 @@ func decodeAs[T any](t *testing.T, b []byte) T {
 
 func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	doc := loadOpenAPI(t)
-	e := newEnv(t)
+	e := newEnv(t, withSafeguards(&fakeSafeguards{instant: true}))
 	doc.Servers = openapi3.Servers{{URL: e.http.URL}}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
@@ -208,6 +208,13 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "GET", path: cp + "/activation", want: 200})
 	c.do(call{method: "PUT", path: cp + "/activation", body: api.ActivationRequest{Active: true}, want: 200})
 	c.do(call{method: "GET", path: cp + "/status", want: 200})
+	bak := decodeAs[api.Backup](t, c.do(call{method: "POST", path: cp + "/backups", want: 202}))
+	c.do(call{method: "GET", path: "/v1/backups", want: 200})
+	c.do(call{method: "GET", path: "/v1/backups?connector_id=" + conn.ID, want: 200})
+	c.do(call{method: "GET", path: "/v1/backups/" + bak.ID, want: 200})
+	c.do(call{method: "POST", path: "/v1/backups/" + bak.ID + "/restore", body: api.RestoreRequest{DeleteCreated: true}, want: 409})
+	c.do(call{method: "POST", path: cp + "/reconcile", want: 202})
+	c.do(call{method: "GET", path: cp + "/status", want: 200})
 
 	lease := decodeAs[api.Lease](t, c.do(call{method: "POST", path: "/v1/agent/leases",
 		body: api.LeaseRequest{ConnectorID: conn.ID, AgentID: "agent-1", Host: "host-a", PID: 42}, want: 201}))
@@ -216,8 +223,15 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "POST", path: lp + "/heartbeat", body: api.Heartbeat{Status: api.Status{State: "initial_load", Revision: lease.Revision, StartedAt: now,
 		Tables: []api.TableStatus{{Table: "Contact", Destination: "contact", Phase: "initial_load", LoadDone: 10, LoadTotal: 100, Received: 10, Written: 9, DeadLettered: 1,
 			ReplayAt: now.Add(-time.Hour), Position: 77, Latency: &api.Latency{Samples: 3, P50: 0.1, P95: 0.2, P99: 0.3, Max: 0.4},
-			LastError: "boom", LastErrorAt: now}},
-		Calls: map[string]int64{"salesforce.query": 3}}}, want: 200})
+			LastError: "boom", LastErrorAt: now,
+			OutOfBand: &api.OutOfBandStatus{Detected: 1, Repaired: 1, Repair: true, CheckedAt: now, Since: now.Add(-time.Minute),
+				Examples: []api.OutOfBandEdit{{RecordID: "003000000000001AAA", Key: "bb9ff4c0-591c-5a23-8cbe-566a8191dff5", Columns: []string{"firstname"},
+					ModifiedBy: "7d2c9c5e-1111-4222-8333-944445555666", ModifiedByName: "Pat Person", ModifiedAt: now, Repaired: true}}},
+			Reconcile: &api.ReconcileResult{Trigger: "schedule", StartedAt: now, FinishedAt: now, Match: false, SourceRows: 10, DestinationRows: 9,
+				SourceChecksum: "00000000000000aa", DestinationChecksum: "00000000000000bb", Ranges: 1, DifferingRanges: 1, Missing: 1, Healed: 1,
+				Examples: []api.ReconcileDifference{{Kind: "missing", RecordID: "003000000000002AAA", Key: "bb9ff4c0-591c-5a23-8cbe-566a8191dff5"}},
+				SalesforceCalls: 6, DataverseCalls: 2}}},
+		Calls: map[string]int64{"salesforce.query": 3}, ReconcileRequestID: 0}}, want: 200})
 	c.do(call{method: "GET", path: lp + "/checkpoints/Contact", want: 404})
 	c.do(call{method: "PUT", path: lp + "/checkpoints/Contact", body: api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{0, 0, 0, 0, 0, 0, 0, 9},
 		RefetchIDs: []string{"003000000000001AAA"}, LoadDone: 100, LoadTotal: 100, MappingColumns: []string{"firstname<-FirstName"}, UpdatedAt: now}, want: 204})
@@ -236,6 +250,10 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "GET", path: "/metrics", want: 200})
 	c.do(call{method: "DELETE", path: lp, want: 204})
 	c.do(call{method: "DELETE", path: "/v1/mappings/" + acc.ID, want: 204})
+	c.do(call{method: "PUT", path: cp + "/activation", body: api.ActivationRequest{Active: false}, want: 200})
+	rst := decodeAs[api.Restore](t, c.do(call{method: "POST", path: "/v1/backups/" + bak.ID + "/restore", body: api.RestoreRequest{}, want: 202}))
+	c.do(call{method: "GET", path: "/v1/restores/" + rst.ID, want: 200})
+	c.do(call{method: "POST", path: cp + "/reconcile", want: 409})
 
 	// Refusals, each in the documented error shape.
 	c.do(call{method: "GET", path: "/v1/connectors", noAuth: true, want: 401})

@@ -38,7 +38,10 @@ type Config struct {
 	Checker Checker
 	// Deployer is told about every change of a connector's desired state; nil when nothing deploys agents.
 	Deployer Deployer
-	Logger   *slog.Logger
+	// Safeguards runs backups and restores; nil answers their routes with 503 unavailable and activates
+	// without a backup.
+	Safeguards Safeguards
+	Logger     *slog.Logger
 	// LeaseTTL is how long an agent's lease lives without a heartbeat (30 s when zero).
 	LeaseTTL time.Duration
 	// MaxBodyBytes caps request bodies (1 MiB when zero); AgentMaxBodyBytes those of the agent protocol
@@ -92,6 +95,12 @@ var routeTable = []route{
 	{method: "POST", path: "/v1/connectors/{id}/dead-letters/retry", handle: (*Server).retryDeadLetters},
 	{method: "POST", path: "/v1/connectors/{id}/dead-letters/discard", handle: (*Server).discardDeadLetters},
 	{method: "GET", path: "/v1/audit", handle: (*Server).audit},
+	{method: "POST", path: "/v1/connectors/{id}/backups", handle: (*Server).createBackup},
+	{method: "GET", path: "/v1/backups", handle: (*Server).listBackups},
+	{method: "GET", path: "/v1/backups/{id}", handle: (*Server).getBackup},
+	{method: "POST", path: "/v1/backups/{id}/restore", handle: (*Server).restoreBackup},
+	{method: "GET", path: "/v1/restores/{id}", handle: (*Server).getRestore},
+	{method: "POST", path: "/v1/connectors/{id}/reconcile", handle: (*Server).reconcile},
 	{method: "POST", path: "/v1/agent/leases", handle: (*Server).acquireLease},
 	{method: "POST", path: "/v1/agent/leases/{id}/heartbeat", handle: (*Server).heartbeat},
 	{method: "DELETE", path: "/v1/agent/leases/{id}", handle: (*Server).releaseLease},

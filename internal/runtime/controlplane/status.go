@@ -136,6 +136,9 @@ func (s *Server) connectorStatus(ctx context.Context, conn api.Connector) (api.C
 			out.Reason += ": " + rep.Reason
 		}
 	}
+	if err := s.safeguardStatus(ctx, &out, act); err != nil {
+		return out, err
+	}
 	return out, nil
 }
 

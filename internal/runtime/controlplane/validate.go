@@ -307,6 +307,9 @@ func validateConnector(spec api.ConnectorSpec, stored []string) error {
 				return invalid(c.field, "%s is %s; it must be between 0 and %s", c.field, d, c.max)
 			}
 		}
+		if err := validateSafeguardTuning(t); err != nil {
+			return err
+		}
 	}
 	return nil
 }

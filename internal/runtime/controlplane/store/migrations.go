@@ -98,6 +98,8 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_connector ON audit (connector_id, id);
 `,
+	// 2: backups, restores, reconciliation requests, the first activation's backup option (safeguards.go).
+	migrationSafeguards,
 }
 
 // SchemaVersion is the schema version this binary writes.

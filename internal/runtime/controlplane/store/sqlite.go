@@ -42,7 +42,7 @@ const (
 	PrefixLease     = "lease_"
 )
 
-var idPattern = regexp.MustCompile(`^(con|map|lease)_[0-9a-f]{32}$`)
+var idPattern = regexp.MustCompile(`^(con|map|lease|bak|rst)_[0-9a-f]{32}$`)
 
 // NewID returns a fresh ID with the prefix: the prefix and a random UUID's 32 hex digits.
 func NewID(prefix string) string { return prefix + strings.ReplaceAll(uuid.NewString(), "-", "") }
@@ -755,17 +755,17 @@ func (s *SQLite) activation(ctx context.Context, tx *sql.Tx, connectorID string)
 	if err != nil {
 		return api.Activation{}, err
 	}
-	a := api.Activation{ConnectorID: connectorID, DesiredRevision: c.Revision}
-	var active int
+	a := api.Activation{ConnectorID: connectorID, DesiredRevision: c.Revision, BackupBeforeFirstSync: true}
+	var active, backupOpt int
 	var preflight string
 	var activated, deactivated sql.NullInt64
-	err = tx.QueryRowContext(ctx, `SELECT active, preflight, activated_at, deactivated_at FROM activations WHERE connector_id = ?`, connectorID).
-		Scan(&active, &preflight, &activated, &deactivated)
+	err = tx.QueryRowContext(ctx, `SELECT active, preflight, activated_at, deactivated_at, backup_before_first_sync FROM activations WHERE connector_id = ?`, connectorID).
+		Scan(&active, &preflight, &activated, &deactivated, &backupOpt)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return a, err
 	}
 	if err == nil {
-		a.Active = active == 1
+		a.Active, a.BackupBeforeFirstSync = active == 1, backupOpt == 1
 		if err := json.Unmarshal([]byte(preflight), &a.Preflight); err != nil {
 			return a, fmt.Errorf("activation of %s: stored preflight: %w", connectorID, err)
 		}
@@ -785,6 +785,9 @@ func (s *SQLite) activation(ctx context.Context, tx *sql.Tx, connectorID string)
 	}
 	if err == nil && expires > nanos(s.Now()) {
 		a.DeployedRevision = rev
+	}
+	if a.Backup, err = firstActivationBackup(ctx, tx, connectorID); err != nil {
+		return a, err
 	}
 	return a, nil
 }
@@ -937,6 +940,9 @@ func (s *SQLite) AcquireLease(ctx context.Context, req api.LeaseRequest, ttl tim
 			return err
 		case cur.ExpiresAt.After(now) && cur.AgentID != req.AgentID:
 			return fmt.Errorf("%w: agent %s on %s holds connector %s until %s", ErrConflict, cur.AgentID, cur.host, req.ConnectorID, cur.ExpiresAt.Format(time.RFC3339))
+		}
+		if err := backupGate(ctx, tx, c.ID); err != nil {
+			return err
 		}
 		var b string
 		if err := tx.QueryRowContext(ctx, `SELECT config FROM revisions WHERE connector_id = ? AND revision = ?`, c.ID, c.Revision).Scan(&b); err != nil {

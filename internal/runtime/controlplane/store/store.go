@@ -108,5 +108,23 @@ type Store interface {
 	// Audit log, newest first.
 	Audit(ctx context.Context, connectorID string, limit int) ([]api.AuditEntry, error)
 
+	// Safeguards (issue 9). A connector has at most one unfinished backup and one running restore
+	// (ErrConflict). While a blocking backup is unfinished, AcquireLease refuses the connector (ErrConflict)
+	// and its activation's Backup says why.
+	CreateBackup(ctx context.Context, b api.Backup, actor string) (api.Backup, error)
+	UpdateBackup(ctx context.Context, b api.Backup) error
+	GetBackup(ctx context.Context, id string) (api.Backup, error)
+	ListBackups(ctx context.Context, connectorID string) ([]api.Backup, error)
+	UnfinishedBackups(ctx context.Context) ([]api.Backup, error)
+	SetBackupOption(ctx context.Context, connectorID string, on bool) error
+	CreateRestore(ctx context.Context, r api.Restore, actor string) (api.Restore, error)
+	UpdateRestore(ctx context.Context, r api.Restore) error
+	GetRestore(ctx context.Context, id string) (api.Restore, error)
+	RunningRestores(ctx context.Context) ([]api.Restore, error)
+	// RequestReconcile records an on-demand reconciliation; ReconcileProgress records the latest request an
+	// agent completed and returns the latest one still to do (nil when none).
+	RequestReconcile(ctx context.Context, connectorID, actor string) (api.ReconcileRequest, error)
+	ReconcileProgress(ctx context.Context, connectorID string, completed int64) (*api.ReconcileRequest, error)
+
 	Close() error
 }

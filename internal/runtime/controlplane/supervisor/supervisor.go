@@ -33,6 +33,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 )
 
@@ -207,6 +208,11 @@ func (s *Supervisor) reconcile(ctx context.Context) time.Time {
 	now := time.Now()
 	for _, act := range acts {
 		id := act.ConnectorID
+		if b := act.Backup; b != nil && b.Blocking && b.State != api.BackupComplete && b.State != api.BackupCancelled {
+			// The first activation's backup runs before any write; the API says when it is done.
+			s.log.Debug("backing up before the first sync; not starting the agent yet", "connector_id", id, "backup_id", b.ID)
+			continue
+		}
 		s.mu.Lock()
 		sl := s.slots[id]
 		if sl == nil {

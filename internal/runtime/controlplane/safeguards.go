@@ -1,0 +1,287 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+)
+
+// Safeguards runs backups and restores on the control plane's host, where the backup files live and the
+// connectors' secrets are; package backups implements it. The store records every backup and restore, so
+// the API reads them from there.
+type Safeguards interface {
+	// StartBackup records a backup of the connector at its current revision and starts it in the
+	// background. A blocking backup holds back the connector's agent until it is complete (the store refuses
+	// the agent's lease meanwhile); Deployer.Changed is called when it completes.
+	StartBackup(ctx context.Context, conn api.Connector, trigger string, blocking bool) (api.Backup, error)
+	// CancelBlocking cancels the connector's unfinished blocking backup, if any (the connector was
+	// deactivated before its first sync).
+	CancelBlocking(ctx context.Context, connectorID string) error
+	// StartRestore records a restore of a complete backup and starts it in the background.
+	StartRestore(ctx context.Context, b api.Backup, req api.RestoreRequest) (api.Restore, error)
+}
+
+func (s *Server) safeguards() (Safeguards, error) {
+	if s.cfg.Safeguards == nil {
+		return nil, errorf(http.StatusServiceUnavailable, CodeUnavailable, "", "backups are not available: this control plane runs without them")
+	}
+	return s.cfg.Safeguards, nil
+}
+
+// Backups.
+
+func (s *Server) createBackup(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixConnector)
+	if err != nil {
+		return err
+	}
+	sg, err := s.safeguards()
+	if err != nil {
+		return err
+	}
+	conn, err := s.cfg.Store.GetConnector(r.Context(), id)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	ms, err := s.cfg.Store.ListMappings(r.Context(), id)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	if len(ms) == 0 {
+		return errorf(http.StatusConflict, CodeConflict, "id", "connector %s has no table mappings: there is nothing to back up", conn.Name)
+	}
+	b, err := sg.StartBackup(r.Context(), conn, api.BackupTriggerOnDemand, false)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	writeJSON(w, http.StatusAccepted, b)
+	return nil
+}
+
+func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
+	connID := r.URL.Query().Get("connector_id")
+	if connID != "" && !store.ValidID(store.PrefixConnector, connID) {
+		return invalid("connector_id", "%q is not a connector ID", truncate(connID, 80))
+	}
+	bs, err := s.cfg.Store.ListBackups(r.Context(), connID)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.BackupList{Backups: bs})
+	return nil
+}
+
+func (s *Server) getBackup(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixBackup)
+	if err != nil {
+		return err
+	}
+	b, err := s.cfg.Store.GetBackup(r.Context(), id)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	writeJSON(w, http.StatusOK, b)
+	return nil
+}
+
+// restoreBackup starts a rollback. It refuses while the connector is active or its agent still runs: the
+// sync would write over what the restore puts back.
+func (s *Server) restoreBackup(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixBackup)
+	if err != nil {
+		return err
+	}
+	var req api.RestoreRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	sg, err := s.safeguards()
+	if err != nil {
+		return err
+	}
+	b, err := s.cfg.Store.GetBackup(r.Context(), id)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	if b.State != api.BackupComplete {
+		return errorf(http.StatusConflict, CodeConflict, "id", "backup %s is %s, not complete: only a complete backup can be restored", b.ID, b.State)
+	}
+	conn, err := s.cfg.Store.GetConnector(r.Context(), b.ConnectorID)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	act, err := s.cfg.Store.GetActivation(r.Context(), conn.ID)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	if act.Active {
+		return errorf(http.StatusConflict, CodeConflict, "id",
+			"connector %s (%s) is active: deactivate it first (destroy its crmsync_activation, or PUT /v1/connectors/%s/activation {\"active\": false}); "+
+				"a restore while the agent syncs would be overwritten", conn.Name, conn.ID, conn.ID)
+	}
+	if l, err := s.cfg.Store.CurrentLease(r.Context(), conn.ID); err == nil && l.ExpiresAt.After(s.cfg.Now()) {
+		return errorf(http.StatusConflict, CodeConflict, "id", "connector %s is deactivated but its agent %s is still stopping; try again in a few seconds", conn.Name, l.AgentID)
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	rs, err := sg.StartRestore(r.Context(), b, req)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	writeJSON(w, http.StatusAccepted, rs)
+	return nil
+}
+
+func (s *Server) getRestore(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixRestore)
+	if err != nil {
+		return err
+	}
+	rs, err := s.cfg.Store.GetRestore(r.Context(), id)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	writeJSON(w, http.StatusOK, rs)
+	return nil
+}
+
+// Reconciliation.
+
+// reconcile records an on-demand reconciliation; the connector's agent learns about it from its next
+// heartbeat answer (reconcile_request_id) and reports the results per table in status.
+func (s *Server) reconcile(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathID(r, store.PrefixConnector)
+	if err != nil {
+		return err
+	}
+	act, err := s.cfg.Store.GetActivation(r.Context(), id)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	if !act.Active {
+		return errorf(http.StatusConflict, CodeConflict, "id", "connector %s is not active: reconciliation runs in its agent; activate it first", id)
+	}
+	req, err := s.cfg.Store.RequestReconcile(r.Context(), id, actorAPI)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	writeJSON(w, http.StatusAccepted, req)
+	return nil
+}
+
+// Hooks into activation, heartbeats and status.
+
+// beforeActivation runs once the preflight checks passed: it refuses while a restore runs, records the
+// first activation's backup option and starts the backup the agent then waits for.
+func (s *Server) beforeActivation(ctx context.Context, id string, cur api.Activation, req api.ActivationRequest) error {
+	running, err := s.cfg.Store.RunningRestores(ctx)
+	if err != nil {
+		return err
+	}
+	for _, r := range running {
+		if r.ConnectorID == id {
+			return errorf(http.StatusConflict, CodeConflict, "active", "restore %s of connector %s is running; activate the connector once it is done", r.ID, id)
+		}
+	}
+	if cur.ActivatedAt != nil || cur.DeactivatedAt != nil {
+		return nil // not the first activation: the data in Dataverse is the sync's already
+	}
+	want := req.BackupBeforeFirstSync == nil || *req.BackupBeforeFirstSync
+	if err := s.cfg.Store.SetBackupOption(ctx, id, want); err != nil {
+		return storeError(err, "id")
+	}
+	if !want || s.cfg.Safeguards == nil {
+		return nil
+	}
+	conn, err := s.cfg.Store.GetConnector(ctx, id)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	if _, err := s.cfg.Safeguards.StartBackup(ctx, conn, api.BackupTriggerActivation, true); err != nil {
+		return storeError(err, "backup_before_first_sync")
+	}
+	return nil
+}
+
+// afterDeactivation cancels a first activation's backup that has not finished: the agent it held back will
+// not run.
+func (s *Server) afterDeactivation(ctx context.Context, id string) {
+	if s.cfg.Safeguards == nil {
+		return
+	}
+	if err := s.cfg.Safeguards.CancelBlocking(ctx, id); err != nil {
+		s.log.WarnContext(ctx, "cancelling the first activation's backup", "connector_id", id, "err", err)
+	}
+}
+
+// reconcileAnswer records the reconciliation request the agent reports done and returns the one it should
+// carry out (0: none).
+func (s *Server) reconcileAnswer(ctx context.Context, connectorID string, st api.Status) (int64, error) {
+	req, err := s.cfg.Store.ReconcileProgress(ctx, connectorID, st.ReconcileRequestID)
+	if err != nil || req == nil {
+		return 0, err
+	}
+	return req.RequestID, nil
+}
+
+// safeguardStatus adds the unfinished backup and the pending reconciliation request to a connector's status;
+// an active connector whose first activation's backup is unfinished is backing_up.
+func (s *Server) safeguardStatus(ctx context.Context, out *api.ConnectorStatus, act api.Activation) error {
+	bs, err := s.cfg.Store.ListBackups(ctx, out.ConnectorID)
+	if err != nil {
+		return err
+	}
+	for i := range bs {
+		if b := bs[i]; b.State == api.BackupPending || b.State == api.BackupRunning || b.State == api.BackupRetrying {
+			out.Backup = &b
+			break
+		}
+	}
+	if out.ReconcileRequest, err = s.cfg.Store.ReconcileProgress(ctx, out.ConnectorID, 0); err != nil {
+		return err
+	}
+	if b := act.Backup; act.Active && b != nil && b.Blocking && (b.State == api.BackupPending || b.State == api.BackupRunning || b.State == api.BackupRetrying) {
+		out.State, out.Backup = api.StateBackingUp, b
+		out.Reason = fmt.Sprintf("backing up the destination tables before the first sync (backup %s): %s rows exported", b.ID, groupDigits(b.Rows))
+		if b.State == api.BackupRetrying {
+			out.Reason = fmt.Sprintf("the backup before the first sync (%s) failed and will be retried: %s; deactivate and activate with backup_before_first_sync = false to skip it", b.ID, b.Error)
+		}
+	}
+	return nil
+}
+
+// groupDigits writes 12345 as 12,345.
+func groupDigits(n int64) string {
+	s := fmt.Sprint(n)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// validateSafeguardTuning checks the intervals of the safeguards: negative turns a check off.
+func validateSafeguardTuning(t *api.Tuning) error {
+	for _, c := range []struct {
+		field    string
+		v        api.Duration
+		min, max time.Duration
+	}{
+		{"tuning.out_of_band_interval", t.OutOfBandInterval, time.Second, 24 * time.Hour},
+		{"tuning.reconcile_interval", t.ReconcileInterval, time.Minute, 30 * 24 * time.Hour},
+	} {
+		if d := time.Duration(c.v); d > 0 && (d < c.min || d > c.max) {
+			return invalid(c.field, "%s is %s; it must be between %s and %s (0 takes the default, a negative value turns it off)", c.field, d, c.min, c.max)
+		}
+	}
+	return nil
+}
