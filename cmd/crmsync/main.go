@@ -33,5 +33,7 @@ func newRootCommand() *cobra.Command {
 	}
 	root.AddCommand(newSandboxCommand(), newAgentCommand(), newServeCommand())
 	root.AddCommand(newStatusCommand())
+	root.AddCommand(newBackupCommand())
+	root.AddCommand(newReconcileCommand())
 	return root
 }
