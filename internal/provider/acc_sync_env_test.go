@@ -63,7 +63,7 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 	t.Cleanup(func() { _ = st.Close() })
 
 	// The supervisor needs the API's URL before the server exists: start the listener first.
-	var handler http.Handler = http.NotFoundHandler()
+	handler := http.NotFoundHandler()
 	var mu sync.RWMutex
 	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mu.RLock()
@@ -232,7 +232,7 @@ func buildCrmsync(t *testing.T) string {
 		cmd := exec.CommandContext(ctx, "go", "build", "-o", crmsyncPath, "github.com/crmsync/terraform-provider-crmsync/cmd/crmsync")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
-			crmsyncErr = fmt.Errorf("go build: %v\n%s", err, out)
+			crmsyncErr = fmt.Errorf("go build: %w\n%s", err, out)
 		}
 	})
 	if crmsyncErr != nil {

@@ -28,7 +28,7 @@ import (
 // Environment variables the provider falls back to when an attribute is not set.
 const (
 	EnvEndpoint = "CRMSYNC_ENDPOINT"
-	EnvToken    = "CRMSYNC_TOKEN"
+	EnvToken    = "CRMSYNC_TOKEN" //nolint:gosec // the name of the variable that holds the token, not a token
 	EnvCAFile   = "CRMSYNC_CA_FILE"
 )
 

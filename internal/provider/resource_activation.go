@@ -377,7 +377,7 @@ func waitForAgent(ctx context.Context, c *client.Client, id string, revision int
 	}
 	if ctx.Err() != nil && last != nil {
 		return nil, fmt.Errorf("timed out after %s waiting for the agent of connector %s (wait_for = %q). Not done:\n%s\n"+
-			"The connector stays active; raise timeouts, or look at `crmsync status %s`.", timeout, id, waitFor, notDone(last, revision, waitFor), id)
+			"The connector stays active; raise timeouts, or look at `crmsync status %s`", timeout, id, waitFor, notDone(last, revision, waitFor), id)
 	}
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("timed out after %s waiting for the agent of connector %s: the status could not be read", timeout, id)

@@ -210,7 +210,7 @@ func TestAccQuickstart_endToEnd(t *testing.T) {
 		CheckDestroy: func(s *terraform.State) error {
 			cs, err := env.Client.ListConnectors(context.Background())
 			if err != nil || len(cs) != 0 {
-				return fmt.Errorf("after destroy: connectors %v (%v)", cs, err)
+				return fmt.Errorf("after destroy: connectors %v (%w)", cs, err)
 			}
 			return nil
 		},

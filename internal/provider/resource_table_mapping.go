@@ -615,7 +615,7 @@ func (m *tableMappingModel) fromAPI(ctx context.Context, tm *api.TableMapping, p
 	m.ID = types.StringValue(tm.ID)
 	m.ConnectorID = types.StringValue(tm.ConnectorID)
 	m.SourceTable = types.StringValue(tm.SourceTable)
-	m.DestinationTable = types.StringValue(tm.MappingSpec.Destination())
+	m.DestinationTable = types.StringValue(tm.Destination())
 	m.UsePredefined = types.BoolValue(tm.UsePredefined)
 	behaviour := tm.DeleteBehaviour
 	if behaviour == "" {

@@ -144,7 +144,7 @@ func (d *demo) start(name string, env []string, args ...string) (*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(args[0], args[1:]...)
+	cmd := exec.Command(args[0], args[1:]...) //nolint:gosec // the binaries the demo built, with its own arguments
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Its own process group: Ctrl-C in the terminal reaches the demo, which stops its children in order.
@@ -278,7 +278,7 @@ func (d *demo) apply(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("run the demo from the repository root: %w", err)
 	}
-	if err := os.WriteFile(filepath.Join(d.tfDir, "main.tf"), src, 0o600); err != nil {
+	if err := os.WriteFile(filepath.Join(d.tfDir, "main.tf"), src, 0o600); err != nil { //nolint:gosec // under the demo directory given on the command line
 		return err
 	}
 	// The locally built provider, through dev_overrides: no registry, no terraform init.
@@ -293,7 +293,8 @@ func (d *demo) apply(ctx context.Context) error {
 	fmt.Printf("    %s (dev_overrides: %s)\n\n", filepath.Join(d.tfDir, "main.tf"), d.bin)
 
 	start := time.Now()
-	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "terraform"), "apply", "-auto-approve", "-input=false", "-no-color", "-compact-warnings")
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "terraform"), "apply", //nolint:gosec // ./bin/terraform, fixed arguments
+		"-auto-approve", "-input=false", "-no-color", "-compact-warnings")
 	cmd.Dir, cmd.Env = d.tfDir, append(os.Environ(), d.tfEnv...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -383,7 +384,8 @@ func (d *demo) progress(ctx context.Context) string {
 }
 
 func (d *demo) planAgain(ctx context.Context) error {
-	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "terraform"), "plan", "-detailed-exitcode", "-input=false", "-no-color")
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "terraform"), "plan", //nolint:gosec // ./bin/terraform, fixed arguments
+		"-detailed-exitcode", "-input=false", "-no-color")
 	cmd.Dir, cmd.Env = d.tfDir, append(os.Environ(), d.tfEnv...)
 	out, err := cmd.CombinedOutput()
 	_ = os.WriteFile(filepath.Join(d.dir, "terraform-plan.log"), out, 0o600)
@@ -413,7 +415,7 @@ func (d *demo) showStatus(ctx context.Context) error {
 }
 
 func (d *demo) crmsync(ctx context.Context, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "crmsync"), args...)
+	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "crmsync"), args...) //nolint:gosec // ./bin/crmsync with the demo's arguments
 	cmd.Env = append(os.Environ(), "CRMSYNC_ENDPOINT="+d.endpoint, "CRMSYNC_TOKEN="+d.token)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
