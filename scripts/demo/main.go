@@ -296,6 +296,9 @@ func (d *demo) apply(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "terraform"), "apply", //nolint:gosec // ./bin/terraform, fixed arguments
 		"-auto-approve", "-input=false", "-no-color", "-compact-warnings")
 	cmd.Dir, cmd.Env = d.tfDir, append(os.Environ(), d.tfEnv...)
+	// On Ctrl-C or the demo's timeout, Terraform gets an interrupt and time to stop cleanly, as in a terminal.
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 30 * time.Second
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
