@@ -24,6 +24,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	sfemu "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce/schema"
 )
@@ -310,7 +311,9 @@ resource "crmsync_activation" "sandbox" {
 }
 
 func TestAccActivation_timeoutListsWhatIsNotDone(t *testing.T) {
-	env := startSyncEnv(t, syncOptions{contacts: 3000, accounts: 10})
+	env := startSyncEnv(t, syncOptions{contacts: 500, accounts: 10})
+	// A slow Dataverse: the agent cannot have loaded the table within the 2 s the activation waits.
+	env.sb.Dataverse.Faults().Set(faults.Config{Latency: 700 * time.Millisecond, PathPrefix: "/api/data/"})
 	cfg := env.providerBlock() + env.connectorHCL("acc-timeout", env.sb.Info.Dataverse.TeamID) + `
 resource "crmsync_table_mapping" "contact" {
   connector_id = crmsync_connector.sandbox.id
