@@ -54,6 +54,11 @@ type Options struct {
 	// sandbox fills in URLs, clock, logger, seed data and the JWT certificate.
 	Salesforce salesforce.Config
 	Dataverse  dataverse.Config
+	// Front, when set, is given each listener's name and bound address and returns the address clients are
+	// told to use instead: a fault proxy forwarding to it, in the chaos suite. URLs, token audiences and Info
+	// name the returned address, so a client going through the proxy sees a consistent service. Names:
+	// salesforce-login, salesforce-instance, pubsub, admin, dataverse, authority.
+	Front func(name, addr string) (string, error)
 }
 
 // SalesforceInfo is the "salesforce" object of sandbox.json.
@@ -143,6 +148,8 @@ const (
 	portCount
 )
 
+var listenerNames = [portCount]string{"salesforce-login", "salesforce-instance", "pubsub", "admin", "dataverse", "authority"}
+
 // Start binds the listeners, starts both emulators and, when opts.Dir is set, writes its files (sandbox.json
 // last, so a reader that sees it sees everything).
 func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
@@ -178,7 +185,16 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 	} else if s.authority, err = certs.NewAuthority(opts.Host); err != nil {
 		return nil, err
 	}
-	url := func(i int) string { return scheme + "://" + s.listeners[i].Addr().String() }
+	var addrs [portCount]string
+	for i, ln := range s.listeners {
+		addrs[i] = ln.Addr().String()
+		if opts.Front != nil {
+			if addrs[i], err = opts.Front(listenerNames[i], addrs[i]); err != nil {
+				return nil, fmt.Errorf("fronting sandbox listener %s: %w", listenerNames[i], err)
+			}
+		}
+	}
+	url := func(i int) string { return scheme + "://" + addrs[i] }
 
 	jwtKey, err := certs.NewSigningKey("crmsync sandbox connected app")
 	if err != nil {
@@ -187,7 +203,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 
 	sfCfg := opts.Salesforce
 	sfCfg.Clock, sfCfg.Logger = s.Clock, logger.With("emulator", "salesforce")
-	sfCfg.LoginURL, sfCfg.InstanceURL, sfCfg.PubSubAddr = url(portLogin), url(portInstance), s.listeners[portPubSub].Addr().String()
+	sfCfg.LoginURL, sfCfg.InstanceURL, sfCfg.PubSubAddr = url(portLogin), url(portInstance), addrs[portPubSub]
 	sfCfg.JWTCertificate = jwtKey.Cert
 	sfCfg.Seed, sfCfg.Contacts, sfCfg.Accounts = opts.Seed, opts.Contacts, opts.Accounts
 	if s.Salesforce, err = salesforce.New(sfCfg); err != nil {
