@@ -53,7 +53,7 @@ var profile = func() profileSpec {
 	if strings.EqualFold(os.Getenv("CHAOS_PROFILE"), "long") {
 		return profileSpec{
 			Name: "long", Long: true, Contacts: 12000, Accounts: 2000, Kills: 200,
-			Outages: []outage{{"1s", time.Second, 0}, {"30s", 30 * time.Second, 0}, {"10m", 30 * time.Second, 10 * time.Minute}},
+			Outages:         []outage{{"1s", time.Second, 0}, {"30s", 30 * time.Second, 0}, {"10m", 30 * time.Second, 10 * time.Minute}},
 			StormRetryAfter: 60 * time.Second, Rounds: 12,
 		}
 	}

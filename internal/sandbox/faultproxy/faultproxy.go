@@ -45,6 +45,8 @@ type Config struct {
 // Counts says what the proxy did since it started.
 type Counts struct {
 	Connections int64 `json:"connections"`
+	// Responses counts the responses seen (each one a chance for a fault).
+	Responses   int64 `json:"responses"`
 	Resets      int64 `json:"resets"`
 	Truncations int64 `json:"truncations"`
 	Stalls      int64 `json:"stalls"`
@@ -72,7 +74,7 @@ type Proxy struct {
 	closed   bool
 
 	counts struct {
-		connections, resets, truncations, stalls, refused, dropped atomic.Int64
+		connections, responses, resets, truncations, stalls, refused, dropped atomic.Int64
 	}
 	wg sync.WaitGroup
 }
@@ -119,7 +121,7 @@ func (p *Proxy) Config() Config {
 // Counts returns what the proxy did so far.
 func (p *Proxy) Counts() Counts {
 	return Counts{
-		Connections: p.counts.connections.Load(), Resets: p.counts.resets.Load(), Truncations: p.counts.truncations.Load(),
+		Connections: p.counts.connections.Load(), Responses: p.counts.responses.Load(), Resets: p.counts.resets.Load(), Truncations: p.counts.truncations.Load(),
 		Stalls: p.counts.stalls.Load(), Refused: p.counts.refused.Load(), Dropped: p.counts.dropped.Load(),
 	}
 }
@@ -299,6 +301,7 @@ const (
 
 // decide draws the fault of one response and how many of its bytes pass first.
 func (p *Proxy) decide() (fault, int, time.Duration) {
+	p.counts.responses.Add(1)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	cfg := p.cfg
