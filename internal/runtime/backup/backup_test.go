@@ -175,7 +175,7 @@ func (e *env) equalToBackup(t *testing.T, dir string, m *backup.Manifest, table 
 			if c.ReadOnly {
 				continue
 			}
-			var gv any = g[c.Name]
+			gv := g[c.Name]
 			bv := b[c.Property]
 			if n, ok := bv.(json.Number); ok {
 				bv = n.String()

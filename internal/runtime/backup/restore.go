@@ -670,7 +670,7 @@ func (r *restorer) appendCreated(i int, keys []string) error {
 	}
 	w := bufio.NewWriter(f)
 	for _, k := range keys {
-		w.WriteString(k + "\n")
+		_, _ = w.WriteString(k + "\n") // a failed write surfaces at Flush
 	}
 	if err := w.Flush(); err != nil {
 		f.Close()

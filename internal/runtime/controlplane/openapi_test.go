@@ -229,7 +229,7 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 					ModifiedBy: "7d2c9c5e-1111-4222-8333-944445555666", ModifiedByName: "Pat Person", ModifiedAt: now, Repaired: true}}},
 			Reconcile: &api.ReconcileResult{Trigger: "schedule", StartedAt: now, FinishedAt: now, Match: false, SourceRows: 10, DestinationRows: 9,
 				SourceChecksum: "00000000000000aa", DestinationChecksum: "00000000000000bb", Ranges: 1, DifferingRanges: 1, Missing: 1, Healed: 1,
-				Examples: []api.ReconcileDifference{{Kind: "missing", RecordID: "003000000000002AAA", Key: "bb9ff4c0-591c-5a23-8cbe-566a8191dff5"}},
+				Examples:        []api.ReconcileDifference{{Kind: "missing", RecordID: "003000000000002AAA", Key: "bb9ff4c0-591c-5a23-8cbe-566a8191dff5"}},
 				SalesforceCalls: 6, DataverseCalls: 2}}},
 		Calls: map[string]int64{"salesforce.query": 3}, ReconcileRequestID: 0}}, want: 200})
 	c.do(call{method: "GET", path: lp + "/checkpoints/Contact", want: 404})

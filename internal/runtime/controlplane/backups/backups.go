@@ -110,7 +110,8 @@ func (m *Manager) Start(ctx context.Context) error {
 	}
 	for _, b := range bs {
 		m.log.Info("resuming a backup", "backup_id", b.ID, "connector_id", b.ConnectorID, "rows", b.Rows)
-		m.launch(b)
+		m.launch(b) //nolint:contextcheck // jobs run under the manager's context, stopped by Start's
+
 	}
 	go func() {
 		select {
@@ -134,7 +135,7 @@ func (m *Manager) StartBackup(ctx context.Context, conn api.Connector, trigger s
 	if err != nil {
 		return b, err
 	}
-	m.launch(b)
+	m.launch(b) //nolint:contextcheck // the job outlives the request: it runs under the manager's context
 	return b, nil
 }
 
