@@ -160,16 +160,30 @@ func Validate(cfg TableConfig, cols []Column, s Schemas) Problems {
 		var sField SourceField
 		var dCol DestColumn
 		haveSrc, haveDst := false, false
+		// Live, a name the schema lacks is an error. Statically only the catalog of standard columns is at
+		// hand, which cannot know every column of every org (field-level settings, custom fields, newer
+		// standard columns): a name it lacks is a warning, and the live check (plan with a reachable control
+		// plane, and activation's preflight) decides.
 		if src != nil {
 			sField, haveSrc = src.Field(c.Source)
-			if !haveSrc && (!s.Static || !isCustomSource(c.Source)) {
+			switch {
+			case haveSrc || s.Static && isCustomSource(c.Source):
+			case s.Static:
+				probs = append(probs, Problem{Severity: Warning, Code: CodeUnknownSource, Column: c.Destination, Path: path,
+					Message: fmt.Sprintf("%s is not a standard %s field crmsync knows (column %s); it is checked against the live describe before activation", c.Source, src.Object, c.Destination)})
+			default:
 				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownSource, Column: c.Destination, Path: path,
 					Message: fmt.Sprintf("Salesforce field %s.%s does not exist (column %s)", src.Object, c.Source, c.Destination)})
 			}
 		}
 		if dst != nil {
 			dCol, haveDst = dst.Column(c.Destination)
-			if !haveDst && (!s.Static || !isCustomDestination(c.Destination)) {
+			switch {
+			case haveDst || s.Static && isCustomDestination(c.Destination):
+			case s.Static:
+				probs = append(probs, Problem{Severity: Warning, Code: CodeUnknownDestination, Column: c.Destination, Path: path,
+					Message: fmt.Sprintf("%s is not a standard %s column crmsync knows; it is checked against the live metadata before activation", c.Destination, dst.Table)})
+			default:
 				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownDestination, Column: c.Destination, Path: path,
 					Message: fmt.Sprintf("Dataverse column %s.%s does not exist", dst.Table, c.Destination)})
 			}
