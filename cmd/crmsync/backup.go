@@ -58,7 +58,7 @@ func newBackupCommand() *cobra.Command {
 		Long: `Backups hold, per destination table, every column the connector writes, the primary key, modifiedon and
 the owner, as gzip-compressed NDJSON chunks with a manifest under the control plane's data directory
 (DATA_DIR/backups/CONNECTOR/BACKUP). The first activation of a connector takes one before the agent starts;
-these commands take one on demand, list them and restore one. See docs/safeguards.md.`,
+these commands take one on demand, list them and restore one. See docs/guides/backups-rollback-and-drift.md.`,
 	}
 	cmd.AddCommand(newBackupCreateCommand(), newBackupListCommand(), newBackupRestoreCommand())
 	return cmd
