@@ -33,8 +33,9 @@ type Config struct {
 	// holds them until the connection closes (the client's timeout is the only way out).
 	StallRate float64       `json:"stall_rate,omitempty"`
 	Stall     time.Duration `json:"stall,omitempty"`
-	// CutWithin bounds how many bytes of a cut or stalled response pass first (uniform in [0, CutWithin));
-	// 512 when zero.
+	// PassFirst bytes of a cut or stalled response always pass, then a uniform number in [0, CutWithin)
+	// more (CutWithin is 512 when zero): PassFirst past the headers faults a body.
+	PassFirst int `json:"pass_first,omitempty"`
 	CutWithin int `json:"cut_within,omitempty"`
 	// Limit caps the number of faults injected (resets, truncations, stalls); 0 means no cap.
 	Limit int `json:"limit,omitempty"`
@@ -325,7 +326,7 @@ func (p *Proxy) decide() (fault, int, time.Duration) {
 	if within <= 0 {
 		within = 512
 	}
-	return f, p.rng.IntN(within), cfg.Stall
+	return f, cfg.PassFirst + p.rng.IntN(within), cfg.Stall
 }
 
 // upstreamToClient forwards the server's bytes, applying the fault drawn for each response.

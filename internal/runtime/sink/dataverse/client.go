@@ -26,6 +26,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 )
 
 // Config configures a Client. The secret is a value: the caller resolves *_env and *_file references.
@@ -180,7 +182,9 @@ func New(cfg Config) (*Client, error) {
 	tr.MaxIdleConnsPerHost = 64
 	tr.ResponseHeaderTimeout = cfg.Timeout
 	// Requests spread over the service's web servers only without the affinity cookie: no cookie jar.
-	hc := &http.Client{Transport: tr}
+	// The timeout also bounds a body that stops arriving halfway, which the transport alone would wait for
+	// until the caller's context ends.
+	hc := &http.Client{Transport: httpstall.Transport(tr, cfg.Timeout)}
 	c := &Client{
 		cfg:      cfg,
 		http:     hc,

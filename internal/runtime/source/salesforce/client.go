@@ -24,6 +24,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 )
 
 // Auth flows.
@@ -209,7 +211,9 @@ func New(cfg Config) (*Client, error) {
 	tr.TLSClientConfig = tlsCfg
 	tr.MaxIdleConnsPerHost = 16
 	tr.ResponseHeaderTimeout = cfg.Timeout
-	hc := &http.Client{Transport: tr}
+	// The timeout also bounds a body that stops arriving halfway, which the transport alone would wait for
+	// until the caller's context ends.
+	hc := &http.Client{Transport: httpstall.Transport(tr, cfg.Timeout)}
 	c := &Client{cfg: cfg, http: hc, sleep: sleepCtx}
 	c.tokens = newTokenSource(&c.cfg, hc)
 	return c, nil
