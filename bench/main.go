@@ -47,7 +47,7 @@ func main() {
 	flag.IntVar(&o.CDCSeconds, "cdc-seconds", 20, "how long each CDC rate runs (the published figures use 60)")
 	flag.IntVar(&o.Backlog, "backlog", 50000, "changes accumulated while the agent is stopped")
 	flag.IntVar(&o.Throttled, "throttled", 100000, "contacts loaded under a small Dataverse budget")
-	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled); all when empty")
+	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled, plan); all when empty")
 	flag.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "modelled round trip added to every request in the ceiling scenarios' second run (0 skips it)")
 	flag.Parse()
 	o.Sizes, o.CDCRates = ints(sizes), ints(rates)
@@ -126,6 +126,9 @@ func orchestrate(o options) error {
 	}
 	if want("throttled") {
 		runs = append(runs, run{"throttled", o.Throttled})
+	}
+	if want("plan") {
+		runs = append(runs, run{"plan", 50})
 	}
 	self, err := os.Executable()
 	if err != nil {

@@ -85,6 +85,8 @@ func runScenario(o options) (*Result, error) {
 		res, err = scenarioBacklog(o, o.Param)
 	case "throttled":
 		res, err = scenarioThrottled(o, o.Param)
+	case "plan":
+		res, err = scenarioPlan(o, o.Param)
 	default:
 		return nil, fmt.Errorf("unknown scenario %q", o.Scenario)
 	}

@@ -217,6 +217,9 @@ type ConnectorStatus struct {
 	Backup *Backup `json:"backup,omitempty"`
 	// ReconcileRequest is the on-demand reconciliation asked for and not yet taken up by the agent.
 	ReconcileRequest *ReconcileRequest `json:"reconcile_request,omitempty"`
+	// Activation is the connector's activation with its preflight checks, so one request tells a caller
+	// both what was declared and what runs (the provider refreshes crmsync_activation with it alone).
+	Activation *Activation `json:"activation,omitempty"`
 }
 
 // ConnectorTableStatus is one table's status in ConnectorStatus.

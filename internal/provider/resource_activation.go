@@ -181,8 +181,9 @@ func (r *activationResource) Read(ctx context.Context, req resource.ReadRequest,
 	if id == "" { // imported: only the ID is set
 		id = state.ID.ValueString()
 	}
-	act, err := c.GetActivation(ctx, id)
-	if isNotFound(err) || err == nil && !act.Active {
+	// One request: the connector's status carries its activation.
+	st, err := c.Status(ctx, id)
+	if isNotFound(err) || err == nil && (!st.Active || st.Activation == nil) {
 		tflog.Warn(ctx, "connector is not active (deactivated or deleted out of band); removing the activation from state", map[string]any{"connector_id": id})
 		resp.State.RemoveResource(ctx)
 		return
@@ -191,11 +192,7 @@ func (r *activationResource) Read(ctx context.Context, req resource.ReadRequest,
 		resp.Diagnostics.AddError(fmt.Sprintf("reading crmsync_activation (%s)", id), describeAPIError(err))
 		return
 	}
-	st, err := c.Status(ctx, id)
-	if err != nil {
-		resp.Diagnostics.AddError(fmt.Sprintf("reading crmsync_activation (%s) status", id), describeAPIError(err))
-		return
-	}
+	act := st.Activation
 	health := assessHealth(st, act.ActivatedAt, time.Now(), rolloutGrace)
 	if health != healthy {
 		tflog.Warn(ctx, "activation is unhealthy", map[string]any{"connector_id": id, "health": health})

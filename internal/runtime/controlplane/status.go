@@ -50,7 +50,7 @@ func (s *Server) connectorStatus(ctx context.Context, conn api.Connector) (api.C
 	if err != nil {
 		return out, err
 	}
-	out.Active, out.DeployedRevision = act.Active, act.DeployedRevision
+	out.Active, out.DeployedRevision, out.Activation = act.Active, act.DeployedRevision, &act
 	lease, err := s.cfg.Store.CurrentAgent(ctx, conn.ID)
 	hasLease := err == nil
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
