@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,9 +106,16 @@ func canonValue(typ string, v any) string {
 		if f, ok := number(v); ok {
 			return strconv.FormatInt(int64(f), 10)
 		}
-	case "Decimal", "Double", "Money":
+	case "Decimal", "Money":
+		// Dataverse stores these at the column's precision (2 decimals by default) while Salesforce may send
+		// more: compare at two decimals, or every reconciliation would report the rounding as a difference.
 		if f, ok := number(v); ok {
-			return strconv.FormatFloat(f, 'g', -1, 64)
+			return strconv.FormatFloat(math.Round(f*100)/100, 'f', 2, 64)
+		}
+	case "Double":
+		// Double columns keep at most 5 decimals.
+		if f, ok := number(v); ok {
+			return strconv.FormatFloat(math.Round(f*1e5)/1e5, 'g', -1, 64)
 		}
 	case "Boolean":
 		switch x := v.(type) {

@@ -98,3 +98,15 @@ func TestChangeTopicsOfStandardAndCustomObjects(t *testing.T) {
 		}
 	}
 }
+
+func TestCanonicalMoneyIgnoresDataverseRounding(t *testing.T) {
+	if a, b := canonValue("Money", 123.456), canonValue("Money", 123.46); a != b {
+		t.Errorf("Money 123.456 (Salesforce) and 123.46 (Dataverse) compare as %q and %q", a, b)
+	}
+	if a, b := canonValue("Money", 10.0), canonValue("Money", 10.01); a == b {
+		t.Errorf("a real difference of a cent is hidden: %q", a)
+	}
+	if a, b := canonValue("Double", 0.123456789), canonValue("Double", 0.12346); a != b {
+		t.Errorf("Double at 5 decimals: %q vs %q", a, b)
+	}
+}
