@@ -42,11 +42,23 @@ type syncStatusModel struct {
 	SalesforceCalls    types.Int64   `tfsdk:"salesforce_calls"`
 	DataverseRequests  types.Int64   `tfsdk:"dataverse_requests"`
 	DataverseThrottled types.Int64   `tfsdk:"dataverse_throttled"`
+	OutOfBandEdits     types.Int64   `tfsdk:"out_of_band_edits"`
+	OutOfBandRepaired  types.Int64   `tfsdk:"out_of_band_edits_repaired"`
+	Backup             types.Object  `tfsdk:"backup"`
+	ReconcileRequest   types.Object  `tfsdk:"reconcile_request"`
 	Agent              types.Object  `tfsdk:"agent"`
 	Tables             types.List    `tfsdk:"tables"`
 	LastErrors         types.List    `tfsdk:"last_errors"`
 	UpdatedAt          types.String  `tfsdk:"updated_at"`
 }
+
+// Results of a table's last reconciliation, in the reconcile object's result.
+const (
+	reconcileMatch    = "match"    // both sides held the same rows with the same values
+	reconcileDiffered = "differed" // differences were found (and healed, see healed)
+	reconcileError    = "error"    // it could not finish (see error)
+	reconcileRunning  = "running"  // it has not finished yet
+)
 
 // changeEventRetention is how long Salesforce keeps change events (72 h), reported when no table says.
 const changeEventRetention = 72 * time.Hour
@@ -76,6 +88,78 @@ var (
 		"replay_age_seconds": types.Float64Type,
 		"retention_seconds":  types.Float64Type,
 		"last_error":         types.StringType,
+		"out_of_band":        outOfBandType,
+		"reconcile":          reconcileType,
+	}}
+	outOfBandEditType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"record_id":        types.StringType,
+		"key":              types.StringType,
+		"columns":          types.ListType{ElemType: types.StringType},
+		"modified_by":      types.StringType,
+		"modified_by_name": types.StringType,
+		"modified_at":      types.StringType,
+		"repaired":         types.BoolType,
+	}}
+	outOfBandType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"detected":   types.Int64Type,
+		"repaired":   types.Int64Type,
+		"repair":     types.BoolType,
+		"checked_at": types.StringType,
+		"since":      types.StringType,
+		"examples":   types.ListType{ElemType: outOfBandEditType},
+	}}
+	reconcileDifferenceType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"kind":      types.StringType,
+		"record_id": types.StringType,
+		"key":       types.StringType,
+		"columns":   types.ListType{ElemType: types.StringType},
+	}}
+	reconcileType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"trigger":            types.StringType,
+		"request_id":         types.Int64Type,
+		"started_at":         types.StringType,
+		"finished_at":        types.StringType,
+		"result":             types.StringType,
+		"match":              types.BoolType,
+		"source_rows":        types.Int64Type,
+		"destination_rows":   types.Int64Type,
+		"mismatches":         types.Int64Type,
+		"missing":            types.Int64Type,
+		"different":          types.Int64Type,
+		"extra":              types.Int64Type,
+		"kept":               types.Int64Type,
+		"healed":             types.Int64Type,
+		"ranges":             types.Int64Type,
+		"differing_ranges":   types.Int64Type,
+		"salesforce_calls":   types.Int64Type,
+		"dataverse_requests": types.Int64Type,
+		"error":              types.StringType,
+		"examples":           types.ListType{ElemType: reconcileDifferenceType},
+	}}
+	backupTableType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"table":          types.StringType,
+		"source_table":   types.StringType,
+		"rows":           types.Int64Type,
+		"estimated_rows": types.Int64Type,
+		"complete":       types.BoolType,
+	}}
+	backupStatusType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"id":             types.StringType,
+		"trigger":        types.StringType,
+		"state":          types.StringType,
+		"error":          types.StringType,
+		"blocking":       types.BoolType,
+		"rows":           types.Int64Type,
+		"estimated_rows": types.Int64Type,
+		"bytes":          types.Int64Type,
+		"tables":         types.ListType{ElemType: backupTableType},
+		"path":           types.StringType,
+		"created_at":     types.StringType,
+		"updated_at":     types.StringType,
+	}}
+	reconcileRequestType = types.ObjectType{AttrTypes: map[string]attr.Type{
+		"request_id":   types.Int64Type,
+		"requested_at": types.StringType,
 	}}
 	errorEntryType = types.ObjectType{AttrTypes: map[string]attr.Type{
 		"at":      types.StringType,
@@ -98,16 +182,25 @@ func (d *syncStatusDataSource) Schema(_ context.Context, _ datasource.SchemaRequ
 	float := func(desc string) schema.Float64Attribute {
 		return schema.Float64Attribute{Computed: true, MarkdownDescription: desc}
 	}
+	boolean := func(desc string) schema.BoolAttribute {
+		return schema.BoolAttribute{Computed: true, MarkdownDescription: desc}
+	}
+	stringList := func(desc string) schema.ListAttribute {
+		return schema.ListAttribute{Computed: true, ElementType: types.StringType, MarkdownDescription: desc}
+	}
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "What a connector's agent reports, through the control plane: state, revisions, lag, per-table " +
 			"counters and initial-load progress, replay-position age against the 72 h Change Data Capture retention, dead " +
-			"letters and the last errors. Use it in a `check` block to have every plan and apply assert the sync is healthy.",
+			"letters and the last errors; and the safeguards: the progress of a backup, rows edited in Dataverse behind the " +
+			"sync's back (out-of-band edits) and the last reconciliation of each table. Use it in a `check` block to have every " +
+			"plan and apply assert the sync is healthy. See the guide " +
+			"[Backups, rollback and drift](../guides/backups-rollback-and-drift.md).",
 		Attributes: map[string]schema.Attribute{
 			"connector_id": schema.StringAttribute{Required: true, MarkdownDescription: "ID of the connector."},
 			"name":         computed("Connector name."),
 			"active":       schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the connector is activated."},
-			"state": computed("`inactive`, `deploying`, `initial_load`, `streaming`, `resyncing` or `failed`; `streaming` is " +
-				"the steady state."),
+			"state": computed("`inactive`, `backing_up` (the first activation's backup runs; the agent is deployed after it), " +
+				"`deploying`, `initial_load`, `streaming`, `resyncing` or `failed`; `streaming` is the steady state."),
 			"reason":            computed("Why the connector is in its state, when it says (for example the failure, or a stuck rollout)."),
 			"latest_revision":   num("The connector's latest configuration revision."),
 			"deployed_revision": num("The revision the running agent runs (0 when none runs); behind `latest_revision` during a rollout."),
@@ -120,6 +213,49 @@ func (d *syncStatusDataSource) Schema(_ context.Context, _ datasource.SchemaRequ
 			"salesforce_calls":      num("Salesforce API calls the agent made."),
 			"dataverse_requests":    num("Dataverse Web API requests the agent made."),
 			"dataverse_throttled":   num("Dataverse requests answered 429 (service protection) and retried."),
+			"out_of_band_edits": num("Synced rows found changed in Dataverse by someone other than the agent, over every table, since " +
+				"the agent started (a row edited twice counts twice). Details per table in `tables[*].out_of_band`."),
+			"out_of_band_edits_repaired": num("Of `out_of_band_edits`, the rows rewritten from Salesforce (tables whose mapping sets " +
+				"`repair_out_of_band_edits`)."),
+			"backup": schema.SingleNestedAttribute{
+				Computed: true,
+				MarkdownDescription: "The connector's newest backup that is not complete (running, waiting to retry, or the first " +
+					"activation's backup the agent waits for), with its progress; null when there is none. Complete backups are " +
+					"listed by `crmsync backup list`.",
+				Attributes: map[string]schema.Attribute{
+					"id":             computed("Backup ID (`bak_…`)."),
+					"trigger":        computed("`first_activation` or `on_demand`."),
+					"state":          computed("`pending`, `running` or `retrying`."),
+					"error":          computed("Why the last attempt failed, while `retrying`."),
+					"blocking":       boolean("Whether the backup holds back the agent of the first activation."),
+					"rows":           num("Rows exported so far."),
+					"estimated_rows": num("Rows the tables held when the backup started (0 when unknown), for progress."),
+					"bytes":          num("Compressed size exported so far."),
+					"tables": schema.ListNestedAttribute{
+						Computed:            true,
+						MarkdownDescription: "Per destination table.",
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"table":          computed("Dataverse table."),
+							"source_table":   computed("Salesforce object it is synced from."),
+							"rows":           num("Rows exported so far."),
+							"estimated_rows": num("Rows the table held when the export started (0 when unknown)."),
+							"complete":       boolean("Whether the table is exported."),
+						}},
+					},
+					"path":       computed("The backup's directory on the control plane's host."),
+					"created_at": computed("When it started (RFC 3339)."),
+					"updated_at": computed("Its last progress (RFC 3339)."),
+				},
+			},
+			"reconcile_request": schema.SingleNestedAttribute{
+				Computed: true,
+				MarkdownDescription: "The on-demand reconciliation (`crmsync reconcile`) asked for and not yet taken up by the agent; " +
+					"null when none is pending.",
+				Attributes: map[string]schema.Attribute{
+					"request_id":   num("Request number; each table's `reconcile.request_id` reaches it once done."),
+					"requested_at": computed("When it was asked for (RFC 3339)."),
+				},
+			},
 			"agent": schema.SingleNestedAttribute{
 				Computed:            true,
 				MarkdownDescription: "The agent holding the connector's lease; null when none runs.",
@@ -151,6 +287,69 @@ func (d *syncStatusDataSource) Schema(_ context.Context, _ datasource.SchemaRequ
 					"replay_age_seconds": float("Age of the stored replay position."),
 					"retention_seconds":  float("Retention the replay position is measured against (72 h)."),
 					"last_error":         computed("The table's last error, if any."),
+					"out_of_band": schema.SingleNestedAttribute{
+						Computed: true,
+						MarkdownDescription: "Synced rows of the table changed in Dataverse by someone other than the agent since it " +
+							"wrote them, as the agent checks every `tuning.out_of_band_interval`; null until the first check.",
+						Attributes: map[string]schema.Attribute{
+							"detected":   num("Such rows found since the agent started (a row edited twice counts twice)."),
+							"repaired":   num("Those rewritten from Salesforce."),
+							"repair":     boolean("Whether the table mapping asks for repairs (`repair_out_of_band_edits`)."),
+							"checked_at": computed("When the agent last checked (RFC 3339)."),
+							"since":      computed("The Dataverse `modifiedon` the checks have looked at up to (RFC 3339)."),
+							"examples": schema.ListNestedAttribute{
+								Computed:            true,
+								MarkdownDescription: "The most recent ones, newest first (at most 10).",
+								NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+									"record_id":        computed("Salesforce Id of the record."),
+									"key":              computed("Dataverse primary key of the row."),
+									"columns":          stringList("Mapped columns whose Dataverse value differs from what Salesforce holds."),
+									"modified_by":      computed("ID of the Dataverse user who changed the row (`systemuserid`)."),
+									"modified_by_name": computed("That user's name, when known."),
+									"modified_at":      computed("When the row was changed (RFC 3339)."),
+									"repaired":         boolean("Whether the row was rewritten from Salesforce."),
+								}},
+							},
+						},
+					},
+					"reconcile": schema.SingleNestedAttribute{
+						Computed: true,
+						MarkdownDescription: "The table's last reconciliation (row counts and checksums over the mapped columns of both " +
+							"sides, drilling down only into the key ranges that differ); null until one ran.",
+						Attributes: map[string]schema.Attribute{
+							"trigger":     computed("`schedule` (every `tuning.reconcile_interval`) or `request` (`crmsync reconcile`)."),
+							"request_id":  num("The on-demand request it answered (0 for a scheduled one)."),
+							"started_at":  computed("When it started (RFC 3339)."),
+							"finished_at": computed("When it finished (RFC 3339); null while it runs."),
+							"result": computed("`" + reconcileMatch + "` (both sides held the same rows and values), `" + reconcileDiffered +
+								"` (differences were found: see `mismatches` and `healed`), `" + reconcileError + "` (see `error`) or `" +
+								reconcileRunning + "`."),
+							"match":              boolean("Whether both sides held the same rows with the same values, before healing."),
+							"source_rows":        num("Live Salesforce records the mapping converts."),
+							"destination_rows":   num("Dataverse rows."),
+							"mismatches":         num("`missing` + `different` + `extra`."),
+							"missing":            num("Records with no Dataverse row."),
+							"different":          num("Rows with another value in a mapped column."),
+							"extra":              num("Synced rows of no live record."),
+							"kept":               num("Rows of no live record left alone (not created by the sync, or kept by the delete behaviour)."),
+							"healed":             num("Rows re-fetched from Salesforce and written, or deleted."),
+							"ranges":             num("Key ranges hashed on each side."),
+							"differing_ranges":   num("Key ranges whose hashes differed (only they were drilled into)."),
+							"salesforce_calls":   num("Salesforce API calls the reconciliation used, healing included."),
+							"dataverse_requests": num("Dataverse requests the reconciliation used, healing included."),
+							"error":              computed("Why it could not finish, if it could not."),
+							"examples": schema.ListNestedAttribute{
+								Computed:            true,
+								MarkdownDescription: "Some of the records found different.",
+								NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+									"kind":      computed("`missing`, `different` or `extra`."),
+									"record_id": computed("Salesforce Id (null for extra rows)."),
+									"key":       computed("Dataverse primary key."),
+									"columns":   stringList("The columns that differ (for `different`)."),
+								}},
+							},
+						},
+					},
 				}},
 			},
 			"last_errors": schema.ListNestedAttribute{
@@ -222,6 +421,7 @@ func syncStatusFromAPI(st *api.ConnectorStatus) (syncStatusModel, diag.Diagnosti
 		m.Agent = types.ObjectNull(agentInfoType.AttrTypes)
 	}
 	var maxAge, retention float64
+	var oobDetected, oobRepaired int64
 	loaded := len(st.Tables) > 0
 	tables := make([]attr.Value, len(st.Tables))
 	for i, t := range st.Tables {
@@ -237,6 +437,10 @@ func syncStatusFromAPI(st *api.ConnectorStatus) (syncStatusModel, diag.Diagnosti
 		}
 		maxAge = max(maxAge, t.ReplayAgeSeconds)
 		retention = max(retention, t.RetentionSeconds)
+		if o := t.OutOfBand; o != nil {
+			oobDetected += o.Detected
+			oobRepaired += o.Repaired
+		}
 		tables[i] = types.ObjectValueMust(tableStatusType.AttrTypes, map[string]attr.Value{
 			"table":              types.StringValue(t.Table),
 			"destination":        types.StringValue(t.Destination),
@@ -253,6 +457,18 @@ func syncStatusFromAPI(st *api.ConnectorStatus) (syncStatusModel, diag.Diagnosti
 			"replay_age_seconds": types.Float64Value(t.ReplayAgeSeconds),
 			"retention_seconds":  types.Float64Value(t.RetentionSeconds),
 			"last_error":         types.StringValue(t.LastError),
+			"out_of_band":        outOfBandObject(t.OutOfBand),
+			"reconcile":          reconcileObject(t.Reconcile),
+		})
+	}
+	m.OutOfBandEdits = types.Int64Value(oobDetected)
+	m.OutOfBandRepaired = types.Int64Value(oobRepaired)
+	m.Backup = backupStatusObject(st.Backup)
+	m.ReconcileRequest = types.ObjectNull(reconcileRequestType.AttrTypes)
+	if r := st.ReconcileRequest; r != nil {
+		m.ReconcileRequest = types.ObjectValueMust(reconcileRequestType.AttrTypes, map[string]attr.Value{
+			"request_id":   types.Int64Value(r.RequestID),
+			"requested_at": timeString(r.RequestedAt),
 		})
 	}
 	if retention == 0 {
@@ -275,4 +491,125 @@ func syncStatusFromAPI(st *api.ConnectorStatus) (syncStatusModel, diag.Diagnosti
 	m.LastErrors, d = types.ListValue(errorEntryType, errs)
 	diags.Append(d...)
 	return m, diags
+}
+
+// outOfBandObject converts a table's out-of-band edit report (null before the detector first ran).
+func outOfBandObject(o *api.OutOfBandStatus) types.Object {
+	if o == nil {
+		return types.ObjectNull(outOfBandType.AttrTypes)
+	}
+	examples := make([]attr.Value, len(o.Examples))
+	for i, e := range o.Examples {
+		examples[i] = types.ObjectValueMust(outOfBandEditType.AttrTypes, map[string]attr.Value{
+			"record_id":        types.StringValue(e.RecordID),
+			"key":              types.StringValue(e.Key),
+			"columns":          stringListValue(e.Columns),
+			"modified_by":      types.StringValue(e.ModifiedBy),
+			"modified_by_name": stringOrNull(e.ModifiedByName),
+			"modified_at":      timeString(e.ModifiedAt),
+			"repaired":         types.BoolValue(e.Repaired),
+		})
+	}
+	return types.ObjectValueMust(outOfBandType.AttrTypes, map[string]attr.Value{
+		"detected":   types.Int64Value(o.Detected),
+		"repaired":   types.Int64Value(o.Repaired),
+		"repair":     types.BoolValue(o.Repair),
+		"checked_at": timeString(o.CheckedAt),
+		"since":      timeString(o.Since),
+		"examples":   types.ListValueMust(outOfBandEditType, examples),
+	})
+}
+
+// reconcileResult is the one-word outcome of a reconciliation, for check blocks.
+func reconcileResult(r *api.ReconcileResult) string {
+	switch {
+	case r.Error != "":
+		return reconcileError
+	case r.FinishedAt.IsZero():
+		return reconcileRunning
+	case r.Match:
+		return reconcileMatch
+	}
+	return reconcileDiffered
+}
+
+// reconcileObject converts a table's last reconciliation (null before the first).
+func reconcileObject(r *api.ReconcileResult) types.Object {
+	if r == nil {
+		return types.ObjectNull(reconcileType.AttrTypes)
+	}
+	examples := make([]attr.Value, len(r.Examples))
+	for i, e := range r.Examples {
+		examples[i] = types.ObjectValueMust(reconcileDifferenceType.AttrTypes, map[string]attr.Value{
+			"kind":      types.StringValue(e.Kind),
+			"record_id": stringOrNull(e.RecordID),
+			"key":       types.StringValue(e.Key),
+			"columns":   stringListValue(e.Columns),
+		})
+	}
+	return types.ObjectValueMust(reconcileType.AttrTypes, map[string]attr.Value{
+		"trigger":            types.StringValue(r.Trigger),
+		"request_id":         types.Int64Value(r.RequestID),
+		"started_at":         timeString(r.StartedAt),
+		"finished_at":        timeString(r.FinishedAt),
+		"result":             types.StringValue(reconcileResult(r)),
+		"match":              types.BoolValue(r.Match),
+		"source_rows":        types.Int64Value(r.SourceRows),
+		"destination_rows":   types.Int64Value(r.DestinationRows),
+		"mismatches":         types.Int64Value(r.Missing + r.Different + r.Extra),
+		"missing":            types.Int64Value(r.Missing),
+		"different":          types.Int64Value(r.Different),
+		"extra":              types.Int64Value(r.Extra),
+		"kept":               types.Int64Value(r.Kept),
+		"healed":             types.Int64Value(r.Healed),
+		"ranges":             types.Int64Value(int64(r.Ranges)),
+		"differing_ranges":   types.Int64Value(int64(r.DifferingRanges)),
+		"salesforce_calls":   types.Int64Value(r.SalesforceCalls),
+		"dataverse_requests": types.Int64Value(r.DataverseCalls),
+		"error":              types.StringValue(r.Error),
+		"examples":           types.ListValueMust(reconcileDifferenceType, examples),
+	})
+}
+
+// backupStatusObject converts the connector's unfinished backup (null when there is none).
+func backupStatusObject(b *api.Backup) types.Object {
+	if b == nil {
+		return types.ObjectNull(backupStatusType.AttrTypes)
+	}
+	var estimated int64
+	tables := make([]attr.Value, len(b.Tables))
+	for i, t := range b.Tables {
+		estimated += t.Estimated
+		tables[i] = types.ObjectValueMust(backupTableType.AttrTypes, map[string]attr.Value{
+			"table":          types.StringValue(t.Table),
+			"source_table":   types.StringValue(t.SourceTable),
+			"rows":           types.Int64Value(t.Rows),
+			"estimated_rows": types.Int64Value(t.Estimated),
+			"complete":       types.BoolValue(t.Complete),
+		})
+	}
+	return types.ObjectValueMust(backupStatusType.AttrTypes, map[string]attr.Value{
+		"id":             types.StringValue(b.ID),
+		"trigger":        types.StringValue(b.Trigger),
+		"state":          types.StringValue(b.State),
+		"error":          types.StringValue(b.Error),
+		"blocking":       types.BoolValue(b.Blocking),
+		"rows":           types.Int64Value(b.Rows),
+		"estimated_rows": types.Int64Value(estimated),
+		"bytes":          types.Int64Value(b.Bytes),
+		"tables":         types.ListValueMust(backupTableType, tables),
+		"path":           types.StringValue(b.Path),
+		"created_at":     timeString(b.CreatedAt),
+		"updated_at":     timeString(b.UpdatedAt),
+	})
+}
+
+// stringListValue converts a list of strings; none is an empty list, so expressions such as length() work
+// without a null check.
+func stringListValue(ss []string) types.List {
+	vals := make([]attr.Value, len(ss))
+	for i, s := range ss {
+		vals[i] = types.StringValue(s)
+	}
+	return types.ListValueMust(types.StringType, vals)
 }

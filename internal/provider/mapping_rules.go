@@ -246,6 +246,12 @@ func columnsRemovedMessage(cfg mapping.TableConfig, removed []effectiveColumn) s
 		columnList(removed, false), cfg.Destination(), cfg.SourceTable)
 }
 
+func repairOnMessage(source, dest string) string {
+	return fmt.Sprintf("repair_out_of_band_edits = true: rows of Dataverse %s that the sync wrote and that someone else changes in a "+
+		"synced column are rewritten with the values of Salesforce %s as soon as the agent finds them (every tuning.out_of_band_interval "+
+		"of the connector). Make the change in Salesforce instead; the edits are reported in crmsync_sync_status either way.", dest, source)
+}
+
 func tableRemovedMessage(source, dest string) string {
 	return fmt.Sprintf("Salesforce %s will no longer be synced: its rows stay in Dataverse %s and are no longer updated (nothing is deleted).", source, dest)
 }

@@ -15,6 +15,8 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/booldefault"
+	"github.com/hashicorp/terraform-plugin-framework/resource/schema/objectplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/planmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
@@ -63,13 +65,15 @@ type activationResource struct {
 }
 
 type activationModel struct {
-	ID               types.String   `tfsdk:"id"`
-	ConnectorID      types.String   `tfsdk:"connector_id"`
-	WaitFor          types.String   `tfsdk:"wait_for"`
-	Health           types.String   `tfsdk:"health"`
-	DeployedRevision types.Int64    `tfsdk:"deployed_revision"`
-	Preflight        types.List     `tfsdk:"preflight"`
-	Timeouts         timeouts.Value `tfsdk:"timeouts"`
+	ID                    types.String   `tfsdk:"id"`
+	ConnectorID           types.String   `tfsdk:"connector_id"`
+	WaitFor               types.String   `tfsdk:"wait_for"`
+	BackupBeforeFirstSync types.Bool     `tfsdk:"backup_before_first_sync"`
+	Backup                types.Object   `tfsdk:"backup"`
+	Health                types.String   `tfsdk:"health"`
+	DeployedRevision      types.Int64    `tfsdk:"deployed_revision"`
+	Preflight             types.List     `tfsdk:"preflight"`
+	Timeouts              timeouts.Value `tfsdk:"timeouts"`
 }
 
 var preflightCheckType = types.ObjectType{AttrTypes: map[string]attr.Type{
@@ -79,6 +83,18 @@ var preflightCheckType = types.ObjectType{AttrTypes: map[string]attr.Type{
 	"message": types.StringType,
 }}
 
+// firstSyncBackupType is the activation's backup: what a reviewer needs to find it again and roll back to it.
+// Once complete, none of it changes, so a refresh never turns it into noise.
+var firstSyncBackupType = types.ObjectType{AttrTypes: map[string]attr.Type{
+	"id":           types.StringType,
+	"state":        types.StringType,
+	"rows":         types.Int64Type,
+	"bytes":        types.Int64Type,
+	"tables":       types.MapType{ElemType: types.Int64Type},
+	"path":         types.StringType,
+	"completed_at": types.StringType,
+}}
+
 func (r *activationResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
 	resp.TypeName = req.ProviderTypeName + "_activation"
 }
@@ -86,8 +102,8 @@ func (r *activationResource) Metadata(_ context.Context, req resource.MetadataRe
 func (r *activationResource) Schema(ctx context.Context, _ resource.SchemaRequest, resp *resource.SchemaResponse) {
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Activates a connector: runs the preflight checks (credentials, change topics, team privileges, " +
-			"mappings against the live schemas, API budget, data size), deploys an agent at the connector's latest revision and " +
-			"waits until it runs (with `wait_for = \"initial_load\"`, until every table finished its initial load), logging " +
+			"mappings against the live schemas, API budget, data size), on the connector's first activation backs up the destination " +
+			"tables (`backup_before_first_sync`), deploys an agent at the connector's latest revision and waits until it runs (with `wait_for = \"initial_load\"`, until every table finished its initial load), logging " +
 			"progress. Destroying it deactivates the connector: the agent drains and stops; the data stays in Dataverse.\n\n" +
 			"Drift: a connector deactivated out of band disappears from state, so the plan activates it again; an agent that " +
 			"failed, or that still runs an older revision well after a change, shows as an update of `health` that redeploys it.",
@@ -103,6 +119,36 @@ func (r *activationResource) Schema(ctx context.Context, _ resource.SchemaReques
 				Required:      true,
 				Validators:    []validator.String{stringvalidator.LengthAtLeast(1)},
 				PlanModifiers: []planmodifier.String{stringplanmodifier.RequiresReplace()},
+			},
+			"backup_before_first_sync": schema.BoolAttribute{
+				MarkdownDescription: "Back up the destination tables before the connector's first sync. Defaults to `true`. On the " +
+					"connector's first activation the control plane exports, before any write, the current rows of every destination " +
+					"table (the key, every column the connector writes, `modifiedon` and the owner) into gzip-compressed files with a " +
+					"manifest under its data directory (`DATA_DIR/backups/<connector id>/<backup id>/`), so that " +
+					"`crmsync backup restore` can roll Dataverse back to them. The agent is deployed only once the backup is complete, " +
+					"and apply waits for both (bounded by `timeouts`). Only the first activation takes this backup: a later activation " +
+					"(after a deactivation, or a replacement of this resource for the same connector) takes none, and changing the value " +
+					"afterwards has no effect. With `false` nothing is backed up; `crmsync backup create` takes a backup at any time. " +
+					"See the guide [Backups, rollback and drift](../guides/backups-rollback-and-drift.md).",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(true),
+			},
+			"backup": schema.SingleNestedAttribute{
+				MarkdownDescription: "The backup taken before the connector's first sync; null when none was (`backup_before_first_sync = false`, " +
+					"or a control plane without backups). Restore it with `crmsync backup restore <id>` once the connector is deactivated.",
+				Computed:      true,
+				PlanModifiers: []planmodifier.Object{objectplanmodifier.UseStateForUnknown()},
+				Attributes: map[string]schema.Attribute{
+					"id":     schema.StringAttribute{Computed: true, MarkdownDescription: "Backup ID (`bak_…`), as `crmsync backup list` shows it."},
+					"state":  schema.StringAttribute{Computed: true, MarkdownDescription: "`pending`, `running`, `retrying`, `complete` or `cancelled`."},
+					"rows":   schema.Int64Attribute{Computed: true, MarkdownDescription: "Rows exported, over every table."},
+					"bytes":  schema.Int64Attribute{Computed: true, MarkdownDescription: "Compressed size of the exported files."},
+					"tables": schema.MapAttribute{Computed: true, ElementType: types.Int64Type, MarkdownDescription: "Rows exported per destination table."},
+					"path":   schema.StringAttribute{Computed: true, MarkdownDescription: "The backup's directory on the control plane's host."},
+					"completed_at": schema.StringAttribute{Computed: true, MarkdownDescription: "When the backup completed (RFC 3339); null " +
+						"until then."},
+				},
 			},
 			"wait_for": schema.StringAttribute{
 				MarkdownDescription: "What create and update wait for: `running` (the default: the agent runs the connector's latest " +
@@ -204,7 +250,15 @@ func (r *activationResource) Read(ctx context.Context, req resource.ReadRequest,
 	}
 	state.Health = types.StringValue(health)
 	state.DeployedRevision = types.Int64Value(st.DeployedRevision)
+	// The control plane stores the option the first activation used; the configured value only matters for
+	// that one activation, so it is taken from the control plane on import only (otherwise a later change of
+	// the configuration, which has no effect, would show as a diff forever).
+	if state.BackupBeforeFirstSync.IsNull() || state.BackupBeforeFirstSync.IsUnknown() {
+		state.BackupBeforeFirstSync = types.BoolValue(act.BackupBeforeFirstSync)
+	}
 	var d diag.Diagnostics
+	state.Backup, d = firstSyncBackup(act.Backup)
+	resp.Diagnostics.Append(d...)
 	state.Preflight, d = preflightList(act.Preflight)
 	resp.Diagnostics.Append(d...)
 	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
@@ -294,7 +348,21 @@ func (r *activationResource) ModifyPlan(ctx context.Context, req resource.Modify
 	}
 	var state activationModel
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	if resp.Diagnostics.HasError() || state.Health.IsNull() || state.Health.ValueString() == healthy {
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	var backupOpt types.Bool
+	var connectorID types.String
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("backup_before_first_sync"), &backupOpt)...)
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("connector_id"), &connectorID)...)
+	if connectorID.Equal(state.ConnectorID) && !backupOpt.IsUnknown() && !state.BackupBeforeFirstSync.IsNull() &&
+		!backupOpt.Equal(state.BackupBeforeFirstSync) {
+		resp.Diagnostics.AddAttributeWarning(path.Root("backup_before_first_sync"), "backup_before_first_sync has no effect now",
+			fmt.Sprintf("Connector %s was activated already: only its first activation backs up the destination tables, so changing "+
+				"backup_before_first_sync changes nothing on the control plane. Take a backup at any time with `crmsync backup create`.",
+				state.ConnectorID.ValueString()))
+	}
+	if state.Health.IsNull() || state.Health.ValueString() == healthy {
 		return
 	}
 	resp.Diagnostics.Append(resp.Plan.SetAttribute(ctx, path.Root("health"), types.StringValue(healthy))...)
@@ -310,7 +378,8 @@ func (r *activationResource) ModifyPlan(ctx context.Context, req resource.Modify
 func (r *activationResource) activate(ctx context.Context, c *client.Client, plan activationModel, timeout time.Duration, verb string, diags *diag.Diagnostics) *activationModel {
 	id := plan.ConnectorID.ValueString()
 	summary := fmt.Sprintf("%s crmsync_activation (%s)", verb, id)
-	act, err := c.SetActivation(ctx, id, true)
+	backupOpt := plan.BackupBeforeFirstSync.IsNull() || plan.BackupBeforeFirstSync.IsUnknown() || plan.BackupBeforeFirstSync.ValueBool()
+	act, err := c.Activate(ctx, id, api.ActivationRequest{Active: true, BackupBeforeFirstSync: &backupOpt})
 	if err != nil {
 		if errors.Is(err, client.ErrPreflightFailed) {
 			diags.AddError(summary, preflightFailedMessage(id, preflightChecks(err), describeAPIError(err)))
@@ -324,6 +393,17 @@ func (r *activationResource) activate(ctx context.Context, c *client.Client, pla
 			diags.AddWarning(fmt.Sprintf("Preflight check %s passed with a caveat", ch.Name), ch.Message)
 		}
 	}
+	if act.BackupBeforeFirstSync != backupOpt {
+		// The control plane keeps the option of the connector's first activation, so a different one means this
+		// is not the first: nothing is backed up now whatever the configuration says.
+		diags.AddAttributeWarning(path.Root("backup_before_first_sync"), "backup_before_first_sync has no effect now",
+			fmt.Sprintf("Connector %s was activated before (with backup_before_first_sync = %t): only its first activation backs up "+
+				"the destination tables. Take a backup at any time with `crmsync backup create`.", id, act.BackupBeforeFirstSync))
+	}
+	if b := act.Backup; b != nil && b.Blocking && b.State != api.BackupComplete {
+		tflog.Info(ctx, "backing up the destination tables before the first sync; the agent is deployed once the backup is complete",
+			map[string]any{"connector_id": id, "backup_id": b.ID, "path": b.Path})
+	}
 	tflog.Info(ctx, "activated connector; waiting for its agent", map[string]any{
 		"connector_id": id, "desired_revision": act.DesiredRevision, "wait_for": plan.WaitFor.ValueString(), "timeout": timeout.String()})
 
@@ -336,7 +416,14 @@ func (r *activationResource) activate(ctx context.Context, c *client.Client, pla
 	state.ID = types.StringValue(id)
 	state.Health = types.StringValue(healthy)
 	state.DeployedRevision = types.Int64Value(st.DeployedRevision)
+	// The status read last has the backup as it ended; the activation answer had it as it started.
+	backup := act.Backup
+	if st.Activation != nil {
+		backup = st.Activation.Backup
+	}
 	var d diag.Diagnostics
+	state.Backup, d = firstSyncBackup(backup)
+	diags.Append(d...)
 	state.Preflight, d = preflightList(act.Preflight)
 	diags.Append(d...)
 	return &state
@@ -371,6 +458,13 @@ func waitForAgent(ctx context.Context, c *client.Client, id string, revision int
 	})
 	if err == nil {
 		return last, nil
+	}
+	if ctx.Err() != nil && last != nil && last.State == api.StateBackingUp {
+		return nil, fmt.Errorf("timed out after %s waiting for the backup before the first sync of connector %s: the agent is "+
+			"deployed only once it is complete. Not done:\n%s\n"+
+			"The connector stays active and the backup goes on: apply again to keep waiting, or raise timeouts; `crmsync backup list` "+
+			"shows its progress. To go without it, deactivate the connector (which cancels the backup) and activate it again: "+
+			"a later activation takes no backup", timeout, id, notDone(last, revision, waitFor))
 	}
 	if ctx.Err() != nil && last != nil {
 		return nil, fmt.Errorf("timed out after %s waiting for the agent of connector %s (wait_for = %q). Not done:\n%s\n"+
@@ -430,6 +524,8 @@ func agentDone(st *api.ConnectorStatus, revision int64, waitFor string) bool {
 func notDone(st *api.ConnectorStatus, revision int64, waitFor string) string {
 	var lines []string
 	switch {
+	case st.State == api.StateBackingUp && st.Backup != nil:
+		lines = append(lines, backupNotDone(st.Backup))
 	case st.Agent == nil:
 		lines = append(lines, fmt.Sprintf("no agent runs the connector (state %s%s)", st.State, reasonSuffix(st.Reason)))
 	case st.DeployedRevision < revision:
@@ -458,8 +554,45 @@ func notDone(st *api.ConnectorStatus, revision int64, waitFor string) string {
 	return "  - " + strings.Join(lines, "\n  - ")
 }
 
+// backupNotDone says why a first activation's backup holds the agent back, with its progress.
+func backupNotDone(b *api.Backup) string {
+	if b.State == api.BackupRetrying {
+		return fmt.Sprintf("the backup before the first sync (%s) failed and will be retried: %s (%s)", b.ID, b.Error, backupProgress(b))
+	}
+	return fmt.Sprintf("the backup before the first sync (%s) is %s: %s; the agent is deployed once it is complete", b.ID, b.State, backupProgress(b))
+}
+
+// backupProgress is a backup's progress: rows exported of the rows the tables held when it started, per table.
+func backupProgress(b *api.Backup) string {
+	var estimated int64
+	tables := make([]string, 0, len(b.Tables))
+	for _, t := range b.Tables {
+		estimated += t.Estimated
+		switch {
+		case t.Complete:
+			tables = append(tables, fmt.Sprintf("%s %d rows, done", t.Table, t.Rows))
+		case t.Estimated > 0:
+			tables = append(tables, fmt.Sprintf("%s %d of about %d rows", t.Table, t.Rows, t.Estimated))
+		default:
+			tables = append(tables, fmt.Sprintf("%s %d rows", t.Table, t.Rows))
+		}
+	}
+	sort.Strings(tables)
+	out := fmt.Sprintf("%d rows exported", b.Rows)
+	if estimated > 0 {
+		out = fmt.Sprintf("%d of about %d rows exported (%.0f%%)", b.Rows, estimated, min(100, 100*float64(b.Rows)/float64(estimated)))
+	}
+	if len(tables) > 0 {
+		out += " [" + strings.Join(tables, ", ") + "]"
+	}
+	return out
+}
+
 // progressLine is the one-line progress logged while waiting.
 func progressLine(st *api.ConnectorStatus, revision int64) string {
+	if st.State == api.StateBackingUp && st.Backup != nil {
+		return fmt.Sprintf("%s, backup %s %s: %s", st.State, st.Backup.ID, st.Backup.State, backupProgress(st.Backup))
+	}
 	parts := []string{fmt.Sprintf("%s, revision %d of %d", st.State, st.DeployedRevision, revision)}
 	tables := append([]api.ConnectorTableStatus(nil), st.Tables...)
 	sort.Slice(tables, func(i, j int) bool { return tables[i].Table < tables[j].Table })
@@ -510,6 +643,33 @@ func assessHealth(st *api.ConnectorStatus, activatedAt *time.Time, now time.Time
 		return fmt.Sprintf("no agent has taken the connector since its activation %s ago", now.Sub(*activatedAt).Round(time.Second)) + reasonSuffix(st.Reason)
 	}
 	return healthy
+}
+
+// firstSyncBackup converts the activation's backup (null when there is none).
+func firstSyncBackup(b *api.Backup) (types.Object, diag.Diagnostics) {
+	if b == nil {
+		return types.ObjectNull(firstSyncBackupType.AttrTypes), nil
+	}
+	rows := make(map[string]attr.Value, len(b.Tables))
+	for _, t := range b.Tables {
+		rows[t.Table] = types.Int64Value(t.Rows)
+	}
+	tables, diags := types.MapValue(types.Int64Type, rows)
+	completed := types.StringNull()
+	if b.CompletedAt != nil {
+		completed = timeString(*b.CompletedAt)
+	}
+	obj, d := types.ObjectValue(firstSyncBackupType.AttrTypes, map[string]attr.Value{
+		"id":           types.StringValue(b.ID),
+		"state":        types.StringValue(b.State),
+		"rows":         types.Int64Value(b.Rows),
+		"bytes":        types.Int64Value(b.Bytes),
+		"tables":       tables,
+		"path":         types.StringValue(b.Path),
+		"completed_at": completed,
+	})
+	diags.Append(d...)
+	return obj, diags
 }
 
 func preflightList(checks []api.PreflightCheck) (types.List, diag.Diagnostics) {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/resourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -59,7 +61,35 @@ type connectorModel struct {
 	TeamID     types.String     `tfsdk:"team_id"`
 	Salesforce *salesforceModel `tfsdk:"salesforce"`
 	Dataverse  *dataverseModel  `tfsdk:"dataverse"`
+	Tuning     *tuningModel     `tfsdk:"tuning"`
 }
+
+// tuningModel is the agent's batching, concurrency and safeguard intervals. A null attribute takes the agent's
+// default; durations are Go duration strings.
+type tuningModel struct {
+	BatchSize         types.Int64  `tfsdk:"batch_size"`
+	FlushInterval     types.String `tfsdk:"flush_interval"`
+	WriteConcurrency  types.Int64  `tfsdk:"write_concurrency"`
+	PageSize          types.Int64  `tfsdk:"page_size"`
+	StatusInterval    types.String `tfsdk:"status_interval"`
+	OutOfBandInterval types.String `tfsdk:"out_of_band_interval"`
+	ReconcileInterval types.String `tfsdk:"reconcile_interval"`
+}
+
+// Bounds of the tuning attributes: those the control plane enforces (a value outside is refused at apply), so
+// a plan refuses it first. Zero, which the API reads as "the default", is left to a null attribute instead: the
+// API does not return it, so a configured zero would show as a diff on every plan.
+const (
+	maxBatchSize         = 1000
+	maxWriteConcurrency  = 64
+	maxPageSize          = 100000
+	maxFlushInterval     = time.Minute
+	maxStatusInterval    = time.Minute
+	minOutOfBandInterval = time.Second
+	maxOutOfBandInterval = 24 * time.Hour
+	minReconcileInterval = time.Minute
+	maxReconcileInterval = 30 * 24 * time.Hour
+)
 
 type salesforceModel struct {
 	LoginURL         types.String `tfsdk:"login_url"`
@@ -265,6 +295,62 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 					},
 				},
 			},
+			"tuning": schema.SingleNestedAttribute{
+				MarkdownDescription: "How the agent batches, paces and checks its work. Optional: every attribute left out takes the " +
+					"agent's default, chosen by measurement. Durations are Go duration strings such as `100ms`, `90s`, `5m` or `6h`; " +
+					"the control plane returns them in Go's short form (`1m30s` for `90s`), which is the form to write for an import " +
+					"to plan no change. A change is a new connector revision: the agent is redeployed with it.",
+				Optional: true,
+				Attributes: map[string]schema.Attribute{
+					"batch_size": schema.Int64Attribute{
+						MarkdownDescription: fmt.Sprintf("Rows per Dataverse write (`UpsertMultiple` targets or `$batch` operations), 1 to %d. "+
+							"Defaults to %d.", maxBatchSize, api.DefaultBatchSize),
+						Optional:   true,
+						Validators: []validator.Int64{int64validator.Between(1, maxBatchSize)},
+					},
+					"flush_interval": schema.StringAttribute{
+						MarkdownDescription: fmt.Sprintf("How long a change waits for its batch to fill, up to %s. Defaults to `%s`.",
+							shortDuration(maxFlushInterval), shortDuration(api.DefaultFlushInterval)),
+						Optional:   true,
+						Validators: []validator.String{durationBetween(time.Millisecond, maxFlushInterval, false)},
+					},
+					"write_concurrency": schema.Int64Attribute{
+						MarkdownDescription: fmt.Sprintf("Dataverse writes in flight per table, 1 to %d. Defaults to %d.",
+							maxWriteConcurrency, api.DefaultWriteConcurrency),
+						Optional:   true,
+						Validators: []validator.Int64{int64validator.Between(1, maxWriteConcurrency)},
+					},
+					"page_size": schema.Int64Attribute{
+						MarkdownDescription: fmt.Sprintf("Bulk API result page size (`maxRecords`) of initial loads and re-syncs, 1 to %d; a "+
+							"restarted load re-reads at most one page. Defaults to %d.", maxPageSize, api.DefaultPageSize),
+						Optional:   true,
+						Validators: []validator.Int64{int64validator.Between(1, maxPageSize)},
+					},
+					"status_interval": schema.StringAttribute{
+						MarkdownDescription: fmt.Sprintf("How often the agent reports its status, up to %s. Defaults to `%s`.",
+							shortDuration(maxStatusInterval), shortDuration(api.DefaultStatusInterval)),
+						Optional:   true,
+						Validators: []validator.String{durationBetween(time.Millisecond, maxStatusInterval, false)},
+					},
+					"out_of_band_interval": schema.StringAttribute{
+						MarkdownDescription: fmt.Sprintf("How often each streaming table is checked for synced rows changed in Dataverse by "+
+							"someone other than the agent (out-of-band edits, reported in `crmsync_sync_status` and repaired where the table "+
+							"mapping sets `repair_out_of_band_edits`), from %s to %s, or `off`. Defaults to `%s`; a check costs one Dataverse "+
+							"request per table when nothing changed.",
+							shortDuration(minOutOfBandInterval), shortDuration(maxOutOfBandInterval), shortDuration(api.DefaultOutOfBandInterval)),
+						Optional:   true,
+						Validators: []validator.String{durationBetween(minOutOfBandInterval, maxOutOfBandInterval, true)},
+					},
+					"reconcile_interval": schema.StringAttribute{
+						MarkdownDescription: fmt.Sprintf("How often each streaming table is reconciled (row counts and checksums of both sides, "+
+							"differences healed; results in `crmsync_sync_status`), from %s to %s, or `off` (on-demand reconciliations, "+
+							"`crmsync reconcile`, still run). Defaults to `%s`: a reconciliation reads both sides in full.",
+							shortDuration(minReconcileInterval), shortDuration(maxReconcileInterval), shortDuration(api.DefaultReconcileInterval)),
+						Optional:   true,
+						Validators: []validator.String{durationBetween(minReconcileInterval, maxReconcileInterval, true)},
+					},
+				},
+			},
 		},
 	}
 }
@@ -456,7 +542,56 @@ func (m *connectorModel) toSpec() api.ConnectorSpec {
 			CAFile:           dv.CAFile.ValueString(),
 		}
 	}
+	if t := m.Tuning; t != nil {
+		spec.Tuning = &api.Tuning{
+			BatchSize:         int(t.BatchSize.ValueInt64()),
+			FlushInterval:     durationToAPI(t.FlushInterval),
+			WriteConcurrency:  int(t.WriteConcurrency.ValueInt64()),
+			PageSize:          int(t.PageSize.ValueInt64()),
+			StatusInterval:    durationToAPI(t.StatusInterval),
+			OutOfBandInterval: durationToAPI(t.OutOfBandInterval),
+			ReconcileInterval: durationToAPI(t.ReconcileInterval),
+		}
+	}
 	return spec
+}
+
+// tuningFromAPI converts the stored tuning. Each duration keeps prior's spelling when it means the same
+// duration ("360m" and the API's "6h0m0s"), so neither a refresh nor an apply shows a diff; a value set out of
+// band or imported takes Go's short form. A tuning with nothing set is null, unless prior declared it empty.
+func tuningFromAPI(t *api.Tuning, prior *tuningModel) *tuningModel {
+	if t == nil || *t == (api.Tuning{}) {
+		if prior != nil && prior.empty() {
+			return prior
+		}
+		return nil
+	}
+	var p tuningModel
+	if prior != nil {
+		p = *prior
+	}
+	return &tuningModel{
+		BatchSize:         int64OrNull(int64(t.BatchSize)),
+		FlushInterval:     durationFromAPI(t.FlushInterval, p.FlushInterval),
+		WriteConcurrency:  int64OrNull(int64(t.WriteConcurrency)),
+		PageSize:          int64OrNull(int64(t.PageSize)),
+		StatusInterval:    durationFromAPI(t.StatusInterval, p.StatusInterval),
+		OutOfBandInterval: durationFromAPI(t.OutOfBandInterval, p.OutOfBandInterval),
+		ReconcileInterval: durationFromAPI(t.ReconcileInterval, p.ReconcileInterval),
+	}
+}
+
+// empty reports whether no attribute of the tuning is set (`tuning = {}`).
+func (t *tuningModel) empty() bool {
+	return t.BatchSize.IsNull() && t.FlushInterval.IsNull() && t.WriteConcurrency.IsNull() && t.PageSize.IsNull() &&
+		t.StatusInterval.IsNull() && t.OutOfBandInterval.IsNull() && t.ReconcileInterval.IsNull()
+}
+
+func int64OrNull(v int64) types.Int64 {
+	if v == 0 {
+		return types.Int64Null()
+	}
+	return types.Int64Value(v)
 }
 
 // fromAPI sets the model from a stored connector. Inline secrets are never returned, so each keeps the
@@ -514,6 +649,11 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 		ClientSecretFile: stringOrNull(dv.ClientSecretFile),
 		CAFile:           stringOrNull(dv.CAFile),
 	}
+	var priorTuning *tuningModel
+	if prior != nil {
+		priorTuning = prior.Tuning
+	}
+	m.Tuning = tuningFromAPI(c.Tuning, priorTuning)
 }
 
 // secrets returns the inline secret values of the model, for log masking.

@@ -53,6 +53,7 @@ type tableMappingModel struct {
 	Columns          types.Map    `tfsdk:"columns"`         // of columnOverrideModel
 	ExcludeColumns   types.Set    `tfsdk:"exclude_columns"` // of string
 	DeleteBehaviour  types.String `tfsdk:"delete_behaviour"`
+	RepairOutOfBand  types.Bool   `tfsdk:"repair_out_of_band_edits"`
 	EffectiveColumns types.Map    `tfsdk:"effective_columns"` // of effectiveColumnModel, by destination
 }
 
@@ -173,6 +174,17 @@ func (r *tableMappingResource) Schema(_ context.Context, _ resource.SchemaReques
 				Computed:   true,
 				Default:    stringdefault.StaticString(mapping.DeleteRow),
 				Validators: []validator.String{stringvalidator.OneOf(mapping.DeleteRow, mapping.DeleteDeactivate, mapping.DeleteIgnore)},
+			},
+			"repair_out_of_band_edits": schema.BoolAttribute{
+				MarkdownDescription: "Rewrite, from Salesforce, synced rows that someone other than the agent changed in Dataverse. " +
+					"Defaults to `false`. The agent checks each streaming table for such out-of-band edits every " +
+					"`tuning.out_of_band_interval` of the connector (1 minute by default) and reports them either way, with who changed " +
+					"which columns and when (the `crmsync_sync_status` data source's `tables[*].out_of_band`); with `true` it also " +
+					"rewrites those rows with the values Salesforce holds, as soon as they are found. Edits of columns the mapping does not " +
+					"write, and rows the sync did not create, are never touched. Changing it re-syncs nothing.",
+				Optional: true,
+				Computed: true,
+				Default:  booldefault.StaticBool(false),
 			},
 			"effective_columns": schema.MapNestedAttribute{
 				MarkdownDescription: "The column mappings the agent applies, keyed by destination column: the predefined mappings with " +
@@ -371,9 +383,16 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 		if resp.Diagnostics.HasError() {
 			return
 		}
-		if plan.sameSpec(state) {
-			return // no change to the mapping: nothing to validate live, no consequence
+		if !state.RepairOutOfBand.ValueBool() && plan.RepairOutOfBand.ValueBool() {
+			resp.Diagnostics.AddAttributeWarning(path.Root("repair_out_of_band_edits"), "Edits made in Dataverse will be overwritten",
+				repairOnMessage(plan.SourceTable.ValueString(), plan.DestinationTable.ValueString()))
 		}
+		if plan.sameColumns(state) {
+			return // no change to the columns: nothing to validate live, no consequence
+		}
+	} else if plan.RepairOutOfBand.ValueBool() {
+		resp.Diagnostics.AddAttributeWarning(path.Root("repair_out_of_band_edits"), "Edits made in Dataverse will be overwritten",
+			repairOnMessage(plan.SourceTable.ValueString(), plan.DestinationTable.ValueString()))
 	}
 	tc, known, diags := plan.tableConfig(ctx)
 	resp.Diagnostics.Append(diags...)
@@ -560,14 +579,15 @@ func (defaultDestinationTable) PlanModifyString(ctx context.Context, req planmod
 // value it needs is not known yet (the rules then wait for apply).
 func (m *tableMappingModel) tableConfig(ctx context.Context) (tc mapping.TableConfig, known bool, diags diag.Diagnostics) {
 	if m.SourceTable.IsUnknown() || m.DestinationTable.IsUnknown() || m.UsePredefined.IsUnknown() ||
-		m.Columns.IsUnknown() || m.ExcludeColumns.IsUnknown() || m.DeleteBehaviour.IsUnknown() {
+		m.Columns.IsUnknown() || m.ExcludeColumns.IsUnknown() || m.DeleteBehaviour.IsUnknown() || m.RepairOutOfBand.IsUnknown() {
 		return tc, false, nil
 	}
 	tc = mapping.TableConfig{
-		SourceTable:      m.SourceTable.ValueString(),
-		DestinationTable: m.DestinationTable.ValueString(),
-		UsePredefined:    m.UsePredefined.IsNull() || m.UsePredefined.ValueBool(),
-		DeleteBehaviour:  m.DeleteBehaviour.ValueString(),
+		SourceTable:          m.SourceTable.ValueString(),
+		DestinationTable:     m.DestinationTable.ValueString(),
+		UsePredefined:        m.UsePredefined.IsNull() || m.UsePredefined.ValueBool(),
+		DeleteBehaviour:      m.DeleteBehaviour.ValueString(),
+		RepairOutOfBandEdits: m.RepairOutOfBand.ValueBool(),
 	}
 	if !m.Columns.IsNull() {
 		var cols map[string]types.Object
@@ -622,6 +642,7 @@ func (m *tableMappingModel) fromAPI(ctx context.Context, tm *api.TableMapping, p
 		behaviour = mapping.DeleteRow
 	}
 	m.DeleteBehaviour = types.StringValue(behaviour)
+	m.RepairOutOfBand = types.BoolValue(tm.RepairOutOfBandEdits)
 
 	if len(tm.Columns) == 0 && (prior == nil || prior.Columns.IsNull() || prior.Columns.IsUnknown() || len(prior.Columns.Elements()) > 0) {
 		m.Columns = types.MapNull(columnOverrideType)
@@ -703,8 +724,10 @@ func (m *tableMappingModel) effectiveColumns(ctx context.Context) ([]effectiveCo
 	return out, diags
 }
 
-// sameSpec reports whether the declared parts of two models are equal (computed effective columns aside).
-func (m *tableMappingModel) sameSpec(o *tableMappingModel) bool {
+// sameColumns reports whether the parts of two models that decide what is synced, and how, are equal
+// (repair_out_of_band_edits aside: it changes what the agent does about edits made in Dataverse, not what it
+// copies, so it needs no live validation and has no consequence for the synced columns).
+func (m *tableMappingModel) sameColumns(o *tableMappingModel) bool {
 	return m.ConnectorID.Equal(o.ConnectorID) && m.SourceTable.Equal(o.SourceTable) && m.DestinationTable.Equal(o.DestinationTable) &&
 		m.UsePredefined.Equal(o.UsePredefined) && m.Columns.Equal(o.Columns) && m.ExcludeColumns.Equal(o.ExcludeColumns) &&
 		m.DeleteBehaviour.Equal(o.DeleteBehaviour)

@@ -8,9 +8,13 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/types"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
 // Name rules checked at plan time, so a typo fails in `terraform validate` with the attribute path rather than
@@ -150,4 +154,97 @@ func (pemPrivateKeyValidator) ValidateString(_ context.Context, req validator.St
 		resp.Diagnostics.AddAttributeError(req.Path, "Invalid private key",
 			"The value is not a PEM private key (-----BEGIN PRIVATE KEY----- or -----BEGIN RSA PRIVATE KEY-----). Use file() to read a key file, or better, private_key_file.")
 	}
+}
+
+// durationOff is the value of an interval that turns its check off; the API spells it as a negative duration.
+const durationOff = "off"
+
+// durationValidator accepts a Go duration string within [min, max], and with allowOff the word "off".
+type durationValidator struct {
+	min, max time.Duration
+	allowOff bool
+}
+
+func durationBetween(lo, hi time.Duration, allowOff bool) validator.String {
+	return durationValidator{min: lo, max: hi, allowOff: allowOff}
+}
+
+func (v durationValidator) Description(context.Context) string {
+	d := fmt.Sprintf("value must be a Go duration (such as 90s, 5m or 6h) from %s to %s", shortDuration(v.min), shortDuration(v.max))
+	if v.allowOff {
+		d += `, or "off"`
+	}
+	return d
+}
+
+func (v durationValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v durationValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
+		return
+	}
+	if err := v.check(req.ConfigValue.ValueString()); err != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid duration", err.Error())
+	}
+}
+
+func (v durationValidator) check(s string) error {
+	if v.allowOff && s == durationOff {
+		return nil
+	}
+	off := ""
+	if v.allowOff {
+		off = ` (or "off" to turn it off)`
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("%q is not a Go duration such as 90s, 5m or 6h%s", s, off)
+	}
+	if d < v.min || d > v.max {
+		return fmt.Errorf("%q is out of range: it must be from %s to %s%s", s, shortDuration(v.min), shortDuration(v.max), off)
+	}
+	return nil
+}
+
+// shortDuration writes d as time.Duration does, without the zero minutes and seconds it appends to whole
+// hours and minutes: 6h rather than 6h0m0s, 1m rather than 1m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
+}
+
+// durationToAPI converts a validated duration attribute; null is zero (the default), "off" a negative
+// duration.
+func durationToAPI(v types.String) api.Duration {
+	if v.IsNull() || v.IsUnknown() {
+		return 0
+	}
+	if v.ValueString() == durationOff {
+		return api.Duration(-time.Second)
+	}
+	d, _ := time.ParseDuration(v.ValueString()) // validated at plan time
+	return api.Duration(d)
+}
+
+// durationFromAPI converts a duration the API returned: zero is null (the default), negative "off"; prior's
+// spelling is kept when it means the same duration.
+func durationFromAPI(d api.Duration, prior types.String) types.String {
+	switch {
+	case d == 0:
+		return types.StringNull()
+	case d < 0:
+		return types.StringValue(durationOff)
+	}
+	if !prior.IsNull() && !prior.IsUnknown() {
+		if p, err := time.ParseDuration(prior.ValueString()); err == nil && p == time.Duration(d) {
+			return prior
+		}
+	}
+	return types.StringValue(shortDuration(time.Duration(d)))
 }
