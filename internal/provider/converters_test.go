@@ -2,10 +2,12 @@ package provider
 
 import (
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework/attr"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	rschema "github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -238,5 +240,210 @@ func TestAssessHealth(t *testing.T) {
 		if got := assessHealth(&tc.st, tc.activatedAt, now, 2*time.Minute); got != tc.want {
 			t.Errorf("case %d: %q, want %q", i, got, tc.want)
 		}
+	}
+}
+
+func TestTuning_roundTripsThroughTheAPIKeepingTheConfiguredSpelling(t *testing.T) {
+	configured := &tuningModel{
+		BatchSize: types.Int64Value(500), FlushInterval: types.StringValue("250ms"), WriteConcurrency: types.Int64Null(),
+		PageSize: types.Int64Value(10000), StatusInterval: types.StringNull(),
+		OutOfBandInterval: types.StringValue("90s"), ReconcileInterval: types.StringValue("off"),
+	}
+	m := connectorModel{Name: types.StringValue("n"), TeamID: types.StringValue(teamA), Tuning: configured}
+	spec := m.toSpec()
+	want := api.Tuning{BatchSize: 500, FlushInterval: api.Duration(250 * time.Millisecond), PageSize: 10000,
+		OutOfBandInterval: api.Duration(90 * time.Second)}
+	if spec.Tuning == nil || spec.Tuning.ReconcileInterval >= 0 {
+		t.Fatalf("tuning %+v: want reconcile_interval off (negative)", spec.Tuning)
+	}
+	got := *spec.Tuning
+	got.ReconcileInterval = 0
+	if got != want {
+		t.Errorf("toSpec tuning = %+v, want %+v", got, want)
+	}
+
+	// Through JSON, as the control plane stores and returns it ("1m30s", "-1s").
+	b, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored api.Connector
+	if err := json.Unmarshal(b, &stored.ConnectorSpec); err != nil {
+		t.Fatal(err)
+	}
+	// Refresh and apply keep the configured spelling: no diff.
+	if back := tuningFromAPI(stored.Tuning, configured); *back != *configured {
+		t.Errorf("refresh changed the tuning: %+v, configured %+v", *back, *configured)
+	}
+	// Import (no prior) writes Go's short form.
+	imported := tuningFromAPI(stored.Tuning, nil)
+	if imported.OutOfBandInterval.ValueString() != "1m30s" || imported.ReconcileInterval.ValueString() != "off" ||
+		imported.FlushInterval.ValueString() != "250ms" || !imported.WriteConcurrency.IsNull() || imported.BatchSize.ValueInt64() != 500 {
+		t.Errorf("imported tuning %+v", *imported)
+	}
+	// A value changed out of band shows as itself.
+	stored.Tuning.OutOfBandInterval = api.Duration(6 * time.Hour)
+	if v := tuningFromAPI(stored.Tuning, configured).OutOfBandInterval.ValueString(); v != "6h" {
+		t.Errorf("out-of-band change read as %q, want 6h", v)
+	}
+
+	// No tuning is null; an empty tuning block stays declared; nothing stored and a declared one removed is null.
+	empty := &tuningModel{BatchSize: types.Int64Null(), FlushInterval: types.StringNull(), WriteConcurrency: types.Int64Null(),
+		PageSize: types.Int64Null(), StatusInterval: types.StringNull(), OutOfBandInterval: types.StringNull(), ReconcileInterval: types.StringNull()}
+	if tuningFromAPI(nil, nil) != nil || tuningFromAPI(&api.Tuning{}, empty) != empty || tuningFromAPI(nil, configured) != nil {
+		t.Error("an unset tuning is not null, or a declared empty one was not kept")
+	}
+}
+
+func TestTableMappingFromAPI_roundTripsRepairOutOfBandEdits(t *testing.T) {
+	ctx := context.Background()
+	for _, repair := range []bool{false, true} {
+		tm := &api.TableMapping{ID: "map_1", ConnectorID: "con_1",
+			MappingSpec: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, RepairOutOfBandEdits: repair}}
+		var m tableMappingModel
+		if d := m.fromAPI(ctx, tm, nil); d.HasError() {
+			t.Fatal(d)
+		}
+		if m.RepairOutOfBand.ValueBool() != repair {
+			t.Errorf("repair %v read as %s", repair, m.RepairOutOfBand)
+		}
+		spec, d := m.toSpec(ctx)
+		if d.HasError() || spec.RepairOutOfBandEdits != repair {
+			t.Errorf("repair %v: spec %+v (%v)", repair, spec, d)
+		}
+	}
+}
+
+func TestSyncStatusFromAPI_reportsTheSafeguards(t *testing.T) {
+	at := time.Date(2026, 5, 2, 10, 1, 12, 0, time.UTC)
+	st := &api.ConnectorStatus{ConnectorID: "con_1", State: api.StateStreaming,
+		Backup:           &api.Backup{ID: "bak_1", Trigger: api.BackupTriggerOnDemand, State: api.BackupRunning, Rows: 40, Tables: []api.BackupTable{{Table: "contact", Rows: 40, Estimated: 100}, {Table: "account", Estimated: 20}}},
+		ReconcileRequest: &api.ReconcileRequest{ConnectorID: "con_1", RequestID: 3, RequestedAt: at},
+		Tables: []api.ConnectorTableStatus{
+			{TableStatus: api.TableStatus{Table: "Contact", Phase: api.PhaseStreaming,
+				OutOfBand: &api.OutOfBandStatus{Detected: 2, Repaired: 1, Repair: true, CheckedAt: at, Examples: []api.OutOfBandEdit{
+					{RecordID: "0038d0000000002AAA", Key: "d368546c-f890-5200-91d6-6a9c0bf04b2e", Columns: []string{"firstname"}, ModifiedBy: "c7bfb900", ModifiedAt: at, Repaired: true}}},
+				Reconcile: &api.ReconcileResult{Trigger: api.ReconcileRequested, RequestID: 2, StartedAt: at, FinishedAt: at.Add(time.Second),
+					Missing: 1, Different: 2, Healed: 3, SalesforceCalls: 6, DataverseCalls: 3,
+					Examples: []api.ReconcileDifference{{Kind: api.DiffMissing, RecordID: "0038d0000000001AAA", Key: "3d5ea74b"}}},
+			}},
+			{TableStatus: api.TableStatus{Table: "Account", Phase: api.PhaseStreaming,
+				OutOfBand: &api.OutOfBandStatus{Detected: 1},
+				Reconcile: &api.ReconcileResult{StartedAt: at, FinishedAt: at, Match: true}}},
+			{TableStatus: api.TableStatus{Table: "Lead", Phase: api.PhaseStreaming}},
+		}}
+	m, d := syncStatusFromAPI(st)
+	if d.HasError() {
+		t.Fatal(d)
+	}
+	if m.OutOfBandEdits.ValueInt64() != 3 || m.OutOfBandRepaired.ValueInt64() != 1 {
+		t.Errorf("out-of-band totals %s, %s; want 3, 1", m.OutOfBandEdits, m.OutOfBandRepaired)
+	}
+	backup := m.Backup.Attributes()
+	if backup["estimated_rows"].(types.Int64).ValueInt64() != 120 || backup["state"].(types.String).ValueString() != api.BackupRunning {
+		t.Errorf("backup %v", m.Backup)
+	}
+	if m.ReconcileRequest.Attributes()["requested_at"].(types.String).ValueString() != "2026-05-02T10:01:12Z" {
+		t.Errorf("reconcile request %v", m.ReconcileRequest)
+	}
+	table := func(i int) map[string]attr.Value { return m.Tables.Elements()[i].(types.Object).Attributes() }
+	oob := table(0)["out_of_band"].(types.Object).Attributes()
+	edit := oob["examples"].(types.List).Elements()[0].(types.Object).Attributes()
+	if edit["record_id"].(types.String).ValueString() != "0038d0000000002AAA" || edit["modified_at"].(types.String).ValueString() != "2026-05-02T10:01:12Z" ||
+		!edit["modified_by_name"].(types.String).IsNull() || len(edit["columns"].(types.List).Elements()) != 1 || !oob["repair"].(types.Bool).ValueBool() {
+		t.Errorf("out-of-band example %v", edit)
+	}
+	rec := table(0)["reconcile"].(types.Object).Attributes()
+	if rec["result"].(types.String).ValueString() != reconcileDiffered || rec["mismatches"].(types.Int64).ValueInt64() != 3 ||
+		rec["healed"].(types.Int64).ValueInt64() != 3 || rec["salesforce_calls"].(types.Int64).ValueInt64() != 6 {
+		t.Errorf("reconcile %v", rec)
+	}
+	if r := table(1)["reconcile"].(types.Object).Attributes()["result"].(types.String).ValueString(); r != reconcileMatch {
+		t.Errorf("a matching reconciliation reads %q", r)
+	}
+	if !table(2)["out_of_band"].(types.Object).IsNull() || !table(2)["reconcile"].(types.Object).IsNull() {
+		t.Error("a table never checked has no null out_of_band and reconcile")
+	}
+	for _, tc := range []struct {
+		r    api.ReconcileResult
+		want string
+	}{
+		{api.ReconcileResult{StartedAt: at}, reconcileRunning},
+		{api.ReconcileResult{StartedAt: at, FinishedAt: at, Error: "Bulk job failed"}, reconcileError},
+	} {
+		if got := reconcileResult(&tc.r); got != tc.want {
+			t.Errorf("%+v: result %q, want %q", tc.r, got, tc.want)
+		}
+	}
+	// Nothing to report: the top-level objects are null, the totals 0.
+	if m, _ := syncStatusFromAPI(&api.ConnectorStatus{State: api.StateInactive}); !m.Backup.IsNull() || !m.ReconcileRequest.IsNull() || m.OutOfBandEdits.ValueInt64() != 0 {
+		t.Errorf("an inactive connector: backup %v, request %v, edits %v", m.Backup, m.ReconcileRequest, m.OutOfBandEdits)
+	}
+}
+
+func TestWaitHelpers_sayTheFirstSyncBackupHoldsTheAgentBack(t *testing.T) {
+	b := &api.Backup{ID: "bak_1", State: api.BackupRunning, Blocking: true, Rows: 1500,
+		Tables: []api.BackupTable{{Table: "contact", Rows: 1000, Estimated: 3000}, {Table: "account", Rows: 500, Estimated: 500, Complete: true}}}
+	st := &api.ConnectorStatus{State: api.StateBackingUp, Active: true, Backup: b, Reason: "backing up the destination tables before the first sync"}
+	if agentDone(st, 1, waitForRunning) {
+		t.Error("a connector backing up counts as running")
+	}
+	line := progressLine(st, 1)
+	for _, want := range []string{"backing_up", "bak_1", "1500 of about 3500 rows exported (43%)", "contact 1000 of about 3000 rows", "account 500 rows, done"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress line lacks %q: %s", want, line)
+		}
+	}
+	if msg := notDone(st, 1, waitForRunning); !strings.Contains(msg, "the backup before the first sync (bak_1) is running: 1500 of about 3500") ||
+		strings.Contains(msg, "no agent runs") {
+		t.Errorf("notDone while backing up:\n%s", msg)
+	}
+	b.State, b.Error = api.BackupRetrying, "dataverse: 401 invalid_client"
+	if msg := notDone(st, 1, waitForRunning); !strings.Contains(msg, "failed and will be retried: dataverse: 401 invalid_client") {
+		t.Errorf("notDone with a failing backup:\n%s", msg)
+	}
+}
+
+func TestFirstSyncBackup_convertsTheActivationsBackup(t *testing.T) {
+	if v, d := firstSyncBackup(nil); d.HasError() || !v.IsNull() {
+		t.Errorf("no backup: %v %v", v, d)
+	}
+	done := time.Date(2026, 5, 2, 9, 12, 44, 0, time.UTC)
+	v, d := firstSyncBackup(&api.Backup{ID: "bak_1", State: api.BackupComplete, Rows: 13, Bytes: 900, Path: "/data/backups/con_1/bak_1",
+		Tables: []api.BackupTable{{Table: "contact", Rows: 10}, {Table: "account", Rows: 3}}, CompletedAt: &done})
+	if d.HasError() {
+		t.Fatal(d)
+	}
+	a := v.Attributes()
+	tables := a["tables"].(types.Map).Elements()
+	if a["completed_at"].(types.String).ValueString() != "2026-05-02T09:12:44Z" || tables["contact"].(types.Int64).ValueInt64() != 10 ||
+		tables["account"].(types.Int64).ValueInt64() != 3 || a["rows"].(types.Int64).ValueInt64() != 13 {
+		t.Errorf("backup %v", v)
+	}
+}
+
+func TestActivationModifyPlan_backupOptionChangeWarnsItHasNoEffect(t *testing.T) {
+	ctx := context.Background()
+	r := NewActivationResource().(*activationResource)
+	s := resourceSchema(t, r)
+	vals := map[string]tftypes.Value{
+		"id": str("con_1"), "connector_id": str("con_1"), "wait_for": str("running"), "health": str(healthy),
+		"backup_before_first_sync": tftypes.NewValue(tftypes.Bool, true),
+	}
+	state := tfsdk.State{Schema: s, Raw: rawObject(t, s, vals)}
+	vals["backup_before_first_sync"] = tftypes.NewValue(tftypes.Bool, false)
+	plan := tfsdk.Plan{Schema: s, Raw: rawObject(t, s, vals)}
+	resp := resource.ModifyPlanResponse{Plan: plan}
+	r.ModifyPlan(ctx, resource.ModifyPlanRequest{State: state, Plan: plan}, &resp)
+	if resp.Diagnostics.WarningsCount() != 1 || !strings.Contains(resp.Diagnostics.Warnings()[0].Detail(), "only its first activation backs up") {
+		t.Errorf("want one warning that the option has no effect, got %v", resp.Diagnostics)
+	}
+	// Another connector: its first activation is ahead, so the option matters and nothing is said.
+	vals["connector_id"] = str("con_2")
+	plan = tfsdk.Plan{Schema: s, Raw: rawObject(t, s, vals)}
+	resp = resource.ModifyPlanResponse{Plan: plan}
+	r.ModifyPlan(ctx, resource.ModifyPlanRequest{State: state, Plan: plan}, &resp)
+	if len(resp.Diagnostics) != 0 {
+		t.Errorf("a new connector's option warned: %v", resp.Diagnostics)
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
@@ -63,6 +64,15 @@ func TestValidators_acceptWhatTheControlPlaneAcceptsAndNameTheProblem(t *testing
 		{"capitalised table name", tableNameValidator(), "Contact", "lower case"},
 		{"custom field", apiNameValidator(), "Region__c", ""},
 		{"field with a space", apiNameValidator(), "Region c", "API name"},
+		{"duration", durationBetween(time.Second, 24*time.Hour, true), "90s", ""},
+		{"duration at the bounds", durationBetween(time.Second, 24*time.Hour, true), "24h", ""},
+		{"duration off", durationBetween(time.Second, 24*time.Hour, true), "off", ""},
+		{"off where it cannot be turned off", durationBetween(time.Millisecond, time.Minute, false), "off", "not a Go duration"},
+		{"duration below the range", durationBetween(time.Second, 24*time.Hour, true), "500ms", `"500ms" is out of range: it must be from 1s to 24h (or "off"`},
+		{"duration above the range", durationBetween(time.Minute, 720*time.Hour, true), "31d", "not a Go duration"},
+		{"zero duration", durationBetween(time.Millisecond, time.Minute, false), "0s", "out of range: it must be from 1ms to 1m"},
+		{"negative duration", durationBetween(time.Second, 24*time.Hour, true), "-1s", "out of range"},
+		{"days are not Go durations", durationBetween(time.Minute, 720*time.Hour, true), "1d", `"1d" is not a Go duration such as 90s, 5m or 6h`},
 	}
 	for _, tc := range cases {
 		got := validate(tc.v, tc.value)
@@ -79,5 +89,20 @@ func TestPEMValidator_neverEchoesTheSecret(t *testing.T) {
 	const secret = "super-secret-not-a-key"
 	if got := validate(pemPrivateKey(), secret); strings.Contains(got, secret) {
 		t.Fatalf("the error repeats the secret: %s", got)
+	}
+}
+
+func TestShortDuration_dropsTheZeroUnitsGoAppends(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		6 * time.Hour: "6h", 90 * time.Minute: "1h30m", time.Minute: "1m", 90 * time.Second: "1m30s",
+		100 * time.Millisecond: "100ms", 720 * time.Hour: "720h", time.Hour + time.Second: "1h0m1s",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
+		// The short form parses back to the same duration: an imported value means what the API holds.
+		if back, err := time.ParseDuration(shortDuration(d)); err != nil || back != d {
+			t.Errorf("%q parses to %v (%v), want %v", shortDuration(d), back, err, d)
+		}
 	}
 }
