@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-testing/helper/resource"
 	"github.com/hashicorp/terraform-plugin-testing/knownvalue"
@@ -80,6 +81,49 @@ func TestAccConnector_basic(t *testing.T) {
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue("crmsync_connector.test", tfjsonpath.New("name"), knownvalue.StringExact("acc-basic-renamed")),
 					statecheck.ExpectKnownValue("crmsync_connector.test", tfjsonpath.New("team_id"), knownvalue.StringExact(teamB)),
+					statecheck.ExpectKnownValue("crmsync_connector.test", tfjsonpath.New("tuning"), knownvalue.Null()),
+				},
+			},
+			{
+				// Tuning, written as the control plane returns it: the import below sees the same values.
+				Config: withTuning(connectorConfig(cp, "acc-basic", teamA), `    batch_size           = 200
+    flush_interval       = "250ms"
+    out_of_band_interval = "30s"
+    reconcile_interval   = "off"`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PreApply:             []plancheck.PlanCheck{plancheck.ExpectResourceAction("crmsync_connector.test", plancheck.ResourceActionUpdate)},
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				Check: func(*terraform.State) error {
+					c, err := cp.Client.FindConnector(context.Background(), "acc-basic")
+					if err != nil {
+						return err
+					}
+					if tu := c.Tuning; tu == nil || tu.BatchSize != 200 || time.Duration(tu.OutOfBandInterval) != 30*time.Second ||
+						time.Duration(tu.FlushInterval) != 250*time.Millisecond || tu.ReconcileInterval >= 0 || tu.WriteConcurrency != 0 {
+						return fmt.Errorf("the control plane holds tuning %+v", tu)
+					}
+					return nil
+				},
+			},
+			{
+				ResourceName:      "crmsync_connector.test",
+				ImportState:       true,
+				ImportStateVerify: true,
+			},
+			{
+				// Another spelling of a duration than the control plane's (1m30s) plans no change after apply.
+				Config: withTuning(connectorConfig(cp, "acc-basic", teamA), `    out_of_band_interval = "90s"
+    reconcile_interval   = "360m"`),
+				ConfigPlanChecks: resource.ConfigPlanChecks{
+					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
+				},
+				ConfigStateChecks: []statecheck.StateCheck{
+					statecheck.ExpectKnownValue("crmsync_connector.test", tfjsonpath.New("tuning"), knownvalue.ObjectExact(map[string]knownvalue.Check{
+						"batch_size": knownvalue.Null(), "flush_interval": knownvalue.Null(), "write_concurrency": knownvalue.Null(),
+						"page_size": knownvalue.Null(), "status_interval": knownvalue.Null(),
+						"out_of_band_interval": knownvalue.StringExact("90s"), "reconcile_interval": knownvalue.StringExact("360m"),
+					})),
 				},
 			},
 		},
@@ -260,6 +304,14 @@ func TestAccConnector_inlineSecretKeptButNeverReadBack(t *testing.T) {
 	})
 }
 
+// tuningAnchor is the last line of connectorConfig's team, after which a test adds a tuning block.
+const tuningAnchor = `  team_id = "` + teamA + `"`
+
+// withTuning adds a tuning block to a connector configuration.
+func withTuning(cfg, tuning string) string {
+	return strings.Replace(cfg, tuningAnchor, tuningAnchor+"\n  tuning = {\n"+tuning+"\n  }", 1)
+}
+
 func TestAccConnector_invalidConfigFailsAtPlan(t *testing.T) {
 	accPreCheck(t)
 	cp := startControlPlane(t, controlPlaneOptions{})
@@ -278,6 +330,10 @@ func TestAccConnector_invalidConfigFailsAtPlan(t *testing.T) {
 		{"relative key file", `/etc/crmsync/salesforce.key`, `keys/salesforce.key`, `must be an absolute path`},
 		{"unknown auth flow", `auth             = "jwt_bearer"`, `auth             = "password"`, `value must be one of`},
 		{"inline key that is not PEM", `private_key_file = "/etc/crmsync/salesforce.key"`, `private_key = "not a key"`, `not a PEM private key`},
+		{"out-of-band interval below a second", tuningAnchor, tuningAnchor + "\n  tuning = { out_of_band_interval = \"100ms\" }",
+			`(?s)Invalid duration.*"100ms" is out of range: it must be from 1s to 24h`},
+		{"reconcile interval in days", tuningAnchor, tuningAnchor + "\n  tuning = { reconcile_interval = \"1d\" }", `"1d" is not a Go duration`},
+		{"batch size above Dataverse's limit", tuningAnchor, tuningAnchor + "\n  tuning = { batch_size = 5000 }", `(?s)batch_size.*between 1 and 1000`},
 	}
 	var steps []resource.TestStep
 	for _, tc := range cases {

@@ -82,6 +82,7 @@ func TestAccTableMapping_basic(t *testing.T) {
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("use_predefined_mappings"), knownvalue.Bool(true)),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("delete_behaviour"), knownvalue.StringExact("delete")),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("columns"), knownvalue.Null()),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("repair_out_of_band_edits"), knownvalue.Bool(false)),
 					effectiveDestinations(addr, contactPredefined...),
 				},
 			},
@@ -91,7 +92,8 @@ func TestAccTableMapping_basic(t *testing.T) {
 				ImportStateVerify: true,
 			},
 			{
-				Config: mappingConfig(cp, withOverride+`  delete_behaviour = "deactivate"`),
+				Config: mappingConfig(cp, withOverride+`  delete_behaviour = "deactivate"
+  repair_out_of_band_edits = true`),
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PreApply: []plancheck.PlanCheck{
 						plancheck.ExpectResourceAction(addr, plancheck.ResourceActionUpdate),
@@ -115,6 +117,13 @@ func TestAccTableMapping_basic(t *testing.T) {
 						}),
 					})),
 					statecheck.ExpectKnownValue(addr, tfjsonpath.New("delete_behaviour"), knownvalue.StringExact("deactivate")),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("repair_out_of_band_edits"), knownvalue.Bool(true)),
+				},
+				Check: func(*terraform.State) error {
+					if m := contactMapping(t, cp); !m.RepairOutOfBandEdits {
+						return fmt.Errorf("the control plane's mapping does not ask for repairs: %+v", m.MappingSpec)
+					}
+					return nil
 				},
 			},
 			{
@@ -132,7 +141,10 @@ func TestAccTableMapping_basic(t *testing.T) {
 				ConfigPlanChecks: resource.ConfigPlanChecks{
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 				},
-				ConfigStateChecks: []statecheck.StateCheck{effectiveDestinations(addr, contactPredefined...)},
+				ConfigStateChecks: []statecheck.StateCheck{
+					effectiveDestinations(addr, contactPredefined...),
+					statecheck.ExpectKnownValue(addr, tfjsonpath.New("repair_out_of_band_edits"), knownvalue.Bool(false)),
+				},
 			},
 		},
 	})
@@ -210,6 +222,7 @@ func TestAccTableMapping_outOfBandEditShowsInPlan(t *testing.T) {
 					spec := m.MappingSpec
 					spec.ExcludeColumns = nil
 					spec.Columns = map[string]mapping.ColumnOverride{"jobtitle": {Source: "Title"}}
+					spec.RepairOutOfBandEdits = true
 					if _, err := cp.Client.UpdateMapping(context.Background(), m.ID, spec); err != nil {
 						t.Fatal(err)
 					}
@@ -219,6 +232,7 @@ func TestAccTableMapping_outOfBandEditShowsInPlan(t *testing.T) {
 					PreApply: []plancheck.PlanCheck{
 						plancheck.ExpectResourceAction("crmsync_table_mapping.contact", plancheck.ResourceActionUpdate),
 						plancheck.ExpectKnownValue("crmsync_table_mapping.contact", tfjsonpath.New("columns"), knownvalue.Null()),
+						plancheck.ExpectKnownValue("crmsync_table_mapping.contact", tfjsonpath.New("repair_out_of_band_edits"), knownvalue.Bool(false)),
 					},
 					PostApplyPostRefresh: []plancheck.PlanCheck{plancheck.ExpectEmptyPlan()},
 				},
