@@ -38,8 +38,9 @@ type profileSpec struct {
 	// Outages are the unreachable periods of the network scenario: real time the side is down, and how far
 	// the sandbox clock moves on while it is (so tokens expire and retention runs out without waiting).
 	Outages []outage
-	// StormRetryAfter is the Retry-After of the 429 storms.
+	// StormRetryAfter is the Retry-After of the 429 storms, StormSize the number of requests each throttles.
 	StormRetryAfter time.Duration
+	StormSize       int
 	// Rounds is how many rounds of injected faults the network, throttling and stream scenarios run.
 	Rounds int
 }
@@ -54,14 +55,14 @@ var profile = func() profileSpec {
 		return profileSpec{
 			Name: "long", Long: true, Contacts: 12000, Accounts: 2000, Kills: 200,
 			Outages:         []outage{{"1s", time.Second, 0}, {"30s", 30 * time.Second, 0}, {"10m", 30 * time.Second, 10 * time.Minute}},
-			StormRetryAfter: 60 * time.Second, Rounds: 12,
+			StormRetryAfter: 60 * time.Second, StormSize: 3, Rounds: 12,
 		}
 	}
 	return profileSpec{
 		Name: "quick", Contacts: 2000, Accounts: 300, Kills: 12,
 		// The "30 s" outage is real for 8 s (past the clients' own retries) and 30 s on the sandbox clock.
 		Outages:         []outage{{"1s", time.Second, 0}, {"30s", 8 * time.Second, 30 * time.Second}, {"10m", 3 * time.Second, 10 * time.Minute}},
-		StormRetryAfter: 8 * time.Second, Rounds: 3,
+		StormRetryAfter: 5 * time.Second, StormSize: 2, Rounds: 3,
 	}
 }()
 
