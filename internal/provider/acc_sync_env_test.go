@@ -17,6 +17,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backups"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
@@ -26,7 +27,8 @@ import (
 
 // syncEnv is everything a real sync needs: the sandbox (Salesforce and Dataverse emulators, files in a
 // directory as `crmsync sandbox --dir` writes them), and an in-process control plane with the real preflight
-// checks whose supervisor starts real `crmsync agent` processes.
+// checks, the real backups (a first activation backs up the destination tables, as `crmsync serve` does) and
+// a supervisor that starts real `crmsync agent` processes.
 type syncEnv struct {
 	*controlPlane
 	sb       *sandbox.Sandbox
@@ -111,8 +113,18 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 			}
 		})
 	}
+	checker := preflight.NewChecker(preflight.Config{Logger: slog.New(slog.DiscardHandler)})
+	// Backups run beside the API, with the checker's clients and their files under the store's directory.
+	safe := backups.New(backups.Config{Store: st, DataDir: filepath.Join(dir, "cp"), Clients: checker.Clients, Deployer: deployer,
+		RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second})
+	safeCtx, stopSafe := context.WithCancel(context.Background())
+	if err := safe.Start(safeCtx); err != nil {
+		stopSafe()
+		t.Fatalf("starting the backups: %v", err)
+	}
+	t.Cleanup(func() { stopSafe(); safe.Wait() })
 	srv, err := controlplane.New(controlplane.Config{
-		Store: st, Token: accToken, Checker: preflight.New(slog.New(slog.DiscardHandler)), Deployer: deployer,
+		Store: st, Token: accToken, Checker: checker, Deployer: deployer, Safeguards: safe,
 		LeaseTTL: 3 * time.Second, Now: clk.Now,
 	})
 	if err != nil {
