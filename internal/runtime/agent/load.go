@@ -281,8 +281,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 					return err
 				}
 				if !ok {
-					t.skipped.Add(1)
-					return nil
+					return nil // dead-lettered or skipped, and counted
 				}
 				cur = append(cur, o)
 				if len(cur) >= tun.BatchSize {

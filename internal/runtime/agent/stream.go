@@ -317,8 +317,8 @@ func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) 
 				}
 			}
 			o, ok, err := t.rowOp(ctx, r)
-			if err != nil {
-				return err
+			if err != nil || !ok {
+				return err // nothing to write: dead-lettered or skipped, and counted
 			}
 			return add(o, ok)
 		}); err != nil {

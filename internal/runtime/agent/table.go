@@ -233,18 +233,22 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // rowOps maps records (from a query, a Bulk page or a re-read) to upserts, or deletes for records that are
-// deleted in Salesforce; records the mapping cannot convert are dead-lettered.
+// deleted in Salesforce; records the mapping cannot convert are dead-lettered. ok is false when there is
+// nothing to write, and the record is already counted: dead-lettered, or skipped (a deletion the table
+// ignores). Callers count nothing more for it.
 func (t *table) rowOp(ctx context.Context, rec map[string]any) (op, bool, error) {
 	id, _ := rec["Id"].(string)
 	key, err := t.plan.Key(id)
 	if err != nil {
 		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
 	}
-	if deleted, _ := rec["IsDeleted"].(string); deleted == "true" {
-		return t.deleteOp(id, key)
-	}
-	if deleted, _ := rec["IsDeleted"].(bool); deleted {
-		return t.deleteOp(id, key)
+	deletedText, _ := rec["IsDeleted"].(string)
+	if deleted, _ := rec["IsDeleted"].(bool); deleted || deletedText == "true" {
+		o, ok, err := t.deleteOp(id, key)
+		if !ok {
+			t.skipped.Add(1)
+		}
+		return o, ok, err
 	}
 	row, err := t.plan.Row(rec)
 	if err != nil {
@@ -341,6 +345,8 @@ func (t *table) refetch(ctx context.Context, ids []string) error {
 		// Not even in the recycle bin: hard-deleted.
 		if o, ok, _ := t.deleteOp(to18(id), key); ok {
 			ops = append(ops, o)
+		} else {
+			t.skipped.Add(1)
 		}
 	}
 	return t.writeAll(ctx, ops)
