@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
+	"unicode/utf16"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
@@ -226,11 +226,13 @@ func (c *plannedColumn) put(row map[string]any, v any) error {
 			row[c.Destination] = nil
 			return nil
 		}
-		if c.maxLength > 0 && utf8.RuneCountInString(s) > c.maxLength {
+		// Dataverse measures text in UTF-16 code units (.NET strings), so a character outside the Basic
+		// Multilingual Plane, such as most emoji, takes two of a column's MaxLength.
+		if n := utf16Len(s); c.maxLength > 0 && n > c.maxLength {
 			if !c.Truncate {
-				return fail("value of %d characters is longer than the column's maximum of %d", utf8.RuneCountInString(s), c.maxLength)
+				return fail("value of %d characters (UTF-16 code units) is longer than the column's maximum of %d", n, c.maxLength)
 			}
-			s = truncateRunes(s, c.maxLength)
+			s = truncateUTF16(s, c.maxLength)
 		}
 		row[c.Destination] = s
 	case "Boolean":
@@ -314,13 +316,23 @@ func (c *plannedColumn) text(v any) (string, error) {
 	return "", fmt.Errorf("cannot render %T as text", v)
 }
 
-func truncateRunes(s string, n int) string {
-	i := 0
-	for pos := range s {
-		if i == n {
+// utf16Len is the length of s in UTF-16 code units, as Dataverse counts it.
+func utf16Len(s string) int {
+	n := 0
+	for _, r := range s {
+		n += max(1, utf16.RuneLen(r))
+	}
+	return n
+}
+
+// truncateUTF16 cuts s to at most n UTF-16 code units, never inside a character (a surrogate pair).
+func truncateUTF16(s string, n int) string {
+	used := 0
+	for pos, r := range s {
+		used += max(1, utf16.RuneLen(r))
+		if used > n {
 			return s[:pos]
 		}
-		i++
 	}
 	return s
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"unicode/utf16"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
@@ -29,7 +30,8 @@ const (
 // Column is one expected column.
 type Column struct {
 	Dest, Source, Kind string
-	// MaxLength truncates the expected text (for columns mapped with truncate = true); 0 keeps it whole.
+	// MaxLength truncates the expected text to that many UTF-16 code units, as Dataverse counts them (for
+	// columns mapped with truncate = true); 0 keeps it whole.
 	MaxLength int
 }
 
@@ -196,8 +198,14 @@ func expected(v any, c Column) (any, bool) {
 			return nil, true
 		}
 		if c.MaxLength > 0 {
-			if r := []rune(s); len(r) > c.MaxLength {
-				s = string(r[:c.MaxLength])
+			// Dataverse counts UTF-16 code units; a cut never splits a surrogate pair.
+			used := 0
+			for pos, r := range s {
+				used += max(1, utf16.RuneLen(r))
+				if used > c.MaxLength {
+					s = s[:pos]
+					break
+				}
 			}
 		}
 		return s, true
