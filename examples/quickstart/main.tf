@@ -88,6 +88,10 @@ resource "crmsync_activation" "sandbox" {
   connector_id = crmsync_connector.sandbox.id
   wait_for     = "initial_load" # apply returns once every record is in Dataverse
 
+  # Before the first sync writes anything, back up the contact and account rows Dataverse holds (the default):
+  # `crmsync backup restore` rolls back to it. The agent starts once the backup is complete.
+  backup_before_first_sync = true
+
   depends_on = [crmsync_table_mapping.account, crmsync_table_mapping.contact]
 }
 
@@ -109,6 +113,17 @@ check "sync_is_healthy" {
     condition     = data.crmsync_sync_status.sandbox.dead_letters == 0
     error_message = "${data.crmsync_sync_status.sandbox.dead_letters} records were refused by Dataverse: see `crmsync status ${crmsync_connector.sandbox.name}`."
   }
+
+  # Synced rows are Salesforce's: an edit made in Dataverse is not sent back and is overwritten by the next
+  # change (or at once, where a mapping sets repair_out_of_band_edits).
+  assert {
+    condition = data.crmsync_sync_status.sandbox.out_of_band_edits == 0
+    error_message = "${data.crmsync_sync_status.sandbox.out_of_band_edits} synced rows were edited in Dataverse; make such changes in Salesforce: ${join("; ", flatten([
+      for t in data.crmsync_sync_status.sandbox.tables : [
+        for e in(t.out_of_band == null ? [] : t.out_of_band.examples) : "${t.destination} ${e.key} (${join(", ", e.columns)}) at ${e.modified_at}"
+      ]
+    ]))}"
+  }
 }
 
 output "connector_id" {
@@ -122,6 +137,11 @@ output "contact_columns" {
 
 output "activation_health" {
   value = crmsync_activation.sandbox.health
+}
+
+output "first_sync_backup" {
+  description = "The backup taken before the first sync (restore it with `crmsync backup restore <id>`)."
+  value       = crmsync_activation.sandbox.backup == null ? null : crmsync_activation.sandbox.backup.id
 }
 
 output "first_contact_guid" {

@@ -99,6 +99,10 @@ func TestAccQuickstart_endToEnd(t *testing.T) {
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("tables"), knownvalue.ListSizeExact(2)),
 				statecheck.ExpectKnownValue(ds, tfjsonpath.New("dead_letters"), knownvalue.Int64Exact(0)),
 				statecheck.ExpectKnownOutputValue("activation_health", knownvalue.StringExact(healthy)),
+				// The quickstart backs up contact and account before its first sync.
+				statecheck.ExpectKnownOutputValue("first_sync_backup", knownvalue.StringRegexp(regexp.MustCompile(`^bak_`))),
+				statecheck.ExpectKnownValue(act, tfjsonpath.New("backup").AtMapKey("state"), knownvalue.StringExact(api.BackupComplete)),
+				statecheck.ExpectKnownValue(ds, tfjsonpath.New("out_of_band_edits"), knownvalue.Int64Exact(0)),
 				statecheck.ExpectKnownOutputValue("first_contact_guid", knownvalue.StringExact("1b773a30-73e8-5c70-8c85-f52b98e0835e")),
 			},
 			ConfigPlanChecks: resource.ConfigPlanChecks{

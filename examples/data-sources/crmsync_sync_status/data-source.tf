@@ -17,3 +17,26 @@ check "sync_is_healthy" {
     error_message = "the stored change-stream position is getting close to Salesforce's 72 h retention"
   }
 }
+
+# Synced data edited in Dataverse, and the last reconciliation of each table.
+check "synced_data_is_left_alone" {
+  assert {
+    condition = data.crmsync_sync_status.salesforce.out_of_band_edits == 0
+    error_message = "${data.crmsync_sync_status.salesforce.out_of_band_edits} synced rows were edited in Dataverse (${data.crmsync_sync_status.salesforce.out_of_band_edits_repaired} rewritten from Salesforce): ${join("; ", flatten([
+      for t in data.crmsync_sync_status.salesforce.tables : [
+        for e in(t.out_of_band == null ? [] : t.out_of_band.examples) :
+        "${t.destination} ${e.key} (${join(", ", e.columns)}) by ${coalesce(e.modified_by_name, e.modified_by)} at ${e.modified_at}"
+      ]
+    ]))}"
+  }
+
+  assert {
+    condition = alltrue([
+      for t in data.crmsync_sync_status.salesforce.tables : t.reconcile == null || contains(["match", "running"], t.reconcile.result)
+    ])
+    error_message = "the last reconciliation found differences: ${join(", ", [
+      for t in data.crmsync_sync_status.salesforce.tables : "${t.table} ${t.reconcile.result} (${t.reconcile.mismatches} found, ${t.reconcile.healed} healed)"
+      if t.reconcile != null
+    ])}"
+  }
+}

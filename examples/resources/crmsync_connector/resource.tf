@@ -16,4 +16,10 @@ resource "crmsync_connector" "salesforce" {
     client_id         = var.dataverse_client_id
     client_secret_env = "CRMSYNC_DATAVERSE_SECRET" # read by the agent on its own host
   }
+
+  # Optional: everything left out keeps the agent's default.
+  tuning = {
+    out_of_band_interval = "5m"  # look for rows edited in Dataverse every 5 minutes (default 1m)
+    reconcile_interval   = "24h" # compare both sides daily (default 6h); "off" leaves only `crmsync reconcile`
+  }
 }
