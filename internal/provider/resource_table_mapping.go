@@ -181,7 +181,8 @@ func (r *tableMappingResource) Schema(_ context.Context, _ resource.SchemaReques
 					"`tuning.out_of_band_interval` of the connector (1 minute by default) and reports them either way, with who changed " +
 					"which columns and when (the `crmsync_sync_status` data source's `tables[*].out_of_band`); with `true` it also " +
 					"rewrites those rows with the values Salesforce holds, as soon as they are found. Edits of columns the mapping does not " +
-					"write, and rows the sync did not create, are never touched. Changing it re-syncs nothing.",
+					"write, and rows that are not a synced record's, are neither reported nor touched. Changing it re-syncs nothing (the " +
+					"agent is redeployed at the new revision).",
 				Optional: true,
 				Computed: true,
 				Default:  booldefault.StaticBool(false),
