@@ -103,7 +103,8 @@ func (r *activationResource) Schema(ctx context.Context, _ resource.SchemaReques
 	resp.Schema = schema.Schema{
 		MarkdownDescription: "Activates a connector: runs the preflight checks (credentials, change topics, team privileges, " +
 			"mappings against the live schemas, API budget, data size), on the connector's first activation backs up the destination " +
-			"tables (`backup_before_first_sync`), deploys an agent at the connector's latest revision and waits until it runs (with `wait_for = \"initial_load\"`, until every table finished its initial load), logging " +
+			"tables (`backup_before_first_sync`), deploys an agent at the connector's latest revision and waits until it runs (with " +
+			"`wait_for = \"initial_load\"`, until every table finished its initial load), logging " +
 			"progress. Destroying it deactivates the connector: the agent drains and stops; the data stays in Dataverse.\n\n" +
 			"Drift: a connector deactivated out of band disappears from state, so the plan activates it again; an agent that " +
 			"failed, or that still runs an older revision well after a change, shows as an update of `health` that redeploys it.",
