@@ -148,10 +148,18 @@ func (c *schemaCodec) decodeBitmap(list []string) ([]string, error) {
 	return out, nil
 }
 
+// maxEventArray bounds the element count of an array in an event payload (recordIds, changedFields, ...).
+// An array's length comes first in the payload and is allocated before its elements are read, so without
+// a bound a corrupted or hostile payload claiming billions of elements exhausts the agent's memory.
+const maxEventArray = 1_000_000
+
+// eventAvro decodes payloads with that bound; strings and bytes keep the library's 1 MiB cap.
+var eventAvro = avro.Config{MaxSliceAllocSize: maxEventArray}.Freeze()
+
 // decode decodes one payload into a ChangeEvent.
 func (c *schemaCodec) decode(payload []byte, types FieldTypes) (*ChangeEvent, error) {
 	var m map[string]any
-	if err := avro.Unmarshal(c.schema, payload, &m); err != nil {
+	if err := eventAvro.Unmarshal(c.schema, payload, &m); err != nil {
 		return nil, fmt.Errorf("decoding Avro payload: %w", err)
 	}
 	hdr, ok := m["ChangeEventHeader"].(map[string]any)
