@@ -156,8 +156,8 @@ func (s *Stores) retry(ctx context.Context, call func() error) error {
 	}
 }
 
-// transient reports whether err is worth retrying: the control plane could not be reached or answered that
-// it is unavailable. Refusals (bad input, lease lost) are final.
+// transient reports whether err is worth retrying: the control plane could not be reached, answered that it
+// is unavailable, or failed internally (its storage). Refusals (bad input, lease lost) are final.
 func transient(err error) bool {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return false
@@ -165,7 +165,9 @@ func transient(err error) bool {
 	var ce *client.Error
 	if errors.As(err, &ce) {
 		switch ce.Status {
-		case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
+		// 500 internal is a storage failure as often as a bug (a control plane whose disk is full answers it to
+		// every write until space is freed): waiting can change it, so the agent waits.
+		case http.StatusInternalServerError, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout, http.StatusTooManyRequests:
 			return true
 		}
 		return ce.Body.Code == "unavailable"
