@@ -3,6 +3,7 @@ package chaos_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -39,6 +40,10 @@ type cpEnv struct {
 	logPath string
 	began   time.Time
 
+	// dataDir is serve's --data-dir; serveWrap prefixes its command line (nsenter into a mount namespace).
+	dataDir   string
+	serveWrap []string
+
 	mu        sync.Mutex
 	serve     *exec.Cmd
 	agent     *exec.Cmd
@@ -50,10 +55,14 @@ type cpEnv struct {
 	manager   sync.WaitGroup
 }
 
-func newCPEnv(t *testing.T, name string, contacts, accounts int) *cpEnv {
+func newCPEnv(t *testing.T, name string, contacts, accounts int, opts ...func(*cpEnv)) *cpEnv {
 	t.Helper()
 	skipShort(t)
 	e := &cpEnv{t: t, name: name, seed: scenarioSeed(t), dir: t.TempDir(), began: time.Now(), maps: map[string]api.TableMapping{}}
+	e.dataDir = filepath.Join(e.dir, "cp")
+	for _, o := range opts {
+		o(e)
+	}
 	e.rng = rand.New(rand.NewPCG(e.seed, 0xc9))
 	t.Logf("scenario %s: seed %d (CHAOS_SEED=%d repeats it), profile %s", name, e.seed, e.seed, profile.Name)
 	sb, err := sandbox.Start(t.Context(), sandbox.Options{Dir: filepath.Join(e.dir, "sandbox"), Contacts: contacts, Accounts: accounts,
@@ -99,11 +108,12 @@ func (e *cpEnv) logFile() *os.File {
 // startServe starts `crmsync serve` on the scenario's address and data directory, waiting for /healthz.
 func (e *cpEnv) startServe() {
 	e.t.Helper()
+	cmd := e.serveCommand()
 	logf := e.logFile()
-	cmd := exec.Command(crmsyncBinary(e.t), "serve", "--data-dir", filepath.Join(e.dir, "cp"), "--listen", e.addr,
-		"--lease-ttl", "3s", "--local-agents=false", "--log-level", "info")
-	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+cpToken)
-	cmd.Stdout, cmd.Stderr = logf, logf
+	// Through a pipe, written by the test: a file-size limit on the process (the simulated full disk) must
+	// not cut its log.
+	out := struct{ io.Writer }{logf}
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		e.t.Fatal(err)
 	}
@@ -117,6 +127,15 @@ func (e *cpEnv) startServe() {
 		_, err := e.c.Health(ctx)
 		return err == nil
 	})
+}
+
+// serveCommand is `crmsync serve` on the scenario's address and data directory, not started.
+func (e *cpEnv) serveCommand() *exec.Cmd {
+	args := append(append([]string(nil), e.serveWrap...), crmsyncBinary(e.t), "serve", "--data-dir", e.dataDir, "--listen", e.addr,
+		"--lease-ttl", "3s", "--local-agents=false", "--log-level", "info")
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+cpToken)
+	return cmd
 }
 
 // killServe SIGKILLs the control plane; its agent keeps running.
@@ -227,7 +246,7 @@ func (e *cpEnv) cleanup() {
 func (e *cpEnv) connectorSpec() api.ConnectorSpec {
 	i := e.sb.Info
 	return api.ConnectorSpec{
-		Name: strings.NewReplacer("/", "-", "+", "-").Replace(e.name), TeamID: i.Dataverse.TeamID,
+		Name: connectorName(e.name), TeamID: i.Dataverse.TeamID,
 		Salesforce: api.SalesforceSettings{LoginURL: i.Salesforce.LoginURL, APIVersion: i.Salesforce.APIVersion,
 			PubSubAddr: i.Salesforce.PubSubAddr, Auth: "jwt_bearer", ClientID: i.Salesforce.ClientID,
 			Username: i.Salesforce.Username, PrivateKey: string(i.Salesforce.PrivateKeyPEM), CAFile: i.Salesforce.CAFile},
@@ -235,6 +254,17 @@ func (e *cpEnv) connectorSpec() api.ConnectorSpec {
 			TenantID: i.Dataverse.TenantID, ClientID: i.Dataverse.ClientID, ClientSecret: i.Dataverse.ClientSecret, CAFile: i.Dataverse.CAFile},
 		Tuning: &api.Tuning{FlushInterval: api.Duration(50 * time.Millisecond)},
 	}
+}
+
+// connectorName turns a scenario name into a valid connector name (letters, digits, '.', '_', '-').
+func connectorName(scenario string) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' || r == '-' {
+			return r
+		}
+		return '-'
+	}, scenario)
+	return strings.Trim(name, "-")
 }
 
 // createConnector creates the connector with Account and Contact mappings and activates it.
