@@ -469,4 +469,3 @@ provider "crmsync" {
 		connector("keyfile", key+fmt.Sprintf(`
     private_key_file = %q`, sf.PrivateKeyFile), `client_secret = var.dv_secret`)
 }
-
