@@ -7,6 +7,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 )
 
@@ -50,4 +51,40 @@ func TestCountersReconcileWhenRecordsAreNotWritten(t *testing.T) {
 	contact := compare.Contact(true)
 	contact.KeepDeleted = true
 	e.compareAll(t, map[string]bool{long: true}, compare.Account(), contact)
+}
+
+// TestCountersReconcileAfterFailedAttempts: work that fails halfway and is done again (a Bulk page whose
+// download breaks, a window whose re-reads fail) is counted once it stands, so received = written +
+// dead-lettered + skipped still holds. Regression: the rows of a broken page and the changes of a failed
+// window stayed counted as received, and were counted again when the work was redone.
+func TestCountersReconcileAfterFailedAttempts(t *testing.T) {
+	e := newEnv(t, 3000, 300)
+	e.cfg.Tuning.PageSize, e.cfg.Tuning.BatchSize = 500, 100
+	sf := e.sb.Salesforce
+	// Bulk result pages cut short halfway: the load's page fails mid-way and is read again.
+	sf.Faults().Set(faults.Config{TruncateRate: 0.5, TruncateAfter: 20000, PathPrefix: "/services/data/v62.0/jobs/query/", Limit: 4, Seed: 5})
+	r := e.start(t, "")
+	e.settle(t, r, 2*time.Minute)
+	if n := sf.Faults().Counts().Truncated; n == 0 {
+		t.Fatal("no Bulk page was cut short")
+	}
+	reconciled(t, r.a.Status())
+
+	// Gap events whose re-reads fail past the client's retries: the window fails and is applied again.
+	sf.Faults().Set(faults.Config{ErrorRate: 1, ErrorStatus: 503, PathPrefix: "/services/data/v62.0/query", Limit: 7, Seed: 6})
+	ids := liveIDs(t, e, "Contact", 5)
+	if _, err := sf.InjectGap(salesforce.GapRequest{Object: "Contact", ChangeType: "GAP_UPDATE", IDs: ids, Apply: true,
+		Fields: map[string]any{"Department": "Silently changed"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sf.Mutate("Contact", 20, ""); err != nil {
+		t.Fatal(err)
+	}
+	e.settle(t, r, 2*time.Minute)
+	if n := sf.Faults().Counts().Errors; n < 7 {
+		t.Fatalf("%d re-reads failed, want 7 (past the client's retries)", n)
+	}
+	sf.Faults().Reset()
+	reconciled(t, r.a.Status())
+	e.compareAll(t, nil)
 }

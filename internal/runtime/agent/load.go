@@ -239,6 +239,8 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 			defer workerWG.Done()
 			for b := range batches {
 				if err := t.writeAll(ctx, b.ops); err != nil {
+					// Its rows were counted as received but not written: the page is read again.
+					t.received.Add(-int64(len(b.ops)))
 					cancel(err)
 					continue
 				}
@@ -269,6 +271,8 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 				select {
 				case batches <- batch{page: page, ops: cur}:
 				case <-ctx.Done():
+					t.received.Add(-int64(len(cur))) // never written: the page is read again
+					cur = cur[:0]
 					return context.Cause(ctx)
 				}
 				cur = make([]op, 0, tun.BatchSize)
@@ -278,6 +282,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 				t.received.Add(1)
 				o, ok, err := t.rowOp(ctx, r)
 				if err != nil {
+					t.received.Add(-1) // neither written nor dead-lettered: the page is read again
 					return err
 				}
 				if !ok {
@@ -290,6 +295,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 				return nil
 			})
 			if err != nil {
+				t.received.Add(-int64(len(cur))) // read but not sent to be written: the page is read again
 				return err
 			}
 			if err := send(); err != nil {

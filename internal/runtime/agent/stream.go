@@ -109,7 +109,9 @@ func (t *table) stream(ctx context.Context) error {
 	defer p.stop()
 	msgs := p.msgs
 
+	before := t.counts()
 	if err := t.settleLoadLeftovers(ctx, len(cp.ReplayID) == 0, handedOver); err != nil {
+		t.restore(before) // done again when the stream reopens
 		return err
 	}
 	t.markLoaded()
@@ -129,7 +131,9 @@ func (t *table) stream(ctx context.Context) error {
 		if len(window) == 0 {
 			return nil
 		}
+		before := t.counts()
 		if err := t.apply(ctx, window); err != nil {
+			t.restore(before) // the window is applied again from the stored position
 			return err
 		}
 		var last []byte

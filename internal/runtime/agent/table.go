@@ -125,6 +125,22 @@ func (t *table) status() TableStatus {
 	return s
 }
 
+// counts is a snapshot of a table's counters.
+type counts struct{ received, written, deadLettered, skipped int64 }
+
+func (t *table) counts() counts {
+	return counts{t.received.Load(), t.written.Load(), t.deadLettered.Load(), t.skipped.Load()}
+}
+
+// restore puts the counters back to a snapshot when the work counted since is abandoned, to be done (and
+// counted) again from the stored position: counters count work whose result stands, so they reconcile.
+func (t *table) restore(c counts) {
+	t.received.Store(c.received)
+	t.written.Store(c.written)
+	t.deadLettered.Store(c.deadLettered)
+	t.skipped.Store(c.skipped)
+}
+
 func (t *table) tally(o outcome) {
 	t.written.Add(o.written)
 	t.deadLettered.Add(o.deadLettered)
