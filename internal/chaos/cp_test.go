@@ -348,6 +348,16 @@ func (e *cpEnv) settle(timeout time.Duration) *api.ConnectorStatus {
 	return last
 }
 
+// reconciledCP checks received = written + dead-lettered + skipped for every table the agent reports.
+func reconciledCP(t *testing.T, st *api.ConnectorStatus) {
+	t.Helper()
+	for _, ts := range st.Tables {
+		if ts.Received != ts.Written+ts.DeadLettered+ts.Skipped {
+			t.Errorf("%s: received %d != written %d + dead-lettered %d + skipped %d", ts.Table, ts.Received, ts.Written, ts.DeadLettered, ts.Skipped)
+		}
+	}
+}
+
 // probeAll makes one change per table and returns its replay ID per table.
 func probeAll(t *testing.T, sb *sandbox.Sandbox) map[string]uint64 {
 	t.Helper()

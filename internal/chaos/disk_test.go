@@ -293,7 +293,7 @@ func TestChaosControlPlaneDiskFullOrReadOnly(t *testing.T) {
 	if len(m.ExcludeColumns) != 0 {
 		t.Errorf("a mapping update refused on a full disk was stored: %+v", m.MappingSpec)
 	}
-	e.settle(3 * time.Minute)
+	reconciledCP(t, e.settle(3*time.Minute))
 	e.finish(int(faults), faults)
 }
 

@@ -55,7 +55,7 @@ var profile = func() profileSpec {
 		return profileSpec{
 			Name: "long", Long: true, Contacts: 12000, Accounts: 2000, Kills: 200,
 			Outages:         []outage{{"1s", time.Second, 0}, {"30s", 30 * time.Second, 0}, {"10m", 30 * time.Second, 10 * time.Minute}},
-			StormRetryAfter: 60 * time.Second, StormSize: 3, Rounds: 12,
+			StormRetryAfter: 30 * time.Second, StormSize: 2, Rounds: 8,
 		}
 	}
 	return profileSpec{

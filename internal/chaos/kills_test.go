@@ -138,6 +138,7 @@ func TestChaosProcessKills(t *testing.T) {
 
 	cs.stop()
 	st := e.settle(5 * time.Minute)
+	reconciledCP(t, st)
 	t.Logf("%d kills %v, %d agent starts, %d changes made", kills, byTarget, e.starts, cs.changes())
 	if profile.Kills >= 12 && kills < profile.Kills {
 		t.Errorf("%d kills, want %d", kills, profile.Kills)

@@ -77,9 +77,14 @@ func TestChaosStallsPastTheClientTimeouts(t *testing.T) {
 	if !profile.Long {
 		t.Skip("long profile: stalls wait out the clients' 2-minute timeouts")
 	}
-	networkScenario(t, "network/stalls-past-timeouts", faultproxy.Config{StallRate: 0.05, Limit: 1}, func(e *env, round int) {
-		time.Sleep(15 * time.Second)
-	})
+	// Past the TLS handshake's first flight, so the stall holds an answer (headers or body), not a handshake
+	// (which the transport gives up on after 10 s).
+	networkScenario(t, "network/stalls-past-timeouts", faultproxy.Config{StallRate: 0.05, PassFirst: 4000, CutWithin: 4000, Limit: 1},
+		func(e *env, round int) {
+			if round == 0 {
+				time.Sleep(150 * time.Second) // the clients' 2-minute timeouts play out under the steady stream
+			}
+		})
 }
 
 // TestChaosDroppedStreamsLoseNothing: every connection to the Pub/Sub API is dropped (the gRPC stream dies

@@ -37,7 +37,8 @@ type Config struct {
 	// more (CutWithin is 512 when zero): PassFirst past the headers faults a body.
 	PassFirst int `json:"pass_first,omitempty"`
 	CutWithin int `json:"cut_within,omitempty"`
-	// Limit caps the number of faults injected (resets, truncations, stalls); 0 means no cap.
+	// Limit caps the number of faults injected (resets, truncations, stalls); 0 means no cap. Faults drawn
+	// while others are in flight may pass it by a few.
 	Limit int `json:"limit,omitempty"`
 	// Seed seeds the generator; 0 keeps the current one.
 	Seed uint64 `json:"seed,omitempty"`
@@ -321,12 +322,18 @@ func (p *Proxy) decide() (fault, int, time.Duration) {
 	default:
 		return none, 0, 0
 	}
-	p.used++
 	within := cfg.CutWithin
 	if within <= 0 {
 		within = 512
 	}
 	return f, cfg.PassFirst + p.rng.IntN(within), cfg.Stall
+}
+
+// fired counts a fault against Limit; a fault drawn for a response shorter than its cut never fires.
+func (p *Proxy) fired() {
+	p.mu.Lock()
+	p.used++
+	p.mu.Unlock()
 }
 
 // upstreamToClient forwards the server's bytes, applying the fault drawn for each response.
@@ -355,6 +362,7 @@ func (p *Proxy) upstreamToClient(c *pair) {
 					chunk = chunk[pass:]
 				}
 				if left == 0 && len(chunk) > 0 {
+					p.fired()
 					switch f {
 					case cutReset:
 						p.counts.resets.Add(1)
