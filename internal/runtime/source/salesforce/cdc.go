@@ -51,6 +51,8 @@ type schemaCodec struct {
 	fields []*avro.Field // top level, in order: bit i ↔ fields[i]
 	// members[i] lists the member names of a compound field at top-level position i.
 	members map[int][]string
+	// typed decodes through a struct built from the schema; nil when the schema has no typed form.
+	typed *typedCodec
 }
 
 func parseSchema(js string) (*schemaCodec, error) {
@@ -63,6 +65,9 @@ func parseSchema(js string) (*schemaCodec, error) {
 		return nil, errors.New("event schema is not a record")
 	}
 	c := &schemaCodec{schema: s, fields: rec.Fields(), members: map[int][]string{}}
+	if tc, err := buildTyped(rec); err == nil {
+		c.typed = tc
+	}
 	for i, f := range c.fields {
 		if r := recordOf(f.Type()); r != nil && f.Name() != "ChangeEventHeader" {
 			for _, m := range r.Fields() {
@@ -156,8 +161,16 @@ const maxEventArray = 1_000_000
 // eventAvro decodes payloads with that bound; strings and bytes keep the library's 1 MiB cap.
 var eventAvro = avro.Config{MaxSliceAllocSize: maxEventArray}.Freeze()
 
-// decode decodes one payload into a ChangeEvent.
+// decode decodes one payload into a ChangeEvent, through the typed struct when the schema has one.
 func (c *schemaCodec) decode(payload []byte, types FieldTypes) (*ChangeEvent, error) {
+	if c.typed != nil {
+		return c.decodeTyped(payload, types)
+	}
+	return c.decodeGeneric(payload, types)
+}
+
+// decodeGeneric decodes one payload through generic maps.
+func (c *schemaCodec) decodeGeneric(payload []byte, types FieldTypes) (*ChangeEvent, error) {
 	var m map[string]any
 	if err := eventAvro.Unmarshal(c.schema, payload, &m); err != nil {
 		return nil, fmt.Errorf("decoding Avro payload: %w", err)
