@@ -357,7 +357,10 @@ func (e *Emulator) Reset() error {
 }
 
 // Close releases background work (Bulk job timers).
-func (e *Emulator) Close() { e.bulk.reset() }
+func (e *Emulator) Close() {
+	e.bulk.reset()
+	e.pubsub.Close()
+}
 
 // pubsubAuth checks the Pub/Sub auth metadata (spec 6.3): a live access token, the org's instance URL
 // and its Id in 15 or 18 characters.

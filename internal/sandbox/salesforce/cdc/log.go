@@ -54,6 +54,10 @@ type Event struct {
 	// Values holds the body: for CREATE and UNDELETE every field the event carries (nil for null); for
 	// UPDATE only the changed fields; nothing for DELETE and GAP_* events. Types follow package schema.
 	Values map[string]any
+	// SchemaID and Payload cache the event's binary Avro encoding under that schema, once a server has
+	// encoded it (a bus stores events serialized; delivering them does not encode them again).
+	SchemaID string
+	Payload  []byte
 }
 
 // Topic is the single-entity channel of an entity, e.g. /data/ContactChangeEvent.
@@ -145,6 +149,16 @@ func (l *Log) Tick() {
 	l.mu.RUnlock()
 	if !fresh {
 		l.Append(Event{CommitTimestamp: now})
+	}
+}
+
+// SetEncoding caches an event's encoding under a schema (see Event.Payload); unknown IDs are ignored.
+func (l *Log) SetEncoding(replayID uint64, schemaID string, payload []byte) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := sort.Search(len(l.events), func(i int) bool { return l.events[i].ReplayID >= replayID })
+	if i < len(l.events) && l.events[i].ReplayID == replayID {
+		l.events[i].SchemaID, l.events[i].Payload = schemaID, payload
 	}
 }
 

@@ -104,6 +104,8 @@ type Config struct {
 
 // Server implements eventbus.v1.PubSub. It is safe for concurrent use.
 type Server struct {
+	stop, stopped chan struct{}
+	closeOnce     sync.Once
 	eventbusv1.UnimplementedPubSubServer
 
 	cfg     Config
@@ -124,9 +126,56 @@ func New(cfg Config) *Server {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: logger, schemas: newSchemaCache(cfg.Schemas)}
+	s := &Server{cfg: cfg, log: logger, schemas: newSchemaCache(cfg.Schemas), stop: make(chan struct{}), stopped: make(chan struct{})}
 	s.SetIntervals(cfg.KeepaliveInterval, cfg.IdleTimeout)
+	if cfg.Log != nil {
+		go s.encodeAhead()
+	} else {
+		close(s.stopped)
+	}
 	return s
+}
+
+// encodeAhead serializes events as they are committed, as a real bus stores them, so delivering them
+// (once or to many subscribers) only copies bytes.
+func (s *Server) encodeAhead() {
+	defer close(s.stopped)
+	log := s.cfg.Log
+	var pos uint64
+	for {
+		changed := log.Changed()
+		events, next := log.Read(cdc.AllChangesTo, pos, 1000)
+		for i := range events {
+			ev := &events[i]
+			if len(ev.Payload) > 0 {
+				continue
+			}
+			es, err := s.schemas.forEntity(ev.Entity)
+			if err != nil {
+				continue // delivery reports it
+			}
+			if payload, err := es.encode(ev); err == nil {
+				log.SetEncoding(ev.ReplayID, es.id, payload)
+			}
+		}
+		if next > pos {
+			pos = next
+		}
+		if len(events) == 1000 {
+			continue
+		}
+		select {
+		case <-changed:
+		case <-s.stop:
+			return
+		}
+	}
+}
+
+// Close stops the server's background encoding.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.stop) })
+	<-s.stopped
 }
 
 // Register registers the service on g.

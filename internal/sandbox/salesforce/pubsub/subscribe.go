@@ -210,7 +210,10 @@ func (sub *subscription) deliver(events []cdc.Event, pos uint64) error {
 			sub.c.log.Error("no change event schema", "entity", ev.Entity, "err", err)
 			return sub.c.fail(codes.Internal, "", "An internal error occurred while encoding an event.")
 		}
-		payload, err := es.encode(ev)
+		payload := ev.Payload
+		if len(payload) == 0 || ev.SchemaID != es.id {
+			payload, err = es.encode(ev)
+		}
 		if err != nil {
 			sub.c.log.Error("encoding a change event", "err", err)
 			return sub.c.fail(codes.Internal, "", "An internal error occurred while encoding an event.")
