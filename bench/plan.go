@@ -214,14 +214,14 @@ func scenarioPlan(o options, n int) (*Result, error) {
 		return 0, string(out), err
 	}
 	if code, out, err := terraform("apply", "-auto-approve", "-input=false", "-no-color", "-parallelism=10"); err != nil || code != 0 {
-		return nil, fmt.Errorf("terraform apply (exit %d): %v\n%s", code, err, tail(out))
+		return nil, fmt.Errorf("terraform apply (exit %d): %w\n%s", code, err, tail(out))
 	}
 	requests.Store(0)
 	start := time.Now()
 	code, out, err := terraform("plan", "-detailed-exitcode", "-input=false", "-no-color")
 	elapsed := time.Since(start).Seconds()
 	if err != nil || code != 0 {
-		return nil, fmt.Errorf("terraform plan right after apply should be empty (exit %d): %v\n%s", code, err, tail(out))
+		return nil, fmt.Errorf("terraform plan right after apply should be empty (exit %d): %w\n%s", code, err, tail(out))
 	}
 	resources := float64(4 * n)
 	return &Result{Figures: map[string]float64{

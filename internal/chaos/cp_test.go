@@ -383,14 +383,6 @@ func (e *cpEnv) finish(iterations int, faults int64, tables ...compare.Table) {
 	finishScenario(e.t, e.name, e.seed, e.began, iterations, faults, e.sb, nil, tables)
 }
 
-// loadProgress sums the load progress of every table.
-func cpLoadProgress(st *api.ConnectorStatus) (done, total int64) {
-	for _, ts := range st.Tables {
-		done, total = done+ts.LoadDone, total+ts.LoadTotal
-	}
-	return done, total
-}
-
 func (e *cpEnv) describe(st *api.ConnectorStatus) string {
 	if st == nil {
 		return "no status"

@@ -340,8 +340,8 @@ func runBounded(cmd *exec.Cmd, timeout time.Duration) (string, error) {
 		return out.String(), err
 	case <-time.After(timeout):
 		_ = cmd.Process.Kill()
-		<-done
-		return out.String(), fmt.Errorf("still running after %s", timeout)
+		werr := <-done
+		return out.String(), fmt.Errorf("still running after %s (killed: %w)", timeout, werr)
 	}
 }
 

@@ -15,9 +15,9 @@ import (
 // fuzzServer is a control plane over a real SQLite store holding one connector with a mapping and one
 // agent lease, so request paths name existing objects and the decoders' output reaches the handlers.
 type fuzzServer struct {
-	srv               *Server
-	connID, mapID     string
-	leaseID, leaseID2 string
+	srv           *Server
+	connID, mapID string
+	leaseID       string
 }
 
 func newFuzzServer(f *testing.F) *fuzzServer {

@@ -311,7 +311,7 @@ func (p *Proxy) decide() (fault, int, time.Duration) {
 		return none, 0, 0
 	}
 	x := p.rng.Float64()
-	f := none
+	var f fault
 	switch {
 	case x < cfg.ResetRate:
 		f = cutReset
