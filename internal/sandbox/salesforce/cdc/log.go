@@ -92,6 +92,7 @@ type Log struct {
 	events    []Event // ascending ReplayID
 	next      uint64  // next replay ID to issue
 	purged    uint64  // every ID below this was issued and has been purged
+	dropped   uint64  // the highest replay ID purged (or reset away); 0 if none
 	changed   chan struct{}
 }
 
@@ -192,6 +193,15 @@ func (l *Log) Validate(id uint64) error {
 	return nil
 }
 
+// Lost reports whether an event after the position has been purged: a subscriber that read up to after
+// and has not fetched since can no longer be served everything that followed.
+func (l *Log) Lost(after uint64) bool {
+	l.Purge()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.dropped > after
+}
+
 // Read returns up to max events on topic with replay IDs greater than after, in order, and the replay ID
 // of the position read up to (the last returned event, or the tip when the rest of the log was scanned).
 func (l *Log) Read(topic string, after uint64, max int) ([]Event, uint64) {
@@ -234,6 +244,7 @@ func (l *Log) Purge() {
 	if n == 0 {
 		return
 	}
+	l.dropped = l.events[n-1].ReplayID
 	if n == len(l.events) {
 		l.purged = l.next
 	} else {
@@ -254,6 +265,7 @@ func (l *Log) Reset() {
 	l.mu.Lock()
 	l.events = nil
 	l.purged = l.next
+	l.dropped = l.next - 1
 	l.mu.Unlock()
 }
 

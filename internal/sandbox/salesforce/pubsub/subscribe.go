@@ -30,6 +30,9 @@ import (
 //     reached in latest_replay_id.
 //   - While credit is outstanding and nothing arrives for the keepalive interval, an empty FetchResponse
 //     carries the current tip (the log is ticked first so the tip is a fresh, valid position).
+//   - When events after the stream's position are purged before it fetched them (it asked for nothing for
+//     longer than the retention window), the stream fails as a CUSTOM subscription at that position would:
+//     INVALID_ARGUMENT, ...replayid.corrupted. It never skips events quietly.
 //   - Without credit, the stream ends (status OK) when no FetchRequest arrives within the idle timeout
 //     after the last response.
 //   - Each delivery is charged to the Allocation first: when it is exhausted the stream fails with
@@ -135,6 +138,9 @@ func (sub *subscription) run(ctx context.Context, reqs <-chan *eventbusv1.FetchR
 		// Take the wake-up channel before reading, so an append between the read and the wait is seen.
 		changed := log.Changed()
 		if sub.pending > 0 {
+			if err := sub.checkRetained(); err != nil {
+				return err
+			}
 			events, pos := log.Read(sub.topic, sub.pos, sub.pending)
 			if len(events) > 0 {
 				if err := sub.deliver(events, pos); err != nil {
@@ -185,9 +191,22 @@ func (sub *subscription) run(ctx context.Context, reqs <-chan *eventbusv1.FetchR
 	}
 }
 
+// checkRetained fails the stream when events after its position were purged before it fetched them (a
+// subscriber that stopped asking for longer than the retention window): the server cannot deliver them,
+// and it does not skip them quietly; the subscriber sees what it would see subscribing at that position.
+func (sub *subscription) checkRetained() error {
+	if sub.s.cfg.Log.Lost(sub.pos) {
+		return sub.c.fail(codes.InvalidArgument, codeReplayCorrupted, "The Replay ID validation failed.")
+	}
+	return nil
+}
+
 // keepalive sends an empty response with the tip of the stream, unless events turned up.
 func (sub *subscription) keepalive() error {
 	log := sub.s.cfg.Log
+	if err := sub.checkRetained(); err != nil {
+		return err
+	}
 	log.Tick()
 	events, pos := log.Read(sub.topic, sub.pos, sub.pending)
 	if len(events) > 0 {

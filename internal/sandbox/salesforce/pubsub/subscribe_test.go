@@ -344,6 +344,49 @@ func TestBadReplayIDsFailWithTheSpecErrorsAndTheServerKeepsServing(t *testing.T)
 	}
 }
 
+// TestOpenStreamBehindRetentionFailsInsteadOfSkipping: a subscriber that used up its credit while events
+// went on, and asks again only after they were purged, gets the error a CUSTOM subscription at its position
+// would get; the purged events are never skipped quietly. A subscriber whose unread events are still
+// retained is served as usual.
+func TestOpenStreamBehindRetentionFailsInsteadOfSkipping(t *testing.T) {
+	e := newEnv(t, nil)
+	at := e.clock.Now()
+	first := e.tx(contactCreate(1, at))[0]
+	behind := e.subscribe(fetch(contactTopic, eventbusv1.ReplayPreset_EARLIEST, 1))
+	current := e.subscribe(fetch(contactTopic, eventbusv1.ReplayPreset_EARLIEST, 1))
+	for _, s := range []eventbusv1.PubSub_SubscribeClient{behind, current} {
+		if got := recvEvents(t, s, 1); replayID(got[0].GetReplayId()) != first {
+			t.Fatalf("delivered %d, want %d", replayID(got[0].GetReplayId()), first)
+		}
+	}
+	// Both streams are out of credit; the next event is committed, and the current subscriber reads it.
+	second := e.tx(contactCreate(2, at))[0]
+	if err := current.Send(&eventbusv1.FetchRequest{NumRequested: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := recvEvents(t, current, 1); replayID(got[0].GetReplayId()) != second {
+		t.Fatalf("delivered %d, want %d", replayID(got[0].GetReplayId()), second)
+	}
+	// Retention passes: the event the other subscriber never fetched is purged.
+	e.clock.Advance(73 * time.Hour)
+	third := e.tx(contactCreate(3, e.clock.Now()))[0]
+	if err := behind.Send(&eventbusv1.FetchRequest{NumRequested: 10}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := behind.Recv()
+	if err == nil {
+		t.Fatalf("the stream behind retention delivered %v instead of failing", resp)
+	}
+	expectStatus(t, err, behind.Trailer(), codes.InvalidArgument, codeReplayCorrupted)
+	// The subscriber that had read everything before the purge goes on.
+	if err := current.Send(&eventbusv1.FetchRequest{NumRequested: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := recvEvents(t, current, 1); replayID(got[0].GetReplayId()) != third {
+		t.Fatalf("delivered %d, want %d", replayID(got[0].GetReplayId()), third)
+	}
+}
+
 // TestInvalidRequestsOnAStreamFail covers the other first- and later-request errors.
 func TestInvalidRequestsOnAStreamFail(t *testing.T) {
 	e := newEnv(t, nil)
