@@ -118,7 +118,7 @@ func TestChaosReplayIDsExpireAfterAnOutageLongerThanRetention(t *testing.T) {
 		if _, err := sf.Mutate("Contact", 50, ""); err != nil {
 			t.Fatal(err)
 		}
-		ids := liveIDs(e.sb, "Contact", 30)
+		ids := liveIDs(e.sb, "Contact", 13+3*rounds)
 		gone := ids[10+round*3 : 13+round*3]
 		if _, err := sf.Transact(salesforce.Transaction{Operations: []salesforce.Operation{{Op: "delete", Object: "Contact", IDs: gone}}}); err != nil {
 			t.Fatal(err)
@@ -151,7 +151,7 @@ func TestChaosDuplicateAndOutOfOrderDelivery(t *testing.T) {
 	for round := 0; round < profile.Rounds; round++ {
 		e.iterations++
 		r.stop()
-		ids := liveIDs(e.sb, "Contact", 40)[round*8 : round*8+8]
+		ids := liveIDs(e.sb, "Contact", 8*profile.Rounds)[round*8 : round*8+8]
 		for step := 0; step < 12; step++ {
 			for _, id := range ids {
 				field := []string{"Phone", "Email", "Department", "Title"}[step%4]

@@ -121,7 +121,19 @@ func TestChaosProcessKills(t *testing.T) {
 	}
 
 	// 4. During full re-syncs: everything goes down, the clock moves past the 72 h retention, everything
-	// comes back and re-syncs both tables; kills land while it does.
+	// comes back and re-syncs both tables; kills land while it does. Recoveries are reported by the agent
+	// process that ran them, and a later kill starts a process that only resumes the re-sync (its phase
+	// and reason say so), so the re-sync is watched for after each jump rather than at the end.
+	resynced := false
+	sawResync := func(st *api.ConnectorStatus) bool {
+		for _, ts := range st.Tables {
+			if slices.ContainsFunc(ts.Recoveries, func(r string) bool { return strings.Contains(r, "replay ID rejected") }) ||
+				(ts.Phase == api.PhaseResync && strings.Contains(ts.Reason, "replay ID")) {
+				return true
+			}
+		}
+		return false
+	}
 	for i := 0; i < budget["re-sync"]; i++ {
 		if i%3 == 0 {
 			e.killServe()
@@ -131,6 +143,11 @@ func TestChaosProcessKills(t *testing.T) {
 			byTarget["both, retention expired"]++
 			kills++
 			t.Logf("kill %d (re-sync): both, then the clock moved past the retention window", kills)
+			for deadline := time.Now().Add(time.Minute); !resynced && time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+				if st, ok := e.status(); ok {
+					resynced = sawResync(st)
+				}
+			}
 			continue
 		}
 		kill("re-sync")
@@ -143,10 +160,7 @@ func TestChaosProcessKills(t *testing.T) {
 	if profile.Kills >= 12 && kills < profile.Kills {
 		t.Errorf("%d kills, want %d", kills, profile.Kills)
 	}
-	resynced := false
-	for _, ts := range st.Tables {
-		resynced = resynced || slices.ContainsFunc(ts.Recoveries, func(r string) bool { return strings.Contains(r, "replay ID rejected") })
-	}
+	resynced = resynced || sawResync(st)
 	if !resynced && budget["re-sync"] > 0 {
 		t.Error("no table reports a re-sync after the retention window passed")
 	}
