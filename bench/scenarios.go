@@ -40,6 +40,10 @@ func newEnv(o options, contacts, accounts int) (*env, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
+	if !o.DefaultBudget {
+		// See options.DefaultBudget: the throttled scenario sets its own budget.
+		sb.Dataverse.SetLimits(dataverse.Limits{ExecutionTime: dataverse.Duration(1000 * time.Hour)})
+	}
 	if o.Latency > 0 {
 		sb.Dataverse.Faults().Set(faults.Config{Latency: o.Latency, PathPrefix: "/api/data/"})
 		sb.Salesforce.Faults().Set(faults.Config{Latency: o.Latency, PathPrefix: "/services/data/"})
