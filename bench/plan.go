@@ -163,7 +163,9 @@ func scenarioPlan(o options, n int) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	var requests atomic.Int64
+	// The provider's Configure checks the control plane once per plan (its health, then one authenticated
+	// list); those are counted apart from the requests that refresh resources.
+	var requests, configure atomic.Int64
 	var lc net.ListenConfig
 	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
 	if err != nil {
@@ -171,7 +173,11 @@ func scenarioPlan(o options, n int) (*Result, error) {
 	}
 	h := srv.Handler()
 	hs := &http.Server{ReadHeaderTimeout: 10 * time.Second, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.UserAgent() != "bench-agents" {
+		switch {
+		case r.UserAgent() == "bench-agents":
+		case r.Method == http.MethodGet && (r.URL.Path == "/healthz" || r.URL.Path == "/v1/connectors"):
+			configure.Add(1)
+		default:
 			requests.Add(1)
 		}
 		h.ServeHTTP(w, r)
@@ -217,6 +223,7 @@ func scenarioPlan(o options, n int) (*Result, error) {
 		return nil, fmt.Errorf("terraform apply (exit %d): %w\n%s", code, err, tail(out))
 	}
 	requests.Store(0)
+	configure.Store(0)
 	start := time.Now()
 	code, out, err := terraform("plan", "-detailed-exitcode", "-input=false", "-no-color")
 	elapsed := time.Since(start).Seconds()
@@ -226,7 +233,8 @@ func scenarioPlan(o options, n int) (*Result, error) {
 	resources := float64(4 * n)
 	return &Result{Figures: map[string]float64{
 		"connectors": float64(n), "resources": resources, "plan_seconds": elapsed,
-		"control_plane_requests": float64(requests.Load()), "requests_per_resource": float64(requests.Load()) / resources,
+		"control_plane_requests": float64(requests.Load() + configure.Load()), "provider_configure_requests": float64(configure.Load()),
+		"requests_per_resource": float64(requests.Load()) / resources,
 	}}, nil
 }
 
