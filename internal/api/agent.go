@@ -41,7 +41,10 @@ type Checkpoint struct {
 	OutOfBandSince time.Time `json:"out_of_band_since,omitzero"`
 	// LastReconcile is the result of the table's last reconciliation (its FinishedAt schedules the next).
 	LastReconcile *ReconcileResult `json:"last_reconcile,omitempty"`
-	UpdatedAt     time.Time        `json:"updated_at"`
+	// Recoveries are the table's most recent recoveries (up to 20, each "<time> <what>"), kept across
+	// agent restarts so status still names a re-sync after the process that started it is gone.
+	Recoveries []string  `json:"recoveries,omitempty"`
+	UpdatedAt  time.Time `json:"updated_at"`
 }
 
 // DeadLetter is a record Dataverse refused (or that could not be mapped).

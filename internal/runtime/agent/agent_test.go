@@ -1,6 +1,7 @@
 package agent_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -196,6 +197,13 @@ func TestGapOverflowAndExpiredReplayIDEndInAMatchingDataverse(t *testing.T) {
 	}
 	if !strings.Contains(recoveries["Contact"], "replay ID rejected") {
 		t.Errorf("Contact recoveries do not mention the expired replay ID: %q", recoveries["Contact"])
+	}
+	// Recoveries are kept with the checkpoint: the second process still lists the overflow catch-up the
+	// first one ran.
+	for _, ts := range r2.a.Status().Tables {
+		if ts.Table == "Account" && !slices.ContainsFunc(ts.Recoveries, func(r string) bool { return strings.Contains(r, "overflow") }) {
+			t.Errorf("after a restart, Account's recoveries no longer mention the overflow: %q", ts.Recoveries)
+		}
 	}
 }
 

@@ -229,7 +229,7 @@ func (t *table) streamFailed(ctx context.Context, err error) error {
 		return t.save(ctx, func(cp *Checkpoint) {
 			deletesSince := cp.UpdatedAt.Add(-catchUpMargin)
 			*cp = Checkpoint{Table: cp.Table, Phase: PhaseResync, LoadReason: "replay ID expired or rejected: full re-sync",
-				DeletesSince: deletesSince, MappingHash: cp.MappingHash, MappingColumns: cp.MappingColumns}
+				DeletesSince: deletesSince, MappingHash: cp.MappingHash, MappingColumns: cp.MappingColumns, Recoveries: cp.Recoveries}
 		})
 	case errors.Is(err, salesforce.ErrPositionLost):
 		t.addRecovery("stream position lost: incremental catch-up")

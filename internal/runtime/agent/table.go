@@ -93,15 +93,23 @@ func (t *table) recordError(err error) {
 	t.stMu.Unlock()
 }
 
+// addRecovery lists a recovery in status. It goes into the checkpoint too, and is stored with the
+// checkpoint's next save (every recovery saves one), so a restarted agent still reports it.
 func (t *table) addRecovery(what string) {
 	t.stMu.Lock()
 	t.recoveries = append(t.recoveries, time.Now().UTC().Format(time.RFC3339)+" "+what)
-	if len(t.recoveries) > 20 {
-		t.recoveries = t.recoveries[len(t.recoveries)-20:]
+	if len(t.recoveries) > maxRecoveries {
+		t.recoveries = t.recoveries[len(t.recoveries)-maxRecoveries:]
 	}
+	t.cpMu.Lock()
+	t.cp.Recoveries = slices.Clone(t.recoveries)
+	t.cpMu.Unlock()
 	t.stMu.Unlock()
 	t.log.Warn("recovery", "what", what)
 }
+
+// maxRecoveries is how many recent recoveries a table lists.
+const maxRecoveries = 20
 
 func (t *table) status() TableStatus {
 	t.stMu.Lock()
@@ -176,6 +184,9 @@ func (t *table) run(ctx context.Context) error {
 		t.cp = Checkpoint{Table: t.cfg.SourceTable, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: t.hash, MappingColumns: t.columns}
 	} else {
 		t.cp = *cp
+		t.stMu.Lock()
+		t.recoveries = slices.Clone(cp.Recoveries)
+		t.stMu.Unlock()
 		if t.cp.Phase == PhaseStreaming && t.cp.MappingHash != t.hash {
 			if added := t.addedColumns(cp); len(added) > 0 {
 				// Added or changed columns: existing rows need the new values, so the table is re-synced
