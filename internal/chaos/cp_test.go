@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,6 +19,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
 // cpToken is the control plane's API token in the scenarios; a test value, not a secret.
@@ -72,7 +72,7 @@ func newCPEnv(t *testing.T, name string, contacts, accounts int, opts ...func(*c
 	}
 	t.Cleanup(func() { sb.Close() })
 	e.sb = sb
-	e.addr = freeAddr(t)
+	e.addr = testenv.FreeAddr(t)
 	e.logPath = filepath.Join(e.dir, "processes.log")
 	if e.c, err = client.New(client.Config{Endpoint: "http://" + e.addr, Token: cpToken, Timeout: 3 * time.Minute}); err != nil {
 		t.Fatal(err)
@@ -83,17 +83,6 @@ func newCPEnv(t *testing.T, name string, contacts, accounts int, opts ...func(*c
 	e.startServe()
 	t.Cleanup(e.cleanup)
 	return e
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // logFile opens the shared log of the scenario's processes for appending.
@@ -131,7 +120,7 @@ func (e *cpEnv) startServe() {
 
 // serveCommand is `crmsync serve` on the scenario's address and data directory, not started.
 func (e *cpEnv) serveCommand() *exec.Cmd {
-	args := append(append([]string(nil), e.serveWrap...), crmsyncBinary(e.t), "serve", "--data-dir", e.dataDir, "--listen", e.addr,
+	args := append(append([]string(nil), e.serveWrap...), testenv.Crmsync(e.t), "serve", "--data-dir", e.dataDir, "--listen", e.addr,
 		"--lease-ttl", "3s", "--local-agents=false", "--log-level", "info")
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+cpToken)
@@ -175,7 +164,7 @@ func (e *cpEnv) runAgents() {
 				e.t.Error(err)
 				return
 			}
-			cmd := exec.Command(crmsyncBinary(e.t), "agent", "--control-plane", "http://"+e.addr, "--connector", e.conn.ID,
+			cmd := exec.Command(testenv.Crmsync(e.t), "agent", "--control-plane", "http://"+e.addr, "--connector", e.conn.ID,
 				"--token-file", filepath.Join(e.dir, "token"), "--log-level", "info")
 			cmd.Stdout, cmd.Stderr = logf, logf
 			if err := cmd.Start(); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faultproxy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
 // profileSpec sizes the suite. The quick profile runs in a few minutes inside `make test`; the long one is
@@ -84,7 +85,7 @@ func TestMain(m *testing.M) {
 		}
 	}
 	resultsMu.Unlock()
-	removeBinaries()
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }
 

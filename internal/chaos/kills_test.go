@@ -121,9 +121,9 @@ func TestChaosProcessKills(t *testing.T) {
 	}
 
 	// 4. During full re-syncs: everything goes down, the clock moves past the 72 h retention, everything
-	// comes back and re-syncs both tables; kills land while it does. Recoveries are reported by the agent
-	// process that ran them, and a later kill starts a process that only resumes the re-sync (its phase
-	// and reason say so), so the re-sync is watched for after each jump rather than at the end.
+	// comes back and re-syncs both tables; kills land while it does. The re-sync is watched for after each
+	// jump (a recovery, or a process that resumes it: phase and reason say so); the final status keeps only
+	// each table's last 20 recoveries.
 	resynced := false
 	sawResync := func(st *api.ConnectorStatus) bool {
 		for _, ts := range st.Tables {

@@ -22,6 +22,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
 // canaries are secret values unique to one run, passed through every credential path; a leak is found by
@@ -109,10 +110,10 @@ func TestChaosSecretsNeverLeak(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	dataDir := filepath.Join(dir, "cp")
 	var serveLog bytes.Buffer
-	serve := exec.Command(crmsyncBinary(t), "serve", "--data-dir", dataDir, "--listen", addr, "--log-level", "debug", "--lease-ttl", "5s")
+	serve := exec.Command(testenv.Crmsync(t), "serve", "--data-dir", dataDir, "--listen", addr, "--log-level", "debug", "--lease-ttl", "5s")
 	serve.Env = append(os.Environ(), "CRMSYNC_TOKEN="+c.token, "CHAOS_CANARY_DV_SECRET="+c.dvSecret,
 		"CHAOS_CANARY_SF_SECRET="+c.sfSecret, "CHAOS_CANARY_SF_KEY="+string(c.keyPEM))
 	serve.Stdout, serve.Stderr = &lockedWriter{w: &serveLog}, &lockedWriter{w: &serveLog}
@@ -149,7 +150,7 @@ func TestChaosSecretsNeverLeak(t *testing.T) {
 	}
 	tfDir := filepath.Join(dir, "tf")
 	writeFile(t, filepath.Join(tfDir, "main.tf"), []byte(secretsConfig(sb.Info, sfFile, dvFile)))
-	provider := binary(t, ".")
+	provider := testenv.Binary(t, ".")
 	cliConfig := filepath.Join(dir, "terraformrc")
 	writeFile(t, cliConfig, []byte(fmt.Sprintf("provider_installation {\n  dev_overrides {\n    \"crmsync/crmsync\" = %q\n  }\n  direct {}\n}\n", filepath.Dir(provider))))
 	tfLog := filepath.Join(dir, "terraform-trace.log")
@@ -225,7 +226,7 @@ func TestChaosSecretsNeverLeak(t *testing.T) {
 			get("/v1/connectors/" + conn.ID + p)
 		}
 	}
-	cli := exec.Command(crmsyncBinary(t), "status", "--json")
+	cli := exec.Command(testenv.Crmsync(t), "status", "--json")
 	cli.Env = append(os.Environ(), "CRMSYNC_TOKEN="+c.token, "CRMSYNC_ENDPOINT=http://"+addr)
 	if out, err := cli.CombinedOutput(); err == nil {
 		answers["crmsync status --json"] = out

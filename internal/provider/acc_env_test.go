@@ -26,6 +26,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
 // accToken is the API token of the test control planes (generated per process, never a real secret).
@@ -207,7 +208,7 @@ func newTFWorkdir(t *testing.T) *tfWorkdir {
 func newTFWorkdirWithBinary(t *testing.T, extraEnv ...string) *tfWorkdir {
 	t.Helper()
 	accPreCheck(t)
-	bin := buildProvider(t)
+	bin := testenv.Binary(t, ".")
 	w := &tfWorkdir{t: t, dir: t.TempDir(), binary: true}
 	rc := filepath.Join(t.TempDir(), "terraformrc")
 	cfg := fmt.Sprintf("provider_installation {\n  dev_overrides {\n    %q = %q\n  }\n  direct {}\n}\n", providerAddress, filepath.Dir(bin))
@@ -334,35 +335,4 @@ func serveInProcess(t *testing.T) string {
 		t.Fatal("the in-process provider did not start within 30s")
 		return ""
 	}
-}
-
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
-
-// buildProvider builds terraform-provider-crmsync from this module once per test process.
-func buildProvider(t *testing.T) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "crmsync-provider-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "terraform-provider-crmsync")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", buildPath, ".")
-		cmd.Dir = filepath.Join("..", "..")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatalf("building the provider: %v", buildErr)
-	}
-	return buildPath
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
 // syncEnv is everything a real sync needs: the sandbox (Salesforce and Dataverse emulators, files in a
@@ -85,7 +85,7 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 			t.Fatal(err)
 		}
 		sup := supervisor.New(supervisor.Config{
-			Store: st, ControlPlaneURL: hs.URL, Token: accToken, Binary: buildCrmsync(t),
+			Store: st, ControlPlaneURL: hs.URL, Token: accToken, Binary: testenv.Crmsync(t),
 			Output: logf, ReconcileInterval: time.Second, StopTimeout: 15 * time.Second, Backoff: 500 * time.Millisecond,
 		})
 		deployer = sup
@@ -223,43 +223,9 @@ func (e *syncEnv) compare(tables ...compare.Table) error {
 	return nil
 }
 
-var (
-	crmsyncOnce sync.Once
-	crmsyncPath string
-	crmsyncErr  error
-)
-
-// buildCrmsync builds cmd/crmsync (the agent the supervisor starts) once per test process.
-func buildCrmsync(t *testing.T) string {
-	t.Helper()
-	crmsyncOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "crmsync-agent-bin-")
-		if err != nil {
-			crmsyncErr = err
-			return
-		}
-		crmsyncPath = filepath.Join(dir, "crmsync")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", crmsyncPath, "github.com/crmsync/terraform-provider-crmsync/cmd/crmsync")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			crmsyncErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if crmsyncErr != nil {
-		t.Fatalf("building crmsync: %v", crmsyncErr)
-	}
-	return crmsyncPath
-}
-
 // TestMain removes the binaries built for the tests.
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, p := range []string{crmsyncPath, buildPath} {
-		if p != "" {
-			_ = os.RemoveAll(filepath.Dir(p))
-		}
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }

@@ -3,9 +3,7 @@ package agent_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,40 +15,12 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
-
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// crmsyncBinary builds cmd/crmsync once per test run.
-func crmsyncBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "crmsync-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "crmsync")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/crmsync/terraform-provider-crmsync/cmd/crmsync").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building crmsync: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -72,8 +42,8 @@ func (e *env) startProcess(t testing.TB, stateDir string) *proc {
 	if err := os.WriteFile(cfgFile, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := freeAddr(t)
-	cmd := exec.Command(crmsyncBinary(t), "agent", "--config", cfgFile, "--state-dir", stateDir, "--listen", addr, "--log-level", "warn")
+	addr := testenv.FreeAddr(t)
+	cmd := exec.Command(testenv.Crmsync(t), "agent", "--config", cfgFile, "--state-dir", stateDir, "--listen", addr, "--log-level", "warn")
 	cmd.Env = append(os.Environ(), "TEST_DV_SECRET="+e.cfg.Dataverse.ClientSecret)
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
@@ -98,17 +68,6 @@ func (p *proc) status() (agent.Status, bool) {
 	}
 	defer resp.Body.Close()
 	return s, json.NewDecoder(resp.Body).Decode(&s) == nil
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // TestKilledAgentLosesNothing kills the agent process with SIGKILL at random moments, ten times during the

@@ -93,8 +93,8 @@ func (t *table) recordError(err error) {
 	t.stMu.Unlock()
 }
 
-// addRecovery lists a recovery in status. It goes into the checkpoint too, and is stored with the
-// checkpoint's next save (every recovery saves one), so a restarted agent still reports it.
+// addRecovery lists a recovery in status. It goes into the checkpoint too and is stored with the
+// checkpoint's next save, so a restarted agent still reports it.
 func (t *table) addRecovery(what string) {
 	t.stMu.Lock()
 	t.recoveries = append(t.recoveries, time.Now().UTC().Format(time.RFC3339)+" "+what)

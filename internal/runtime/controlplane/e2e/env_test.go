@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,42 +25,14 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
 const token = "e2e-token-0123456789abcdef"
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
-// crmsyncBinary builds cmd/crmsync once per test run.
-func crmsyncBinary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "crmsync-e2e-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "crmsync")
-		out, err := exec.Command("go", "build", "-o", binPath, "github.com/crmsync/terraform-provider-crmsync/cmd/crmsync").CombinedOutput()
-		if err != nil {
-			buildErr = fmt.Errorf("building crmsync: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if binPath != "" {
-		os.RemoveAll(filepath.Dir(binPath))
-	}
+	testenv.RemoveBinaries()
 	os.Exit(code)
 }
 
@@ -92,7 +63,7 @@ func newEnv(t *testing.T, contacts, accounts int, serveArgs ...string) *env {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Close() })
-	e := &env{t: t, dir: dir, sb: sb, addr: freeAddr(t), logPath: filepath.Join(dir, "serve.log"), serveArgs: serveArgs}
+	e := &env{t: t, dir: dir, sb: sb, addr: testenv.FreeAddr(t), logPath: filepath.Join(dir, "serve.log"), serveArgs: serveArgs}
 	e.c, err = client.New(client.Config{Endpoint: "http://" + e.addr, Token: token, Timeout: 3 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -100,17 +71,6 @@ func newEnv(t *testing.T, contacts, accounts int, serveArgs ...string) *env {
 	e.startServe()
 	t.Cleanup(e.cleanup)
 	return e
-}
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	var lc net.ListenConfig
-	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // startServe starts `crmsync serve` on the env's address and data directory and waits for /healthz.
@@ -121,7 +81,7 @@ func (e *env) startServe() {
 		e.t.Fatal(err)
 	}
 	args := append([]string{"serve", "--data-dir", filepath.Join(e.dir, "cp"), "--listen", e.addr, "--lease-ttl", "3s", "--log-level", "info"}, e.serveArgs...)
-	cmd := exec.Command(crmsyncBinary(e.t), args...)
+	cmd := exec.Command(testenv.Crmsync(e.t), args...)
 	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+token)
 	var out io.Writer = logf
 	if testing.Verbose() {
@@ -199,7 +159,7 @@ func (e *env) startAgent(connectorID string) *exec.Cmd {
 	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(crmsyncBinary(e.t), "agent", "--control-plane", "http://"+e.addr, "--connector", connectorID, "--token-file", tokenFile)
+	cmd := exec.Command(testenv.Crmsync(e.t), "agent", "--control-plane", "http://"+e.addr, "--connector", connectorID, "--token-file", tokenFile)
 	cmd.Env = os.Environ()
 	logf, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -400,7 +360,7 @@ func (e *env) crmsync(args ...string) string {
 	e.t.Helper()
 	ctx, cancel := context.WithTimeout(e.t.Context(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, crmsyncBinary(e.t), args...)
+	cmd := exec.CommandContext(ctx, testenv.Crmsync(e.t), args...)
 	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+token, "CRMSYNC_ENDPOINT=http://"+e.addr)
 	out, err := cmd.CombinedOutput()
 	if err != nil {

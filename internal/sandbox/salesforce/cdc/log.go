@@ -194,9 +194,9 @@ func (l *Log) Validate(id uint64) error {
 }
 
 // Lost reports whether an event after the position has been purged: a subscriber that read up to after
-// and has not fetched since can no longer be served everything that followed.
+// and has not fetched since can no longer be served everything that followed. It answers as of the last
+// purge, which every Read does, so a caller asks right after reading.
 func (l *Log) Lost(after uint64) bool {
-	l.Purge()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	return l.dropped > after

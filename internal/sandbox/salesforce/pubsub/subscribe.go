@@ -138,10 +138,10 @@ func (sub *subscription) run(ctx context.Context, reqs <-chan *eventbusv1.FetchR
 		// Take the wake-up channel before reading, so an append between the read and the wait is seen.
 		changed := log.Changed()
 		if sub.pending > 0 {
+			events, pos := log.Read(sub.topic, sub.pos, sub.pending)
 			if err := sub.checkRetained(); err != nil {
 				return err
 			}
-			events, pos := log.Read(sub.topic, sub.pos, sub.pending)
 			if len(events) > 0 {
 				if err := sub.deliver(events, pos); err != nil {
 					return err
@@ -194,6 +194,7 @@ func (sub *subscription) run(ctx context.Context, reqs <-chan *eventbusv1.FetchR
 // checkRetained fails the stream when events after its position were purged before it fetched them (a
 // subscriber that stopped asking for longer than the retention window): the server cannot deliver them,
 // and it does not skip them quietly; the subscriber sees what it would see subscribing at that position.
+// It is called right after a Read (which purges) and before the position moves on.
 func (sub *subscription) checkRetained() error {
 	if sub.s.cfg.Log.Lost(sub.pos) {
 		return sub.c.fail(codes.InvalidArgument, codeReplayCorrupted, "The Replay ID validation failed.")
@@ -204,11 +205,11 @@ func (sub *subscription) checkRetained() error {
 // keepalive sends an empty response with the tip of the stream, unless events turned up.
 func (sub *subscription) keepalive() error {
 	log := sub.s.cfg.Log
+	log.Tick()
+	events, pos := log.Read(sub.topic, sub.pos, sub.pending)
 	if err := sub.checkRetained(); err != nil {
 		return err
 	}
-	log.Tick()
-	events, pos := log.Read(sub.topic, sub.pos, sub.pending)
 	if len(events) > 0 {
 		return sub.deliver(events, pos)
 	}
