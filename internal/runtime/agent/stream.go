@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
 
@@ -443,7 +444,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 		}
 		switch st.kind {
 		case "full":
-			row, err := t.plan.Row(st.values)
+			body, err := t.plan.AppendRow(nil, st.values)
 			if err != nil {
 				if err := t.deadLetterMapping(ctx, id, "upsert", err); err != nil {
 					return err
@@ -451,9 +452,13 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 				t.deadLettered.Add(st.changes - 1)
 				continue
 			}
-			ops = append(ops, op{kind: opUpsert, recordID: id, key: key, row: row, changes: st.changes})
+			ops = append(ops, op{kind: opUpsert, recordID: id, key: key, body: body, changes: st.changes})
 		case "patch":
 			row, err := t.plan.Patch(st.values, st.changed)
+			var body []byte
+			if err == nil && row != nil {
+				body, err = jsonrow.AppendMembers(nil, row)
+			}
 			switch {
 			case err != nil:
 				if err := t.deadLetterMapping(ctx, id, "update", err); err != nil {
@@ -463,7 +468,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 			case row == nil:
 				t.skipped.Add(st.changes) // no mapped column changed
 			default:
-				ops = append(ops, op{kind: opUpdate, recordID: id, key: key, row: row, changes: st.changes})
+				ops = append(ops, op{kind: opUpdate, recordID: id, key: key, body: body, changes: st.changes})
 			}
 		case "delete":
 			o, ok, _ := t.deleteOp(id, key)

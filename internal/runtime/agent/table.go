@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
@@ -277,12 +276,23 @@ func (t *table) rowOp(ctx context.Context, rec map[string]any) (op, bool, error)
 		}
 		return o, ok, err
 	}
-	row, err := t.plan.Row(rec)
+	// Encode into a reused scratch buffer and keep an exact-size copy: rows wait in batches, so their size is
+	// the load's memory.
+	scratch := scratchRows.Get().(*[]byte)
+	enc, err := t.plan.AppendRow((*scratch)[:0], rec)
+	var body []byte
+	if err == nil {
+		body = append([]byte(nil), enc...)
+		*scratch = enc
+	}
+	scratchRows.Put(scratch)
 	if err != nil {
 		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
 	}
-	return op{kind: opUpsert, recordID: id, key: key, row: row, changes: 1}, true, nil
+	return op{kind: opUpsert, recordID: id, key: key, body: body, changes: 1}, true, nil
 }
+
+var scratchRows = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // deleteOp applies the table's delete behaviour; ok is false when deletes are ignored.
 func (t *table) deleteOp(id, key string) (op, bool, error) {
@@ -290,7 +300,7 @@ func (t *table) deleteOp(id, key string) (op, bool, error) {
 	case mapping.DeleteIgnore:
 		return op{}, false, nil
 	case mapping.DeleteDeactivate:
-		return op{kind: opUpdate, recordID: id, key: key, row: dataverse.Row{"statecode": 1, "statuscode": 2}, changes: 1}, true, nil
+		return op{kind: opUpdate, recordID: id, key: key, body: []byte(`"statecode":1,"statuscode":2`), changes: 1}, true, nil
 	}
 	return op{kind: opDelete, recordID: id, key: key, changes: 1}, true, nil
 }

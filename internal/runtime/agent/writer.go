@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -29,8 +28,9 @@ type op struct {
 	kind     opKind
 	recordID string
 	key      string
-	row      dataverse.Row
-	changes  int64
+	// body is the row as JSON object members without braces, primary key excluded (nil for deletes).
+	body    []byte
+	changes int64
 }
 
 // outcome tallies what a write did, per received change.
@@ -169,11 +169,11 @@ func (w *writer) writeChunk(ctx context.Context, kind opKind, ops []op) (outcome
 }
 
 func (w *writer) bulkBisect(ctx context.Context, message string, kind opKind, ops []op) (outcome, error) {
-	rows := make([]dataverse.Row, len(ops))
+	targets := make([]dataverse.Target, len(ops))
 	for i, o := range ops {
-		rows[i] = w.bodyWithKey(o)
+		targets[i] = dataverse.Target{Key: o.key, Members: o.body} // bulk targets carry their key in the body
 	}
-	err := w.dv.Bulk(ctx, message, w.plan.DestTable, w.plan.EntitySet, rows)
+	err := w.dv.BulkTargets(ctx, message, w.plan.DestTable, w.plan.EntitySet, w.plan.PrimaryID, targets)
 	if err == nil {
 		var out outcome
 		for _, o := range ops {
@@ -197,27 +197,14 @@ func (w *writer) bulkBisect(ctx context.Context, message string, kind opKind, op
 	return left, err
 }
 
-// bodyWithKey is the row for a bulk message: bulk targets carry their primary key in the body.
-func (w *writer) bodyWithKey(o op) dataverse.Row {
-	if _, ok := o.row[w.plan.PrimaryID]; ok {
-		return o.row
-	}
-	r := make(dataverse.Row, len(o.row)+1)
-	for k, v := range o.row {
-		r[k] = v
-	}
-	r[w.plan.PrimaryID] = o.key
-	return r
-}
-
 // single retries one record alone, to learn its own error, and settles it.
 func (w *writer) single(ctx context.Context, kind opKind, o op) (outcome, error) {
 	var err error
 	switch kind {
 	case opUpsert:
-		err = w.dv.Patch(ctx, w.plan.EntitySet, o.key, withoutKey(o.row, w.plan.PrimaryID), dataverse.Upsert)
+		err = w.dv.PatchMembers(ctx, w.plan.EntitySet, o.key, o.body, dataverse.Upsert)
 	case opUpdate:
-		err = w.dv.Patch(ctx, w.plan.EntitySet, o.key, withoutKey(o.row, w.plan.PrimaryID), dataverse.UpdateOnly)
+		err = w.dv.PatchMembers(ctx, w.plan.EntitySet, o.key, o.body, dataverse.UpdateOnly)
 	case opDelete:
 		err = w.dv.Delete(ctx, w.plan.EntitySet, o.key)
 	}
@@ -240,8 +227,11 @@ func (w *writer) settle(ctx context.Context, kind opKind, o op, err error) (outc
 	if dataverse.IsNotFound(err) {
 		code = CodeLookupMissing
 	}
-	payload, _ := json.Marshal(o.row)
-	dl := DeadLetter{Table: w.plan.SourceTable, RecordID: o.recordID, Operation: kind.String(), Code: code, Reason: err.Error(), Payload: string(payload), At: w.now()}
+	var payload string
+	if o.body != nil {
+		payload = "{" + string(o.body) + "}"
+	}
+	dl := DeadLetter{Table: w.plan.SourceTable, RecordID: o.recordID, Operation: kind.String(), Code: code, Reason: err.Error(), Payload: payload, At: w.now()}
 	if derr := w.dead.AddDeadLetters(ctx, []DeadLetter{dl}); derr != nil {
 		return outcome{}, &tableError{fmt.Errorf("storing a dead letter: %w", derr)}
 	}
@@ -275,9 +265,9 @@ func (w *writer) batch(ctx context.Context, kind opKind, ops []op) (outcome, err
 		path := w.plan.EntitySet + "(" + o.key + ")"
 		switch kind {
 		case opUpsert:
-			bops[i] = dataverse.BatchOp{Method: http.MethodPatch, Path: path, Body: withoutKey(o.row, w.plan.PrimaryID)}
+			bops[i] = dataverse.BatchOp{Method: http.MethodPatch, Path: path, Members: o.body}
 		case opUpdate:
-			bops[i] = dataverse.BatchOp{Method: http.MethodPatch, Path: path, Body: withoutKey(o.row, w.plan.PrimaryID), Condition: dataverse.UpdateOnly}
+			bops[i] = dataverse.BatchOp{Method: http.MethodPatch, Path: path, Members: o.body, Condition: dataverse.UpdateOnly}
 		case opDelete:
 			bops[i] = dataverse.BatchOp{Method: http.MethodDelete, Path: path}
 		}
@@ -302,17 +292,4 @@ func (w *writer) batch(ctx context.Context, kind opKind, ops []op) (outcome, err
 		out.add(o)
 	}
 	return out, nil
-}
-
-func withoutKey(row dataverse.Row, key string) dataverse.Row {
-	if _, ok := row[key]; !ok {
-		return row
-	}
-	r := make(dataverse.Row, len(row))
-	for k, v := range row {
-		if k != key {
-			r[k] = v
-		}
-	}
-	return r
 }

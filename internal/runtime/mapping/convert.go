@@ -9,6 +9,7 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
@@ -28,9 +29,10 @@ type Plan struct {
 	// OwnerBind is the ownerid@odata.bind value every written row carries: "/teams(<id>)".
 	OwnerBind string
 
-	columns  []plannedColumn // without the key
-	bySource map[string][]int
-	fields   []string
+	columns     []plannedColumn // without the key
+	bySource    map[string][]int
+	fields      []string
+	ownerMember []byte // "ownerid@odata.bind":"/teams(<id>)"
 }
 
 type plannedColumn struct {
@@ -42,6 +44,10 @@ type plannedColumn struct {
 	// entity set (accounts).
 	bindProperty string
 	bindSet      string
+	// member is the row member the column writes (the destination, or "<bindProperty>@odata.bind"), and
+	// memberJSON its encoded name with the colon, for AppendRow.
+	member     string
+	memberJSON []byte
 }
 
 // ValueError says why a record cannot be written; the agent dead-letters the record with it.
@@ -87,6 +93,7 @@ func Compile(cfg TableConfig, cols []Column, s Schemas, t Tables) (*Plan, Proble
 	}
 	if t.OwnerTeamID != "" {
 		p.OwnerBind = "/teams(" + t.OwnerTeamID + ")"
+		p.ownerMember = jsonrow.AppendString([]byte(`"ownerid@odata.bind":`), p.OwnerBind)
 	}
 	seenField := map[string]bool{}
 	addField := func(name string) {
@@ -122,6 +129,11 @@ func Compile(cfg TableConfig, cols []Column, s Schemas, t Tables) (*Plan, Proble
 				pc.bindProperty = c.Destination + "_" + target
 			}
 		}
+		pc.member = c.Destination
+		if pc.bindProperty != "" {
+			pc.member = pc.bindProperty + "@odata.bind"
+		}
+		pc.memberJSON = append(jsonrow.AppendString(nil, pc.member), ':')
 		p.bySource[strings.ToLower(sField.Name)] = append(p.bySource[strings.ToLower(sField.Name)], len(p.columns))
 		p.columns = append(p.columns, pc)
 		addField(sField.Name)
@@ -166,11 +178,44 @@ func (p *Plan) Row(rec map[string]any) (map[string]any, error) {
 		row["ownerid@odata.bind"] = p.OwnerBind
 	}
 	for i := range p.columns {
-		if err := p.columns[i].put(row, lookupField(rec, p.columns[i].Source)); err != nil {
+		c := &p.columns[i]
+		v, err := c.value(lookupField(rec, c.Source))
+		if err != nil {
+			return nil, err
+		}
+		row[c.member] = v
+	}
+	return row, nil
+}
+
+// AppendRow appends the row body of a record to b as the members of a JSON object, without braces (after a
+// comma when b already holds members): the
+// owner bind and every mapped column, converted as Row converts them, but not the primary key (bulk
+// messages and request URLs carry it apart; see Key). It is what the agent writes on loads, without a map
+// per record.
+func (p *Plan) AppendRow(b []byte, rec map[string]any) ([]byte, error) {
+	sep := func() {
+		if n := len(b); n > 0 && b[n-1] != '{' {
+			b = append(b, ',')
+		}
+	}
+	if p.ownerMember != nil {
+		sep()
+		b = append(b, p.ownerMember...)
+	}
+	for i := range p.columns {
+		c := &p.columns[i]
+		v, err := c.value(lookupField(rec, c.Source))
+		if err != nil {
+			return nil, err
+		}
+		sep()
+		b = append(b, c.memberJSON...)
+		if b, err = jsonrow.AppendValue(b, c.member, v); err != nil {
 			return nil, err
 		}
 	}
-	return row, nil
+	return b, nil
 }
 
 // Patch builds the body of an update that writes only the columns fed by the changed fields (nil values
@@ -182,108 +227,104 @@ func (p *Plan) Patch(rec map[string]any, changed []string) (map[string]any, erro
 			if row == nil {
 				row = map[string]any{}
 			}
-			if err := p.columns[i].put(row, lookupField(rec, p.columns[i].Source)); err != nil {
+			c := &p.columns[i]
+			v, err := c.value(lookupField(rec, c.Source))
+			if err != nil {
 				return nil, err
 			}
+			row[c.member] = v
 		}
 	}
 	return row, nil
 }
 
-// put converts one value into the row.
-func (c *plannedColumn) put(row map[string]any, v any) error {
+// value converts one source value into the column's JSON value: nil, a string, a bool, an int64 or a
+// float64.
+func (c *plannedColumn) value(v any) (any, error) {
 	fail := func(format string, args ...any) error {
 		return &ValueError{Column: c.Destination, Source: c.Source, Reason: fmt.Sprintf(format, args...)}
 	}
 	if c.bindProperty != "" {
-		key := c.bindProperty + "@odata.bind"
 		s, ok := asString(v)
 		if !ok {
-			return fail("expected a record Id, got %T", v)
+			return nil, fail("expected a record Id, got %T", v)
 		}
 		if s == "" {
-			row[key] = nil
-			return nil
+			return nil, nil
 		}
 		g, err := sfid.GUID(s)
 		if err != nil {
-			return fail("%v", err)
+			return nil, fail("%v", err)
 		}
-		row[key] = "/" + c.bindSet + "(" + g.String() + ")"
-		return nil
+		return "/" + c.bindSet + "(" + g.String() + ")", nil
 	}
 	if v == nil {
-		row[c.Destination] = nil
-		return nil
+		return nil, nil
 	}
 	switch c.DestinationType {
 	case "String", "Memo":
 		s, err := c.text(v)
 		if err != nil {
-			return fail("%v", err)
+			return nil, fail("%v", err)
 		}
 		if s == "" {
-			row[c.Destination] = nil
-			return nil
+			return nil, nil
 		}
 		// Dataverse measures text in UTF-16 code units (.NET strings), so a character outside the Basic
 		// Multilingual Plane, such as most emoji, takes two of a column's MaxLength.
 		if n := utf16Len(s); c.maxLength > 0 && n > c.maxLength {
 			if !c.Truncate {
-				return fail("value of %d characters (UTF-16 code units) is longer than the column's maximum of %d", n, c.maxLength)
+				return nil, fail("value of %d characters (UTF-16 code units) is longer than the column's maximum of %d", n, c.maxLength)
 			}
 			s = truncateUTF16(s, c.maxLength)
 		}
-		row[c.Destination] = s
+		return s, nil
 	case "Boolean":
 		b, err := asBool(v)
 		if err != nil {
-			return fail("%v", err)
+			return nil, fail("%v", err)
 		}
-		row[c.Destination] = b
+		return b, nil
 	case "Integer", "BigInt":
 		f, err := asFloat(v)
 		if err != nil {
-			return fail("%v", err)
+			return nil, fail("%v", err)
 		}
 		if f != math.Trunc(f) {
-			return fail("%v is not a whole number", f)
+			return nil, fail("%v is not a whole number", f)
 		}
 		n := int64(f)
 		if c.DestinationType == "Integer" && (n > math.MaxInt32 || n < math.MinInt32) {
-			return fail("%d does not fit a 32-bit Integer column", n)
+			return nil, fail("%d does not fit a 32-bit Integer column", n)
 		}
 		if (c.min != 0 || c.max != 0) && (n < c.min || n > c.max) {
-			return fail("%d is outside the column's range %d to %d", n, c.min, c.max)
+			return nil, fail("%d is outside the column's range %d to %d", n, c.min, c.max)
 		}
-		row[c.Destination] = n
+		return n, nil
 	case "Decimal", "Double", "Money":
 		f, err := asFloat(v)
 		if err != nil {
-			return fail("%v", err)
+			return nil, fail("%v", err)
 		}
-		row[c.Destination] = f
+		return f, nil
 	case "DateTime":
 		t, dateOnly, err := asTime(v, c.SourceType)
 		if err != nil {
-			return fail("%v", err)
+			return nil, fail("%v", err)
 		}
 		if c.dateOnly || dateOnly {
-			row[c.Destination] = t.UTC().Format("2006-01-02")
-		} else {
-			row[c.Destination] = t.UTC().Format(time.RFC3339)
+			return t.UTC().Format("2006-01-02"), nil
 		}
+		return t.UTC().Format(time.RFC3339), nil
 	case "Uniqueidentifier":
 		s, _ := asString(v)
 		g, err := sfid.GUID(s)
 		if err != nil {
-			return fail("%v", err)
+			return nil, fail("%v", err)
 		}
-		row[c.Destination] = g.String()
-	default:
-		return fail("writing %s columns is not supported", c.DestinationType)
+		return g.String(), nil
 	}
-	return nil
+	return nil, fail("writing %s columns is not supported", c.DestinationType)
 }
 
 // text renders a source value as text for String and Memo columns: dates as YYYY-MM-DD, datetimes as

@@ -1,6 +1,7 @@
 package mapping
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -310,5 +311,47 @@ func TestNumbersIntoAccountColumns(t *testing.T) {
 	}
 	if got := p.SourceFields(); got[0] != "Id" || len(got) != 9 {
 		t.Errorf("source fields = %v", got)
+	}
+}
+
+// TestAppendRowEncodesWhatRowBuilds checks the load path's encoder against Row: the same members with the
+// same values, the primary key left out, and the same refusal of a bad value.
+func TestAppendRowEncodesWhatRowBuilds(t *testing.T) {
+	p := compileContact(t, contactConfig())
+	for _, rec := range []map[string]any{
+		{"Id": "003D000000QV9n2", "FirstName": "Zoë \"Q\"", "LastName": "Lovelace", "Email": "ada@example.com",
+			"Birthdate": "1815-12-10", "AccountId": "001D000000IqhSL", "Fax": nil, "Description": "line\nbreak"},
+		{"Id": "003D000000QV9n3", "LastName": "Nguyễn", "AccountId": ""},
+	} {
+		row, err := p.Row(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		delete(row, p.PrimaryID)
+		enc, err := p.AppendRow([]byte(`"prefix":1`), rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, ok := strings.CutPrefix(string(enc), `"prefix":1,`)
+		if !ok {
+			t.Fatalf("AppendRow must append after what b holds, with a comma: %s", enc)
+		}
+		var got map[string]any
+		if err := json.Unmarshal([]byte("{"+m+"}"), &got); err != nil {
+			t.Fatalf("AppendRow wrote invalid members %s: %v", m, err)
+		}
+		if len(got) != len(row) {
+			t.Errorf("AppendRow wrote %d members, Row %d (without the key): %s", len(got), len(row), m)
+		}
+		for k, v := range row {
+			if g, ok := got[k]; !ok || g != v {
+				t.Errorf("%s: AppendRow %#v, Row %#v", k, g, v)
+			}
+		}
+	}
+	_, err := p.AppendRow(nil, map[string]any{"Id": "003D000000QV9n2", "LastName": strings.Repeat("x", 51)})
+	var ve *ValueError
+	if !errors.As(err, &ve) || ve.Column != "lastname" {
+		t.Errorf("a too-long value must fail with the column named: %v", err)
 	}
 }

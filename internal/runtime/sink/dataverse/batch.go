@@ -27,6 +27,9 @@ type BatchOp struct {
 	// Path is relative to the API root, e.g. "contacts(<guid>)".
 	Path string
 	Body Row
+	// Members, when set, is the body already encoded as JSON object members without braces; Body is then
+	// ignored.
+	Members []byte
 	// Condition is "", UpdateOnly or CreateOnly for PATCH.
 	Condition string
 }
@@ -80,7 +83,9 @@ func (c *Client) batchBody(ops []BatchOp) ([]byte, string, error) {
 			return nil, "", err
 		}
 		var payload []byte
-		if op.Body != nil {
+		if op.Members != nil {
+			payload = object(op.Members)
+		} else if op.Body != nil {
 			if payload, err = json.Marshal(op.Body); err != nil {
 				return nil, "", fmt.Errorf("encoding batch op %d: %w", i+1, err)
 			}

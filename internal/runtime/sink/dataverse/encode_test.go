@@ -5,17 +5,28 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
 )
 
 func TestBulkBodyDecodesToTheSameRowsAsEncodingJSON(t *testing.T) {
 	rows := []Row{
-		{"contactid": "a", "lastname": "Zoë \"Q\" \\ back\nslash\t\x01", "n": int64(42), "f": 2.5, "b": true, "x": nil, "bind@odata.bind": "/accounts(1)"},
+		{"lastname": "Zoë \"Q\" \\ back\nslash\t\x01", "n": int64(42), "f": 2.5, "b": true, "x": nil, "bind@odata.bind": "/accounts(1)"},
 		{"firstname": "Nguyễn", "odd": "\xff\xfe invalid", "sep": "line\u2028sep", "num": json.Number("7")},
 		{},
 	}
-	b, err := bulkBody("contact", rows)
-	if err != nil {
-		t.Fatal(err)
+	keys := []string{"0068845f-aaaa-587f-b5f2-ae83098ac839", "", "1068845f-aaaa-587f-b5f2-ae83098ac839"}
+	targets := make([]Target, len(rows))
+	for i, r := range rows {
+		m, err := jsonrow.AppendMembers(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets[i] = Target{Key: keys[i], Members: m}
+	}
+	b := bulkBody("contact", "contactid", targets)
+	if len(b) != cap(b) {
+		t.Errorf("body of %d bytes in a buffer of %d: the size estimate is off", len(b), cap(b))
 	}
 	var got struct {
 		Targets []map[string]any `json:"Targets"`
@@ -25,6 +36,9 @@ func TestBulkBodyDecodesToTheSameRowsAsEncodingJSON(t *testing.T) {
 	}
 	for i, r := range rows {
 		want := map[string]any{"@odata.type": "Microsoft.Dynamics.CRM.contact"}
+		if keys[i] != "" {
+			want["contactid"] = keys[i]
+		}
 		enc, _ := json.Marshal(r)
 		var plain map[string]any
 		_ = json.Unmarshal(enc, &plain)
@@ -41,25 +55,18 @@ func TestBulkBodyDecodesToTheSameRowsAsEncodingJSON(t *testing.T) {
 }
 
 func BenchmarkBulkBody(b *testing.B) {
-	rows := make([]Row, 1000)
-	for i := range rows {
-		rows[i] = Row{"contactid": "0068845f-aaaa-587f-b5f2-ae83098ac839", "firstname": "Thủy", "lastname": "Huỳnh", "emailaddress1": "thuy@example.com",
+	targets := make([]Target, 1000)
+	for i := range targets {
+		m, err := jsonrow.AppendMembers(nil, Row{"firstname": "Thủy", "lastname": "Huỳnh", "emailaddress1": "thuy@example.com",
 			"telephone1": "024 0568 9364", "birthdate": "1959-07-17", "description": strings.Repeat("A longer description. ", 8),
-			"ownerid@odata.bind": "/teams(af7ab796-1efb-49b9-81b5-70eb466e0c23)", "fax": nil}
+			"ownerid@odata.bind": "/teams(af7ab796-1efb-49b9-81b5-70eb466e0c23)", "fax": nil})
+		if err != nil {
+			b.Fatal(err)
+		}
+		targets[i] = Target{Key: "0068845f-aaaa-587f-b5f2-ae83098ac839", Members: m}
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := bulkBody("contact", rows); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
-func BenchmarkAppendString(b *testing.B) {
-	s := strings.Repeat("A longer description with ünïcode. ", 10)
-	buf := make([]byte, 0, 1024)
-	b.SetBytes(int64(len(s)))
-	for b.Loop() {
-		buf = appendString(buf[:0], s)
+		_ = bulkBody("contact", "contactid", targets)
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
 )
 
 // Row is a row body: column → JSON value, binds as "<nav>@odata.bind".
@@ -55,42 +57,75 @@ func (c *Client) SupportsBulk(ctx context.Context, message, table string) (bool,
 	return supported, nil
 }
 
-// bulkBody builds {"Targets":[...]} with "@odata.type" first in every target, without copying the rows.
-func bulkBody(table string, rows []Row) ([]byte, error) {
-	b := make([]byte, 0, len(rows)*400)
-	b = append(b, `{"Targets":[`...)
+// Target is one row of a bulk message, already encoded: Members are the members of its JSON object
+// without braces ("col":value,...), as jsonrow writes them; Key, when set, is added as the primary key.
+type Target struct {
+	Key     string
+	Members []byte
+}
+
+// bulkBody builds {"Targets":[...]} with "@odata.type" first in every target, copying each target's
+// members once into a buffer sized exactly.
+func bulkBody(table, keyColumn string, targets []Target) []byte {
 	typ := `{"@odata.type":"Microsoft.Dynamics.CRM.` + table + `"`
-	var err error
-	for i, r := range rows {
+	keyMember := `,"` + keyColumn + `":"`
+	size := len(`{"Targets":[]}`) + len(targets) - 1 // the separators
+	for _, t := range targets {
+		size += len(typ) + 1 // and '}'
+		if len(t.Members) > 0 {
+			size += 1 + len(t.Members)
+		}
+		if t.Key != "" {
+			size += len(keyMember) + len(t.Key) + 1
+		}
+	}
+	b := make([]byte, 0, size)
+	b = append(b, `{"Targets":[`...)
+	for i, t := range targets {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, typ...)
-		if len(r) > 0 {
+		if t.Key != "" {
+			// Keys are GUIDs: nothing to escape.
+			b = append(b, keyMember...)
+			b = append(b, t.Key...)
+			b = append(b, '"')
+		}
+		if len(t.Members) > 0 {
 			b = append(b, ',')
-			if b, err = appendRow(b, r); err != nil {
-				return nil, fmt.Errorf("encoding row %d: %w", i, err)
-			}
+			b = append(b, t.Members...)
 		}
 		b = append(b, '}')
 	}
-	return append(b, `]}`...), nil
+	return append(b, `]}`...)
 }
 
 // Bulk sends UpsertMultiple or UpdateMultiple of rows of one table: one request, one transaction (any
-// failing row fails them all, and the error says which message failed, not which row).
+// failing row fails them all, and the error says which message failed, not which row). Each row carries its
+// own primary key.
 func (c *Client) Bulk(ctx context.Context, message, table, entitySet string, rows []Row) error {
-	if len(rows) == 0 {
+	targets := make([]Target, len(rows))
+	for i, r := range rows {
+		m, err := jsonrow.AppendMembers(nil, r)
+		if err != nil {
+			return fmt.Errorf("encoding row %d: %w", i, err)
+		}
+		targets[i].Members = m
+	}
+	return c.BulkTargets(ctx, message, table, entitySet, "", targets)
+}
+
+// BulkTargets is Bulk for rows already encoded, keyed by keyColumn (the table's primary key column) where a
+// target has a Key.
+func (c *Client) BulkTargets(ctx context.Context, message, table, entitySet, keyColumn string, targets []Target) error {
+	if len(targets) == 0 {
 		return nil
 	}
-	body, err := bulkBody(table, rows)
-	if err != nil {
-		return err
-	}
-	_, err = c.do(ctx, request{kind: "bulk", method: http.MethodPost, path: "/" + entitySet + "/Microsoft.Dynamics.CRM." + message,
-		body: body, idempotent: true})
+	_, err := c.do(ctx, request{kind: "bulk", method: http.MethodPost, path: "/" + entitySet + "/Microsoft.Dynamics.CRM." + message,
+		body: bulkBody(table, keyColumn, targets), idempotent: true})
 	if err == nil {
-		c.Stats.add("bulk_rows", int64(len(rows)))
+		c.Stats.add("bulk_rows", int64(len(targets)))
 	}
 	return err
 }
@@ -104,16 +139,30 @@ const (
 
 // Patch writes one row by primary key with upsert semantics (or update-only / create-only).
 func (c *Client) Patch(ctx context.Context, entitySet, id string, row Row, condition string) error {
-	body, err := json.Marshal(row)
+	m, err := jsonrow.AppendMembers(nil, row)
 	if err != nil {
 		return err
 	}
+	return c.PatchMembers(ctx, entitySet, id, m, condition)
+}
+
+// PatchMembers is Patch for a row already encoded as JSON object members without braces.
+func (c *Client) PatchMembers(ctx context.Context, entitySet, id string, members []byte, condition string) error {
+	body := object(members)
 	h := http.Header{}
 	if condition != "" {
 		h.Set(condition, "*")
 	}
-	_, err = c.do(ctx, request{kind: "write", method: http.MethodPatch, path: "/" + entitySet + "(" + id + ")", body: body, header: h, idempotent: true})
+	_, err := c.do(ctx, request{kind: "write", method: http.MethodPatch, path: "/" + entitySet + "(" + id + ")", body: body, header: h, idempotent: true})
 	return err
+}
+
+// object wraps members in braces.
+func object(members []byte) []byte {
+	b := make([]byte, 0, len(members)+2)
+	b = append(b, '{')
+	b = append(b, members...)
+	return append(b, '}')
 }
 
 // Delete deletes one row by primary key. A missing row is a *APIError with status 404.
