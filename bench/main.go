@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"time"
@@ -38,6 +39,8 @@ type options struct {
 	// a budget-bound sync: a million-row load would measure the budget, not the sync.
 	DefaultBudget bool `json:"default_budget"`
 	Param         int  `json:"-"`
+	// AgentCPUProfile, with -scenario load, is where a CPU profile of the agent's first 20 s goes.
+	AgentCPUProfile string `json:"-"`
 }
 
 func main() {
@@ -55,11 +58,25 @@ func main() {
 	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled, plan); all when empty")
 	flag.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "modelled round trip added to every request in the ceiling scenarios' second run (0 skips it)")
 	flag.BoolVar(&o.DefaultBudget, "default-budget", false, "keep the Dataverse sandbox's default execution-time budget in every scenario (it bounds loads past about 600,000 rows)")
+	flag.StringVar(&o.AgentCPUProfile, "agent-cpuprofile", "", "with -scenario load: write a CPU profile of the agent process's first 20 seconds to this file")
+	cpuProfile := flag.String("cpuprofile", "", "with -scenario: write a CPU profile of the scenario's process (the sandbox and the harness, not the agent) to this file")
 	flag.Parse()
 	o.Sizes, o.CDCRates = ints(sizes), ints(rates)
 
 	if o.Scenario != "" {
+		if *cpuProfile != "" {
+			f, err := os.Create(*cpuProfile)
+			if err == nil {
+				err = pprof.StartCPUProfile(f)
+			}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				os.Exit(1)
+			}
+			defer f.Close()
+		}
 		res, err := runScenario(o)
+		pprof.StopCPUProfile()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
@@ -117,7 +134,7 @@ func orchestrate(o options) error {
 	}
 	if want("ceiling") {
 		n := o.Sizes[len(o.Sizes)-1]
-		runs = append(runs, run{"intake", n}, run{"output", n}, run{"naive", min(n, 3000)})
+		runs = append(runs, run{"intake", n}, run{"output", n}, run{"relay", n}, run{"naive", min(n, 3000)})
 		if o.Latency > 0 {
 			runs = append(runs, run{"load-lat", n}, run{"intake-lat", n}, run{"naive-lat", min(n, 300)})
 		}

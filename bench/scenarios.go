@@ -1,9 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -11,8 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
@@ -20,7 +18,6 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // env is one scenario's sandbox and working directory.
@@ -61,7 +58,39 @@ func (e *env) agent(cfg api.Config) (*harness.Agent, error) {
 	if os.Getenv("CRMSYNC_BENCH_AGENT_LOG") != "" {
 		logw = os.Stderr
 	}
-	return harness.StartAgent(e.o.Crmsync, cfg, e.dir, filepath.Join(e.dir, "state"), logw)
+	var extra []string
+	if e.o.AgentCPUProfile != "" {
+		extra = append(extra, "--pprof")
+	}
+	return harness.StartAgent(e.o.Crmsync, cfg, e.dir, filepath.Join(e.dir, "state"), logw, extra...)
+}
+
+// agentProfile fetches a CPU profile of the agent's next 20 seconds into file, in the background; wait
+// waits for it.
+func agentProfile(a *harness.Agent, file string) (wait func() error) {
+	done := make(chan error, 1)
+	go func() {
+		var resp *http.Response
+		var err error
+		for range 100 { // the agent's listener comes up shortly after the process starts
+			if resp, err = http.Get("http://" + a.Addr + "/debug/pprof/profile?seconds=20"); err == nil {
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err != nil {
+			done <- err
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(file)
+		if err == nil {
+			_, err = io.Copy(f, resp.Body)
+			err = errors.Join(err, f.Close())
+		}
+		done <- err
+	}()
+	return func() error { return <-done }
 }
 
 func runScenario(o options) (*Result, error) {
@@ -83,6 +112,8 @@ func runScenario(o options) (*Result, error) {
 		res, err = scenarioOutput(o, o.Param)
 	case "naive":
 		res, err = scenarioNaive(o, o.Param)
+	case "relay":
+		res, err = scenarioRelay(o, o.Param)
 	case "cdc":
 		res, err = scenarioCDC(o, o.Param)
 	case "backlog":
@@ -117,12 +148,25 @@ func scenarioLoad(o options, n int) (*Result, error) {
 	}
 	defer a.Kill()
 	start := time.Now()
+	var profiled func() error
+	if o.AgentCPUProfile != "" {
+		profiled = agentProfile(a, o.AgentCPUProfile)
+	}
 	s, err := a.WaitStatus(time.Hour, harness.Streaming)
 	if err != nil {
 		return nil, err
 	}
+	if profiled != nil {
+		if err := profiled(); err != nil {
+			return nil, fmt.Errorf("agent CPU profile: %w", err)
+		}
+	}
 	elapsed := time.Since(start).Seconds()
 	rss, err := a.PeakRSS()
+	if err != nil {
+		return nil, err
+	}
+	cpu, err := a.CPUTime()
 	if err != nil {
 		return nil, err
 	}
@@ -130,30 +174,12 @@ func scenarioLoad(o options, n int) (*Result, error) {
 	return &Result{Figures: map[string]float64{
 		"records":                     records,
 		"records_per_second":          records / elapsed,
+		"agent_cpu_ms_per_1000":       cpu.Seconds() * 1000 / records * 1000,
+		"agent_cpu_cores":             cpu.Seconds() / elapsed,
 		"salesforce_calls_per_1000":   float64(s.SalesforceCalls) / records * 1000,
 		"dataverse_requests_per_1000": float64(s.DataverseCalls) / records * 1000,
 		"peak_rss_mib":                float64(rss) / (1 << 20),
 	}}, nil
-}
-
-// bulkRows builds pre-mapped UpsertMultiple bodies of 1,000 contacts each.
-func bulkRows(team string, n int) [][]byte {
-	var bodies [][]byte
-	for start := 0; start < n; start += 1000 {
-		var buf bytes.Buffer
-		buf.WriteString(`{"Targets":[`)
-		for i := start; i < min(start+1000, n); i++ {
-			if i > start {
-				buf.WriteByte(',')
-			}
-			id := fmt.Sprintf("003BENCH%07d", i)
-			fmt.Fprintf(&buf, `{"@odata.type":"Microsoft.Dynamics.CRM.contact","contactid":"%s","firstname":"Bench","lastname":"Row %d","emailaddress1":"row%d@example.com","telephone1":"555-%04d","ownerid@odata.bind":"/teams(%s)"}`,
-				sfid.MustGUID(id), i, i, i%10000, team)
-		}
-		buf.WriteString(`]}`)
-		bodies = append(bodies, buf.Bytes())
-	}
-	return bodies
 }
 
 // dvToken gets a Dataverse token with a plain HTTP client.
@@ -172,162 +198,6 @@ func dvToken(sb *sandbox.Sandbox) (string, error) {
 		return "", fmt.Errorf("dataverse token (HTTP %d): %w", resp.StatusCode, err)
 	}
 	return t.AccessToken, nil
-}
-
-// scenarioIntake: the sandbox's own intake, from a trivial writer sending pre-mapped UpsertMultiple
-// batches of 1,000 contacts with 4 in flight (as the agent does).
-func scenarioIntake(o options, n int) (*Result, error) {
-	e, err := newEnv(o, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer e.close()
-	tok, err := dvToken(e.sb)
-	if err != nil {
-		return nil, err
-	}
-	bodies := bulkRows(e.sb.Info.Dataverse.TeamID, n)
-	hc := e.sb.HTTPClient()
-	u := e.sb.Info.Dataverse.EnvironmentURL + "/api/data/v9.2/contacts/Microsoft.Dynamics.CRM.UpsertMultiple"
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	errs := make(chan error, 4)
-	start := time.Now()
-	for w := 0; w < 4; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= len(bodies) {
-					return
-				}
-				req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(bodies[i]))
-				req.Header.Set("Authorization", "Bearer "+tok)
-				req.Header.Set("Content-Type", "application/json")
-				resp, err := hc.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusNoContent {
-					errs <- fmt.Errorf("UpsertMultiple: HTTP %d", resp.StatusCode)
-					return
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start).Seconds()
-	select {
-	case err := <-errs:
-		return nil, err
-	default:
-	}
-	return &Result{Figures: map[string]float64{"records": float64(n), "records_per_second": float64(n) / elapsed}}, nil
-}
-
-// scenarioOutput: the sandbox's own output, from a trivial reader draining a Bulk query of n contacts.
-func scenarioOutput(o options, n int) (*Result, error) {
-	e, err := newEnv(o, n, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer e.close()
-	i := e.sb.Info.Salesforce
-	hc := e.sb.HTTPClient()
-	resp, err := hc.PostForm(i.InstanceURL+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {i.ClientID}, "client_secret": {i.ClientSecret}})
-	if err != nil {
-		return nil, err
-	}
-	var t struct {
-		AccessToken string `json:"access_token"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&t)
-	resp.Body.Close()
-	call := func(method, path string, body string) (*http.Response, error) {
-		req, _ := http.NewRequest(method, i.InstanceURL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+t.AccessToken)
-		req.Header.Set("Content-Type", "application/json")
-		return hc.Do(req)
-	}
-	base := "/services/data/v" + i.APIVersion + "/jobs/query"
-	start := time.Now()
-	resp, err = call(http.MethodPost, base, `{"operation":"query","query":"SELECT Id, FirstName, LastName, Email, Phone, Fax, MobilePhone, AssistantName, AssistantPhone, Birthdate, Department, Description, Salutation, AccountId FROM Contact"}`)
-	if err != nil {
-		return nil, err
-	}
-	var job struct {
-		ID    string `json:"id"`
-		State string `json:"state"`
-	}
-	_ = json.NewDecoder(resp.Body).Decode(&job)
-	resp.Body.Close()
-	for job.State != "JobComplete" {
-		time.Sleep(100 * time.Millisecond)
-		resp, err = call(http.MethodGet, base+"/"+job.ID, "")
-		if err != nil {
-			return nil, err
-		}
-		_ = json.NewDecoder(resp.Body).Decode(&job)
-		resp.Body.Close()
-	}
-	rows, locator := 0, ""
-	for {
-		q := "?maxRecords=50000"
-		if locator != "" {
-			q += "&locator=" + locator
-		}
-		resp, err = call(http.MethodGet, base+"/"+job.ID+"/results"+q, "")
-		if err != nil {
-			return nil, err
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		rows += bytes.Count(b, []byte("\n")) - 1
-		locator = resp.Header.Get("Sforce-Locator")
-		if locator == "" || locator == "null" {
-			break
-		}
-	}
-	elapsed := time.Since(start).Seconds()
-	return &Result{Figures: map[string]float64{"records": float64(rows), "records_per_second": float64(rows) / elapsed}}, nil
-}
-
-// scenarioNaive: what a simple integration does, one PATCH upsert per record, one at a time.
-func scenarioNaive(o options, n int) (*Result, error) {
-	e, err := newEnv(o, 0, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer e.close()
-	tok, err := dvToken(e.sb)
-	if err != nil {
-		return nil, err
-	}
-	hc := e.sb.HTTPClient()
-	team := e.sb.Info.Dataverse.TeamID
-	start := time.Now()
-	for i := 0; i < n; i++ {
-		id := sfid.MustGUID(fmt.Sprintf("003NAIVE%07d", i))
-		body := fmt.Sprintf(`{"firstname":"Naive","lastname":"Row %d","emailaddress1":"row%d@example.com","ownerid@odata.bind":"/teams(%s)"}`, i, i, team)
-		req, _ := http.NewRequest(http.MethodPatch, e.sb.Info.Dataverse.EnvironmentURL+"/api/data/v9.2/contacts("+id.String()+")", strings.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := hc.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		_, _ = io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusNoContent {
-			return nil, fmt.Errorf("PATCH: HTTP %d", resp.StatusCode)
-		}
-	}
-	elapsed := time.Since(start).Seconds()
-	return &Result{Figures: map[string]float64{"records": float64(n), "records_per_second": float64(n) / elapsed}}, nil
 }
 
 // streamingAgent starts an agent over a sandbox of 5,000 contacts and 1,000 accounts and waits until it
@@ -486,9 +356,18 @@ func scenarioThrottled(o options, n int) (*Result, error) {
 	}
 	defer a.Kill()
 	start := time.Now()
+	var profiled func() error
+	if o.AgentCPUProfile != "" {
+		profiled = agentProfile(a, o.AgentCPUProfile)
+	}
 	s, err := a.WaitStatus(time.Hour, harness.Streaming)
 	if err != nil {
 		return nil, err
+	}
+	if profiled != nil {
+		if err := profiled(); err != nil {
+			return nil, fmt.Errorf("agent CPU profile: %w", err)
+		}
 	}
 	elapsed := time.Since(start).Seconds()
 	records := float64(n + n/5)

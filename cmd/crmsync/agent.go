@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof" //nolint:gosec // G108: served only with --pprof, on our own mux, never on the default one
 	"os"
 	"strings"
 	"time"
@@ -34,6 +35,7 @@ func newAgentCommand() *cobra.Command {
 		connectorID  string
 		tokenFile    string
 		caFile       string
+		withPprof    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL --connector ID)",
@@ -88,7 +90,7 @@ from the command line. /status and /metrics are served only when --listen is giv
 			if err != nil {
 				return err
 			}
-			srv, addr, err := serveAgentHTTP(cmd.Context(), listen, a.Status)
+			srv, addr, err := serveAgentHTTP(cmd.Context(), listen, a.Status, withPprof)
 			if err != nil {
 				return err
 			}
@@ -107,6 +109,7 @@ from the command line. /status and /metrics are served only when --listen is giv
 	f.StringVar(&caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.BoolVar(&withPprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --listen (standalone mode; keep --listen on loopback)")
 	return cmd
 }
 
@@ -134,7 +137,7 @@ func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connecto
 			}
 			var addr string
 			var err error
-			if srv, addr, err = serveAgentHTTP(ctx, listen, e.Status); err != nil {
+			if srv, addr, err = serveAgentHTTP(ctx, listen, e.Status, false); err != nil {
 				logger.Error("cannot serve /status and /metrics", "err", err)
 				return
 			}
@@ -162,7 +165,7 @@ func apiToken(tokenFile string) (string, error) {
 	return "", errors.New("a control plane API token is required: --token-file or CRMSYNC_TOKEN")
 }
 
-func serveAgentHTTP(ctx context.Context, listen string, status func() agent.Status) (*http.Server, string, error) {
+func serveAgentHTTP(ctx context.Context, listen string, status func() agent.Status, withPprof bool) (*http.Server, string, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(agent.NewCollector(status))
 	mux := http.NewServeMux()
@@ -171,6 +174,13 @@ func serveAgentHTTP(ctx context.Context, listen string, status func() agent.Stat
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(status())
 	})
+	if withPprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	var lc net.ListenConfig
 	ln, err := lc.Listen(ctx, "tcp", listen)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"time"
 	"unicode/utf16"
 
+	"github.com/google/uuid"
+
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
@@ -48,6 +50,8 @@ type plannedColumn struct {
 	// memberJSON its encoded name with the colon, for AppendRow.
 	member     string
 	memberJSON []byte
+	// plainText is a String or Memo column fed by a text source: a source string is written as it is.
+	plainText bool
 }
 
 // ValueError says why a record cannot be written; the agent dead-letters the record with it.
@@ -134,6 +138,7 @@ func Compile(cfg TableConfig, cols []Column, s Schemas, t Tables) (*Plan, Proble
 			pc.member = pc.bindProperty + "@odata.bind"
 		}
 		pc.memberJSON = append(jsonrow.AppendString(nil, pc.member), ':')
+		pc.plainText = (c.DestinationType == "String" || c.DestinationType == "Memo") && c.SourceType != "date" && c.SourceType != "datetime"
 		p.bySource[strings.ToLower(sField.Name)] = append(p.bySource[strings.ToLower(sField.Name)], len(p.columns))
 		p.columns = append(p.columns, pc)
 		addField(sField.Name)
@@ -205,17 +210,46 @@ func (p *Plan) AppendRow(b []byte, rec map[string]any) ([]byte, error) {
 	}
 	for i := range p.columns {
 		c := &p.columns[i]
-		v, err := c.value(lookupField(rec, c.Source))
+		raw := lookupField(rec, c.Source)
+		sep()
+		b = append(b, c.memberJSON...)
+		// The two commonest cases are written straight into b; the rest, and every failure, go through value,
+		// as Row does.
+		if s, ok := raw.(string); ok && s != "" {
+			switch {
+			case c.bindProperty != "":
+				if g, err := sfid.GUID(s); err == nil {
+					b = append(append(append(b, `"/`...), c.bindSet...), '(')
+					b = append(appendUUID(b, g), `)"`...)
+					continue
+				}
+			case c.plainText && (c.maxLength <= 0 || len(s) <= c.maxLength):
+				// A string never has more UTF-16 code units than UTF-8 bytes, so it fits.
+				b = jsonrow.AppendString(b, s)
+				continue
+			}
+		}
+		v, err := c.value(raw)
 		if err != nil {
 			return nil, err
 		}
-		sep()
-		b = append(b, c.memberJSON...)
 		if b, err = jsonrow.AppendValue(b, c.member, v); err != nil {
 			return nil, err
 		}
 	}
 	return b, nil
+}
+
+// appendUUID appends g in its canonical text form (8-4-4-4-12 lower-case hex digits).
+func appendUUID(b []byte, g uuid.UUID) []byte {
+	const hex = "0123456789abcdef"
+	for i, x := range g {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[x>>4], hex[x&0xf])
+	}
+	return b
 }
 
 // Patch builds the body of an update that writes only the columns fed by the changed fields (nil values

@@ -322,6 +322,8 @@ func TestAppendRowEncodesWhatRowBuilds(t *testing.T) {
 		{"Id": "003D000000QV9n2", "FirstName": "Zoë \"Q\"", "LastName": "Lovelace", "Email": "ada@example.com",
 			"Birthdate": "1815-12-10", "AccountId": "001D000000IqhSL", "Fax": nil, "Description": "line\nbreak"},
 		{"Id": "003D000000QV9n3", "LastName": "Nguyễn", "AccountId": ""},
+		// 50 characters in 100 bytes: longer than lastname's 50 in bytes, not in UTF-16 code units.
+		{"Id": "003D000000QV9n4", "LastName": strings.Repeat("é", 50), "Description": "🙂 emoji"},
 	} {
 		row, err := p.Row(rec)
 		if err != nil {
@@ -349,9 +351,14 @@ func TestAppendRowEncodesWhatRowBuilds(t *testing.T) {
 			}
 		}
 	}
-	_, err := p.AppendRow(nil, map[string]any{"Id": "003D000000QV9n2", "LastName": strings.Repeat("x", 51)})
-	var ve *ValueError
-	if !errors.As(err, &ve) || ve.Column != "lastname" {
-		t.Errorf("a too-long value must fail with the column named: %v", err)
+	for col, rec := range map[string]map[string]any{
+		"lastname":         {"Id": "003D000000QV9n2", "LastName": strings.Repeat("x", 51)},
+		"parentcustomerid": {"Id": "003D000000QV9n2", "LastName": "x", "AccountId": "not-an-id"},
+	} {
+		_, err := p.AppendRow(nil, rec)
+		var ve *ValueError
+		if !errors.As(err, &ve) || ve.Column != col {
+			t.Errorf("a bad %s value must fail with the column named: %v", col, err)
+		}
 	}
 }

@@ -23,6 +23,7 @@ func parseTargets(set, msg string, body []byte) ([][]field, *apiError) {
 		return nil, bad(&scanError{i, "a 'StartObject' node was expected"})
 	}
 	var targets [][]field
+	var slab []field
 	seen := false
 	i = skipSpace(body, i+1)
 	if i < len(body) && body[i] == '}' {
@@ -65,11 +66,19 @@ func parseTargets(set, msg string, body []byte) ([][]field, *apiError) {
 					}
 					return nil, errPayload(set, "Every item of 'Targets' must be an entity object.")
 				}
-				fields, next, err := scanObject(body, i, make([]field, 0, 16))
+				// Every target's members go into one shared slab rather than a slice each.
+				if cap(slab)-len(slab) < 64 {
+					slab = make([]field, 0, 4096)
+				}
+				free := cap(slab) - len(slab)
+				fields, next, err := scanObject(body, i, slab[len(slab):])
 				if err != nil {
 					return nil, bad(err)
 				}
-				targets = append(targets, fields)
+				if len(fields) <= free { // still inside the slab (append did not reallocate)
+					slab = slab[:len(slab)+len(fields)]
+				}
+				targets = append(targets, fields[:len(fields):len(fields)])
 				i = skipSpace(body, next)
 				if i < len(body) && body[i] == ',' {
 					i = skipSpace(body, i+1)

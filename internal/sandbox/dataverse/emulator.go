@@ -133,8 +133,10 @@ type Emulator struct {
 	bulk      map[string]map[string]bool // table → message → available
 	teams     map[[16]byte]*teamInfo
 	// write-path scratch buffers, used under the write lock
-	scratch    []byte
-	valScratch []value
+	scratch       []byte
+	valScratch    []value
+	changeScratch []change
+	undoScratch   []undoEntry
 }
 
 type teamInfo struct {

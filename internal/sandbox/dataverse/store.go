@@ -240,6 +240,13 @@ func (tx *txn) insert(t *table, r row) uint32 {
 		t.rows[slot] = r
 	} else {
 		slot = uint32(len(t.rows)) //nolint:gosec // G115: fewer than 4 billion rows
+		if len(t.rows) == cap(t.rows) {
+			// Double rather than append's 1.25× for large slices: a million-row load would otherwise copy
+			// the table some 30 times over.
+			grown := make([]row, len(t.rows), 2*cap(t.rows)+1024)
+			copy(grown, t.rows)
+			t.rows = grown
+		}
 		t.rows = append(t.rows, r)
 	}
 	t.index[r.id] = slot

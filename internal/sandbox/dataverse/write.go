@@ -225,7 +225,8 @@ func etag(version int64) string { return `W/"` + strconv.FormatInt(version, 10) 
 // resolveFields maps payload members to columns and validated values (spec 4.1, 4.6, 9), in payload order.
 // owner is the ownerid bind, if any; targets are the tables of the other lookups set (for AppendTo checks).
 func (e *Emulator) resolveFields(c *opCtx, t *table, fields []field, create bool) ([]change, *value, []*table, *apiError) {
-	changes := make([]change, 0, len(fields))
+	changes := e.changeScratch[:0] // the caller is done with them before the next write (under the write lock)
+	defer func() { e.changeScratch = changes[:0] }()
 	var owner *value
 	var targets []*table
 	for _, f := range fields {
@@ -408,7 +409,8 @@ func (e *Emulator) inWrite(c *opCtx, fn func(tx *txn) (response, *apiError)) res
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	tx := &txn{e: e}
+	tx := &txn{e: e, undo: e.undoScratch[:0]}
+	defer func() { e.undoScratch = tx.undo[:0] }() // a bulk message logs a thousand undo entries
 	resp, aerr := fn(tx)
 	if aerr != nil {
 		tx.rollback()

@@ -148,6 +148,30 @@ func PeakRSS(pid int) (int64, error) {
 	return 0, fmt.Errorf("no VmHWM in /proc/%d/status", pid)
 }
 
+// CPUTime is the CPU time (user + system) the agent process has used so far.
+func (a *Agent) CPUTime() (time.Duration, error) { return CPUTime(a.Cmd.Process.Pid) }
+
+// CPUTime reads a process's user and system CPU time from /proc/PID/stat (Linux).
+func CPUTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %.100s", pid, b)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %.100s", pid, b)
+	}
+	const ticks = 100 // USER_HZ, 100 on every Linux architecture Go supports
+	return time.Duration(utime+stime) * time.Second / ticks, nil
+}
+
 // Streaming reports whether every table finished loading and streams with nothing pending.
 func Streaming(s api.Status) bool {
 	if len(s.Tables) == 0 {

@@ -130,8 +130,10 @@ func (c *Client) QueryResults(ctx context.Context, jobID, locator string, maxRec
 	if maxRecords > 0 {
 		q.Set("maxRecords", strconv.Itoa(maxRecords))
 	}
+	// Result pages are large and compress well, so they are asked for gzip-compressed (as net/http would do by
+	// itself), and decompressed with klauspost/compress, about twice as fast as compress/gzip.
 	resp, err := c.call(ctx, request{kind: "bulk.results", method: http.MethodGet, path: c.dataPath("/jobs/query/" + url.PathEscape(jobID) + "/results"),
-		query: q, accept: "text/csv", idempotent: true})
+		query: q, accept: "text/csv", header: http.Header{"Accept-Encoding": {"gzip"}}, idempotent: true})
 	if err != nil {
 		return ResultPage{}, err
 	}
@@ -140,7 +142,11 @@ func (c *Client) QueryResults(ctx context.Context, jobID, locator string, maxRec
 	if page.Next == "null" {
 		page.Next = ""
 	}
-	n, err := readCSV(resp.Body, fn)
+	body, err := decoded(resp)
+	if err != nil {
+		return page, fmt.Errorf("salesforce bulk results of job %s: %w", jobID, err)
+	}
+	n, err := readCSV(body, fn)
 	page.Records = n
 	if err != nil {
 		return page, fmt.Errorf("salesforce bulk results of job %s: %w", jobID, err)

@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // ErrAPILimit is matched (errors.Is) by an *APIError for REQUEST_LIMIT_EXCEEDED: the org's daily API budget
@@ -132,10 +134,26 @@ func (c *Client) call(ctx context.Context, r request) (*http.Response, error) {
 	}
 }
 
+// decoded is the body of a response to a request that asked for gzip itself (net/http then leaves the
+// decompression to the caller): decompressed when the server compressed it.
+func decoded(resp *http.Response) (io.Reader, error) {
+	if !strings.EqualFold(resp.Header.Get("Content-Encoding"), "gzip") {
+		return resp.Body, nil
+	}
+	zr, err := gzip.NewReader(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("reading the gzip-compressed body: %w", err)
+	}
+	return zr, nil
+}
+
 // readAPIError reads and closes the body of a failed response.
 func readAPIError(resp *http.Response, method, path string) *APIError {
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<16))
+	var b []byte
+	if body, err := decoded(resp); err == nil {
+		b, _ = io.ReadAll(io.LimitReader(body, 1<<16))
+	}
 	e := &APIError{Method: method, Path: path, Status: resp.StatusCode}
 	var arr []struct {
 		Message   string   `json:"message"`

@@ -1,0 +1,432 @@
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+// The ceiling scenarios measure the sandbox with clients that do no work of their own: a trivial reader
+// draining a Bulk query, a trivial writer sending UpsertMultiple bodies prepared before the clock starts, and
+// both at once (the relay: the writer may only send a batch once the reader has read its rows, as a sync that
+// did nothing in between would). The prepared rows are the very rows crmsync writes: the contacts of the
+// sandbox, read and mapped with the predefined Contact mapping before timing.
+
+// contactPlan is the predefined Contact mapping as the agent compiles it, rows owned by team.
+func contactPlan(team string) (*mapping.Plan, error) {
+	cfg := mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}
+	synced := map[string]string{"Contact": "contact", "Account": "account"}
+	cols, probs := mapping.Resolve(cfg, []string{"Contact", "Account"})
+	if probs.HasErrors() {
+		return nil, fmt.Errorf("resolving the predefined Contact mapping: %v", probs)
+	}
+	p, probs := mapping.Compile(cfg, cols, mapping.Schemas{Source: mapping.StandardSource("Contact"), Dest: mapping.StandardDestination("contact"), SyncedTables: synced},
+		mapping.Tables{DestOf: synced, EntitySetOf: map[string]string{"account": "accounts", "contact": "contacts"}, OwnerTeamID: team})
+	if p == nil {
+		return nil, fmt.Errorf("compiling the predefined Contact mapping: %v", probs)
+	}
+	return p, nil
+}
+
+// sfRaw is a plain HTTP client of the Salesforce sandbox.
+type sfRaw struct {
+	hc    *http.Client
+	base  string // instance URL + /services/data/vXX.X
+	token string
+}
+
+func (e *env) sfLogin() (*sfRaw, error) {
+	i := e.sb.Info.Salesforce
+	hc := e.sb.HTTPClient()
+	resp, err := hc.PostForm(i.InstanceURL+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {i.ClientID}, "client_secret": {i.ClientSecret}})
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var t struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
+		return nil, fmt.Errorf("salesforce token (HTTP %d): %w", resp.StatusCode, err)
+	}
+	return &sfRaw{hc: hc, base: i.InstanceURL + "/services/data/v" + i.APIVersion, token: t.AccessToken}, nil
+}
+
+func (c *sfRaw) call(method, path, body string) (*http.Response, error) {
+	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	return c.hc.Do(req)
+}
+
+// bulkQuery creates a Bulk query job and waits until it is complete.
+func (c *sfRaw) bulkQuery(soql string) (string, error) {
+	q, _ := json.Marshal(map[string]string{"operation": "query", "query": soql})
+	resp, err := c.call(http.MethodPost, "/jobs/query", string(q))
+	if err != nil {
+		return "", err
+	}
+	var job struct {
+		ID    string `json:"id"`
+		State string `json:"state"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&job)
+	resp.Body.Close()
+	if err != nil || job.ID == "" {
+		return "", fmt.Errorf("creating the bulk query (HTTP %d): %w", resp.StatusCode, err)
+	}
+	for job.State != "JobComplete" {
+		if job.State == "Failed" || job.State == "Aborted" {
+			return "", fmt.Errorf("bulk query %s ended %s", job.ID, job.State)
+		}
+		time.Sleep(50 * time.Millisecond)
+		if resp, err = c.call(http.MethodGet, "/jobs/query/"+job.ID, ""); err != nil {
+			return "", err
+		}
+		err = json.NewDecoder(resp.Body).Decode(&job)
+		resp.Body.Close()
+		if err != nil {
+			return "", err
+		}
+	}
+	return job.ID, nil
+}
+
+// drain reads every result page of a job (50,000 rows per page, as the agent asks), handing each page's
+// CSV body to page.
+func (c *sfRaw) drain(jobID string, page func(io.Reader) error) error {
+	locator := ""
+	for {
+		q := "?maxRecords=50000"
+		if locator != "" {
+			q += "&locator=" + locator
+		}
+		resp, err := c.call(http.MethodGet, "/jobs/query/"+jobID+"/results"+q, "")
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != http.StatusOK {
+			resp.Body.Close()
+			return fmt.Errorf("bulk results: HTTP %d", resp.StatusCode)
+		}
+		err = page(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		locator = resp.Header.Get("Sforce-Locator")
+		if locator == "" || locator == "null" {
+			return nil
+		}
+	}
+}
+
+// rowCounter counts the CSV records of a page as it streams, without parsing values: a line break outside
+// quotes ends a record (the sandbox quotes every value). every is called after each record but the header.
+type rowCounter struct {
+	inQuote, header bool
+	rows            int
+	every           func(rows int)
+}
+
+func (r *rowCounter) Write(p []byte) (int, error) {
+	for _, c := range p {
+		switch {
+		case c == '"':
+			r.inQuote = !r.inQuote
+		case c == '\n' && !r.inQuote:
+			if !r.header {
+				r.header = true
+				continue
+			}
+			r.rows++
+			if r.every != nil {
+				r.every(r.rows)
+			}
+		}
+	}
+	return len(p), nil
+}
+
+// mappedBodies reads the sandbox's contacts (untimed) and maps them as the agent does, into UpsertMultiple
+// bodies of 1,000 rows each, and returns the SOQL query of crmsync's load.
+func (e *env) mappedBodies(sf *sfRaw) (bodies [][]byte, soql string, err error) {
+	plan, err := contactPlan(e.sb.Info.Dataverse.TeamID)
+	if err != nil {
+		return nil, "", err
+	}
+	soql = "SELECT " + strings.Join(plan.SourceFields(), ", ") + " FROM Contact"
+	job, err := sf.bulkQuery(soql)
+	if err != nil {
+		return nil, "", err
+	}
+	typ := `{"@odata.type":"Microsoft.Dynamics.CRM.contact","` + plan.PrimaryID + `":"`
+	var cur []byte
+	rows := 0
+	flush := func() {
+		if rows > 0 {
+			bodies = append(bodies, append(cur, `]}`...))
+		}
+		cur, rows = nil, 0
+	}
+	err = sf.drain(job, func(r io.Reader) error {
+		cr := csv.NewReader(r)
+		header, err := cr.Read()
+		if err != nil {
+			return err
+		}
+		rec := map[string]any{}
+		for {
+			vals, err := cr.Read()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			for i, h := range header {
+				if vals[i] == "" {
+					rec[h] = nil
+				} else {
+					rec[h] = vals[i]
+				}
+			}
+			key, err := plan.Key(vals[0])
+			if err != nil {
+				return err
+			}
+			if rows == 0 {
+				cur = append(cur, `{"Targets":[`...)
+			} else {
+				cur = append(cur, ',')
+			}
+			cur = append(append(append(cur, typ...), key...), '"')
+			if cur, err = plan.AppendRow(cur, rec); err != nil {
+				return err
+			}
+			cur = append(cur, '}')
+			if rows++; rows == 1000 {
+				flush()
+			}
+		}
+	})
+	flush()
+	return bodies, soql, err
+}
+
+// upsertWriter sends UpsertMultiple bodies from a channel with 4 requests in flight (the agent's default
+// write concurrency) and returns the first failure.
+func (e *env) upsertWriter(tok string, bodies <-chan []byte) error {
+	hc := e.sb.HTTPClient()
+	u := e.sb.Info.Dataverse.EnvironmentURL + "/api/data/v9.2/contacts/Microsoft.Dynamics.CRM.UpsertMultiple"
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range bodies {
+				req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(b))
+				req.Header.Set("Authorization", "Bearer "+tok)
+				req.Header.Set("Content-Type", "application/json")
+				resp, err := hc.Do(req)
+				if err != nil {
+					errs <- err
+					return
+				}
+				msg, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusNoContent {
+					errs <- fmt.Errorf("UpsertMultiple: HTTP %d: %.300s", resp.StatusCode, msg)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return err
+	default:
+		return nil
+	}
+}
+
+// ceilingEnv seeds n contacts (no accounts: the prepared rows bind no account) and prepares their rows.
+func ceilingEnv(o options, n int) (*env, *sfRaw, [][]byte, string, string, error) {
+	e, err := newEnv(o, n, 0)
+	if err != nil {
+		return nil, nil, nil, "", "", err
+	}
+	sf, err := e.sfLogin()
+	if err == nil {
+		var bodies [][]byte
+		var soql, tok string
+		if bodies, soql, err = e.mappedBodies(sf); err == nil {
+			if tok, err = dvToken(e.sb); err == nil {
+				return e, sf, bodies, soql, tok, nil
+			}
+		}
+	}
+	e.close()
+	return nil, nil, nil, "", "", err
+}
+
+func records(n int, elapsed time.Duration) *Result {
+	return &Result{Figures: map[string]float64{"records": float64(n), "records_per_second": float64(n) / elapsed.Seconds()}}
+}
+
+// scenarioIntake: the sandbox's own intake, from the trivial writer sending the prepared rows.
+func scenarioIntake(o options, n int) (*Result, error) {
+	e, _, bodies, _, tok, err := ceilingEnv(o, n)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	ch := make(chan []byte, len(bodies))
+	for _, b := range bodies {
+		ch <- b
+	}
+	close(ch)
+	start := time.Now()
+	if err := e.upsertWriter(tok, ch); err != nil {
+		return nil, err
+	}
+	return records(n, time.Since(start)), nil
+}
+
+// scenarioOutput: the sandbox's own output, from the trivial reader draining crmsync's Bulk query.
+func scenarioOutput(o options, n int) (*Result, error) {
+	e, err := newEnv(o, n, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	sf, err := e.sfLogin()
+	if err != nil {
+		return nil, err
+	}
+	plan, err := contactPlan(e.sb.Info.Dataverse.TeamID)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	job, err := sf.bulkQuery("SELECT " + strings.Join(plan.SourceFields(), ", ") + " FROM Contact")
+	if err != nil {
+		return nil, err
+	}
+	rows := 0
+	err = sf.drain(job, func(r io.Reader) error {
+		c := &rowCounter{}
+		_, err := io.Copy(c, r)
+		rows += c.rows
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return records(rows, time.Since(start)), nil
+}
+
+// scenarioRelay: both halves at once, as a sync that does no work of its own would run them: the trivial
+// reader drains the Bulk query while the trivial writer sends each prepared batch of 1,000 rows as soon as
+// the reader has read that many rows. On one machine the sandbox's two halves then share its cores, which
+// is what crmsync's load is up against.
+func scenarioRelay(o options, n int) (*Result, error) {
+	e, sf, bodies, soql, tok, err := ceilingEnv(o, n)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	ready := make(chan []byte, len(bodies))
+	sent := 0
+	release := func(rows int) {
+		for ; sent < len(bodies) && (sent+1)*1000 <= rows; sent++ {
+			ready <- bodies[sent]
+		}
+	}
+	start := time.Now()
+	writeErr := make(chan error, 1)
+	go func() { writeErr <- e.upsertWriter(tok, ready) }()
+	readErr := func() error {
+		job, err := sf.bulkQuery(soql)
+		if err != nil {
+			return err
+		}
+		total := 0
+		return sf.drain(job, func(r io.Reader) error {
+			c := &rowCounter{every: func(rows int) { release(total + rows) }}
+			_, err := io.Copy(c, r)
+			total += c.rows
+			return err
+		})
+	}()
+	for ; sent < len(bodies); sent++ { // the last, partial batch (and every batch if reading failed)
+		ready <- bodies[sent]
+	}
+	close(ready)
+	if err := errors.Join(readErr, <-writeErr); err != nil {
+		return nil, err
+	}
+	return records(n, time.Since(start)), nil
+}
+
+// scenarioNaive: what a simple integration does, one PATCH upsert per record, one at a time, with the same
+// mapped rows.
+func scenarioNaive(o options, n int) (*Result, error) {
+	e, _, bodies, _, tok, err := ceilingEnv(o, n)
+	if err != nil {
+		return nil, err
+	}
+	defer e.close()
+	type one struct {
+		key  string
+		body []byte
+	}
+	var rows []one
+	for _, b := range bodies {
+		var batch struct {
+			Targets []map[string]any `json:"Targets"`
+		}
+		if err := json.Unmarshal(b, &batch); err != nil {
+			return nil, err
+		}
+		for _, t := range batch.Targets {
+			key, _ := t["contactid"].(string)
+			delete(t, "contactid")
+			delete(t, "@odata.type")
+			body, _ := json.Marshal(t)
+			rows = append(rows, one{key, body})
+		}
+	}
+	hc := e.sb.HTTPClient()
+	start := time.Now()
+	for _, r := range rows {
+		req, _ := http.NewRequest(http.MethodPatch, e.sb.Info.Dataverse.EnvironmentURL+"/api/data/v9.2/contacts("+r.key+")", bytes.NewReader(r.body))
+		req.Header.Set("Authorization", "Bearer "+tok)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := hc.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		msg, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNoContent {
+			return nil, fmt.Errorf("PATCH: HTTP %d: %.300s", resp.StatusCode, msg)
+		}
+	}
+	return records(len(rows), time.Since(start)), nil
+}
