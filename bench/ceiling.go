@@ -9,6 +9,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"runtime"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -224,7 +226,16 @@ func (e *env) mappedBodies(sf *sfRaw) (bodies [][]byte, soql string, err error) 
 		}
 	})
 	flush()
-	return bodies, soql, err
+	if err != nil {
+		return nil, "", err
+	}
+	if bodies, err = offHeap(bodies); err != nil {
+		return nil, "", err
+	}
+	// Start the clock from a clean heap: the preparation's garbage is collected now, not during the run.
+	runtime.GC()
+	debug.FreeOSMemory()
+	return bodies, soql, nil
 }
 
 // upsertWriter sends UpsertMultiple bodies from a channel with 4 requests in flight (the agent's default

@@ -1,6 +1,12 @@
 package sfid
 
-import "testing"
+import (
+	"math/rand/v2"
+	"strings"
+	"testing"
+
+	"github.com/google/uuid"
+)
 
 // The test vectors of specs/salesforce-api.md section 3.
 func TestTo18MatchesSpecVectors(t *testing.T) {
@@ -62,6 +68,43 @@ func TestGUIDMatchesArchitectureExample(t *testing.T) {
 		}
 		if g.String() != "bb9ff4c0-591c-5a23-8cbe-566a8191dff5" {
 			t.Errorf("GUID(%s) = %s", id, g)
+		}
+	}
+}
+
+// TestGUIDIsUUIDv5OfThe18CharacterId checks the allocation-free GUID against the uuid package's UUIDv5 of
+// To18 on random Ids of both lengths and random case, and that malformed Ids fail alike.
+func TestGUIDIsUUIDv5OfThe18CharacterId(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for range 20000 {
+		b := make([]byte, 15)
+		for i := range b {
+			b[i] = Base62[r.IntN(len(Base62))]
+		}
+		id := string(b)
+		if r.IntN(2) == 0 {
+			id += strings.ToLower(Suffix(id)) // an 18-character Id, its suffix in either case
+			if r.IntN(2) == 0 {
+				id = id[:15] + Suffix(id[:15])
+			}
+		}
+		id18, err := To18(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := GUID(id)
+		if want := uuid.NewSHA1(Namespace, []byte(id18)); err != nil || g != want {
+			t.Fatalf("GUID(%q) = %v, %v; want %v", id, g, err, want)
+		}
+		if allocs := testing.AllocsPerRun(1, func() { _, _ = GUID(id) }); allocs != 0 {
+			t.Fatalf("GUID allocates %v times", allocs)
+		}
+	}
+	for _, bad := range []string{"", "003D000000QV9n", "003D000000QV9n2IAE", "003D000000QV9n2-AD", "003D000000QV9n2IA"} {
+		_, err := GUID(bad)
+		_, want := To18(bad)
+		if err == nil || want == nil || err.Error() != want.Error() {
+			t.Errorf("GUID(%q) error %v, want %v", bad, err, want)
 		}
 	}
 }
