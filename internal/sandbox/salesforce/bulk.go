@@ -2,7 +2,6 @@ package salesforce
 
 import (
 	"bufio"
-	"compress/gzip"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 )
 
 // Bulk API 2.0 query jobs (spec 4). A job starts UploadComplete, moves to InProgress after half the
