@@ -107,7 +107,7 @@ func GUID(id string) (uuid.UUID, error) {
 			return uuid.Nil, err
 		}
 	}
-	sum := sha1.Sum(buf[:])
+	sum := sha1.Sum(buf[:]) //nolint:gosec // G401: UUIDv5 is defined over SHA-1 (RFC 9562); not a security use
 	var g uuid.UUID
 	copy(g[:], sum[:])
 	g[6] = (g[6] & 0x0f) | 0x50 // version 5
