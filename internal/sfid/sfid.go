@@ -115,6 +115,19 @@ func GUID(id string) (uuid.UUID, error) {
 	return g, nil
 }
 
+// AppendGUID appends g in its canonical text form (8-4-4-4-12 lower-case hex digits), as uuid.UUID.String
+// writes it, without allocating.
+func AppendGUID(b []byte, g [16]byte) []byte {
+	const hex = "0123456789abcdef"
+	for i, x := range g {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b = append(b, '-')
+		}
+		b = append(b, hex[x>>4], hex[x&0xf])
+	}
+	return b
+}
+
 // MustGUID is GUID for Ids already known to be valid; it panics otherwise.
 func MustGUID(id string) uuid.UUID {
 	g, err := GUID(id)

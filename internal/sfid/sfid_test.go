@@ -108,3 +108,11 @@ func TestGUIDIsUUIDv5OfThe18CharacterId(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendGUIDWritesTheCanonicalForm(t *testing.T) {
+	for _, g := range []uuid.UUID{uuid.Nil, MustGUID("003D000000QV9n2"), uuid.New()} {
+		if got := string(AppendGUID([]byte("x"), g)); got != "x"+g.String() {
+			t.Errorf("AppendGUID = %s, want x%s", got, g)
+		}
+	}
+}

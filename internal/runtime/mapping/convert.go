@@ -9,8 +9,6 @@ import (
 	"time"
 	"unicode/utf16"
 
-	"github.com/google/uuid"
-
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
@@ -220,7 +218,7 @@ func (p *Plan) AppendRow(b []byte, rec map[string]any) ([]byte, error) {
 			case c.bindProperty != "":
 				if g, err := sfid.GUID(s); err == nil {
 					b = append(append(append(b, `"/`...), c.bindSet...), '(')
-					b = append(appendUUID(b, g), `)"`...)
+					b = append(sfid.AppendGUID(b, g), `)"`...)
 					continue
 				}
 			case c.plainText && (c.maxLength <= 0 || len(s) <= c.maxLength):
@@ -238,18 +236,6 @@ func (p *Plan) AppendRow(b []byte, rec map[string]any) ([]byte, error) {
 		}
 	}
 	return b, nil
-}
-
-// appendUUID appends g in its canonical text form (8-4-4-4-12 lower-case hex digits).
-func appendUUID(b []byte, g uuid.UUID) []byte {
-	const hex = "0123456789abcdef"
-	for i, x := range g {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hex[x>>4], hex[x&0xf])
-	}
-	return b
 }
 
 // Patch builds the body of an update that writes only the columns fed by the changed fields (nil values

@@ -11,20 +11,13 @@ import (
 	"unicode/utf8"
 
 	"github.com/google/uuid"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 func guidString(g [16]byte) string { return uuid.UUID(g).String() }
 
-func appendGUID(b []byte, g [16]byte) []byte {
-	const hex = "0123456789abcdef"
-	for i, x := range g {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b = append(b, '-')
-		}
-		b = append(b, hex[x>>4], hex[x&0xf])
-	}
-	return b
-}
+func appendGUID(b []byte, g [16]byte) []byte { return sfid.AppendGUID(b, g) }
 
 // parseGUID accepts the 36-character form, optionally in braces (as Dataverse does).
 func parseGUID(s string) ([16]byte, bool) {
