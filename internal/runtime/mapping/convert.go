@@ -471,6 +471,11 @@ func asTime(v any, sourceType string) (time.Time, bool, error) {
 	case time.Time:
 		return x, dateOnly, nil
 	case string:
+		if len(x) == len("2006-01-02") { // a date (most date values): no datetime layout can match it
+			if t, err := time.Parse("2006-01-02", x); err == nil {
+				return t, true, nil
+			}
+		}
 		for _, layout := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05.000Z", time.RFC3339Nano, "2006-01-02T15:04:05Z0700"} {
 			if t, err := time.Parse(layout, x); err == nil {
 				return t, dateOnly, nil
