@@ -26,10 +26,11 @@ type Agent struct {
 	pubsub *salesforce.PubSub
 	dv     *dataverse.Client
 
+	// stateMu guards tables, started, state and reason: Status and the safeguards read them from other
+	// goroutines while Run starts (tables are set once the mappings compile, and cleared between attempts).
+	stateMu sync.Mutex
 	tables  []*table
 	started time.Time
-
-	stateMu sync.Mutex
 	state   string
 	reason  string
 
@@ -114,6 +115,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 	}
 	var errs []error
 	byDest := map[string]*table{}
+	var tables []*table
 	for _, tc := range a.cfg.Tables {
 		cols, probs := mapping.Resolve(tc, a.cfg.SourceTables())
 		schemas := mapping.Schemas{Source: describes[tc.SourceTable].SourceSchema(), Dest: dests[tc.Destination()], SyncedTables: synced}
@@ -143,14 +145,18 @@ func (a *Agent) prepare(ctx context.Context) error {
 				concurrency: a.tuning.WriteConcurrency, now: func() time.Time { return time.Now().UTC() }},
 		}
 		t.columns, t.hash = mappingColumns(plan)
-		a.tables = append(a.tables, t)
+		tables = append(tables, t)
 		byDest[plan.DestTable] = t
 	}
+	// Status reads the tables from other goroutines (the /status listener runs while the agent starts).
+	a.stateMu.Lock()
+	a.tables = tables
+	a.stateMu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		return &MappingError{err}
 	}
 	// A table whose lookups point at another synced table loads after it, so binds find their targets.
-	for _, t := range a.tables {
+	for _, t := range tables {
 		for _, c := range t.plan.Columns() {
 			f, _ := describes[t.cfg.SourceTable].Field(c.Source)
 			for _, ref := range f.ReferenceTo {
@@ -175,7 +181,9 @@ func containsTable(ts []*table, t *table) bool {
 // Run syncs until ctx ends. It returns an error only when the connector cannot start (credentials, schemas,
 // mappings); failures after that are retried inside and show in status.
 func (a *Agent) Run(ctx context.Context) error {
+	a.stateMu.Lock()
 	a.started = time.Now().UTC()
+	a.stateMu.Unlock()
 	defer a.pubsub.Close()
 	for attempt := 1; ; attempt++ {
 		err := a.prepare(ctx)
@@ -192,7 +200,9 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.setState("failed", err.Error())
 		a.report(ctx)
 		a.log.Error("cannot start the connector; retrying", "err", err, "attempt", attempt)
+		a.stateMu.Lock()
 		a.tables = nil
+		a.stateMu.Unlock()
 		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
 			return err
 		}
@@ -232,6 +242,13 @@ func (a *Agent) setState(s, reason string) {
 	a.stateMu.Unlock()
 }
 
+// tableList returns the tables being synced (none until the mappings compiled).
+func (a *Agent) tableList() []*table {
+	a.stateMu.Lock()
+	defer a.stateMu.Unlock()
+	return a.tables
+}
+
 // MappingError reports mappings that do not fit the live schemas: the connector cannot start until its
 // configuration changes.
 type MappingError struct{ err error }
@@ -242,9 +259,9 @@ func (e *MappingError) Unwrap() error { return e.err }
 // Status returns the current status.
 func (a *Agent) Status() Status {
 	a.stateMu.Lock()
-	state, reason := a.state, a.reason
+	state, reason, started, tables := a.state, a.reason, a.started, a.tables
 	a.stateMu.Unlock()
-	s := Status{State: state, Reason: reason, Revision: a.cfg.Revision, StartedAt: a.started, SalesforceCalls: a.sf.Stats.Total()}
+	s := Status{State: state, Reason: reason, Revision: a.cfg.Revision, StartedAt: started, SalesforceCalls: a.sf.Stats.Total()}
 	dv := a.dv.Stats.Snapshot()
 	s.DataverseCalls, s.Throttled = dv["requests"], dv["throttled"]
 	s.Calls = map[string]int64{}
@@ -255,7 +272,7 @@ func (a *Agent) Status() Status {
 		s.Calls["dataverse."+k] = v
 	}
 	phases := map[string]int{}
-	for _, t := range a.tables {
+	for _, t := range tables {
 		ts := t.status()
 		s.Tables = append(s.Tables, ts)
 		phases[ts.Phase]++

@@ -106,7 +106,7 @@ func (a *Agent) CheckOutOfBand(ctx context.Context) error {
 
 func (a *Agent) streamingTables() []*table {
 	var out []*table
-	for _, t := range a.tables {
+	for _, t := range a.tableList() {
 		t.stMu.Lock()
 		ok := t.phase == PhaseStreaming && t.reason == ""
 		t.stMu.Unlock()
@@ -145,7 +145,7 @@ func (g *safeguards) run(ctx context.Context) {
 		g.mu.Unlock()
 		tables := g.a.streamingTables()
 		if req > 0 {
-			for _, t := range g.a.tables {
+			for _, t := range g.a.tableList() {
 				if slices.Contains(tables, t) {
 					g.reconcile(ctx, t, api.ReconcileRequested, req)
 					continue

@@ -363,10 +363,9 @@ func LaterReplayID(a, b []byte) []byte {
 	return b
 }
 
-// Close ends the subscription.
+// Close ends the subscription: it cancels the context every stream of the subscription runs on, which ends
+// the RPC and releases it, and makes a Next blocked in another goroutine return. It is safe to call while
+// Next runs (it touches nothing Next writes).
 func (s *Subscription) Close() {
 	s.cancel()
-	if s.stream != nil {
-		_ = s.stream.CloseSend()
-	}
 }
