@@ -179,25 +179,34 @@ func (t *table) run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("loading the checkpoint of %s: %w", t.cfg.SourceTable, err)
 	}
+	// The checkpoint is built aside and set under cpMu: Status reads it from other goroutines.
+	var c Checkpoint
+	var resynced []string
 	if cp == nil {
-		t.cp = Checkpoint{Table: t.cfg.SourceTable, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: t.hash, MappingColumns: t.columns}
+		c = Checkpoint{Table: t.cfg.SourceTable, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: t.hash, MappingColumns: t.columns}
 	} else {
-		t.cp = *cp
+		c = *cp
 		t.stMu.Lock()
 		t.recoveries = slices.Clone(cp.Recoveries)
 		t.stMu.Unlock()
-		if t.cp.Phase == PhaseStreaming && t.cp.MappingHash != t.hash {
+		if c.Phase == PhaseStreaming && c.MappingHash != t.hash {
 			if added := t.addedColumns(cp); len(added) > 0 {
 				// Added or changed columns: existing rows need the new values, so the table is re-synced
 				// while the stored stream position keeps every change made meanwhile.
-				t.cp.Phase, t.cp.LoadReason = PhaseResync, "mapping changed: added "+strings.Join(added, ", ")
-				t.cp.LoadJobID, t.cp.LoadLocator, t.cp.LoadDone = "", "", 0
-				t.addRecovery("mapping change re-sync (" + strings.Join(added, ", ") + ")")
+				c.Phase, c.LoadReason = PhaseResync, "mapping changed: added "+strings.Join(added, ", ")
+				c.LoadJobID, c.LoadLocator, c.LoadDone = "", "", 0
+				resynced = added
 			}
-			t.cp.MappingHash, t.cp.MappingColumns = t.hash, t.columns
+			c.MappingHash, c.MappingColumns = t.hash, t.columns
 		}
 	}
-	if t.cp.Phase == PhaseStreaming {
+	t.cpMu.Lock()
+	t.cp = c
+	t.cpMu.Unlock()
+	if resynced != nil {
+		t.addRecovery("mapping change re-sync (" + strings.Join(resynced, ", ") + ")")
+	}
+	if c.Phase == PhaseStreaming {
 		t.markLoaded()
 	}
 	failures := 0
