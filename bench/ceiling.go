@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 )
 
 // The ceiling scenarios measure the sandbox with clients that do no work of their own: a trivial reader
@@ -163,9 +164,9 @@ func (r *rowCounter) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// mappedBodies reads the sandbox's contacts (untimed) and maps them as the agent does, into UpsertMultiple
-// bodies of 1,000 rows each, and returns the SOQL query of crmsync's load.
-func (e *env) mappedBodies(sf *sfRaw) (bodies [][]byte, soql string, err error) {
+// mappedRows reads the sandbox's contacts (untimed) and maps them as the agent does, one bulk target per
+// contact, and returns the SOQL query of crmsync's load.
+func (e *env) mappedRows(sf *sfRaw) (targets []dataverse.Target, soql string, err error) {
 	plan, err := contactPlan(e.sb.Info.Dataverse.TeamID)
 	if err != nil {
 		return nil, "", err
@@ -174,15 +175,6 @@ func (e *env) mappedBodies(sf *sfRaw) (bodies [][]byte, soql string, err error) 
 	job, err := sf.bulkQuery(soql)
 	if err != nil {
 		return nil, "", err
-	}
-	typ := `{"@odata.type":"Microsoft.Dynamics.CRM.contact","` + plan.PrimaryID + `":"`
-	var cur []byte
-	rows := 0
-	flush := func() {
-		if rows > 0 {
-			bodies = append(bodies, append(cur, `]}`...))
-		}
-		cur, rows = nil, 0
 	}
 	err = sf.drain(job, func(r io.Reader) error {
 		cr := csv.NewReader(r)
@@ -210,32 +202,14 @@ func (e *env) mappedBodies(sf *sfRaw) (bodies [][]byte, soql string, err error) 
 			if err != nil {
 				return err
 			}
-			if rows == 0 {
-				cur = append(cur, `{"Targets":[`...)
-			} else {
-				cur = append(cur, ',')
-			}
-			cur = append(append(append(cur, typ...), key...), '"')
-			if cur, err = plan.AppendRow(cur, rec); err != nil {
+			members, err := plan.AppendRow(nil, rec)
+			if err != nil {
 				return err
 			}
-			cur = append(cur, '}')
-			if rows++; rows == 1000 {
-				flush()
-			}
+			targets = append(targets, dataverse.Target{Key: key, Members: members})
 		}
 	})
-	flush()
-	if err != nil {
-		return nil, "", err
-	}
-	if bodies, err = offHeap(bodies); err != nil {
-		return nil, "", err
-	}
-	// Start the clock from a clean heap: the preparation's garbage is collected now, not during the run.
-	runtime.GC()
-	debug.FreeOSMemory()
-	return bodies, soql, nil
+	return targets, soql, err
 }
 
 // upsertWriter sends UpsertMultiple bodies from a channel with 4 requests in flight (the agent's default
@@ -276,24 +250,49 @@ func (e *env) upsertWriter(tok string, bodies <-chan []byte) error {
 	}
 }
 
-// ceilingEnv seeds n contacts (no accounts: the prepared rows bind no account) and prepares their rows.
-func ceilingEnv(o options, n int) (*env, *sfRaw, [][]byte, string, string, error) {
+// ceiling is a sandbox of n contacts (no accounts: the prepared rows bind no account), logged in on both
+// sides, with the contacts' rows prepared.
+type ceiling struct {
+	*env
+	sf      *sfRaw
+	soql    string
+	tok     string
+	targets []dataverse.Target
+}
+
+func ceilingEnv(o options, n int) (*ceiling, error) {
 	e, err := newEnv(o, n, 0)
 	if err != nil {
-		return nil, nil, nil, "", "", err
+		return nil, err
 	}
-	sf, err := e.sfLogin()
-	if err == nil {
-		var bodies [][]byte
-		var soql, tok string
-		if bodies, soql, err = e.mappedBodies(sf); err == nil {
-			if tok, err = dvToken(e.sb); err == nil {
-				return e, sf, bodies, soql, tok, nil
+	c := &ceiling{env: e}
+	if c.sf, err = e.sfLogin(); err == nil {
+		if c.targets, c.soql, err = e.mappedRows(c.sf); err == nil {
+			if c.tok, err = dvToken(e.sb); err == nil {
+				return c, nil
 			}
 		}
 	}
 	e.close()
-	return nil, nil, nil, "", "", err
+	return nil, err
+}
+
+// bodies frames the prepared rows into UpsertMultiple bodies of 1,000, byte for byte as the agent's client
+// does, and moves them outside the Go heap; the rows themselves are dropped and collected before the clock
+// starts.
+func (c *ceiling) bodies() ([][]byte, error) {
+	var bodies [][]byte
+	for i := 0; i < len(c.targets); i += 1000 {
+		bodies = append(bodies, dataverse.BulkBody("contact", "contactid", c.targets[i:min(i+1000, len(c.targets))]))
+	}
+	c.targets = nil
+	bodies, err := offHeap(bodies)
+	if err != nil {
+		return nil, err
+	}
+	runtime.GC()
+	debug.FreeOSMemory()
+	return bodies, nil
 }
 
 func records(n int, elapsed time.Duration) *Result {
@@ -302,18 +301,22 @@ func records(n int, elapsed time.Duration) *Result {
 
 // scenarioIntake: the sandbox's own intake, from the trivial writer sending the prepared rows.
 func scenarioIntake(o options, n int) (*Result, error) {
-	e, _, bodies, _, tok, err := ceilingEnv(o, n)
+	c, err := ceilingEnv(o, n)
 	if err != nil {
 		return nil, err
 	}
-	defer e.close()
+	defer c.close()
+	bodies, err := c.bodies()
+	if err != nil {
+		return nil, err
+	}
 	ch := make(chan []byte, len(bodies))
 	for _, b := range bodies {
 		ch <- b
 	}
 	close(ch)
 	start := time.Now()
-	if err := e.upsertWriter(tok, ch); err != nil {
+	if err := c.upsertWriter(c.tok, ch); err != nil {
 		return nil, err
 	}
 	return records(n, time.Since(start)), nil
@@ -357,11 +360,15 @@ func scenarioOutput(o options, n int) (*Result, error) {
 // the reader has read that many rows. On one machine the sandbox's two halves then share its cores, which
 // is what crmsync's load is up against.
 func scenarioRelay(o options, n int) (*Result, error) {
-	e, sf, bodies, soql, tok, err := ceilingEnv(o, n)
+	c, err := ceilingEnv(o, n)
 	if err != nil {
 		return nil, err
 	}
-	defer e.close()
+	defer c.close()
+	bodies, err := c.bodies()
+	if err != nil {
+		return nil, err
+	}
 	ready := make(chan []byte, len(bodies))
 	sent := 0
 	release := func(rows int) {
@@ -371,14 +378,14 @@ func scenarioRelay(o options, n int) (*Result, error) {
 	}
 	start := time.Now()
 	writeErr := make(chan error, 1)
-	go func() { writeErr <- e.upsertWriter(tok, ready) }()
+	go func() { writeErr <- c.upsertWriter(c.tok, ready) }()
 	readErr := func() error {
-		job, err := sf.bulkQuery(soql)
+		job, err := c.sf.bulkQuery(c.soql)
 		if err != nil {
 			return err
 		}
 		total := 0
-		return sf.drain(job, func(r io.Reader) error {
+		return c.sf.drain(job, func(r io.Reader) error {
 			c := &rowCounter{every: func(rows int) { release(total + rows) }}
 			_, err := io.Copy(c, r)
 			total += c.rows
@@ -398,36 +405,20 @@ func scenarioRelay(o options, n int) (*Result, error) {
 // scenarioNaive: what a simple integration does, one PATCH upsert per record, one at a time, with the same
 // mapped rows.
 func scenarioNaive(o options, n int) (*Result, error) {
-	e, _, bodies, _, tok, err := ceilingEnv(o, n)
+	c, err := ceilingEnv(o, n)
 	if err != nil {
 		return nil, err
 	}
-	defer e.close()
-	type one struct {
-		key  string
-		body []byte
+	defer c.close()
+	bodies := make([]string, len(c.targets)) // PATCH bodies: the same members, in braces, without the key
+	for i, t := range c.targets {
+		bodies[i] = "{" + string(t.Members) + "}"
 	}
-	var rows []one
-	for _, b := range bodies {
-		var batch struct {
-			Targets []map[string]any `json:"Targets"`
-		}
-		if err := json.Unmarshal(b, &batch); err != nil {
-			return nil, err
-		}
-		for _, t := range batch.Targets {
-			key, _ := t["contactid"].(string)
-			delete(t, "contactid")
-			delete(t, "@odata.type")
-			body, _ := json.Marshal(t)
-			rows = append(rows, one{key, body})
-		}
-	}
-	hc := e.sb.HTTPClient()
+	hc := c.sb.HTTPClient()
 	start := time.Now()
-	for _, r := range rows {
-		req, _ := http.NewRequest(http.MethodPatch, e.sb.Info.Dataverse.EnvironmentURL+"/api/data/v9.2/contacts("+r.key+")", bytes.NewReader(r.body))
-		req.Header.Set("Authorization", "Bearer "+tok)
+	for i, t := range c.targets {
+		req, _ := http.NewRequest(http.MethodPatch, c.sb.Info.Dataverse.EnvironmentURL+"/api/data/v9.2/contacts("+t.Key+")", strings.NewReader(bodies[i]))
+		req.Header.Set("Authorization", "Bearer "+c.tok)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := hc.Do(req)
 		if err != nil {
@@ -439,5 +430,5 @@ func scenarioNaive(o options, n int) (*Result, error) {
 			return nil, fmt.Errorf("PATCH: HTTP %d: %.300s", resp.StatusCode, msg)
 		}
 	}
-	return records(len(rows), time.Since(start)), nil
+	return records(len(c.targets), time.Since(start)), nil
 }

@@ -25,15 +25,21 @@ func AppendMembers(b []byte, row map[string]any) ([]byte, error) {
 	return b, nil
 }
 
-// AppendMember appends one member, "key":value, preceded by a comma unless b is empty or ends with the
-// object's opening brace.
+// AppendMember appends one member, "key":value, after Separate.
 func AppendMember(b []byte, key string, v any) ([]byte, error) {
-	if n := len(b); n > 0 && b[n-1] != '{' {
-		b = append(b, ',')
-	}
+	b = Separate(b)
 	b = AppendString(b, key)
 	b = append(b, ':')
 	return AppendValue(b, key, v)
+}
+
+// Separate appends the comma that separates a member from the one before it: unless b is empty or ends with
+// the object's opening brace.
+func Separate(b []byte) []byte {
+	if n := len(b); n > 0 && b[n-1] != '{' {
+		return append(b, ',')
+	}
+	return b
 }
 
 // AppendValue appends v as a JSON value; key only names the member in errors.

@@ -192,25 +192,17 @@ func (p *Plan) Row(rec map[string]any) (map[string]any, error) {
 }
 
 // AppendRow appends the row body of a record to b as the members of a JSON object, without braces (after a
-// comma when b already holds members): the
-// owner bind and every mapped column, converted as Row converts them, but not the primary key (bulk
-// messages and request URLs carry it apart; see Key). It is what the agent writes on loads, without a map
-// per record.
+// comma when b already holds members, see jsonrow.Separate): the owner bind and every mapped column,
+// converted as Row converts them, but not the primary key (bulk messages and request URLs carry it apart;
+// see Key). It is what the agent writes on loads, without a map per record.
 func (p *Plan) AppendRow(b []byte, rec map[string]any) ([]byte, error) {
-	sep := func() {
-		if n := len(b); n > 0 && b[n-1] != '{' {
-			b = append(b, ',')
-		}
-	}
 	if p.ownerMember != nil {
-		sep()
-		b = append(b, p.ownerMember...)
+		b = append(jsonrow.Separate(b), p.ownerMember...)
 	}
 	for i := range p.columns {
 		c := &p.columns[i]
 		raw := lookupField(rec, c.Source)
-		sep()
-		b = append(b, c.memberJSON...)
+		b = append(jsonrow.Separate(b), c.memberJSON...)
 		// The two commonest cases are written straight into b; the rest, and every failure, go through value,
 		// as Row does.
 		if s, ok := raw.(string); ok && s != "" {

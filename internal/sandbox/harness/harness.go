@@ -159,8 +159,11 @@ func CPUTime(pid int) (time.Duration, error) {
 	}
 	// The command name (field 2) may hold spaces; the fields after its closing parenthesis are fixed.
 	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %.100s", pid, b)
+	}
 	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
+	if len(f) < 13 {
 		return 0, fmt.Errorf("unexpected /proc/%d/stat: %.100s", pid, b)
 	}
 	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14

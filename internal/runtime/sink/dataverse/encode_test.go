@@ -24,7 +24,7 @@ func TestBulkBodyDecodesToTheSameRowsAsEncodingJSON(t *testing.T) {
 		}
 		targets[i] = Target{Key: keys[i], Members: m}
 	}
-	b := bulkBody("contact", "contactid", targets)
+	b := BulkBody("contact", "contactid", targets)
 	if len(b) != cap(b) {
 		t.Errorf("body of %d bytes in a buffer of %d: the size estimate is off", len(b), cap(b))
 	}
@@ -67,6 +67,6 @@ func BenchmarkBulkBody(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		_ = bulkBody("contact", "contactid", targets)
+		_ = BulkBody("contact", "contactid", targets)
 	}
 }

@@ -64,9 +64,9 @@ type Target struct {
 	Members []byte
 }
 
-// bulkBody builds {"Targets":[...]} with "@odata.type" first in every target, copying each target's
-// members once into a buffer sized exactly.
-func bulkBody(table, keyColumn string, targets []Target) []byte {
+// BulkBody builds the body BulkTargets sends, {"Targets":[...]} with "@odata.type" first in every target,
+// copying each target's members once into a buffer sized exactly.
+func BulkBody(table, keyColumn string, targets []Target) []byte {
 	typ := `{"@odata.type":"Microsoft.Dynamics.CRM.` + table + `"`
 	keyMember := `,"` + keyColumn + `":"`
 	size := len(`{"Targets":[]}`) + len(targets) - 1 // the separators
@@ -123,7 +123,7 @@ func (c *Client) BulkTargets(ctx context.Context, message, table, entitySet, key
 		return nil
 	}
 	_, err := c.do(ctx, request{kind: "bulk", method: http.MethodPost, path: "/" + entitySet + "/Microsoft.Dynamics.CRM." + message,
-		body: bulkBody(table, keyColumn, targets), idempotent: true})
+		body: BulkBody(table, keyColumn, targets), idempotent: true})
 	if err == nil {
 		c.Stats.add("bulk_rows", int64(len(targets)))
 	}

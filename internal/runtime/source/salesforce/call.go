@@ -150,10 +150,11 @@ func decoded(resp *http.Response) (io.Reader, error) {
 // readAPIError reads and closes the body of a failed response.
 func readAPIError(resp *http.Response, method, path string) *APIError {
 	defer resp.Body.Close()
-	var b []byte
-	if body, err := decoded(resp); err == nil {
-		b, _ = io.ReadAll(io.LimitReader(body, 1<<16))
+	body, err := decoded(resp)
+	if err != nil {
+		body = resp.Body // not gzip after all: keep what can be read of the message
 	}
+	b, _ := io.ReadAll(io.LimitReader(body, 1<<16))
 	e := &APIError{Method: method, Path: path, Status: resp.StatusCode}
 	var arr []struct {
 		Message   string   `json:"message"`
