@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	eventbusv1 "github.com/crmsync/terraform-provider-crmsync/internal/proto/eventbus/v1"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 )
 
 func TestStartWritesSandboxJSONAndServesEveryEndpoint(t *testing.T) {
@@ -59,7 +60,7 @@ func TestStartWritesSandboxJSONAndServesEveryEndpoint(t *testing.T) {
 			t.Errorf("sandbox.json dataverse.%s is empty", k)
 		}
 	}
-	if !strings.HasPrefix(info.Salesforce.OrgID, "00D") || info.Salesforce.APIVersion != "62.0" {
+	if !strings.HasPrefix(info.Salesforce.OrgID, "00D") || info.Salesforce.APIVersion != salesforce.DefaultAPIVersion {
 		t.Errorf("org %q, api version %q", info.Salesforce.OrgID, info.Salesforce.APIVersion)
 	}
 	for _, f := range []string{info.Salesforce.CAFile, info.Salesforce.PrivateKeyFile} {

@@ -62,7 +62,7 @@ func TestCountersReconcileAfterFailedAttempts(t *testing.T) {
 	e.cfg.Tuning.PageSize, e.cfg.Tuning.BatchSize = 500, 100
 	sf := e.sb.Salesforce
 	// Bulk result pages cut short halfway: the load's page fails mid-way and is read again.
-	sf.Faults().Set(faults.Config{TruncateRate: 0.5, TruncateAfter: 20000, PathPrefix: "/services/data/v62.0/jobs/query/", Limit: 4, Seed: 5})
+	sf.Faults().Set(faults.Config{TruncateRate: 0.5, TruncateAfter: 20000, PathPrefix: "/services/data/v" + e.sb.Info.Salesforce.APIVersion + "/jobs/query/", Limit: 4, Seed: 5})
 	r := e.start(t, "")
 	e.settle(t, r, 2*time.Minute)
 	if n := sf.Faults().Counts().Truncated; n == 0 {
@@ -71,7 +71,7 @@ func TestCountersReconcileAfterFailedAttempts(t *testing.T) {
 	reconciled(t, r.a.Status())
 
 	// Gap events whose re-reads fail past the client's retries: the window fails and is applied again.
-	sf.Faults().Set(faults.Config{ErrorRate: 1, ErrorStatus: 503, PathPrefix: "/services/data/v62.0/query", Limit: 7, Seed: 6})
+	sf.Faults().Set(faults.Config{ErrorRate: 1, ErrorStatus: 503, PathPrefix: "/services/data/v" + e.sb.Info.Salesforce.APIVersion + "/query", Limit: 7, Seed: 6})
 	ids := liveIDs(t, e, "Contact", 5)
 	if _, err := sf.InjectGap(salesforce.GapRequest{Object: "Contact", ChangeType: "GAP_UPDATE", IDs: ids, Apply: true,
 		Fields: map[string]any{"Department": "Silently changed"}}); err != nil {

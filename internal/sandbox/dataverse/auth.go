@@ -56,12 +56,18 @@ func (e *Emulator) serveInstanceDiscovery(w http.ResponseWriter, r *http.Request
 	})
 }
 
-// serveToken implements the client-credentials grant of spec 1.1; failures use Entra ID's 400 body.
+// serveToken implements the client-credentials grant of spec 1.1; failures use Entra ID's error body, with
+// status 400, or 401 for invalid_client (a wrong or missing client secret), as the real service answers
+// (AADSTS7000215 arrives with 401 in many public reports).
 func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	e.count.add(cToken, 1)
 	now := e.clock.Now()
 	fail := func(errCode string, aadsts int, msg string) {
-		writeAADError(w, http.StatusBadRequest, errCode, aadsts, fmt.Sprintf("AADSTS%d: %s", aadsts, msg), now)
+		status := http.StatusBadRequest
+		if errCode == "invalid_client" {
+			status = http.StatusUnauthorized
+		}
+		writeAADError(w, status, errCode, aadsts, fmt.Sprintf("AADSTS%d: %s", aadsts, msg), now)
 	}
 	tenant := r.PathValue("tenant")
 	if tenant == "common" || tenant == "organizations" {

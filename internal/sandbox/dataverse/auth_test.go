@@ -28,21 +28,25 @@ func TestTokenEndpointIssuesClientCredentialsTokensAndRefusesBadRequests(t *test
 		change  func(url.Values)
 		errCode string
 		aadsts  float64
+		status  int
 	}{
-		{"wrong secret", func(f url.Values) { f.Set("client_secret", "nope") }, "invalid_client", 7000215},
-		{"unknown client", func(f url.Values) { f.Set("client_id", guidA) }, "unauthorized_client", 700016},
-		{"scope without .default", func(f url.Values) { f.Set("scope", env.api.URL+"/user_impersonation") }, "invalid_scope", 1002012},
-		{"scope of another resource", func(f url.Values) { f.Set("scope", "https://other.crm.dynamics.com/.default") }, "invalid_resource", 500011},
-		{"missing scope", func(f url.Values) { f.Del("scope") }, "invalid_request", 900144},
-		{"other grant", func(f url.Values) { f.Set("grant_type", "password") }, "unsupported_grant_type", 70003},
+		// Issue 19, item 5: Entra ID answers a wrong client secret with 401 invalid_client / AADSTS7000215
+		// (RFC 6749 5.2 allows 401 for invalid_client; MSAL and azidentity see 401 from the real service).
+		{"wrong secret", func(f url.Values) { f.Set("client_secret", "nope") }, "invalid_client", 7000215, http.StatusUnauthorized},
+		{"no secret", func(f url.Values) { f.Del("client_secret") }, "invalid_client", 7000216, http.StatusUnauthorized},
+		{"unknown client", func(f url.Values) { f.Set("client_id", guidA) }, "unauthorized_client", 700016, http.StatusBadRequest},
+		{"scope without .default", func(f url.Values) { f.Set("scope", env.api.URL+"/user_impersonation") }, "invalid_scope", 1002012, http.StatusBadRequest},
+		{"scope of another resource", func(f url.Values) { f.Set("scope", "https://other.crm.dynamics.com/.default") }, "invalid_resource", 500011, http.StatusBadRequest},
+		{"missing scope", func(f url.Values) { f.Del("scope") }, "invalid_request", 900144, http.StatusBadRequest},
+		{"other grant", func(f url.Values) { f.Set("grant_type", "password") }, "unsupported_grant_type", 70003, http.StatusBadRequest},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			form := env.tokenForm()
 			tc.change(form)
 			status, body := env.requestToken(form)
-			if status != http.StatusBadRequest || body["error"] != tc.errCode {
-				t.Fatalf("got %d %v, want 400 %s", status, body, tc.errCode)
+			if status != tc.status || body["error"] != tc.errCode {
+				t.Fatalf("got %d %v, want %d %s", status, body, tc.status, tc.errCode)
 			}
 			codes, _ := body["error_codes"].([]any)
 			if len(codes) != 1 || codes[0] != tc.aadsts {

@@ -31,6 +31,10 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce/schema"
 )
 
+// DefaultAPIVersion is the newest API version an emulated org serves unless configured: v68.0, Winter '27,
+// the release current orgs run (docs/sandbox-salesforce.md says where that comes from).
+const DefaultAPIVersion = "68.0"
+
 // Config configures an Emulator. URLs are set by the sandbox once its listeners are bound; zero values of
 // the rest take the spec's defaults.
 type Config struct {
@@ -40,15 +44,27 @@ type Config struct {
 	InstanceURL string // the org's My Domain: REST, Bulk, userinfo and client-credentials token requests
 	PubSubAddr  string // host:port of the Pub/Sub API gRPC listener
 
-	APIVersion   string // newest API version served, "62.0" by default
-	OrgID        string // 18-char 00D Id; generated when empty
-	ClientID     string // connected app consumer key; generated when empty
-	ClientSecret string // generated when empty
-	Username     string // the integration user; "integration@crmsync.sandbox" when empty
+	// APIVersion is the newest API version served: "68.0" (Winter '27, the current release) by default.
+	APIVersion string
+	// MinAPIVersion is the oldest version served, "31.0" by default (21.0-30.0 were retired in Summer '25;
+	// older versions answer 410 GONE).
+	MinAPIVersion string
+	OrgID         string // 18-char 00D Id; generated when empty
+	ClientID      string // connected app consumer key; generated when empty
+	ClientSecret  string // generated when empty
+	Username      string // the integration user; "integration@crmsync.sandbox" when empty
 	// JWTCertificate verifies JWT bearer assertions of ClientID (the certificate uploaded to the app).
 	JWTCertificate *x509.Certificate
 	// JWTSkew is the clock skew tolerated on a JWT assertion's exp (1 minute when zero).
 	JWTSkew time.Duration
+	// JWTMaxAhead, when positive, refuses assertions whose exp is further ahead than this (plus the skew).
+	// Zero, the default, sets no ceiling: the documentation says "within 3 minutes", but a real org accepts
+	// assertions signed for 5 minutes and longer, and clients rely on it (docs/sandbox-salesforce.md).
+	JWTMaxAhead time.Duration
+	// JWTAudiences are accepted as an assertion's aud besides LoginURL: the authorization servers a real
+	// org accepts. Nil means ["https://login.salesforce.com"] (a production org; a sandbox org takes
+	// https://test.salesforce.com instead); an empty non-nil slice accepts LoginURL only.
+	JWTAudiences []string
 	// Scope is the scope string of token responses ("api id" when empty).
 	Scope string
 	// TokenLifetime is how long an access token stays valid; 2 h when zero.
@@ -125,10 +141,13 @@ func New(cfg Config) (*Emulator, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.APIVersion == "" {
-		cfg.APIVersion = "62.0"
+		cfg.APIVersion = DefaultAPIVersion
 	}
-	if !versionSegment.MatchString("v" + cfg.APIVersion) {
-		return nil, errors.New("salesforce emulator: APIVersion must look like 62.0, got " + cfg.APIVersion)
+	if cfg.MinAPIVersion == "" {
+		cfg.MinAPIVersion = "31.0"
+	}
+	if !versionSegment.MatchString("v"+cfg.APIVersion) || !versionSegment.MatchString("v"+cfg.MinAPIVersion) {
+		return nil, errors.New("salesforce emulator: APIVersion and MinAPIVersion must look like 62.0, got " + cfg.APIVersion + " and " + cfg.MinAPIVersion)
 	}
 	e := &Emulator{clock: cfg.Clock, logger: cfg.Logger, ids: newIDGen()}
 	e.started = cfg.Clock.Now()
@@ -151,6 +170,9 @@ func New(cfg Config) (*Emulator, error) {
 	}
 	if cfg.Username == "" {
 		cfg.Username = "integration@crmsync.sandbox"
+	}
+	if cfg.JWTAudiences == nil {
+		cfg.JWTAudiences = []string{"https://login.salesforce.com"}
 	}
 	if cfg.JWTSkew == 0 {
 		cfg.JWTSkew = time.Minute

@@ -5,7 +5,8 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
-	"errors"
+	"encoding/json"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -223,8 +224,14 @@ func writeOAuthError(w http.ResponseWriter, r *http.Request, e *oauthError) {
 }
 
 // jwtBearer checks a JWT bearer assertion (spec 1.2): RS256 signed with the key of the app's certificate,
-// iss the app's client Id, sub (or prn, which wins) the integration user, aud the login URL, exp in the
-// future and no more than three minutes (plus the tolerated skew) away.
+// iss the app's client Id, sub (or prn, which wins) the integration user, aud the login URL (or one of the
+// accepted audiences), exp in the future.
+//
+// exp is read the way a real org evidently reads it, not the way the documentation's "within 3 minutes"
+// suggests: widely used clients sign for 300 s (salesforce-pubsub-api-client, go-salesforce,
+// simple-salesforce), the Salesforce CLI stamps milliseconds (Date.now() + 300), simple-salesforce and
+// go-salesforce send exp as a JSON string, and all of them work against real orgs. So any future exp is
+// accepted, as a number or a numeric string, unless Config.JWTMaxAhead sets a ceiling.
 func (e *Emulator) jwtBearer(assertion string) (string, *oauthError) {
 	if assertion == "" {
 		return "", oauthErr("invalid_request", "assertion parameter is missing")
@@ -239,29 +246,30 @@ func (e *Emulator) jwtBearer(assertion string) (string, *oauthError) {
 	if e.cfg.JWTCertificate == nil {
 		return "", oauthErr("invalid_grant", "invalid assertion")
 	}
-	skew := e.cfg.JWTSkew
 	claims = jwt.MapClaims{}
-	_, err := jwt.ParseWithClaims(assertion, &claims,
+	// The claims are checked below (exp's forms are wider than RFC 7519's NumericDate); the parser checks
+	// the algorithm and the signature.
+	if _, err := jwt.ParseWithClaims(assertion, &claims,
 		func(*jwt.Token) (any, error) { return e.cfg.JWTCertificate.PublicKey, nil },
-		jwt.WithValidMethods([]string{"RS256"}),
-		// Assertions are stamped by the client's own clock, so they are checked against real time even when
-		// the sandbox clock has been advanced to age tokens and events.
-		jwt.WithTimeFunc(time.Now),
-		jwt.WithLeeway(skew),
-		jwt.WithExpirationRequired(),
-	)
-	switch {
-	case errors.Is(err, jwt.ErrTokenExpired):
+		jwt.WithValidMethods([]string{"RS256"}), jwt.WithoutClaimsValidation(),
+	); err != nil {
+		return "", oauthErr("invalid_grant", "invalid assertion")
+	}
+	exp, ok := assertionExpiry(claims["exp"])
+	if !ok {
+		return "", oauthErr("invalid_grant", "invalid assertion")
+	}
+	// Assertions are stamped by the client's own clock, so they are checked against real time even when
+	// the sandbox clock has been advanced to age tokens and events.
+	now := time.Now()
+	if !exp.Add(e.cfg.JWTSkew).After(now) {
 		return "", oauthErr("invalid_grant", "expired authorization code")
-	case err != nil:
+	}
+	if e.cfg.JWTMaxAhead > 0 && exp.After(now.Add(e.cfg.JWTMaxAhead+e.cfg.JWTSkew)) {
 		return "", oauthErr("invalid_grant", "invalid assertion")
 	}
-	if !audienceMatches(claims["aud"], e.cfg.LoginURL) {
+	if !audienceMatches(claims["aud"], e.jwtAudiences()) {
 		return "", oauthErr("invalid_grant", "Audience validation failed")
-	}
-	exp, _ := claims.GetExpirationTime()
-	if exp.After(time.Now().Add(3*time.Minute + skew)) {
-		return "", oauthErr("invalid_grant", "invalid assertion")
 	}
 	sub, _ := claims["sub"].(string)
 	if prn, ok := claims["prn"].(string); ok {
@@ -273,8 +281,55 @@ func (e *Emulator) jwtBearer(assertion string) (string, *oauthError) {
 	return e.userID, nil
 }
 
-func audienceMatches(aud any, loginURL string) bool {
-	match := func(s string) bool { return strings.TrimSuffix(s, "/") == strings.TrimSuffix(loginURL, "/") }
+// jwtAudiences are the aud values an assertion may carry: the org's login URL, and the configured
+// authorization servers (https://login.salesforce.com for a production org, which real orgs accept on
+// their My Domain too).
+func (e *Emulator) jwtAudiences() []string {
+	return append([]string{e.cfg.LoginURL}, e.cfg.JWTAudiences...)
+}
+
+// assertionExpiry reads exp: seconds since the epoch as a JSON number (fractions allowed) or a numeric
+// string; a value beyond the year 5000 in seconds is taken as milliseconds, as the Salesforce CLI sends.
+func assertionExpiry(v any) (time.Time, bool) {
+	var secs float64
+	switch x := v.(type) {
+	case float64:
+		secs = x
+	case json.Number:
+		f, err := x.Float64()
+		if err != nil {
+			return time.Time{}, false
+		}
+		secs = f
+	case string:
+		f, err := strconv.ParseFloat(strings.TrimSpace(x), 64)
+		if err != nil {
+			return time.Time{}, false
+		}
+		secs = f
+	default:
+		return time.Time{}, false
+	}
+	if secs <= 0 || math.IsNaN(secs) || math.IsInf(secs, 0) {
+		return time.Time{}, false
+	}
+	const year5000 = 95_617_584_000
+	if secs > year5000 {
+		secs /= 1000
+	}
+	whole, frac := math.Modf(secs)
+	return time.Unix(int64(whole), int64(frac*1e9)), true
+}
+
+func audienceMatches(aud any, accepted []string) bool {
+	match := func(s string) bool {
+		for _, a := range accepted {
+			if strings.TrimSuffix(s, "/") == strings.TrimSuffix(a, "/") {
+				return true
+			}
+		}
+		return false
+	}
 	switch a := aud.(type) {
 	case string:
 		return match(a)

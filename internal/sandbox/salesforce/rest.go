@@ -39,7 +39,16 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 	}
 	segs := strings.Split(strings.Trim(path, "/"), "/")
 	m := versionSegment.FindStringSubmatch(segs[0])
-	if m == nil || !e.versionServed(m[1]+"."+m[2]) {
+	if m == nil {
+		writeAPIError(w, errNotFound)
+		return
+	}
+	switch e.versionState(m[1] + "." + m[2]) {
+	case versionRetired:
+		// Retired versions answer 410 GONE (the REST API's end-of-life policy); the body is a guess.
+		writeAPIError(w, errorf(http.StatusGone, "UNSUPPORTED_API_VERSION", "API version %s.%s is retired and no longer available", m[1], m[2]))
+		return
+	case versionUnknown:
 		writeAPIError(w, errNotFound)
 		return
 	}
@@ -60,10 +69,27 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 	e.routeData(c)
 }
 
-func (e *Emulator) versionServed(v string) bool {
+type versionStatus int
+
+const (
+	versionServed versionStatus = iota
+	versionRetired
+	versionUnknown
+)
+
+// versionState says whether the org serves an API version: from MinAPIVersion to APIVersion; older
+// versions are retired (versions 21.0 to 30.0 were retired in Summer '25), newer ones do not exist yet.
+func (e *Emulator) versionState(v string) versionStatus {
 	x, err := strconv.ParseFloat(v, 64)
 	maxV, _ := strconv.ParseFloat(e.cfg.APIVersion, 64)
-	return err == nil && x >= 20.0 && x <= maxV
+	minV, _ := strconv.ParseFloat(e.cfg.MinAPIVersion, 64)
+	switch {
+	case err != nil || x > maxV:
+		return versionUnknown
+	case x < minV:
+		return versionRetired
+	}
+	return versionServed
 }
 
 func (e *Emulator) routeData(c *call) {
@@ -166,21 +192,22 @@ func (e *Emulator) routeData(c *call) {
 	}
 }
 
-// handleVersions serves GET /services/data/: every version from 20.0 to the configured one. It needs no
-// session, as on a real org.
+// handleVersions serves GET /services/data/: every version the org serves, from MinAPIVersion to
+// APIVersion. It needs no session, as on a real org.
 func (e *Emulator) handleVersions(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		writeAPIError(w, errMethodNotAllowed(r.Method, "GET", "HEAD"))
 		return
 	}
 	maxV, _ := strconv.ParseFloat(e.cfg.APIVersion, 64)
+	minV, _ := strconv.ParseFloat(e.cfg.MinAPIVersion, 64)
 	type version struct {
 		Label   string `json:"label"`
 		URL     string `json:"url"`
 		Version string `json:"version"`
 	}
 	var out []version
-	for v := 20; v <= int(maxV); v++ {
+	for v := int(minV); v <= int(maxV); v++ {
 		ver := strconv.Itoa(v) + ".0"
 		out = append(out, version{Label: releaseLabel(v), URL: "/services/data/v" + ver, Version: ver})
 	}
@@ -202,11 +229,14 @@ func releaseLabel(v int) string {
 	return [...]string{"Spring", "Summer", "Winter"}[idx] + " '" + fmt.Sprintf("%02d", (year%100+100)%100)
 }
 
+// handleResources serves "List Available REST Resources" (GET /services/data/vXX.X/): resource names to
+// their paths, and identity, the full identity URL of the session's user, as a real org lists it.
 func (e *Emulator) handleResources(c *call) {
 	b := c.base()
 	writeJSONValue(c.w, http.StatusOK, map[string]string{
 		"sobjects": b + "/sobjects", "query": b + "/query", "queryAll": b + "/queryAll", "limits": b + "/limits",
 		"jobs": b + "/jobs", "search": b + "/search", "tooling": b + "/tooling", "recent": b + "/recent",
+		"composite": b + "/composite", "identity": e.identityURL(c.sess.user),
 	})
 }
 

@@ -13,7 +13,7 @@ import (
 )
 
 func TestVersionsListNeedsNoSessionAndEndsAtTheConfiguredVersion(t *testing.T) {
-	o := newTestOrg(t, 0, 0)
+	o := newTestOrg(t, 0, 0, func(c *Config) { c.APIVersion = "62.0" })
 	req, _ := http.NewRequest(http.MethodGet, o.instance.URL+"/services/data/", nil)
 	resp, body := o.send(req)
 	if resp.StatusCode != http.StatusOK {
