@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -160,7 +161,17 @@ func (a *Agent) prepare(ctx context.Context) error {
 		for _, c := range t.plan.Columns() {
 			f, _ := describes[t.cfg.SourceTable].Field(c.Source)
 			for _, ref := range f.ReferenceTo {
-				if dep, ok := byDest[synced[ref]]; ok && dep != t && !containsTable(t.deps, dep) {
+				dep, ok := byDest[synced[ref]]
+				if !ok {
+					continue
+				}
+				if t.lookupsTo == nil {
+					t.lookupsTo = map[*table][]string{}
+				}
+				if !slices.Contains(t.lookupsTo[dep], f.Name) {
+					t.lookupsTo[dep] = append(t.lookupsTo[dep], f.Name)
+				}
+				if dep != t && !containsTable(t.deps, dep) {
 					t.deps = append(t.deps, dep)
 				}
 			}

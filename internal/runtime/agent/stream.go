@@ -489,6 +489,15 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 	if err := t.refetch(ctx, refetchIDs); err != nil {
 		return err
 	}
+	var deleted []string
+	for _, id := range order {
+		if states[id].kind == "delete" {
+			deleted = append(deleted, id)
+		}
+	}
+	if err := t.reparentAfterMerges(ctx, deleted); err != nil {
+		return err
+	}
 	if !overflowSince.IsZero() {
 		t.addRecovery("overflow event: catch-up since " + overflowSince.Format(time.RFC3339))
 		if err := t.catchUp(ctx, overflowSince.Add(-catchUpMargin), false); err != nil {

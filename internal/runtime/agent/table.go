@@ -32,7 +32,10 @@ type table struct {
 	hash    string
 
 	deps []*table // tables whose load must finish before this one loads (lookup targets)
-	held *pump    // the load's open change stream, handed to stream() when the load ends
+	// lookupsTo names, per synced table this one's mapped lookups point at (itself included), the source
+	// fields of those lookups: a merge in that table re-parents records here (merge.go).
+	lookupsTo map[*table][]string
+	held      *pump // the load's open change stream, handed to stream() when the load ends
 	// holding is true while the load's holder may still fix the stored position (its first batch).
 	holdMu  sync.Mutex
 	holding bool

@@ -351,6 +351,77 @@ func (e *Emulator) InjectGap(req GapRequest) (TransactionResult, error) {
 	return TransactionResult{IDs: [][]string{ids}, ReplayIDs: replay}, nil
 }
 
+// MergeRequest merges records the way SOAP merge, the UI and Apex's merge statement do.
+type MergeRequest struct {
+	Object string `json:"object"` // Contact or Account
+	// MasterID is the winning record; MergedIDs the one or two losing records (three records at most).
+	MasterID  string   `json:"master_id"`
+	MergedIDs []string `json:"merged_ids"`
+	// Fields are values the master takes in the merge (typically ones kept from a loser), as in an update.
+	Fields       map[string]any `json:"fields,omitempty"`
+	ChangeOrigin string         `json:"change_origin,omitempty"`
+}
+
+// MergeResult says what a merge did.
+type MergeResult struct {
+	MasterID  string   `json:"master_id"`
+	MergedIDs []string `json:"merged_ids"`
+	// Reparented lists, per object, the child records whose lookups now point at the master.
+	Reparented map[string][]string `json:"reparented"`
+	ReplayIDs  []uint64            `json:"replay_ids"`
+}
+
+// Merge merges up to two records into a master, in one transaction: the losers are deleted (soft, into the
+// recycle bin, visible to queryAll) with MasterRecordId set to the master; child records whose lookups
+// point at a loser (contacts of a merged account, child accounts, direct reports of a merged contact) are
+// re-parented to the master; the master is updated with Fields. On the change stream the losers' deletion
+// is one DELETE event (merged, as a transaction's identical changes are) and the master gets an UPDATE
+// event; the re-parented children get none unless the merge_child_events setting is on.
+func (e *Emulator) Merge(req MergeRequest) (MergeResult, error) {
+	m, ok := e.store.meta(req.Object)
+	if !ok {
+		return MergeResult{}, fmt.Errorf("sObject type '%s' is not supported", req.Object)
+	}
+	if m.obj.Name != "Contact" && m.obj.Name != "Account" {
+		return MergeResult{}, fmt.Errorf("merge supports Contact and Account, not %s", m.obj.Name)
+	}
+	master, ok := normalizeID(req.MasterID, m.obj.KeyPrefix)
+	if !ok {
+		return MergeResult{}, fmt.Errorf("master_id %q is not a %s Id", req.MasterID, m.obj.Name)
+	}
+	if len(req.MergedIDs) == 0 || len(req.MergedIDs) > 2 {
+		return MergeResult{}, fmt.Errorf("a merge takes one or two merged_ids besides the master (three records at most), got %d", len(req.MergedIDs))
+	}
+	seen := map[string]bool{master: true}
+	var losers []string
+	for _, raw := range req.MergedIDs {
+		id, ok := normalizeID(raw, m.obj.KeyPrefix)
+		if !ok {
+			return MergeResult{}, fmt.Errorf("merged_ids: %q is not a %s Id", raw, m.obj.Name)
+		}
+		if seen[id] {
+			return MergeResult{}, fmt.Errorf("merged_ids: %s is named twice or is the master", id)
+		}
+		seen[id] = true
+		losers = append(losers, id)
+	}
+	var vals map[int]any
+	if len(req.Fields) > 0 {
+		var aerr *apiError
+		if vals, aerr = goRecordValues(m, req.Fields, false); aerr != nil {
+			return MergeResult{}, fmt.Errorf("fields: %s", aerr.Error())
+		}
+	}
+	_, replay, reparented, terr := e.store.mergeRecords(m, master, losers, vals, e.adminOptions(req.ChangeOrigin), e.currentSettings().MergeChildEvents)
+	if terr != nil {
+		return MergeResult{}, fmt.Errorf("merge failed: %s", terr.Err.Error())
+	}
+	if replay == nil {
+		replay = []uint64{}
+	}
+	return MergeResult{MasterID: master, MergedIDs: losers, Reparented: reparented, ReplayIDs: replay}, nil
+}
+
 // InjectOverflow appends one GAP_OVERFLOW event for object, as a transaction of more than the overflow
 // threshold's changes would.
 func (e *Emulator) InjectOverflow(object string) (TransactionResult, error) {
@@ -549,6 +620,18 @@ func (e *Emulator) AdminHandler() http.Handler {
 		res, err := e.InjectGap(req)
 		adminResult(w, res, err, false)
 	})
+	mux.HandleFunc("POST /merge", func(w http.ResponseWriter, r *http.Request) {
+		var req MergeRequest
+		if !decodeAdmin(w, r, &req) {
+			return
+		}
+		res, err := e.Merge(req)
+		if err != nil {
+			adminError(w, err)
+			return
+		}
+		adminJSON(w, http.StatusOK, res)
+	})
 	mux.HandleFunc("POST /overflow", func(w http.ResponseWriter, r *http.Request) {
 		var req struct {
 			Object string `json:"object"`
@@ -740,6 +823,8 @@ type settingsJSON struct {
 	OverflowThreshold  *int    `json:"overflow_threshold,omitempty"`
 	APIRequestsMax     *int64  `json:"api_requests_max,omitempty"`
 	DeliveredEventsMax *int64  `json:"delivered_events_max,omitempty"`
+	MergeEvents        *bool   `json:"merge_events,omitempty"`
+	MergeChildEvents   *bool   `json:"merge_child_events,omitempty"`
 }
 
 func settingsToJSON(s Settings) settingsJSON {
@@ -748,7 +833,8 @@ func settingsToJSON(s Settings) settingsJSON {
 		TokenLifetime: d(s.TokenLifetime), Retention: d(s.Retention), KeepaliveInterval: d(s.KeepaliveInterval),
 		IdleTimeout: d(s.IdleTimeout), BulkDelay: d(s.BulkDelay), QueryLocatorTTL: d(s.QueryLocatorTTL),
 		BulkPageSize: &s.BulkPageSize, OverflowThreshold: &s.OverflowThreshold,
-		APIRequestsMax: &s.APIRequestsMax, DeliveredEventsMax: &s.DeliveredEventsMax,
+		APIRequestsMax: &s.APIRequestsMax, DeliveredEventsMax: &s.DeliveredEventsMax, MergeEvents: &s.MergeEvents,
+		MergeChildEvents: &s.MergeChildEvents,
 	}
 }
 
@@ -782,6 +868,12 @@ func (j settingsJSON) merge(s Settings) (Settings, error) {
 	}
 	if j.DeliveredEventsMax != nil {
 		s.DeliveredEventsMax = *j.DeliveredEventsMax
+	}
+	if j.MergeEvents != nil {
+		s.MergeEvents = *j.MergeEvents
+	}
+	if j.MergeChildEvents != nil {
+		s.MergeChildEvents = *j.MergeChildEvents
 	}
 	return s, nil
 }

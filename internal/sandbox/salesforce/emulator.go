@@ -86,6 +86,9 @@ type Config struct {
 	QueryLocatorTTL    time.Duration // idle time after which a query locator expires, 15 min
 	APIRequestsMax     int64         // daily API request budget, 1,000,000
 	DeliveredEventsMax int64         // daily event delivery allocation, 10,000,000
+	// SeparateEvents turns off merged change events (one event per record even when a transaction makes
+	// the same change to several records); merging is on by default, as on a real org.
+	SeparateEvents bool
 }
 
 // Settings are the run-time settings of an emulator (see the fields of Config of the same names).
@@ -100,6 +103,12 @@ type Settings struct {
 	QueryLocatorTTL    time.Duration
 	APIRequestsMax     int64
 	DeliveredEventsMax int64
+	// MergeEvents merges the change events of a transaction that make the same change to several records
+	// of one object into one event listing every record, as Salesforce does.
+	MergeEvents bool
+	// MergeChildEvents makes a record merge emit UPDATE events for the child records it re-parents; off by
+	// default (see Emulator.Merge).
+	MergeChildEvents bool
 }
 
 // Emulator is one emulated org. It is safe for concurrent use.
@@ -237,7 +246,7 @@ func (e *Emulator) defaultSettings() Settings {
 		TokenLifetime: c.TokenLifetime, Retention: c.Retention, KeepaliveInterval: c.KeepaliveInterval,
 		IdleTimeout: c.IdleTimeout, BulkDelay: c.BulkDelay, BulkPageSize: c.BulkPageSize,
 		OverflowThreshold: c.OverflowThreshold, QueryLocatorTTL: c.QueryLocatorTTL,
-		APIRequestsMax: c.APIRequestsMax, DeliveredEventsMax: c.DeliveredEventsMax,
+		APIRequestsMax: c.APIRequestsMax, DeliveredEventsMax: c.DeliveredEventsMax, MergeEvents: !c.SeparateEvents,
 	}
 }
 
@@ -271,6 +280,7 @@ func (e *Emulator) applySettings(s Settings) {
 	e.log.SetRetention(s.Retention)
 	e.store.mu.Lock()
 	e.store.overflowThreshold = s.OverflowThreshold
+	e.store.mergeEvents = s.MergeEvents
 	e.store.mu.Unlock()
 	if e.pubsub != nil { // nil while New builds the emulator; New passes the intervals in pubsub.Config
 		e.pubsub.SetIntervals(s.KeepaliveInterval, s.IdleTimeout)

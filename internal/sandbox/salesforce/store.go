@@ -48,6 +48,9 @@ type store struct {
 	// overflowThreshold is the number of changes per transaction that get normal events (100,000 on a
 	// real org); the rest produce one GAP_OVERFLOW event per entity.
 	overflowThreshold int
+	// mergeEvents merges consecutive events of a transaction that make the same change to several records
+	// of one object into one event (see mergeSameChanges).
+	mergeEvents bool
 }
 
 func newStore(c *clock.Clock, reg *schema.Registry, log *cdc.Log, ids *idGen, users []string) *store {
@@ -133,6 +136,9 @@ type change struct {
 	object string // canonical object name
 	id     string // 18-character Id; filled in for creates by commit
 	values map[int]any
+	// silent applies the change without a change event and without moving LastModifiedDate or
+	// LastModifiedById (SystemModstamp still moves): how a merge re-parents child records.
+	silent bool
 }
 
 // txOptions says who commits a transaction and how it shows up on the event bus.
@@ -156,6 +162,11 @@ type txError struct {
 func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *txError) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.commitLocked(changes, opt)
+}
+
+// commitLocked is commit for a caller that holds the write lock.
+func (s *store) commitLocked(changes []change, opt txOptions) ([]change, []uint64, *txError) {
 	at := s.clock.Now().UTC()
 	now := at.Truncate(time.Second) // record datetimes (SystemModstamp, LastModifiedDate) have whole seconds
 	nowV := any(now)
@@ -230,6 +241,9 @@ func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *tx
 				}
 			case opDelete:
 				newRec.vals[m.isDeleted] = true
+				for pos, v := range ch.values { // a merge's loser gets MasterRecordId
+					newRec.vals[pos] = v
+				}
 			case opUndelete:
 				newRec.vals[m.isDeleted] = false
 			}
@@ -237,7 +251,11 @@ func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *tx
 		if m.name >= 0 {
 			newRec.vals[m.name] = fullName(newRec.get(m.firstName), newRec.get(m.lastName))
 		}
-		newRec.vals[m.modified], newRec.vals[m.modifiedBy], newRec.vals[m.modstamp] = nowV, opt.user, nowV
+		if ch.silent {
+			newRec.vals[m.modstamp] = nowV
+		} else {
+			newRec.vals[m.modified], newRec.vals[m.modifiedBy], newRec.vals[m.modstamp] = nowV, opt.user, nowV
+		}
 		txRecords[ch.id] = newRec
 		work = append(work, pending{meta: m, old: oldRec, new: newRec, ch: ch})
 	}
@@ -270,6 +288,9 @@ func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *tx
 	budget := s.overflowThreshold
 	var overflowed []string // entities, in order of first overflow
 	for _, p := range work {
+		if p.ch.silent {
+			continue
+		}
 		ev := header
 		ev.Entity = p.meta.obj.Name
 		ev.RecordIDs = []string{p.ch.id}
@@ -292,6 +313,9 @@ func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *tx
 		}
 		events = append(events, ev)
 	}
+	if s.mergeEvents {
+		events = mergeSameChanges(events)
+	}
 	for _, entity := range overflowed {
 		ev := header
 		ev.Entity, ev.ChangeType = entity, cdc.GapOverflow
@@ -303,6 +327,84 @@ func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *tx
 	}
 	ids := s.log.Append(events...)
 	return out, ids, nil
+}
+
+// mergeRecords merges up to two losers into master in one transaction, as SOAP merge does (the order of
+// Apex's "Triggers and Merge Statements"): the losers are deleted with MasterRecordId set to the master,
+// records of any object whose lookups point at a loser are re-parented to the master, and the master gets
+// fields. Re-parented children are changed silently (no change event, LastModifiedDate unchanged) unless
+// childEvents is set: the documentation says re-parented children fire no triggers and says nothing of their
+// change events, so by default the sandbox models the case a subscriber must cope with, none. It returns the
+// committed changes and replay IDs, and the re-parented records by object.
+func (s *store) mergeRecords(m *objMeta, master string, losers []string, fields map[int]any, opt txOptions, childEvents bool) ([]change, []uint64, map[string][]string, *txError) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	masterRef := m.exact["MasterRecordId"]
+	var changes []change
+	isLoser := map[string]bool{}
+	for _, id := range losers {
+		isLoser[id] = true
+		changes = append(changes, change{kind: opDelete, object: m.obj.Name, id: id, values: map[int]any{masterRef: master}})
+	}
+	if fields == nil {
+		fields = map[int]any{}
+	}
+	changes = append(changes, change{kind: opUpdate, object: m.obj.Name, id: master, values: fields})
+	reparented := map[string][]string{}
+	for _, n := range s.schemas.Names() {
+		cm, _ := s.meta(n)
+		for pos, f := range cm.obj.Fields {
+			if f.Type != "reference" || f.Name == "MasterRecordId" || len(f.ReferenceTo) == 0 || f.ReferenceTo[0] != m.obj.Name {
+				continue
+			}
+			for _, r := range s.tables[n].rows {
+				ref, _ := r.get(pos).(string)
+				if !isLoser[ref] || r.deleted(cm) || isLoser[r.id()] {
+					continue
+				}
+				changes = append(changes, change{kind: opUpdate, object: n, id: r.id(), values: map[int]any{pos: master}, silent: !childEvents})
+				reparented[n] = append(reparented[n], r.id())
+			}
+		}
+	}
+	done, replay, terr := s.commitLocked(changes, opt)
+	return done, replay, reparented, terr
+}
+
+// mergeSameChanges merges runs of consecutive events that make the same change to records of one object:
+// "for efficiency, sometimes change events for one transaction are merged into one event if the same
+// change occurred in multiple records of the same object type during one second" (Change Data Capture
+// Developer Guide, Merged Change Events). The guide's examples are an update of one field to one value on
+// several records and a deletion of several records, so UPDATE and DELETE events merge when their entity,
+// field lists and values are equal; the merged event lists every record in recordIds, in order. A whole
+// transaction commits within one second here, and only consecutive events merge, so no record's changes
+// are reordered.
+func mergeSameChanges(events []cdc.Event) []cdc.Event {
+	out := events[:0]
+	for _, ev := range events {
+		if n := len(out); n > 0 && sameChange(&out[n-1], &ev) {
+			prev := &out[n-1]
+			prev.RecordIDs = append(slices.Clip(prev.RecordIDs), ev.RecordIDs...)
+			continue
+		}
+		out = append(out, ev)
+	}
+	return out
+}
+
+func sameChange(a, b *cdc.Event) bool {
+	if a.Entity != b.Entity || a.ChangeType != b.ChangeType || (a.ChangeType != cdc.Update && a.ChangeType != cdc.Delete) ||
+		!slices.Equal(a.ChangedFields, b.ChangedFields) || !slices.Equal(a.NulledFields, b.NulledFields) ||
+		!slices.Equal(a.DiffFields, b.DiffFields) || len(a.Values) != len(b.Values) {
+		return false
+	}
+	for k, v := range a.Values {
+		w, ok := b.Values[k]
+		if !ok || !sameValue(v, w) {
+			return false
+		}
+	}
+	return true
 }
 
 // appendEvents appends events built by the caller (an injected GAP_OVERFLOW, for instance) as one
