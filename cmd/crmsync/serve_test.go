@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -203,5 +204,22 @@ func TestServeOverTLSKeepsItsStateAcrossRestartsAndStopsCleanly(t *testing.T) {
 	}
 	if _, err := client.New(client.Config{Endpoint: url, Token: "", CAFile: cert}); err == nil {
 		t.Error("the client accepted an empty token")
+	}
+}
+
+// Finding 4 of issue 12: a second `crmsync serve` on a data directory another one runs on started too. It is
+// refused before it listens, naming the process that holds the directory.
+func TestASecondServeOnOneDataDirRefusesToStart(t *testing.T) {
+	t.Setenv("CRMSYNC_TOKEN", "tok")
+	data := filepath.Join(t.TempDir(), "data")
+	_, stop := startServe(t, "--data-dir", data, "--listen", "127.0.0.1:0", "--local-agents=false")
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("the first serve stopped with %v", err)
+		}
+	}()
+	err := runServeErr(t, "--data-dir", data, "--listen", "127.0.0.1:0", "--local-agents=false")
+	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("a second serve on %s: %v; want a refusal naming the holder's pid", data, err)
 	}
 }

@@ -15,11 +15,13 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/statedir"
 )
 
 // Store implements agent.CheckpointStore, agent.DeadLetterStore and agent.Reporter.
 type Store struct {
-	db *sql.DB
+	db   *sql.DB
+	lock *statedir.Lock
 
 	mu     sync.Mutex
 	status agent.Status
@@ -47,23 +49,50 @@ CREATE TABLE IF NOT EXISTS status (
 	data TEXT NOT NULL
 );`
 
-// Open opens (creating if needed) DIR/agent.db.
+// DBFile is the database's name inside the state directory.
+const DBFile = "agent.db"
+
+// Open opens (creating if needed) DIR/agent.db. The directory is this store's alone while it is open: a
+// second store on it, in this process or another (a second `crmsync agent --state-dir DIR`), is refused
+// naming the holder's PID, so one connector's changes are never written twice from one state. The directory
+// is created 0700 and the database 0600 (it holds dead-letter payloads: personal data); a directory or state
+// file open to group or others is refused.
 func Open(dir string) (*Store, error) {
-	path := filepath.Join(dir, "agent.db")
+	lock, err := statedir.Acquire(dir, "crmsync agent")
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(dir, DBFile)
+	if err := statedir.CheckPrivate(path, path+"-wal", path+"-shm"); err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
+	if err := statedir.CreatePrivate(path); err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)")
 	if err != nil {
+		_ = lock.Release()
 		return nil, err
 	}
 	db.SetMaxOpenConns(1) // one writer; SQLite serialises anyway and this avoids SQLITE_BUSY
 	if _, err := db.Exec(schema); err != nil {
 		db.Close()
+		_ = lock.Release()
 		return nil, fmt.Errorf("initialising %s: %w", path, err)
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, lock: lock}, nil
 }
 
-// Close closes the database.
-func (s *Store) Close() error { return s.db.Close() }
+// Close closes the database and lets the state directory go.
+func (s *Store) Close() error {
+	err := s.db.Close()
+	if lerr := s.lock.Release(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
 // LoadCheckpoint implements agent.CheckpointStore.
 func (s *Store) LoadCheckpoint(ctx context.Context, table string) (*agent.Checkpoint, error) {

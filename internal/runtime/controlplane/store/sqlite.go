@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -20,6 +19,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/statedir"
 )
 
 // DBFile is the name of the database inside the data directory.
@@ -61,6 +61,7 @@ type SQLite struct {
 	db   *sql.DB
 	aead cipher.AEAD
 	dir  string
+	lock *statedir.Lock
 
 	// Now is the clock (UTC); tests replace it before use to move time without sleeping.
 	Now func() time.Time
@@ -71,26 +72,36 @@ var _ Store = (*SQLite)(nil)
 // OpenSQLite opens (creating when needed) the store in dir: DIR/control-plane.db and the secret key
 // DIR/secret.key. It refuses to start when the key file is readable by group or others, when the key is
 // missing but secrets exist, or when the key does not decrypt the stored secrets (naming the connector).
+//
+// The directory is this store's alone while it is open (statedir.Acquire): a second store on it, in this
+// process or another, is refused naming the holder's PID; Close lets it go. The directory must be 0700 and
+// its state files 0600 (checked at open, like the key).
 func OpenSQLite(dir string) (*SQLite, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil { //nolint:gosec // the data directory is the operator's choice
-		return nil, fmt.Errorf("creating the data directory: %w", err)
+	lock, err := statedir.Acquire(dir, "crmsync serve")
+	if err != nil {
+		return nil, err
 	}
 	path := filepath.Join(dir, DBFile)
+	if err := statedir.CheckPrivate(path, path+"-wal", path+"-shm"); err != nil {
+		_ = lock.Release()
+		return nil, err
+	}
 	// Create the file ourselves so it is 0600 from the start (SQLite would use the umask).
-	if f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600); err != nil { //nolint:gosec // inside the operator's data directory
-		return nil, fmt.Errorf("opening %s: %w", path, err)
-	} else if err := f.Close(); err != nil {
+	if err := statedir.CreatePrivate(path); err != nil {
+		_ = lock.Release()
 		return nil, err
 	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
+		_ = lock.Release()
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, dir: dir, Now: func() time.Time { return time.Now().UTC() }}
+	s := &SQLite{db: db, dir: dir, lock: lock, Now: func() time.Time { return time.Now().UTC() }}
 	if err := s.init(context.Background()); err != nil {
 		_ = db.Close()
+		_ = lock.Release()
 		return nil, err
 	}
 	return s, nil
@@ -143,8 +154,14 @@ func (s *SQLite) init(ctx context.Context) error {
 	return rows.Err()
 }
 
-// Close closes the database.
-func (s *SQLite) Close() error { return s.db.Close() }
+// Close closes the database and lets the data directory go.
+func (s *SQLite) Close() error {
+	err := s.db.Close()
+	if lerr := s.lock.Release(); err == nil {
+		err = lerr
+	}
+	return err
+}
 
 // tx runs fn in one transaction, committed when fn returns nil.
 func (s *SQLite) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {

@@ -338,3 +338,55 @@ func TestDeletingAConnectorRemovesWhatItOwnsButKeepsTheAudit(t *testing.T) {
 		}
 	}
 }
+
+// Finding 4 of issue 12: two `crmsync serve` on one --data-dir both ran (a resumed backup collided with the
+// running one, restores were marked failed under the first). The second open is refused naming the holder.
+func TestASecondOpenOfADataDirIsRefusedNamingTheHoldersPID(t *testing.T) {
+	dir := t.TempDir()
+	first := openStore(t, dir)
+	second, err := OpenSQLite(dir)
+	if err == nil {
+		second.Close()
+		first.Close()
+		t.Fatal("a second store opened on a data directory another one holds")
+	}
+	if want := fmt.Sprintf("pid %d", os.Getpid()); !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), dir) {
+		t.Errorf("the refusal %q does not name the directory and the holder (%s)", err, want)
+	}
+	if err := first.Close(); err != nil {
+		t.Fatal(err)
+	}
+	openStore(t, dir).Close()
+}
+
+// The database and its WAL are 0600 and the directory 0700, checked at start like secret.key: a file or
+// directory open to others is refused with the command that fixes it.
+func TestADataDirOpenToOthersIsRefusedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	s := openStore(t, dir)
+	if _, err := s.CreateConnector(t.Context(), spec("perm"), Secrets{SecretDataverseClientSecret: canary}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	db := filepath.Join(dir, DBFile)
+	if err := os.Chmod(db, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if s, err := OpenSQLite(dir); err == nil {
+		s.Close()
+		t.Fatal("control-plane.db readable by others was accepted")
+	} else if !strings.Contains(err.Error(), db) || !strings.Contains(err.Error(), "chmod") {
+		t.Errorf("the refusal %q does not name the file and the fix", err)
+	}
+	if err := os.Chmod(db, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// A directory its group may enter is narrowed to the owner (its files were private already).
+	if err := os.Chmod(dir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	openStore(t, dir).Close()
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("the data directory after a start: %v, %v; want mode 0700", fi.Mode(), err)
+	}
+}
