@@ -2,7 +2,6 @@ package salesforce
 
 import (
 	"context"
-	"encoding/csv"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -159,10 +158,10 @@ func (c *Client) QueryResults(ctx context.Context, jobID, locator string, maxRec
 	return page, nil
 }
 
-// readCSV reads a Bulk results page: a header row, then one row per record.
+// readCSV reads a Bulk results page: a header row, then one row per record. Values keep their bytes exactly
+// (csvReader).
 func readCSV(r io.Reader, fn func(Record) error) (int, error) {
-	cr := csv.NewReader(r)
-	cr.ReuseRecord = true
+	cr := newCSVReader(r)
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
 		return 0, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -158,15 +159,90 @@ func (c *schemaCodec) decodeBitmap(list []string) ([]string, error) {
 // a bound a corrupted or hostile payload claiming billions of elements exhausts the agent's memory.
 const maxEventArray = 1_000_000
 
-// eventAvro decodes payloads with that bound; strings and bytes keep the library's 1 MiB cap.
-var eventAvro = avro.Config{MaxSliceAllocSize: maxEventArray}.Freeze()
+// maxEventBytes bounds one string or bytes value of an event payload. The largest Salesforce text field (a
+// long or rich text area of 131,072 characters) takes at most 512 KiB in UTF-8.
+const maxEventBytes = 1 << 20
 
-// decode decodes one payload into a ChangeEvent, through the typed struct when the schema has one.
-func (c *schemaCodec) decode(payload []byte, types FieldTypes) (*ChangeEvent, error) {
+// eventAvro decodes every event payload (typed and generic decoders alike) with both bounds set.
+var eventAvro = avro.Config{MaxSliceAllocSize: maxEventArray, MaxByteSliceSize: maxEventBytes}.Freeze()
+
+// errMalformedPayload wraps every refusal of a payload the decoder could not make sense of.
+var errMalformedPayload = errors.New("malformed event payload")
+
+// decode decodes one payload into a ChangeEvent, through the typed struct when the schema has one. A payload
+// from the stream may be corrupted or hostile: it gives an error, never a panic (a panic would restart the
+// agent onto the same event, forever).
+func (c *schemaCodec) decode(payload []byte, types FieldTypes) (ev *ChangeEvent, err error) {
+	defer func() {
+		// The last line of defence: the Avro library trusts lengths read from the payload in places its
+		// limits do not cover (see checkLengths).
+		if p := recover(); p != nil {
+			ev, err = nil, fmt.Errorf("%w: the decoder failed on it: %v", errMalformedPayload, p)
+		}
+	}()
 	if c.typed != nil {
 		return c.decodeTyped(payload, types)
 	}
 	return c.decodeGeneric(payload, types)
+}
+
+// checkLengths refuses a decoded value holding a slice of negative length. The Avro library turns a
+// negative block count into its absolute value, and -2^63 stays negative: the array's MaxSliceAllocSize
+// check passes and the slice's length is set to it, so the first use of the slice panics.
+func checkLengths(v reflect.Value) error {
+	switch v.Kind() {
+	case reflect.Slice:
+		if v.Len() < 0 {
+			return fmt.Errorf("%w: an array claims %d elements", errMalformedPayload, v.Len())
+		}
+		if mayHoldSlice(v.Type().Elem()) {
+			for i := range v.Len() {
+				if err := checkLengths(v.Index(i)); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Pointer, reflect.Interface:
+		if !v.IsNil() {
+			return checkLengths(v.Elem())
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if mayHoldSlice(v.Type().Field(i).Type) {
+				if err := checkLengths(v.Field(i)); err != nil {
+					return err
+				}
+			}
+		}
+	case reflect.Map:
+		if mayHoldSlice(v.Type().Elem()) {
+			for it := v.MapRange(); it.Next(); {
+				if err := checkLengths(it.Value()); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// mayHoldSlice reports whether a value of type t can hold a slice (interfaces may hold anything).
+func mayHoldSlice(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Slice, reflect.Interface:
+		return true
+	case reflect.Pointer:
+		return mayHoldSlice(t.Elem())
+	case reflect.Map:
+		return mayHoldSlice(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if mayHoldSlice(t.Field(i).Type) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // decodeGeneric decodes one payload through generic maps.
@@ -174,6 +250,9 @@ func (c *schemaCodec) decodeGeneric(payload []byte, types FieldTypes) (*ChangeEv
 	var m map[string]any
 	if err := eventAvro.Unmarshal(c.schema, payload, &m); err != nil {
 		return nil, fmt.Errorf("decoding Avro payload: %w", err)
+	}
+	if err := checkLengths(reflect.ValueOf(m)); err != nil {
+		return nil, err
 	}
 	hdr, ok := m["ChangeEventHeader"].(map[string]any)
 	if !ok {

@@ -18,6 +18,9 @@ type typedCodec struct {
 	header int // index of ChangeEventHeader in typ
 	// hdr holds the index in the header struct of each header field the sync reads (-1 when absent).
 	hdr map[string]int
+	// sliced lists the top-level fields whose type can hold a slice: only those are checked for the
+	// negative lengths a malformed payload can leave (checkLengths), so the check costs little per event.
+	sliced []int
 }
 
 var errUntyped = errors.New("schema has no typed form")
@@ -43,6 +46,11 @@ func buildTyped(rec *avro.RecordSchema) (*typedCodec, error) {
 	}
 	if tc.header < 0 {
 		return nil, errors.New("event schema has no ChangeEventHeader")
+	}
+	for i := range t.NumField() {
+		if mayHoldSlice(t.Field(i).Type) {
+			tc.sliced = append(tc.sliced, i)
+		}
 	}
 	return tc, nil
 }
@@ -129,6 +137,11 @@ func (c *schemaCodec) decodeTyped(payload []byte, types FieldTypes) (*ChangeEven
 		return nil, fmt.Errorf("decoding Avro payload: %w", err)
 	}
 	e := v.Elem()
+	for _, i := range tc.sliced {
+		if err := checkLengths(e.Field(i)); err != nil {
+			return nil, err
+		}
+	}
 	h := e.Field(tc.header)
 	str := func(name string) string {
 		if i, ok := tc.hdr[name]; ok && h.Field(i).Kind() == reflect.String {
