@@ -107,6 +107,9 @@ func printReconcile(w io.Writer, st *api.ConnectorStatus) {
 		if r.Error != "" {
 			fmt.Fprintf(w, "  %s: %s\n", t.Table, r.Error)
 		}
+		if r.Unhealed > 0 {
+			fmt.Fprintf(w, "  %s: %d not healed: Dataverse refused the rewrite; the records are dead-lettered with the reason\n", t.Table, r.Unhealed)
+		}
 		for _, d := range r.Examples {
 			line := fmt.Sprintf("  %s: %s %s", t.Table, d.Kind, d.Key)
 			if d.RecordID != "" {

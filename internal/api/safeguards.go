@@ -191,8 +191,11 @@ type ReconcileResult struct {
 	Different int64 `json:"different"`
 	Extra     int64 `json:"extra"`
 	Kept      int64 `json:"kept"`
-	// Healed rows were re-fetched from Salesforce and written (or deleted, for extra ones).
+	// Healed rows were re-fetched from Salesforce and written (or deleted, for extra ones) and Dataverse
+	// accepted the write. Unhealed are differences whose rewrite Dataverse refused: those records are
+	// dead-lettered with the reason, and stay different.
 	Healed   int64                 `json:"healed"`
+	Unhealed int64                 `json:"unhealed,omitempty"`
 	Examples []ReconcileDifference `json:"examples,omitempty"`
 	// SalesforceCalls and DataverseCalls are the API calls the reconciliation used (healing included).
 	SalesforceCalls int64  `json:"salesforce_calls"`

@@ -104,14 +104,26 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 			ids[i] = e.RecordID
 		}
 		t.received.Add(int64(len(ids)))
-		if err := t.refetch(ctx, ids); err != nil {
+		out, err := t.refetch(ctx, ids)
+		if err != nil {
 			return fmt.Errorf("rewriting %d rows edited out of band: %w", len(ids), err)
 		}
-		for i := range edits {
-			edits[i].Repaired = true
+		// Only what Dataverse accepted is repaired; a refused rewrite is dead-lettered.
+		refused := map[string]bool{}
+		for _, id := range out.refused {
+			refused[to18(id)] = true
 		}
-		repaired = len(edits)
-		t.addRecovery(fmt.Sprintf("out-of-band edits: %d rows rewritten from Salesforce", repaired))
+		for i := range edits {
+			if !refused[to18(edits[i].RecordID)] {
+				edits[i].Repaired = true
+				repaired++
+			}
+		}
+		what := fmt.Sprintf("out-of-band edits: %d rows rewritten from Salesforce", repaired)
+		if out.deadLettered > 0 {
+			what += fmt.Sprintf(", %d refused by Dataverse (see the dead letters)", out.deadLettered)
+		}
+		t.addRecovery(what)
 	}
 	for _, e := range edits {
 		t.log.Warn("row edited out of band", "record", e.RecordID, "key", e.Key, "columns", strings.Join(e.Columns, ","),

@@ -238,7 +238,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 		go func() {
 			defer workerWG.Done()
 			for b := range batches {
-				if err := t.writeAll(ctx, b.ops); err != nil {
+				if _, err := t.writeAll(ctx, b.ops); err != nil {
 					// Its rows were counted as received but not written: the page is read again.
 					t.received.Add(-int64(len(b.ops)))
 					cancel(err)

@@ -74,7 +74,7 @@ func (t *table) reparentAfterMerges(ctx context.Context, deleted []string) error
 			}
 		}
 		child.received.Add(int64(len(ids)))
-		if err := child.refetch(ctx, ids); err != nil {
+		if _, err := child.refetch(ctx, ids); err != nil {
 			return err
 		}
 	}

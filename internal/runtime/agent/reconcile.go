@@ -85,10 +85,14 @@ func (g *safeguards) reconcile(ctx context.Context, t *table, trigger string, re
 		t.log.Warn("reconciliation failed", "err", err)
 	} else {
 		t.log.Info("reconciled", "match", res.Match, "source_rows", res.SourceRows, "destination_rows", res.DestinationRows,
-			"missing", res.Missing, "different", res.Different, "extra", res.Extra, "kept", res.Kept, "healed", res.Healed,
+			"missing", res.Missing, "different", res.Different, "extra", res.Extra, "kept", res.Kept, "healed", res.Healed, "unhealed", res.Unhealed,
 			"ranges", res.Ranges, "differing_ranges", res.DifferingRanges, "salesforce_calls", res.SalesforceCalls, "dataverse_requests", res.DataverseCalls)
 		if !res.Match {
-			t.addRecovery(fmt.Sprintf("reconciliation: %d missing, %d different, %d extra; %d healed", res.Missing, res.Different, res.Extra, res.Healed))
+			what := fmt.Sprintf("reconciliation: %d missing, %d different, %d extra; %d healed", res.Missing, res.Different, res.Extra, res.Healed)
+			if res.Unhealed > 0 {
+				what += fmt.Sprintf(", %d not healed (refused by Dataverse: see the dead letters)", res.Unhealed)
+			}
+			t.addRecovery(what)
 		}
 	}
 	g.setResult(ctx, t, res)
@@ -297,13 +301,16 @@ func (g *safeguards) reconcileInto(ctx context.Context, t *table, res *api.Recon
 	}
 	res.Match = res.Missing+res.Different+res.Extra == 0
 
-	// Heal.
+	// Heal. Only what Dataverse accepted counts as healed: a refused rewrite is dead-lettered with the reason
+	// and the row stays different.
 	if len(heal) > 0 {
 		t.received.Add(int64(len(heal)))
-		if err := t.refetch(ctx, heal); err != nil {
+		out, err := t.refetch(ctx, heal)
+		res.Healed += out.written
+		res.Unhealed += out.deadLettered
+		if err != nil {
 			return fmt.Errorf("re-fetching %d records: %w", len(heal), err)
 		}
-		res.Healed += int64(len(heal))
 	}
 	for _, key := range extras {
 		if err := t.a.dv.Delete(ctx, t.plan.EntitySet, key); err != nil && !dataverse.IsNotFound(err) {

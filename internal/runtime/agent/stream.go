@@ -249,7 +249,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver boo
 	cp := t.checkpoint()
 	if len(cp.RefetchIDs) > 0 {
 		t.received.Add(int64(len(cp.RefetchIDs)))
-		if err := t.refetch(ctx, cp.RefetchIDs); err != nil {
+		if _, err := t.refetch(ctx, cp.RefetchIDs); err != nil {
 			return err
 		}
 		if err := t.save(ctx, func(cp *Checkpoint) { cp.RefetchIDs = nil }); err != nil {
@@ -296,7 +296,7 @@ func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) 
 		if len(batch) == 0 {
 			return nil
 		}
-		err := t.writeAll(ctx, batch)
+		_, err := t.writeAll(ctx, batch)
 		batch = nil
 		return err
 	}
@@ -483,10 +483,10 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 			t.skipped.Add(st.changes - 1) // the re-read write stands for the last of them
 		}
 	}
-	if err := t.writeAll(ctx, ops); err != nil {
+	if _, err := t.writeAll(ctx, ops); err != nil {
 		return err
 	}
-	if err := t.refetch(ctx, refetchIDs); err != nil {
+	if _, err := t.refetch(ctx, refetchIDs); err != nil {
 		return err
 	}
 	var deleted []string
@@ -565,7 +565,7 @@ func (t *table) retryLookups(ctx context.Context) error {
 		ids[i] = d.RecordID
 	}
 	t.deadLettered.Add(-int64(len(ids)))
-	if err := t.refetch(ctx, ids); err != nil {
+	if _, err := t.refetch(ctx, ids); err != nil {
 		t.deadLettered.Add(int64(len(ids)))
 		return err
 	}

@@ -280,8 +280,7 @@ func (t *table) rowOp(ctx context.Context, rec map[string]any) (op, bool, error)
 	if err != nil {
 		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
 	}
-	deletedText, _ := rec["IsDeleted"].(string)
-	if deleted, _ := rec["IsDeleted"].(bool); deleted || deletedText == "true" {
+	if deletedRecord(rec) {
 		o, ok, err := t.deleteOp(id, key)
 		if !ok {
 			t.skipped.Add(1)
@@ -302,6 +301,13 @@ func (t *table) rowOp(ctx context.Context, rec map[string]any) (op, bool, error)
 		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
 	}
 	return op{kind: opUpsert, recordID: id, key: key, body: body, changes: 1}, true, nil
+}
+
+// deletedRecord reports whether a record read from Salesforce is deleted (IsDeleted true in JSON or CSV).
+func deletedRecord(rec map[string]any) bool {
+	deletedText, _ := rec["IsDeleted"].(string)
+	deleted, _ := rec["IsDeleted"].(bool)
+	return deleted || deletedText == "true"
 }
 
 var scratchRows = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
@@ -327,40 +333,48 @@ func (t *table) deadLetterMapping(ctx context.Context, id, operation string, err
 }
 
 // writeAll writes ops until Dataverse accepts them or ctx ends: table-level failures are retried with
-// backoff (throttling is already handled inside the client), so nothing is ever dropped.
-func (t *table) writeAll(ctx context.Context, ops []op) error {
+// backoff (throttling is already handled inside the client), so nothing is ever dropped. It returns what
+// the writes did, per change: written, dead-lettered (refused by Dataverse) or skipped.
+func (t *table) writeAll(ctx context.Context, ops []op) (outcome, error) {
 	for attempt := 1; ; attempt++ {
 		out, err := t.w.write(ctx, ops)
 		if err == nil {
 			t.tally(out)
 			if len(out.missing) > 0 {
 				// Updates of rows that are not in Dataverse: write the whole record instead.
-				return t.refetch(ctx, out.missing)
+				missing := out.missing
+				out.missing = nil
+				more, err := t.refetch(ctx, missing)
+				out.add(more)
+				return out, err
 			}
-			return nil
+			return out, nil
 		}
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return outcome{}, ctx.Err()
 		}
 		var te *tableError
 		if !errors.As(err, &te) {
-			return err
+			return outcome{}, err
 		}
 		t.recordError(err)
 		t.log.Warn("write failed, retrying", "err", err, "attempt", attempt)
 		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
-			return err
+			return outcome{}, err
 		}
 	}
 }
 
 // refetch re-reads records from Salesforce (deleted ones included) and writes their current state: an
 // upsert, or a delete for records deleted or gone. It is how gap events, undeletes, events that arrived
-// during a load and updates of missing rows are settled.
-func (t *table) refetch(ctx context.Context, ids []string) error {
+// during a load and updates of missing rows are settled. The outcome counts one change per record: written
+// (Dataverse accepted it), dead-lettered (refused, or not convertible) or skipped (a deletion the table
+// ignores).
+func (t *table) refetch(ctx context.Context, ids []string) (outcome, error) {
 	if len(ids) == 0 {
-		return nil
+		return outcome{}, nil
 	}
+	var out outcome
 	seen := map[string]bool{}
 	var ops []op
 	err := t.a.sf.Retrieve(ctx, t.cfg.SourceTable, t.plan.SourceFields(), ids, func(r salesforce.Record) error {
@@ -375,13 +389,20 @@ func (t *table) refetch(ctx context.Context, ids []string) error {
 		if err != nil {
 			return err
 		}
-		if ok {
+		_, keyErr := t.plan.Key(id)
+		switch {
+		case ok:
 			ops = append(ops, o)
+		case deletedRecord(r) && keyErr == nil:
+			out.skipped++ // a deletion the table ignores
+		default:
+			out.deadLettered++ // the mapping cannot convert it
+			out.refused = append(out.refused, id)
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return out, err
 	}
 	for _, id := range ids {
 		if seen[id] || seen[to18(id)] {
@@ -396,9 +417,12 @@ func (t *table) refetch(ctx context.Context, ids []string) error {
 			ops = append(ops, o)
 		} else {
 			t.skipped.Add(1)
+			out.skipped++
 		}
 	}
-	return t.writeAll(ctx, ops)
+	wrote, err := t.writeAll(ctx, ops)
+	out.add(wrote)
+	return out, err
 }
 
 func (t *table) remember(id string, modstamp time.Time) {

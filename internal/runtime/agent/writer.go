@@ -38,6 +38,8 @@ type outcome struct {
 	written, deadLettered, skipped int64
 	// missing are records whose update found no row: the caller re-reads them from Salesforce and upserts.
 	missing []string
+	// refused are the records dead-lettered (Salesforce Ids).
+	refused []string
 }
 
 func (o *outcome) add(p outcome) {
@@ -45,6 +47,7 @@ func (o *outcome) add(p outcome) {
 	o.deadLettered += p.deadLettered
 	o.skipped += p.skipped
 	o.missing = append(o.missing, p.missing...)
+	o.refused = append(o.refused, p.refused...)
 }
 
 // errTableLevel marks failures that concern the table, not a record (missing privileges, auth, an outage
@@ -235,7 +238,7 @@ func (w *writer) settle(ctx context.Context, kind opKind, o op, err error) (outc
 	if derr := w.dead.AddDeadLetters(ctx, []DeadLetter{dl}); derr != nil {
 		return outcome{}, &tableError{fmt.Errorf("storing a dead letter: %w", derr)}
 	}
-	return outcome{deadLettered: o.changes}, nil
+	return outcome{deadLettered: o.changes, refused: []string{o.recordID}}, nil
 }
 
 // CodeLookupMissing is the dead-letter code of a record whose lookup target is not in Dataverse (yet).
