@@ -295,6 +295,9 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 			if t.Reason != "" {
 				fmt.Fprintf(w, "  %s: %s\n", t.Table, t.Reason)
 			}
+			for _, o := range t.Owed {
+				fmt.Fprintf(w, "  %s owes %s\n", t.Table, o)
+			}
 			for _, r := range t.Recoveries {
 				fmt.Fprintf(w, "  %s recovery: %s\n", t.Table, r)
 			}
@@ -313,7 +316,8 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 			if e.Table != "" {
 				where = e.Table + ": "
 			}
-			fmt.Fprintf(w, "  %s (%s ago) %s%s\n", e.At.Local().Format("2006-01-02 15:04:05"), ago(now, e.At), where, oneLine(e.Message, 160))
+			// Whole: a cut message can lose what matters (a refused write names the missing privilege at its end).
+			fmt.Fprintf(w, "  %s (%s ago) %s%s\n", e.At.Local().Format("2006-01-02 15:04:05"), ago(now, e.At), where, oneLine(e.Message, 4096))
 		}
 	}
 }

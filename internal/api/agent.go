@@ -43,8 +43,45 @@ type Checkpoint struct {
 	LastReconcile *ReconcileResult `json:"last_reconcile,omitempty"`
 	// Recoveries are the table's most recent recoveries (up to 20, each "<time> <what>"), kept across
 	// agent restarts so status still names a re-sync after the process that started it is gone.
-	Recoveries []string  `json:"recoveries,omitempty"`
-	UpdatedAt  time.Time `json:"updated_at"`
+	Recoveries []string `json:"recoveries,omitempty"`
+	// LoadMappingHash is the MappingHash of the mapping the running load (LoadJobID) writes with: a load is
+	// resumed only by an agent with that same mapping, never by one whose columns differ (its job's query
+	// would lack them, and the pages already written hold the other mapping's values).
+	LoadMappingHash string `json:"load_mapping_hash,omitempty"`
+	// Intents is what the table still owes (see Intent). They are stored before the work starts and removed
+	// only when it is done; a new revision, a restart or a restore adds to them, never drops them.
+	Intents []Intent `json:"intents,omitempty"`
+	// IntentSeq is the highest Intent.Seq the agent has taken in (intents the control plane adds carry a
+	// sequence number, so the store keeps those an agent has not seen yet when the agent saves).
+	IntentSeq int64     `json:"intent_seq,omitempty"`
+	UpdatedAt time.Time `json:"updated_at"`
+}
+
+// Kinds of Intent.
+const (
+	// IntentLoad owes a load of the whole table with the current mapping (the initial load, a re-sync).
+	IntentLoad = "load"
+	// IntentReconcile owes a reconciliation once the table streams.
+	IntentReconcile = "reconcile"
+	// IntentCatchUp owes a catch-up on the rows modified since Since (folded into Checkpoint.CatchUpSince).
+	IntentCatchUp = "catch_up"
+	// IntentDeletes owes the deletions made since Since (folded into Checkpoint.DeletesSince).
+	IntentDeletes = "deletes"
+)
+
+// Intent is one piece of work a table owes.
+type Intent struct {
+	Kind   string `json:"kind"`
+	Reason string `json:"reason"`
+	// Columns of a load: the destination columns whose values may differ from Salesforce under the current
+	// mapping (added or re-pointed columns, including those of a revision that was reverted); empty for a
+	// load owed for every column (the initial load, a restore, an expired replay ID).
+	Columns []string `json:"columns,omitempty"`
+	// Since is the start of a catch-up or of the deletions to apply.
+	Since time.Time `json:"since,omitzero"`
+	At    time.Time `json:"at"`
+	// Seq numbers the intents the control plane adds (a restore); 0 for the agent's own.
+	Seq int64 `json:"seq,omitempty"`
 }
 
 // DeadLetter is a record Dataverse refused (or that could not be mapped).
@@ -89,6 +126,8 @@ type TableStatus struct {
 	OutOfBand *OutOfBandStatus `json:"out_of_band,omitempty"`
 	// Reconcile is the last reconciliation of the table (nil when none ran yet).
 	Reconcile *ReconcileResult `json:"reconcile,omitempty"`
+	// Owed lists what the table still owes (its checkpoint's intents and pending catch-ups), with why.
+	Owed []string `json:"owed,omitempty"`
 }
 
 // Latency is a summary of recent end-to-end change latencies, in seconds.

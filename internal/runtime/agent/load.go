@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
 
@@ -75,8 +76,10 @@ func (t *table) load(ctx context.Context) error {
 			}
 		}
 		cp.Phase, cp.LoadReason = PhaseStreaming, ""
-		cp.LoadJobID, cp.LoadLocator = "", ""
+		cp.LoadJobID, cp.LoadLocator, cp.LoadMappingHash = "", "", ""
 		cp.MappingHash, cp.MappingColumns = t.hash, t.columns
+		// Every column of the current mapping is loaded: the owed loads are done.
+		cp.Intents = withoutIntents(cp.Intents, api.IntentLoad)
 	})
 	if err != nil {
 		return err
@@ -175,6 +178,7 @@ func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 	}
 	if err := t.save(ctx, func(cp *Checkpoint) {
 		cp.LoadJobID, cp.LoadLocator, cp.LoadDone, cp.LoadTotal, cp.LoadStartedAt = job.ID, "", 0, 0, started
+		cp.LoadMappingHash = t.hash
 	}); err != nil {
 		return nil, err
 	}

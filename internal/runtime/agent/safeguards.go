@@ -171,6 +171,10 @@ func (g *safeguards) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
+			if hasIntent(t.checkpoint().Intents, api.IntentReconcile) {
+				g.owedReconcile(ctx, t)
+				continue
+			}
 			if oobEvery > 0 && now.Sub(lastOOB[t]) >= oobEvery {
 				lastOOB[t] = now
 				if err := g.checkOutOfBand(ctx, t); err != nil && ctx.Err() == nil {
@@ -181,6 +185,18 @@ func (g *safeguards) run(ctx context.Context) {
 				g.reconcile(ctx, t, api.ReconcileScheduled, 0)
 			}
 		}
+	}
+}
+
+// owedReconcile runs the reconciliation a table owes (after a restore) and, once one finished, removes the
+// intent: a failed one is tried again at the next tick.
+func (g *safeguards) owedReconcile(ctx context.Context, t *table) {
+	res := g.reconcile(ctx, t, api.ReconcileRequested, 0)
+	if res.Error != "" || ctx.Err() != nil {
+		return
+	}
+	if err := t.save(ctx, func(cp *Checkpoint) { cp.Intents = withoutIntents(cp.Intents, api.IntentReconcile) }); err != nil && ctx.Err() == nil {
+		t.log.Warn("storing the finished reconciliation", "err", err)
 	}
 }
 

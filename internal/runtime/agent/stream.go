@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
@@ -228,9 +229,16 @@ func (t *table) streamFailed(ctx context.Context, err error) error {
 	case errors.Is(err, salesforce.ErrReplayInvalid):
 		t.addRecovery("replay ID rejected (" + err.Error() + "): full re-sync")
 		return t.save(ctx, func(cp *Checkpoint) {
+			// The full re-sync covers a pending catch-up and the records to re-read; what else is owed stays.
 			deletesSince := cp.UpdatedAt.Add(-catchUpMargin)
-			*cp = Checkpoint{Table: cp.Table, Phase: PhaseResync, LoadReason: "replay ID expired or rejected: full re-sync",
-				DeletesSince: deletesSince, MappingHash: cp.MappingHash, MappingColumns: cp.MappingColumns, Recoveries: cp.Recoveries}
+			if !cp.DeletesSince.IsZero() && cp.DeletesSince.Before(deletesSince) {
+				deletesSince = cp.DeletesSince
+			}
+			const reason = "replay ID expired or rejected: full re-sync"
+			*cp = Checkpoint{Table: cp.Table, Phase: PhaseResync, LoadReason: reason, DeletesSince: deletesSince,
+				MappingHash: cp.MappingHash, MappingColumns: cp.MappingColumns, Recoveries: cp.Recoveries, LoadMappingHash: t.hash,
+				Intents: mergeLoad(cp.Intents, api.Intent{Kind: api.IntentLoad, Reason: reason, At: time.Now().UTC()}), IntentSeq: cp.IntentSeq,
+				OutOfBandSince: cp.OutOfBandSince, LastReconcile: cp.LastReconcile}
 		})
 	case errors.Is(err, salesforce.ErrPositionLost):
 		t.addRecovery("stream position lost: incremental catch-up")

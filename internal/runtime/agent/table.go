@@ -129,6 +129,7 @@ func (t *table) status() TableStatus {
 	if len(cp.ReplayID) > 0 {
 		s.ReplayAt, s.Position = cp.UpdatedAt, salesforce.ReplayUint(cp.ReplayID)
 	}
+	s.Owed = owedList(cp)
 	if !t.oldestPending.IsZero() {
 		s.LagSeconds = max(0, time.Since(t.oldestPending).Seconds())
 	}
@@ -178,40 +179,55 @@ func (t *table) checkpoint() Checkpoint {
 // run drives the table until ctx ends: it resumes from the stored checkpoint and retries failures with
 // backoff, never dropping changes.
 func (t *table) run(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		err := t.begin(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		t.recordError(err)
+		t.log.Error("cannot read or store the table's checkpoint; retrying", "err", err, "attempt", attempt)
+		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
+			return err
+		}
+	}
+	return t.loop(ctx)
+}
+
+// begin loads the stored checkpoint, merges what the table owes with what the current mapping needs, and
+// stores the result before any work starts.
+func (t *table) begin(ctx context.Context) error {
 	cp, err := t.a.stores.Checkpoints.LoadCheckpoint(ctx, t.cfg.SourceTable)
 	if err != nil {
 		return fmt.Errorf("loading the checkpoint of %s: %w", t.cfg.SourceTable, err)
 	}
 	// The checkpoint is built aside and set under cpMu: Status reads it from other goroutines.
-	var c Checkpoint
-	var resynced []string
-	if cp == nil {
-		c = Checkpoint{Table: t.cfg.SourceTable, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: t.hash, MappingColumns: t.columns}
-	} else {
-		c = *cp
+	c, notes := t.planCheckpoint(cp, time.Now().UTC())
+	if cp != nil {
 		t.stMu.Lock()
 		t.recoveries = slices.Clone(cp.Recoveries)
 		t.stMu.Unlock()
-		if c.Phase == PhaseStreaming && c.MappingHash != t.hash {
-			if added := t.addedColumns(cp); len(added) > 0 {
-				// Added or changed columns: existing rows need the new values, so the table is re-synced
-				// while the stored stream position keeps every change made meanwhile.
-				c.Phase, c.LoadReason = PhaseResync, "mapping changed: added "+strings.Join(added, ", ")
-				c.LoadJobID, c.LoadLocator, c.LoadDone = "", "", 0
-				resynced = added
-			}
-			c.MappingHash, c.MappingColumns = t.hash, t.columns
-		}
 	}
 	t.cpMu.Lock()
 	t.cp = c
 	t.cpMu.Unlock()
-	if resynced != nil {
-		t.addRecovery("mapping change re-sync (" + strings.Join(resynced, ", ") + ")")
+	for _, n := range notes {
+		t.addRecovery(n)
+	}
+	// What the table owes is stored before any of it starts.
+	if err := t.save(ctx, func(*Checkpoint) {}); err != nil {
+		return fmt.Errorf("storing the checkpoint of %s: %w", t.cfg.SourceTable, err)
 	}
 	if c.Phase == PhaseStreaming {
 		t.markLoaded()
 	}
+	return nil
+}
+
+// loop runs the table's phases until ctx ends, retrying failures with backoff.
+func (t *table) loop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
 		var err error

@@ -144,6 +144,7 @@ func validateCheckpoint(cp *api.Checkpoint) error {
 		{"load_job_id", cp.LoadJobID, 128},
 		{"load_locator", cp.LoadLocator, 1024},
 		{"mapping_hash", cp.MappingHash, 128},
+		{"load_mapping_hash", cp.LoadMappingHash, 128},
 	} {
 		if err := text(c.field, c.v, c.max, false); err != nil {
 			return err
@@ -166,8 +167,33 @@ func validateCheckpoint(cp *api.Checkpoint) error {
 			return err
 		}
 	}
+	if len(cp.Intents) > maxIntents {
+		return invalid("intents", "intents has %d entries; the limit is %d", len(cp.Intents), maxIntents)
+	}
+	for i := range cp.Intents {
+		in := &cp.Intents[i]
+		field := "intents[" + strconv.Itoa(i) + "]"
+		switch in.Kind {
+		case api.IntentLoad, api.IntentReconcile, api.IntentCatchUp, api.IntentDeletes:
+		default:
+			return invalid(field+".kind", "%s.kind %q is not load, reconcile, catch_up or deletes", field, truncate(in.Kind, 40))
+		}
+		in.Reason = clip(in.Reason)
+		if len(in.Columns) > maxColumns {
+			return invalid(field+".columns", "%s.columns has %d entries; the limit is %d", field, len(in.Columns), maxColumns)
+		}
+		for j, c := range in.Columns {
+			if err := text(field+".columns["+strconv.Itoa(j)+"]", c, maxColumnName, false); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
+
+// maxIntents bounds a checkpoint's intents: an agent merges its own into one per kind, and a restore adds
+// three.
+const maxIntents = 64
 
 func (s *Server) addDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, store.PrefixLease)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
@@ -247,6 +248,9 @@ func (s *SQLite) CreateRestore(ctx context.Context, r api.Restore, actor string)
 			r.ID, r.BackupID, r.ConnectorID, r.State, string(data), nanos(now), nanos(now)); err != nil {
 			return err
 		}
+		if err := s.owedAfterRestore(ctx, tx, r, now); err != nil {
+			return err
+		}
 		return s.audit(ctx, tx, actor, "backup.restore", r.ConnectorID, 0, map[string]any{"restore_id": r.ID, "backup_id": r.BackupID, "delete_created": r.DeleteCreated})
 	})
 	return r, err
@@ -350,4 +354,36 @@ func backupGate(ctx context.Context, tx *sql.Tx, connectorID string) error {
 	}
 	return fmt.Errorf("%w: connector %s is backing up its destination tables before the first sync (backup %s, %s, %d rows so far); the agent starts when it is complete",
 		ErrConflict, connectorID, b.ID, b.State, b.Rows)
+}
+
+// restoreDeletesMargin widens the deletions a restore owes backwards, as the agent's catch-ups are widened.
+const restoreDeletesMargin = 2 * time.Minute
+
+// owedAfterRestore records, before the restore writes anything, what every restored table owes once the
+// connector is active again: the restore put rows back to the backup's state (and may have deleted every
+// synced row), so the checkpoints no longer describe Dataverse. Each table owes a full re-sync, the
+// deletions made in Salesforce since the backup (rows the restore brought back of records deleted since), and
+// a reconciliation that proves the result (and removes rows of records purged meanwhile).
+func (s *SQLite) owedAfterRestore(ctx context.Context, tx *sql.Tx, r api.Restore, now time.Time) error {
+	b, err := scanJSON[api.Backup](tx.QueryRowContext(ctx, `SELECT data FROM backups WHERE id = ?`, r.BackupID), "backup")
+	if errors.Is(err, sql.ErrNoRows) {
+		return notFound("backup", r.BackupID)
+	}
+	if err != nil {
+		return err
+	}
+	why := fmt.Sprintf("restored from backup %s (taken %s) by restore %s", b.ID, b.CreatedAt.UTC().Format(time.RFC3339), r.ID)
+	for _, t := range b.Tables {
+		if t.SourceTable == "" {
+			continue
+		}
+		err := s.addIntents(ctx, tx, r.ConnectorID, t.SourceTable,
+			api.Intent{Kind: api.IntentLoad, Reason: why + ": full re-sync", At: now},
+			api.Intent{Kind: api.IntentDeletes, Reason: why + ": deletions since the backup", Since: b.CreatedAt.Add(-restoreDeletesMargin), At: now},
+			api.Intent{Kind: api.IntentReconcile, Reason: why + ": reconciliation", At: now})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }

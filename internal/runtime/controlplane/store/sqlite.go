@@ -1091,14 +1091,75 @@ func (s *SQLite) SaveCheckpoint(ctx context.Context, leaseID string, cp api.Chec
 		if err != nil {
 			return err
 		}
-		b, err := json.Marshal(cp)
+		// Intents the control plane added that this agent has not taken in yet (a restore while it drained)
+		// stay: an agent removes only what it has seen.
+		stored, err := s.storedCheckpoint(ctx, tx, l.ConnectorID, cp.Table)
 		if err != nil {
 			return err
 		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO checkpoints (connector_id, tbl, data, updated_at) VALUES (?, ?, ?, ?)
-ON CONFLICT (connector_id, tbl) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`, l.ConnectorID, cp.Table, string(b), nanos(s.Now()))
-		return err
+		if stored != nil {
+			cp.Intents = unseenIntents(stored.Intents, cp)
+		}
+		return s.putCheckpoint(ctx, tx, l.ConnectorID, cp)
 	})
+}
+
+// unseenIntents returns cp's intents plus those of stored that the control plane added after cp's agent
+// last took intents in.
+func unseenIntents(stored []api.Intent, cp api.Checkpoint) []api.Intent {
+	out := cp.Intents
+	for _, in := range stored {
+		if in.Seq > cp.IntentSeq && !slices.ContainsFunc(out, func(x api.Intent) bool { return x.Seq == in.Seq }) {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+func (s *SQLite) storedCheckpoint(ctx context.Context, tx *sql.Tx, connectorID, table string) (*api.Checkpoint, error) {
+	var b string
+	err := tx.QueryRowContext(ctx, `SELECT data FROM checkpoints WHERE connector_id = ? AND tbl = ?`, connectorID, table).Scan(&b)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var cp api.Checkpoint
+	if err := json.Unmarshal([]byte(b), &cp); err != nil {
+		return nil, fmt.Errorf("checkpoint of %s: %w", table, err)
+	}
+	return &cp, nil
+}
+
+func (s *SQLite) putCheckpoint(ctx context.Context, tx *sql.Tx, connectorID string, cp api.Checkpoint) error {
+	b, err := json.Marshal(cp)
+	if err != nil {
+		return err
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO checkpoints (connector_id, tbl, data, updated_at) VALUES (?, ?, ?, ?)
+ON CONFLICT (connector_id, tbl) DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at`, connectorID, cp.Table, string(b), nanos(s.Now()))
+	return err
+}
+
+// addIntents records work a table owes in its checkpoint, numbered after every intent the table has seen
+// (api.Checkpoint.IntentSeq); the next agent takes them in when it starts. A table without a checkpoint owes
+// its initial load, which covers everything: it is left alone.
+func (s *SQLite) addIntents(ctx context.Context, tx *sql.Tx, connectorID, table string, intents ...api.Intent) error {
+	cp, err := s.storedCheckpoint(ctx, tx, connectorID, table)
+	if err != nil || cp == nil {
+		return err
+	}
+	seq := cp.IntentSeq
+	for _, in := range cp.Intents {
+		seq = max(seq, in.Seq)
+	}
+	for _, in := range intents {
+		seq++
+		in.Seq = seq
+		cp.Intents = append(cp.Intents, in)
+	}
+	return s.putCheckpoint(ctx, tx, connectorID, *cp)
 }
 
 // ListCheckpoints implements Store.

@@ -1,0 +1,52 @@
+package agent_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+// TestARevertedMappingChangeNeverResumesTheOldRevisionsLoad: a mapping change (fax ← MobilePhone,
+// jobtitle ← Title) starts a re-sync that Dataverse refuses (the team lost its write privilege); the
+// privilege comes back and the change is reverted. The reverted revision must reload the table with its own
+// columns. Regression: it resumed the previous revision's Bulk job, whose query has no Fax, and wrote
+// fax = null over every contact that has one.
+func TestARevertedMappingChangeNeverResumesTheOldRevisionsLoad(t *testing.T) {
+	e := newEnv(t, 200, 20)
+	e.cfg.Tuning.OutOfBandInterval = agent.Duration(-1)
+	e.cfg.Tuning.ReconcileInterval = agent.Duration(-1)
+	r1 := e.cfg.Tables
+	state := t.TempDir()
+	r := e.start(t, state)
+	e.settle(t, r, time.Minute)
+	r.stop()
+
+	// Revision 2, while the team cannot write contacts.
+	team := e.sb.Info.Dataverse.TeamID
+	if err := e.sb.Dataverse.RevokeTeamPrivileges(team, "prvWriteContact"); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Tables = []mapping.TableConfig{r1[0], {SourceTable: "Contact", UsePredefined: true,
+		Columns: map[string]mapping.ColumnOverride{"fax": {Source: "MobilePhone"}, "jobtitle": {Source: "Title"}}}}
+	e.cfg.Revision = 2
+	r = e.start(t, state)
+	waitFor(t, time.Minute, "the re-sync to start and be refused", func() bool {
+		cp, err := r.store.LoadCheckpoint(t.Context(), "Contact")
+		ts := tableStatus(r.a.Status(), "Contact")
+		return err == nil && cp != nil && cp.LoadJobID != "" && strings.Contains(ts.LastError, "prvWriteContact")
+	})
+	r.stop()
+
+	// The privilege is back and the change reverted: revision 3 has revision 1's mapping.
+	if err := e.sb.Dataverse.GrantTeamPrivileges(team, "", "prvWriteContact"); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.Tables, e.cfg.Revision = r1, 3
+	r = e.start(t, state)
+	e.settle(t, r, time.Minute)
+	e.compareAll(t, nil)
+	reconciled(t, r.a.Status())
+}
