@@ -35,5 +35,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newStatusCommand())
 	root.AddCommand(newBackupCommand())
 	root.AddCommand(newReconcileCommand())
+	root.AddCommand(newPlanSummaryCommand())
 	return root
 }

@@ -32,9 +32,18 @@ import (
 // accToken is the API token of the test control planes (generated per process, never a real secret).
 var accToken = fmt.Sprintf("acc-%d-%d", os.Getpid(), time.Now().UnixNano())
 
-// providerAddress is the provider's registry address; acceptance tests run with
-// TF_ACC_PROVIDER_NAMESPACE=crmsync so Terraform resolves "crmsync" to it.
-const providerAddress = "registry.terraform.io/crmsync/crmsync"
+// providerAddress is the provider's registry address as the CLI under test resolves `source = "crmsync/crmsync"`:
+// registry.terraform.io for Terraform, registry.opentofu.org for OpenTofu (TF_ACC_PROVIDER_HOST, which
+// terraform-plugin-testing reads too). Acceptance tests run with TF_ACC_PROVIDER_NAMESPACE=crmsync so the
+// bare name "crmsync" resolves to it.
+var providerAddress = providerHost() + "/crmsync/crmsync"
+
+func providerHost() string {
+	if h := os.Getenv("TF_ACC_PROVIDER_HOST"); h != "" {
+		return h
+	}
+	return "registry.terraform.io"
+}
 
 // protoV6ProviderFactories serve the provider in-process to the acceptance tests' Terraform.
 var protoV6ProviderFactories = map[string]func() (tfprotov6.ProviderServer, error){

@@ -146,6 +146,11 @@ func (e *syncEnv) sandboxJSON() string { return filepath.Join(e.sbDir, "sandbox.
 
 // connectorHCL is a crmsync_connector "sandbox" for this sandbox, as the quickstart declares it.
 func (e *syncEnv) connectorHCL(name, teamID string) string {
+	return e.connectorHCLWith(name, teamID, fmt.Sprintf("client_secret   = %q", e.sb.Info.Dataverse.ClientSecret))
+}
+
+// connectorHCLWith is connectorHCL with another Dataverse credential argument (a reference, a write-only secret).
+func (e *syncEnv) connectorHCLWith(name, teamID, dataverseCredential string) string {
 	sf, dv := e.sb.Info.Salesforce, e.sb.Info.Dataverse
 	return fmt.Sprintf(`
 resource "crmsync_connector" "sandbox" {
@@ -167,12 +172,12 @@ resource "crmsync_connector" "sandbox" {
     authority_url   = %q
     tenant_id       = %q
     client_id       = %q
-    client_secret   = %q
+    %s
     ca_file         = %q
   }
 }
 `, name, teamID, sf.LoginURL, sf.InstanceURL, sf.APIVersion, sf.PubSubAddr, sf.ClientID, sf.Username, sf.PrivateKeyFile, sf.CAFile,
-		dv.EnvironmentURL, dv.AuthorityURL, dv.TenantID, dv.ClientID, dv.ClientSecret, dv.CAFile)
+		dv.EnvironmentURL, dv.AuthorityURL, dv.TenantID, dv.ClientID, dataverseCredential, dv.CAFile)
 }
 
 // status reads a connector's status by name.

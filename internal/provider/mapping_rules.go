@@ -2,7 +2,6 @@ package provider
 
 import (
 	"fmt"
-	"math"
 	"sort"
 	"strings"
 
@@ -183,11 +182,6 @@ func effectiveFromAPI(cols []api.EffectiveColumn) []effectiveColumn {
 	return out
 }
 
-// Load cost model for the estimate in plan warnings: the agent reads a table with one Bulk API 2.0 query job
-// (create, a few status polls, one results call per page of api.DefaultPageSize records, plus describe and
-// count) and writes api.DefaultBatchSize rows per Dataverse request.
-const loadFixedSalesforceCalls = 4
-
 // estimate describes the cost of (re-)syncing records of a table, for plan warnings.
 type estimate struct {
 	Records *int64 // nil when unknown
@@ -202,8 +196,7 @@ func (e estimate) String() string {
 		return "the record count could not be estimated: " + e.Why
 	}
 	n := *e.Records
-	sf := loadFixedSalesforceCalls + int64(math.Ceil(float64(n)/float64(api.DefaultPageSize)))
-	dv := int64(math.Ceil(float64(n) / float64(api.DefaultBatchSize)))
+	sf, dv := api.LoadCost(n)
 	return fmt.Sprintf("about %d records: roughly %d Salesforce API calls and %d Dataverse requests", n, sf, dv)
 }
 
