@@ -451,6 +451,11 @@ resource "crmsync_activation" "sandbox" {
 	}
 	// Long after, the agent is stuck: the plan updates the activation.
 	env.clock.Advance(5 * time.Minute)
+	// The 5 minutes also outlive the agent's 3 s lease: until its next heartbeat renews it, status says the agent
+	// stopped heartbeating (deploying) rather than stuck. Plan once status has seen the renewed lease.
+	waitFor(t, 30*time.Second, "the stuck agent to show in status", func() bool {
+		return strings.Contains(env.statusOf(t, "acc-unhealthy").Reason, "stuck on revision")
+	})
 	run := w.Plan(cfg("mobilephone"))
 	if !run.Changes || !run.Has("warning", "The connector's agent is not healthy", "stuck on revision") {
 		t.Fatalf("a stuck agent is not in the plan (changes %v): %v", run.Changes, run.Diagnostics)
