@@ -176,6 +176,9 @@ const (
 	StateStreaming   = "streaming"
 	StateResyncing   = "resyncing"
 	StateFailed      = "failed"
+	// StateDegraded: some tables failed on an error that needs a person (a missing privilege, refused
+	// credentials, an unknown table or column) while the others sync; the reason names each.
+	StateDegraded = "degraded"
 	// StateBackingUp: active, and the backup of the first activation runs; the agent is deployed after it.
 	StateBackingUp = "backing_up"
 )

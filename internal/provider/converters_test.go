@@ -233,6 +233,8 @@ func TestAssessHealth(t *testing.T) {
 		{api.ConnectorStatus{State: api.StateStreaming, Agent: &api.AgentInfo{}}, &long, healthy},
 		{api.ConnectorStatus{State: api.StateDeploying, Agent: &api.AgentInfo{}, DeployedRevision: 3, LatestRevision: 4, Reason: "rolling to revision 4"}, &long, healthy},
 		{api.ConnectorStatus{State: api.StateFailed, Reason: "agent stuck on revision 3 of 4"}, &long, "the agent failed: agent stuck on revision 3 of 4"},
+		{api.ConnectorStatus{State: api.StateDegraded, Agent: &api.AgentInfo{}, Reason: "Contact: Dataverse refuses the writes: missing privilege prvWriteContact on contact"}, &long,
+			"the agent is degraded (some tables failed): Contact: Dataverse refuses the writes: missing privilege prvWriteContact on contact"},
 		{api.ConnectorStatus{State: api.StateDeploying}, &recent, healthy},
 		{api.ConnectorStatus{State: api.StateDeploying}, &long, "no agent has taken the connector since its activation 1h0m0s ago"},
 	}

@@ -201,7 +201,9 @@ func (d *syncStatusDataSource) Schema(_ context.Context, _ datasource.SchemaRequ
 			"name":         computed("Connector name."),
 			"active":       schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether the connector is activated."},
 			"state": computed("`inactive`, `backing_up` (the first activation's backup runs; the agent is deployed after it), " +
-				"`deploying`, `initial_load`, `streaming`, `resyncing` or `failed`; `streaming` is the steady state."),
+				"`deploying`, `initial_load`, `streaming`, `resyncing`, `degraded` (some tables failed on an error that needs a person, " +
+				"such as a missing privilege, while the others sync) or `failed`; `streaming` is the steady state. A permanent error " +
+				"shows within 30 seconds, with the whole reason in `reason`, and clears by itself once it is fixed."),
 			"reason":            computed("Why the connector is in its state, when it says (for example the failure, or a stuck rollout)."),
 			"latest_revision":   num("The connector's latest configuration revision."),
 			"deployed_revision": num("The revision the running agent runs (0 when none runs); behind `latest_revision` during a rollout."),

@@ -107,7 +107,7 @@ func (r *activationResource) Schema(ctx context.Context, _ resource.SchemaReques
 			"`wait_for = \"initial_load\"`, until every table finished its initial load), logging " +
 			"progress. Destroying it deactivates the connector: the agent drains and stops; the data stays in Dataverse.\n\n" +
 			"Drift: a connector deactivated out of band disappears from state, so the plan activates it again; an agent that " +
-			"failed, or that still runs an older revision well after a change, shows as an update of `health` that redeploys it.",
+			"failed (or some of whose tables failed), or that still runs an older revision well after a change, shows as an update of `health` that redeploys it.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "The connector ID (an activation is identified by its connector).",
@@ -162,7 +162,7 @@ func (r *activationResource) Schema(ctx context.Context, _ resource.SchemaReques
 			},
 			"health": schema.StringAttribute{
 				MarkdownDescription: "`healthy` when the agent runs the connector's latest revision; otherwise why not (the agent failed, " +
-					"or is stuck on an older revision). A plan shows an unhealthy activation as an update back to `healthy`, which " +
+					"some of its tables failed on an error that needs a person such as a missing privilege, or it is stuck on an older revision). A plan shows an unhealthy activation as an update back to `healthy`, which " +
 					"re-runs the preflight checks and redeploys the agent.",
 				Computed: true,
 			},
@@ -452,8 +452,8 @@ func waitForAgent(ctx context.Context, c *client.Client, id string, revision int
 			lastProgress = p
 			tflog.Info(ctx, "waiting for the crmsync agent: "+p, map[string]any{"connector_id": id, "state": st.State, "deployed_revision": st.DeployedRevision})
 		}
-		if st.State == api.StateFailed && st.DeployedRevision >= revision {
-			return false, fmt.Errorf("the agent of connector %s failed at revision %d: %s", id, st.DeployedRevision, notDone(st, revision, waitFor))
+		if (st.State == api.StateFailed || st.State == api.StateDegraded) && st.DeployedRevision >= revision {
+			return false, fmt.Errorf("the agent of connector %s %s at revision %d: %s", id, st.State, st.DeployedRevision, notDone(st, revision, waitFor))
 		}
 		return agentDone(st, revision, waitFor), nil
 	})
@@ -632,7 +632,8 @@ func preflightFailedMessage(id string, checks []api.PreflightCheck, fallback str
 }
 
 // assessHealth says whether an active connector's agent is healthy. The control plane already reports a
-// failed agent, and an agent stuck on an older revision past its rollout window, as failed; what it reports
+// failed agent, and an agent stuck on an older revision past its rollout window, as failed, and an agent
+// some of whose tables failed on an error that needs a person as degraded; what it reports
 // as deploying is a rollout in progress (an apply that changes a mapping returns before the agent has moved,
 // and the plan right after it must be empty), unless no agent has taken the connector within grace of its
 // activation.
@@ -640,6 +641,8 @@ func assessHealth(st *api.ConnectorStatus, activatedAt *time.Time, now time.Time
 	switch {
 	case st.State == api.StateFailed:
 		return "the agent failed" + reasonSuffix(st.Reason)
+	case st.State == api.StateDegraded:
+		return "the agent is degraded (some tables failed)" + reasonSuffix(st.Reason)
 	case st.State == api.StateDeploying && st.Agent == nil && activatedAt != nil && now.Sub(*activatedAt) > grace:
 		return fmt.Sprintf("no agent has taken the connector since its activation %s ago", now.Sub(*activatedAt).Round(time.Second)) + reasonSuffix(st.Reason)
 	}

@@ -189,8 +189,10 @@ func containsTable(ts []*table, t *table) bool {
 	return false
 }
 
-// Run syncs until ctx ends. It returns an error only when the connector cannot start (credentials, schemas,
-// mappings); failures after that are retried inside and show in status.
+// Run syncs until ctx ends. A connector that cannot start (unreachable services, refused credentials,
+// mappings the live schemas refuse) reports failed with the reason and tries again with backoff (at least
+// every minute), so the state clears by itself once the cause is fixed; failures after the start are
+// retried inside and show in status. It returns ctx's error.
 func (a *Agent) Run(ctx context.Context) error {
 	a.stateMu.Lock()
 	a.started = time.Now().UTC()
@@ -201,13 +203,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
-		var me *MappingError
-		if errors.As(err, &me) || ctx.Err() != nil {
+		if ctx.Err() != nil {
 			a.setState("failed", err.Error())
 			a.report(context.WithoutCancel(ctx))
-			return err
+			return ctx.Err()
 		}
-		// Unreachable services, expired credentials, throttling: report and try again.
+		// Unreachable services, refused credentials, mappings the live schemas refuse: report and try again.
 		a.setState("failed", err.Error())
 		a.report(ctx)
 		a.log.Error("cannot start the connector; retrying", "err", err, "attempt", attempt)
@@ -290,8 +291,11 @@ func (a *Agent) Status() Status {
 	}
 	if state == "running" {
 		switch {
+		case phases[PhaseFailed] > 0 && phases[PhaseFailed] == len(s.Tables):
+			s.State, s.Reason = PhaseFailed, failedTables(s.Tables)
 		case phases[PhaseFailed] > 0:
-			s.State = PhaseFailed
+			// Some tables are stuck on an error that needs a person while the others sync.
+			s.State, s.Reason = StateDegraded, failedTables(s.Tables)
 		case phases[PhaseInitialLoad] > 0 || phases[PhasePending] > 0:
 			s.State = PhaseInitialLoad
 		case phases[PhaseResync] > 0:
@@ -302,6 +306,17 @@ func (a *Agent) Status() Status {
 	}
 	a.guards().decorate(&s)
 	return s
+}
+
+// failedTables names each failed table with its reason, whole.
+func failedTables(ts []TableStatus) string {
+	var out []string
+	for _, t := range ts {
+		if t.Phase == PhaseFailed {
+			out = append(out, t.Table+": "+t.Reason)
+		}
+	}
+	return strings.Join(out, "; ")
 }
 
 func (a *Agent) report(ctx context.Context) {

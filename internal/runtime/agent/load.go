@@ -302,6 +302,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 				t.received.Add(-int64(len(cur))) // read but not sent to be written: the page is read again
 				return err
 			}
+			t.worked(sideSalesforce)
 			if err := send(); err != nil {
 				return err
 			}

@@ -14,6 +14,8 @@ const (
 	PhaseStreaming   = api.PhaseStreaming
 	PhaseResync      = api.PhaseResync
 	PhaseFailed      = api.PhaseFailed
+	// StateDegraded is the agent's state while some of its tables failed and others sync.
+	StateDegraded = api.StateDegraded
 )
 
 // The agent's persisted and reported types are wire types shared with the control plane.

@@ -181,6 +181,7 @@ func (t *table) stream(ctx context.Context) error {
 				}
 				return t.streamFailed(ctx, m.err)
 			}
+			t.worked(sideSalesforce)
 			if len(m.b.Events) == 0 {
 				if len(window) == 0 && len(m.b.LatestReplayID) > 0 && (time.Since(lastSave) >= 5*time.Second || len(t.checkpoint().ReplayID) == 0) {
 					// A keepalive while idle: move the stored position along so it stays within retention

@@ -58,6 +58,8 @@ type table struct {
 	recoveries    []string
 	lastErr       string
 	lastErrAt     time.Time
+	// failures are the permanent errors the table is stuck on, by side (health.go).
+	failures map[string]tableFailure
 
 	// latencies is a ring of the last change latencies (commit → acknowledged), for status.
 	latencies []time.Duration
@@ -125,6 +127,9 @@ func (t *table) status() TableStatus {
 		Received: t.received.Load(), Written: t.written.Load(), DeadLettered: t.deadLettered.Load(), Skipped: t.skipped.Load(),
 		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(t.recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
 		Latency: summarize(t.latencies),
+	}
+	if len(t.failures) > 0 {
+		s.Phase, s.Reason = PhaseFailed, t.failureReason()
 	}
 	if len(cp.ReplayID) > 0 {
 		s.ReplayAt, s.Position = cp.UpdatedAt, salesforce.ReplayUint(cp.ReplayID)
@@ -238,11 +243,15 @@ func (t *table) loop(ctx context.Context) error {
 			err = t.load(ctx)
 		}
 		if err == nil || ctx.Err() != nil {
+			if err == nil {
+				t.worked(sideSalesforce) // a phase finished: both sides worked
+				t.worked(sideDataverse)
+			}
 			failures = 0
 			continue
 		}
 		failures++
-		t.recordError(err)
+		t.noteError(err)
 		t.log.Error("table failed, retrying", "err", err, "attempt", failures)
 		if errors.Is(err, salesforce.ErrAPILimit) || errors.Is(err, salesforce.ErrDeliveryLimit) {
 			t.setPhase(t.checkpoint().Phase, "paused: "+err.Error())
@@ -355,6 +364,9 @@ func (t *table) writeAll(ctx context.Context, ops []op) (outcome, error) {
 	for attempt := 1; ; attempt++ {
 		out, err := t.w.write(ctx, ops)
 		if err == nil {
+			if len(ops) > 0 {
+				t.worked(sideDataverse)
+			}
 			t.tally(out)
 			if len(out.missing) > 0 {
 				// Updates of rows that are not in Dataverse: write the whole record instead.
@@ -373,7 +385,7 @@ func (t *table) writeAll(ctx context.Context, ops []op) (outcome, error) {
 		if !errors.As(err, &te) {
 			return outcome{}, err
 		}
-		t.recordError(err)
+		t.noteError(err)
 		t.log.Warn("write failed, retrying", "err", err, "attempt", attempt)
 		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
 			return outcome{}, err

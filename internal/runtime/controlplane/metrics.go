@@ -41,7 +41,7 @@ func (m *metrics) observe(route string, status int, d time.Duration) {
 	m.latency.WithLabelValues(route, code).Observe(d.Seconds())
 }
 
-var connectorsDesc = prometheus.NewDesc("crmsync_connectors", "Connectors by state (inactive, deploying, initial_load, streaming, resyncing, failed).", []string{"state"}, nil)
+var connectorsDesc = prometheus.NewDesc("crmsync_connectors", "Connectors by state (inactive, deploying, initial_load, streaming, resyncing, degraded, failed).", []string{"state"}, nil)
 
 var _ prometheus.Collector = (*connectorCollector)(nil)
 

@@ -6,13 +6,14 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 )
 
-var allStates = []string{api.StateInactive, api.StateDeploying, api.StateInitialLoad, api.StateStreaming, api.StateResyncing, api.StateFailed}
+var allStates = []string{api.StateInactive, api.StateDeploying, api.StateInitialLoad, api.StateStreaming, api.StateResyncing, api.StateDegraded, api.StateFailed}
 
 // stuckAfter is how long an agent may run an older revision than the latest before status calls it stuck:
 // an agent drains and restarts within a few lease periods.
@@ -42,7 +43,8 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) error {
 //     runs an older revision than the latest (for less than stuckAfter);
 //   - initial_load, streaming, resyncing: what the agent reports;
 //   - failed: the agent reports a failure, or it stays on an older revision past stuckAfter, or its lease
-//     lapsed after it reported a failure.
+//     lapsed after it reported a failure;
+//   - degraded: the agent reports some tables failed on an error that needs a person while others sync.
 func (s *Server) connectorStatus(ctx context.Context, conn api.Connector) (api.ConnectorStatus, error) {
 	now := s.cfg.Now().UTC()
 	out := api.ConnectorStatus{ConnectorID: conn.ID, Name: conn.Name, LatestRevision: conn.Revision, Tables: []api.ConnectorTableStatus{}}
@@ -121,6 +123,8 @@ func (s *Server) connectorStatus(ctx context.Context, conn api.Connector) (api.C
 		out.Reason = fmt.Sprintf("agent %s started revision %d and has not reported yet", lease.ID, lease.Revision)
 	case rep.State == api.PhaseFailed:
 		out.State, out.Reason = api.StateFailed, failedReason(rep)
+	case rep.State == api.StateDegraded:
+		out.State, out.Reason = api.StateDegraded, failedReason(rep)
 	case lease.Revision < conn.Revision:
 		out.State = api.StateDeploying
 		out.Reason = fmt.Sprintf("rolling to revision %d (agent on revision %d)", conn.Revision, lease.Revision)
@@ -142,15 +146,19 @@ func (s *Server) connectorStatus(ctx context.Context, conn api.Connector) (api.C
 	return out, nil
 }
 
-// failedReason is the agent's reason, or the first failed table's.
+// failedReason is the agent's reason, or every failed table's, whole.
 func failedReason(st *api.Status) string {
 	if st.Reason != "" {
 		return st.Reason
 	}
+	var out []string
 	for _, t := range st.Tables {
 		if t.Phase == api.PhaseFailed {
-			return t.Table + ": " + t.Reason
+			out = append(out, t.Table+": "+t.Reason)
 		}
 	}
-	return "the agent reports a failure"
+	if len(out) == 0 {
+		return "the agent reports a failure"
+	}
+	return strings.Join(out, "; ")
 }

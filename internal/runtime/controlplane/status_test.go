@@ -58,6 +58,14 @@ func TestStatusFollowsTheConnectorThroughItsLife(t *testing.T) {
 	expect("streaming", api.StateStreaming, "")
 	report(api.PhaseResync, api.TableStatus{Table: "Contact", Destination: "contact", Phase: api.PhaseResync, Reason: "replay ID expired"})
 	expect("resyncing", api.StateResyncing, "")
+	// Some tables stuck on an error that needs a person: degraded, naming each with its whole reason.
+	long := "Dataverse refuses the writes: missing privilege prvWriteContact on contact (HTTP 403): " + strings.Repeat("detail ", 60) + "END"
+	report(api.StateDegraded, api.TableStatus{Table: "Contact", Destination: "contact", Phase: api.PhaseFailed, Reason: long},
+		api.TableStatus{Table: "Account", Destination: "account", Phase: api.PhaseStreaming})
+	expect("degraded", api.StateDegraded, "Contact: "+long)
+	report(api.PhaseStreaming, api.TableStatus{Table: "Contact", Destination: "contact", Phase: api.PhaseStreaming})
+	expect("recovered", api.StateStreaming, "")
+	report(api.PhaseResync, api.TableStatus{Table: "Contact", Destination: "contact", Phase: api.PhaseResync, Reason: "replay ID expired"})
 
 	// A config change: the agent runs the old revision for a while, then it is stuck.
 	spec := api.MappingSpec{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}}

@@ -166,8 +166,9 @@ const maxEventBytes = 1 << 20
 // eventAvro decodes every event payload (typed and generic decoders alike) with both bounds set.
 var eventAvro = avro.Config{MaxSliceAllocSize: maxEventArray, MaxByteSliceSize: maxEventBytes}.Freeze()
 
-// errMalformedPayload wraps every refusal of a payload the decoder could not make sense of.
-var errMalformedPayload = errors.New("malformed event payload")
+// ErrMalformedEvent wraps every refusal of an event payload the decoder cannot make sense of: retrying the
+// same event cannot help.
+var ErrMalformedEvent = errors.New("malformed event payload")
 
 // decode decodes one payload into a ChangeEvent, through the typed struct when the schema has one. A payload
 // from the stream may be corrupted or hostile: it gives an error, never a panic (a panic would restart the
@@ -177,13 +178,18 @@ func (c *schemaCodec) decode(payload []byte, types FieldTypes) (ev *ChangeEvent,
 		// The last line of defence: the Avro library trusts lengths read from the payload in places its
 		// limits do not cover (see checkLengths).
 		if p := recover(); p != nil {
-			ev, err = nil, fmt.Errorf("%w: the decoder failed on it: %v", errMalformedPayload, p)
+			ev, err = nil, fmt.Errorf("%w: the decoder failed on it: %v", ErrMalformedEvent, p)
 		}
 	}()
 	if c.typed != nil {
-		return c.decodeTyped(payload, types)
+		ev, err = c.decodeTyped(payload, types)
+	} else {
+		ev, err = c.decodeGeneric(payload, types)
 	}
-	return c.decodeGeneric(payload, types)
+	if err != nil && !errors.Is(err, ErrMalformedEvent) {
+		err = fmt.Errorf("%w: %w", ErrMalformedEvent, err)
+	}
+	return ev, err
 }
 
 // checkLengths refuses a decoded value holding a slice of negative length. The Avro library turns a
@@ -193,7 +199,7 @@ func checkLengths(v reflect.Value) error {
 	switch v.Kind() {
 	case reflect.Slice:
 		if v.Len() < 0 {
-			return fmt.Errorf("%w: an array claims %d elements", errMalformedPayload, v.Len())
+			return fmt.Errorf("%w: an array claims %d elements", ErrMalformedEvent, v.Len())
 		}
 		if mayHoldSlice(v.Type().Elem()) {
 			for i := range v.Len() {

@@ -1,0 +1,96 @@
+package provider
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+)
+
+// TestAccHealth_aRevokedPrivilegeShowsInStatusTheDataSourceAndPlan: the team of an active connector loses
+// its create and write privileges on contact in Dataverse. Within 30 s the connector's status is degraded
+// with the missing privilege named (Contact failed, Account streaming), the crmsync_sync_status data source
+// says so, and the plan shows the activation's health as an update (plan -detailed-exitcode exits 2). Once
+// the privileges are back the state clears by itself and the plan is empty again. Regression: status said
+// streaming with an empty reason and the plan exited 0 while the agent retried the 403 forever.
+func TestAccHealth_aRevokedPrivilegeShowsInStatusTheDataSourceAndPlan(t *testing.T) {
+	env := startSyncEnv(t, syncOptions{contacts: 30, accounts: 5})
+	cfg := env.providerBlock() + env.connectorHCL("acc-health", env.sb.Info.Dataverse.TeamID) + `
+resource "crmsync_table_mapping" "account" {
+  connector_id = crmsync_connector.sandbox.id
+  source_table = "Account"
+}
+resource "crmsync_table_mapping" "contact" {
+  connector_id = crmsync_connector.sandbox.id
+  source_table = "Contact"
+}
+resource "crmsync_activation" "sandbox" {
+  connector_id             = crmsync_connector.sandbox.id
+  wait_for                 = "initial_load"
+  backup_before_first_sync = false
+  depends_on               = [crmsync_table_mapping.account, crmsync_table_mapping.contact]
+}
+data "crmsync_sync_status" "sandbox" {
+  connector_id = crmsync_activation.sandbox.connector_id
+}
+output "state" {
+  value = data.crmsync_sync_status.sandbox.state
+}
+output "reason" {
+  value = data.crmsync_sync_status.sandbox.reason
+}
+`
+	w := newTFWorkdir(t)
+	w.Apply(cfg)
+	if run := w.Plan(cfg); run.Changes {
+		t.Fatalf("plan after apply is not empty:\n%s", run.Output)
+	}
+
+	team := env.sb.Info.Dataverse.TeamID
+	if err := env.sb.Dataverse.RevokeTeamPrivileges(team, "prvCreateContact", "prvWriteContact"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := env.sb.Salesforce.Generate("Contact", 3, ""); err != nil {
+		t.Fatal(err)
+	}
+	revoked := time.Now()
+	waitFor(t, 30*time.Second, "status to say degraded naming the privilege", func() bool {
+		st := env.statusOf(t, "acc-health")
+		return st.State == api.StateDegraded && strings.Contains(st.Reason, "missing privilege prvCreateContact on contact")
+	})
+	t.Logf("degraded %s after the revocation", time.Since(revoked).Round(time.Millisecond))
+	run := w.Plan(cfg)
+	if !run.Changes || !run.Has("warning", "The connector's agent is not healthy", "prvCreateContact") {
+		t.Fatalf("the failing table is not in the plan (changes %v): %v", run.Changes, run.Diagnostics)
+	}
+	// Read the data source (a refresh-only apply changes nothing but the outputs).
+	w.write(cfg)
+	w.run(0, "apply", "-refresh-only", "-json", "-input=false", "-auto-approve", "-lock=false")
+	outs := map[string]any{}
+	var state, reason string
+	outs["state"], outs["reason"] = &state, &reason
+	w.outputs(outs)
+	if state != api.StateDegraded || !strings.Contains(reason, "prvCreateContact") {
+		t.Errorf("crmsync_sync_status says %q: %q", state, reason)
+	}
+
+	if err := env.sb.Dataverse.GrantTeamPrivileges(team, "", "prvCreateContact", "prvWriteContact"); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 2*time.Minute, "the state to clear by itself", func() bool {
+		return env.statusOf(t, "acc-health").State == api.StateStreaming
+	})
+	w.run(0, "apply", "-refresh-only", "-json", "-input=false", "-auto-approve", "-lock=false")
+	w.outputs(outs)
+	if state != api.StateStreaming || reason != "" {
+		t.Errorf("after the fix crmsync_sync_status says %q: %q", state, reason)
+	}
+	if run := w.Plan(cfg); run.Changes {
+		t.Fatalf("plan after the privilege came back is not empty:\n%s", run.Output)
+	}
+	if err := env.compare(); err != nil {
+		t.Error(err)
+	}
+	w.Destroy(cfg)
+}
