@@ -331,6 +331,9 @@ func (e *Emulator) serveQuery(c *opCtx, t *table, rawQuery string) response {
 		return e.fail(c, newError(http.StatusNotImplemented, codeUnexpected, "$expand is not emulated by the sandbox."))
 	}
 	defer e.rlock(c)()
+	if aerr := e.checkTablePrivilege(c.actor, t, t.privs.read); aerr != nil {
+		return e.fail(c, aerr)
+	}
 	env := tableEnv{e: e, t: t}
 	sel, aerr := parseSelect(t, q.get("$select"))
 	if aerr != nil {
@@ -507,6 +510,9 @@ func (e *Emulator) serveRetrieve(c *opCtx, t *table, id [16]byte, rawQuery strin
 	slot, ok := t.lookup(id)
 	if !ok {
 		return e.fail(c, errNotFound(t.Logical, id))
+	}
+	if aerr := e.checkRowPrivilege(c.actor, t, slot, t.privs.read); aerr != nil {
+		return e.fail(c, aerr)
 	}
 	var v rowView
 	v.e = e

@@ -184,3 +184,84 @@ func TestImpersonationHeadersAttributeWritesToTheUser(t *testing.T) {
 		t.Errorf("WhoAmI with CallerObjectId: %s", r.raw)
 	}
 }
+
+// Issue 19, item 8: Dataverse checks the privilege of every operation on every request — not only when a
+// write binds the owner. The application user acts through the team that owns the row (the setup the
+// README describes: its privileges come from that team), so a write that does not bind ownerid is checked
+// against the row's owning team: Write for an update (single, bulk message, $batch), Delete for a delete,
+// Read for a read, Append / AppendTo for a lookup, Assign when a row changes owner. Each refusal is 403 /
+// 0x80040220 naming the privilege, and changes nothing.
+func TestEveryOperationChecksTheOwningTeamsPrivileges(t *testing.T) {
+	env := newTestEnv(t)
+	env.login()
+	full, none := env.emu.TeamID(), env.emu.TeamWithoutPrivilegesID()
+	owner := map[string]any{"ownerid@odata.bind": "/teams(" + full + ")"}
+	env.mustStatus(env.call(http.MethodPost, "accounts", map[string]any{"accountid": guidA, "name": "Parent", "ownerid@odata.bind": "/teams(" + full + ")"}), http.StatusNoContent)
+	env.mustStatus(env.call(http.MethodPost, "contacts", map[string]any{"contactid": guidB, "lastname": "Existing", "ownerid@odata.bind": owner["ownerid@odata.bind"]}), http.StatusNoContent)
+	before := env.export("contact")
+	expect := func(name string, r result, privilege string) {
+		t.Helper()
+		if r.status != http.StatusForbidden || r.errorCode(t) != codePrivilegeDenied {
+			t.Errorf("%s: %d %s, want 403 %s naming %s", name, r.status, r.raw, codePrivilegeDenied, privilege)
+			return
+		}
+		if msg := r.errorMessage(t); !strings.Contains(msg, "is missing "+privilege+" privilege") {
+			t.Errorf("%s: message %q does not name %s", name, msg, privilege)
+		}
+	}
+	revoke := func(names ...string) {
+		t.Helper()
+		if err := env.emu.RevokeTeamPrivileges(full, names...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grant := func(team string, names ...string) {
+		t.Helper()
+		if err := env.emu.GrantTeamPrivileges(team, "", names...); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	revoke("prvWriteContact")
+	expect("update", env.call(http.MethodPatch, "contacts("+guidB+")", map[string]any{"telephone1": "555"}, "If-Match", "*"), "prvWriteContact")
+	expect("upsert of an existing row", env.call(http.MethodPatch, "contacts("+guidB+")", map[string]any{"telephone1": "555"}), "prvWriteContact")
+	expect("single-property PUT", env.call(http.MethodPut, "contacts("+guidB+")/telephone1", map[string]any{"value": "555"}), "prvWriteContact")
+	expect("UpdateMultiple", env.call(http.MethodPost, "contacts/Microsoft.Dynamics.CRM.UpdateMultiple", map[string]any{"Targets": []map[string]any{
+		{"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": guidB, "telephone1": "555"}}}), "prvWriteContact")
+	expect("UpsertMultiple", env.call(http.MethodPost, "contacts/Microsoft.Dynamics.CRM.UpsertMultiple", map[string]any{"Targets": []map[string]any{
+		{"@odata.type": "Microsoft.Dynamics.CRM.contact", "contactid": guidB, "telephone1": "555"}}}), "prvWriteContact")
+	bb := newBatch().changeSet("changeset_1", [4]string{"PATCH", "/api/data/v9.2/contacts(" + guidB + ")", `{"telephone1":"555"}`, "1"})
+	r := env.call(http.MethodPost, "$batch", bb.body(), "Content-Type", bb.contentType())
+	if parts := parseBatchResponse(t, r); r.status != http.StatusForbidden || len(parts) != 1 || parts[0].status != http.StatusForbidden ||
+		!strings.Contains(parts[0].body, "prvWriteContact") {
+		t.Errorf("$batch update: %d %s, want 403 naming prvWriteContact", r.status, r.raw)
+	}
+	grant(full, "prvWriteContact")
+
+	revoke("prvDeleteContact")
+	expect("delete", env.call(http.MethodDelete, "contacts("+guidB+")", nil), "prvDeleteContact")
+	grant(full, "prvDeleteContact")
+
+	revoke("prvAppendContact")
+	expect("lookup set without Append", env.call(http.MethodPatch, "contacts("+guidB+")", map[string]any{"parentcustomerid_account@odata.bind": "/accounts(" + guidA + ")"}), "prvAppendContact")
+	grant(full, "prvAppendContact")
+	revoke("prvAppendToAccount")
+	expect("lookup set without AppendTo on the target", env.call(http.MethodPatch, "contacts("+guidB+")", map[string]any{"parentcustomerid_account@odata.bind": "/accounts(" + guidA + ")"}), "prvAppendToAccount")
+	grant(full, "prvAppendToAccount")
+
+	// A row that changes owner needs Assign of the team it is assigned to (besides its Write and Read).
+	grant(none, "prvReadContact", "prvWriteContact", "prvCreateContact")
+	expect("reassign", env.call(http.MethodPatch, "contacts("+guidB+")", map[string]any{"ownerid@odata.bind": "/teams(" + none + ")"}), "prvAssignContact")
+
+	if env.export("contact") != before {
+		t.Fatal("a refused operation changed stored rows")
+	}
+	revoke("prvReadContact")
+	expect("read", env.call(http.MethodGet, "contacts("+guidB+")?$select=lastname", nil), "prvReadContact")
+	grant(full, "prvReadContact")
+
+	// With the privileges back, the same operations succeed.
+	env.mustStatus(env.call(http.MethodPatch, "contacts("+guidB+")", map[string]any{"telephone1": "555", "parentcustomerid_account@odata.bind": "/accounts(" + guidA + ")"}, "If-Match", "*"), http.StatusNoContent)
+	env.mustStatus(env.call(http.MethodGet, "contacts("+guidB+")?$select=lastname", nil), http.StatusOK)
+	env.mustStatus(env.call(http.MethodDelete, "contacts("+guidB+")", nil), http.StatusNoContent)
+}

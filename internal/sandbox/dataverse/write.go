@@ -144,20 +144,25 @@ func (e *Emulator) applyWrite(c *opCtx, tx *txn, op writeOp) (writeResult, *apiE
 	if aerr != nil {
 		return writeResult{}, aerr
 	}
-	if aerr := e.checkWritePrivileges(c.actor, owner, t, create, targets); aerr != nil {
-		return writeResult{}, aerr
-	}
 
 	if cap(e.valScratch) < t.nslots {
 		e.valScratch = make([]value, t.nslots)
 	}
 	vals := e.valScratch[:t.nslots]
 	var old row
+	var current *value // the row's owner before the write
 	if exists {
 		old = t.rows[slot]
 		t.decode(t.arena.get(old.ref), vals)
+		if oc := t.col("ownerid"); oc != nil {
+			v := vals[oc.slot]
+			current = &v
+		}
 	} else {
 		clear(vals)
+	}
+	if aerr := e.checkWritePrivileges(c.actor, owner, current, t, create, targets); aerr != nil {
+		return writeResult{}, aerr
 	}
 	stateSet, statusSet := false, false
 	for _, ch := range changes {
@@ -507,6 +512,9 @@ func (e *Emulator) serveDelete(c *opCtx, t *table, id [16]byte, hdr http.Header)
 		if !ok {
 			return response{}, errNotFound(t.Logical, id)
 		}
+		if aerr := e.checkRowPrivilege(c.actor, t, slot, t.privs.delete); aerr != nil {
+			return response{}, aerr
+		}
 		if m := hdr.Get("If-Match"); m != "" && m != "*" && m != etag(t.rows[slot].version) {
 			return response{}, newError(http.StatusPreconditionFailed, codeVersionMismatch, "The version of the existing record doesn't match the RowVersion property provided.")
 		}
@@ -527,6 +535,9 @@ func (e *Emulator) serveProperty(c *opCtx, t *table, id [16]byte, col *column, m
 		slot, ok := t.lookup(id)
 		if !ok {
 			return e.fail(c, errNotFound(t.Logical, id))
+		}
+		if aerr := e.checkRowPrivilege(c.actor, t, slot, t.privs.read); aerr != nil {
+			return e.fail(c, aerr)
 		}
 		var v rowView
 		v.e = e
