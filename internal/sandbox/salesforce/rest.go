@@ -2,6 +2,7 @@ package salesforce
 
 import (
 	"bytes"
+
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/klauspost/compress/gzip"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce/schema"
 )
@@ -22,6 +25,7 @@ type call struct {
 	version string // "62.0"
 	sess    *session
 	rest    []string // path segments after the version
+	batch   *txBatch // the savepoint of the composite request this is a subrequest of (allOrNone)
 }
 
 // base is the path prefix of this API version, e.g. /services/data/v62.0.
@@ -66,7 +70,53 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Sforce-Limit-Info", "api-usage="+strconv.FormatInt(used, 10)+"/"+strconv.FormatInt(max, 10))
+	// Compression headers (REST API): a gzip request body, and a gzip answer for Accept-Encoding: gzip (Bulk
+	// results compress themselves).
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			writeAPIError(w, errorf(http.StatusBadRequest, "JSON_PARSER_ERROR", "The request body is not gzip: %v", err))
+			return
+		}
+		r.Body = zr
+	}
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && !(len(c.rest) > 0 && c.rest[0] == "jobs") {
+		gw := &gzipWriter{ResponseWriter: w}
+		defer gw.close()
+		c.w = gw
+	}
 	e.routeData(c)
+}
+
+// gzipWriter compresses an answer that has a body.
+type gzipWriter struct {
+	http.ResponseWriter
+	zw *gzip.Writer
+}
+
+func (g *gzipWriter) WriteHeader(status int) {
+	if status != http.StatusNoContent && status != http.StatusNotModified {
+		g.Header().Set("Content-Encoding", "gzip")
+		g.Header().Del("Content-Length")
+		g.zw = gzip.NewWriter(g.ResponseWriter)
+	}
+	g.ResponseWriter.WriteHeader(status)
+}
+
+func (g *gzipWriter) Write(b []byte) (int, error) {
+	if g.zw == nil {
+		g.WriteHeader(http.StatusOK)
+	}
+	if g.zw == nil {
+		return g.ResponseWriter.Write(b)
+	}
+	return g.zw.Write(b)
+}
+
+func (g *gzipWriter) close() {
+	if g.zw != nil {
+		_ = g.zw.Close()
+	}
 }
 
 type versionStatus int
@@ -148,6 +198,27 @@ func (e *Emulator) routeData(c *call) {
 			return
 		}
 		e.handleReplication(c, seg(1), seg(2) == "deleted")
+	case seg(0) == "sobjects" && n == 4:
+		if method != http.MethodPatch {
+			writeAPIError(c.w, errMethodNotAllowed(method, "PATCH"))
+			return
+		}
+		e.count("rest.sobject_upsert")
+		e.handleUpsert(c, seg(1), seg(2), seg(3))
+	case seg(0) == "composite" && seg(1) == "sobjects":
+		e.routeCollections(c, c.rest[2:n], method)
+	case seg(0) == "composite" && (n == 1 || n == 2 && seg(1) == "batch"):
+		if method != http.MethodPost {
+			writeAPIError(c.w, errMethodNotAllowed(method, "POST"))
+			return
+		}
+		if n == 1 {
+			e.count("rest.composite")
+			e.handleComposite(c)
+		} else {
+			e.count("rest.composite_batch")
+			e.handleCompositeBatch(c)
+		}
 	case seg(0) == "sobjects" && n == 3:
 		switch method {
 		case http.MethodGet:
@@ -500,6 +571,11 @@ func (c *call) changeOrigin() string {
 	return origin
 }
 
+// txOptions says who commits this call's changes and how they show up on the event bus.
+func (c *call) txOptions() txOptions {
+	return txOptions{user: c.sess.user, origin: c.changeOrigin(), batch: c.batch}
+}
+
 // callOptionsClient extracts client=<name> from a Sforce-Call-Options header.
 func callOptionsClient(h string) string {
 	for _, part := range strings.Split(h, ",") {
@@ -528,7 +604,7 @@ func (e *Emulator) handleCreate(c *call, name string) {
 		return
 	}
 	done, _, terr := e.store.commit([]change{{kind: opCreate, object: m.obj.Name, values: vals}},
-		txOptions{user: c.sess.user, origin: c.changeOrigin()})
+		c.txOptions())
 	if terr != nil {
 		writeAPIError(c.w, terr.Err)
 		return
@@ -558,7 +634,7 @@ func (e *Emulator) handleUpdate(c *call, name, rawID string) {
 		return
 	}
 	if _, _, terr := e.store.commit([]change{{kind: opUpdate, object: m.obj.Name, id: id, values: vals}},
-		txOptions{user: c.sess.user, origin: c.changeOrigin()}); terr != nil {
+		c.txOptions()); terr != nil {
 		writeAPIError(c.w, terr.Err)
 		return
 	}
@@ -577,7 +653,7 @@ func (e *Emulator) handleDelete(c *call, name, rawID string) {
 		return
 	}
 	if _, _, terr := e.store.commit([]change{{kind: opDelete, object: m.obj.Name, id: id}},
-		txOptions{user: c.sess.user, origin: c.changeOrigin()}); terr != nil {
+		c.txOptions()); terr != nil {
 		writeAPIError(c.w, terr.Err)
 		return
 	}

@@ -48,6 +48,9 @@ type store struct {
 	// overflowThreshold is the number of changes per transaction that get normal events (100,000 on a
 	// real org); the rest produce one GAP_OVERFLOW event per entity.
 	overflowThreshold int
+	// gate serializes writers while a composite request with allOrNone runs (it holds gate for its whole
+	// run, and its own commits pass with their batch), so its changes can be undone exactly.
+	gate sync.Mutex
 	// mergeEvents merges consecutive events of a transaction that make the same change to several records
 	// of one object into one event (see mergeSameChanges).
 	mergeEvents bool
@@ -148,6 +151,66 @@ type txOptions struct {
 	// gap commits the change silently, as a direct database change would: the events are GAP_<type>
 	// header-only events instead of normal ones.
 	gap bool
+	// dryRun validates the transaction and changes nothing.
+	dryRun bool
+	// batch collects the commit into a composite request's savepoint: applied with undo entries, its events
+	// held until the batch is kept (see beginBatch).
+	batch *txBatch
+}
+
+// txBatch is the savepoint of a composite request with allOrNone: its commits are applied with undo entries
+// and their events wait, so the whole request is kept (its events appended as one transaction) or undone.
+type txBatch struct {
+	undo   []undoEntry
+	events []cdc.Event
+}
+
+type undoEntry struct {
+	object string
+	id     string
+	old    *record // nil: the record was created (and is the last row of its table)
+}
+
+// beginBatch starts a savepoint; every other writer waits until endBatch.
+func (s *store) beginBatch() *txBatch {
+	s.gate.Lock()
+	return &txBatch{}
+}
+
+// endBatch keeps or undoes a savepoint's changes and lets other writers in again. Kept events are appended
+// as one transaction (one key, sequence numbers in order, identical changes merged); it returns their
+// replay IDs.
+func (s *store) endBatch(b *txBatch, keep bool) []uint64 {
+	defer s.gate.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !keep {
+		for i := len(b.undo) - 1; i >= 0; i-- {
+			u := b.undo[i]
+			t := s.tables[u.object]
+			idx := t.pos[u.id]
+			if u.old != nil {
+				t.rows[idx] = u.old
+				continue
+			}
+			// Created in the batch: no other writer ran since, so it is the table's last row.
+			t.rows = t.rows[:idx]
+			delete(t.pos, u.id)
+		}
+		return nil
+	}
+	events := b.events
+	if s.mergeEvents {
+		events = mergeSameChanges(events)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	key := events[0].TransactionKey
+	for i := range events {
+		events[i].TransactionKey, events[i].SequenceNumber = key, i+1
+	}
+	return s.log.Append(events...)
 }
 
 // txError is a failed transaction: the operation at Index failed with Err and nothing was committed.
@@ -160,6 +223,10 @@ type txError struct {
 // appended in order, or nothing changes. It returns the committed changes (with Ids filled in) and the
 // events' replay IDs.
 func (s *store) commit(changes []change, opt txOptions) ([]change, []uint64, *txError) {
+	if opt.batch == nil {
+		s.gate.Lock()
+		defer s.gate.Unlock()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.commitLocked(changes, opt)
@@ -260,10 +327,20 @@ func (s *store) commitLocked(changes []change, opt txOptions) ([]change, []uint6
 		work = append(work, pending{meta: m, old: oldRec, new: newRec, ch: ch})
 	}
 
+	if opt.dryRun {
+		return nil, nil, nil
+	}
 	// Apply. A record changed twice in one transaction keeps its last state.
 	out := make([]change, len(work))
 	for i, p := range work {
 		t := s.tables[p.ch.object]
+		if opt.batch != nil {
+			var old *record
+			if idx, ok := t.pos[p.ch.id]; ok {
+				old = t.rows[idx]
+			}
+			opt.batch.undo = append(opt.batch.undo, undoEntry{object: p.ch.object, id: p.ch.id, old: old})
+		}
 		if idx, ok := t.pos[p.ch.id]; ok {
 			t.rows[idx] = txRecords[p.ch.id]
 		} else {
@@ -325,6 +402,10 @@ func (s *store) commitLocked(changes []change, opt txOptions) ([]change, []uint6
 		events[i].SequenceNumber = i + 1
 		normalizeLists(&events[i])
 	}
+	if opt.batch != nil {
+		opt.batch.events = append(opt.batch.events, events...)
+		return out, nil, nil
+	}
 	ids := s.log.Append(events...)
 	return out, ids, nil
 }
@@ -337,6 +418,8 @@ func (s *store) commitLocked(changes []change, opt txOptions) ([]change, []uint6
 // change events, so by default the sandbox models the case a subscriber must cope with, none. It returns the
 // committed changes and replay IDs, and the re-parented records by object.
 func (s *store) mergeRecords(m *objMeta, master string, losers []string, fields map[int]any, opt txOptions, childEvents bool) ([]change, []uint64, map[string][]string, *txError) {
+	s.gate.Lock()
+	defer s.gate.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	masterRef := m.exact["MasterRecordId"]
@@ -410,6 +493,8 @@ func sameChange(a, b *cdc.Event) bool {
 // appendEvents appends events built by the caller (an injected GAP_OVERFLOW, for instance) as one
 // transaction, numbering them and filling in the transaction header.
 func (s *store) appendEvents(events []cdc.Event, opt txOptions) []uint64 {
+	s.gate.Lock()
+	defer s.gate.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := s.clock.Now().UTC().Truncate(time.Millisecond)
@@ -594,6 +679,26 @@ func (s *store) randomLive(m *objMeta, n int, pick func(int) int) []string {
 		}
 		seen[i] = true
 		out = append(out, rows[i].id())
+	}
+	return out
+}
+
+// matchField returns the Ids of the live records of m whose field at pos equals key (Ids exactly, text
+// case-insensitively), for upserts by an external Id field.
+func (s *store) matchField(m *objMeta, pos int, key string) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if m.obj.Fields[pos].Name == "Id" {
+		if r := s.lookupLocked(m.obj.Name, key); r != nil && !r.deleted(m) {
+			return []string{key}
+		}
+		return nil
+	}
+	var out []string
+	for _, r := range s.tables[m.obj.Name].rows {
+		if v, ok := r.get(pos).(string); ok && strings.EqualFold(v, key) && !r.deleted(m) {
+			out = append(out, r.id())
+		}
 	}
 	return out
 }
