@@ -120,7 +120,15 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		fail("invalid_request", 900144, "The request body must contain the following parameter: 'scope'.")
 		return
 	}
+	resources := 0
 	for _, s := range strings.Fields(scope) {
+		switch s {
+		case "openid", "profile", "offline_access", "email":
+			// OpenID Connect scopes, which MSAL adds to every request: Entra ID accepts and ignores them in
+			// the client-credentials grant.
+			continue
+		}
+		resources++
 		resource, ok := strings.CutSuffix(s, "/.default")
 		if !ok {
 			fail("invalid_scope", 1002012, fmt.Sprintf("The provided value for scope %s is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).", s))
@@ -130,6 +138,10 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 			fail("invalid_resource", 500011, fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant.", resource, tenant))
 			return
 		}
+	}
+	if resources == 0 {
+		fail("invalid_scope", 1002012, "The provided value for scope "+scope+" is not valid. Client credential flows must have a scope value with /.default suffixed to the resource identifier (application ID URI).")
+		return
 	}
 	lifetime := time.Duration(e.prot.currentLimits().TokenLifetime)
 	token := e.signToken(now, lifetime)

@@ -141,3 +141,19 @@ func TestOpenIDConfigurationPointsAtTheTokenEndpoint(t *testing.T) {
 		t.Fatalf("token_endpoint = %v", got)
 	}
 }
+
+// MSAL adds the OpenID Connect scopes (openid profile offline_access) to every token request; Entra ID
+// ignores them in the client-credentials grant, so the sandbox does too (found by the fidelity suite's MSAL
+// test). A request with nothing but them still lacks a resource.
+func TestTokenEndpointIgnoresOpenIDScopes(t *testing.T) {
+	env := newTestEnv(t)
+	form := env.tokenForm()
+	form.Set("scope", form.Get("scope")+" openid profile offline_access")
+	if status, body := env.requestToken(form); status != http.StatusOK {
+		t.Fatalf("with OpenID scopes: %d %v", status, body)
+	}
+	form.Set("scope", "openid profile offline_access")
+	if status, body := env.requestToken(form); status != http.StatusBadRequest || body["error"] != "invalid_scope" {
+		t.Errorf("OpenID scopes only: %d %v, want 400 invalid_scope", status, body)
+	}
+}

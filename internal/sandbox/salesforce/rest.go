@@ -72,13 +72,16 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Sforce-Limit-Info", "api-usage="+strconv.FormatInt(used, 10)+"/"+strconv.FormatInt(max, 10))
 	// Compression headers (REST API): a gzip request body, and a gzip answer for Accept-Encoding: gzip (Bulk
 	// results compress themselves).
-	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") && r.ContentLength != 0 {
 		zr, err := gzip.NewReader(r.Body)
-		if err != nil {
+		switch {
+		case errors.Is(err, io.EOF): // no body at all, whatever the header says (a GET)
+		case err != nil:
 			writeAPIError(w, errorf(http.StatusBadRequest, "JSON_PARSER_ERROR", "The request body is not gzip: %v", err))
 			return
+		default:
+			r.Body = zr
 		}
-		r.Body = zr
 	}
 	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && !(len(c.rest) > 0 && c.rest[0] == "jobs") {
 		gw := &gzipWriter{ResponseWriter: w}
