@@ -78,7 +78,7 @@ func startSandbox(dir string) (func(), error) {
 	build := exec.CommandContext(ctx, "go", "build", "-o", bin, "github.com/crmsync/terraform-provider-crmsync/cmd/crmsync")
 	build.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("building crmsync: %v\n%s", err, out)
+		return nil, fmt.Errorf("building crmsync: %w\n%s", err, out)
 	}
 	sbDir := filepath.Join(dir, "sandbox")
 	var logs bytes.Buffer

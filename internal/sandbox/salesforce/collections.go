@@ -156,11 +156,11 @@ func (e *Emulator) collectionSave(c *call, kind opKind, upsert string) {
 	results := make([]saveResult, len(items))
 	for i, it := range items {
 		r := saveResult{Success: it.err == nil, Errors: []recordError{}}
-		switch {
-		case it.err == nil:
+		switch it.err {
+		case nil:
 			id := it.ch.id
 			r.ID = &id
-		case it.err == errRolledBackMarker:
+		case errRolledBackMarker:
 			r.Errors = []recordError{errRolledBack}
 			if kind != opCreate && it.id != "" {
 				id := it.id

@@ -136,15 +136,15 @@ func (e *Emulator) handleComposite(c *call) {
 		if failed >= 0 && req.AllOrNone {
 			continue // answered below
 		}
-		url, err := resolveReferences(s.URL, results, true)
+		url, problem := resolveReferences(s.URL, results, true)
 		var body []byte
-		if err == nil && len(s.Body) > 0 {
+		if problem == "" && len(s.Body) > 0 {
 			var b string
-			b, err = resolveReferences(string(s.Body), results, false)
+			b, problem = resolveReferences(string(s.Body), results, false)
 			body = []byte(b)
 		}
-		if err != nil {
-			out[i].HTTPStatusCode, out[i].Body = http.StatusBadRequest, errorJSON("PROCESSING_HALTED", err.Error())
+		if problem != "" {
+			out[i].HTTPStatusCode, out[i].Body = http.StatusBadRequest, errorJSON("PROCESSING_HALTED", problem)
 			out[i].HTTPHeaders = map[string]string{}
 			if failed < 0 {
 				failed = i
@@ -191,14 +191,15 @@ func errorJSON(code, msg string) json.RawMessage {
 }
 
 // resolveReferences replaces @{ref.path} with values from earlier results: in a URL as plain text, in a body
-// as the JSON value's text inside a string.
-func resolveReferences(s string, results map[string]any, inURL bool) (string, error) {
-	var failure error
+// as the JSON value's text inside a string. It returns Salesforce's message for a reference that resolves to
+// nothing, or "".
+func resolveReferences(s string, results map[string]any, inURL bool) (string, string) {
+	var failure string
 	out := referencePattern.ReplaceAllStringFunc(s, func(m string) string {
 		parts := referencePattern.FindStringSubmatch(m)
 		v, ok := results[parts[1]]
 		if !ok {
-			failure = fmt.Errorf("Invalid reference specified. No value for %s found in %s. Provided referenceId ('%s') does not match any previous referenceIds", strings.TrimPrefix(parts[2], "."), parts[1], parts[1])
+			failure = fmt.Sprintf("Invalid reference specified. No value for %s found in %s. Provided referenceId ('%s') does not match any previous referenceIds", strings.TrimPrefix(parts[2], "."), parts[1], parts[1])
 			return m
 		}
 		path := parts[2]
@@ -208,7 +209,7 @@ func resolveReferences(s string, results map[string]any, inURL bool) (string, er
 				n, _ := strconv.Atoi(path[1:end])
 				arr, isArr := v.([]any)
 				if !isArr || n >= len(arr) {
-					failure = fmt.Errorf("Invalid reference specified. No value for %s found in %s", parts[2], parts[1])
+					failure = fmt.Sprintf("Invalid reference specified. No value for %s found in %s", parts[2], parts[1])
 					return m
 				}
 				v, path = arr[n], path[end+1:]
@@ -223,7 +224,7 @@ func resolveReferences(s string, results map[string]any, inURL bool) (string, er
 			}
 			obj, isObj := v.(map[string]any)
 			if !isObj {
-				failure = fmt.Errorf("Invalid reference specified. No value for %s found in %s", parts[2], parts[1])
+				failure = fmt.Sprintf("Invalid reference specified. No value for %s found in %s", parts[2], parts[1])
 				return m
 			}
 			v = obj[key]

@@ -285,8 +285,8 @@ func TestCompositeAndCompositeBatch(t *testing.T) {
 		} `json:"results"`
 	}
 	mustJSON(t, body, &batch)
-	if resp.StatusCode != http.StatusOK || !batch.HasErrors || len(batch.Results) != 3 || batch.Results[0].StatusCode != 200 ||
-		batch.Results[1].StatusCode != 404 || batch.Results[2].StatusCode != 412 {
+	if resp.StatusCode != http.StatusOK || !batch.HasErrors || len(batch.Results) != 3 || batch.Results[0].StatusCode != http.StatusOK ||
+		batch.Results[1].StatusCode != http.StatusNotFound || batch.Results[2].StatusCode != http.StatusPreconditionFailed {
 		t.Errorf("composite/batch: %d %s", resp.StatusCode, body)
 	}
 }

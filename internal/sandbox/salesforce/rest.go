@@ -83,7 +83,7 @@ func (e *Emulator) serveData(w http.ResponseWriter, r *http.Request) {
 			r.Body = zr
 		}
 	}
-	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && !(len(c.rest) > 0 && c.rest[0] == "jobs") {
+	if strings.Contains(r.Header.Get("Accept-Encoding"), "gzip") && (len(c.rest) == 0 || c.rest[0] != "jobs") {
 		gw := &gzipWriter{ResponseWriter: w}
 		defer gw.close()
 		c.w = gw
