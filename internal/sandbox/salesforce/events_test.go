@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -377,5 +378,21 @@ func TestMergeDeletesLosersUpdatesWinnerAndReparentsChildrenSilently(t *testing.
 	mr, err = o.e.Merge(MergeRequest{Object: "Account", MasterID: win, MergedIDs: more.IDs[0]})
 	if err != nil || len(mr.ReplayIDs) != 3 {
 		t.Errorf("merge with child events: %v, %d events, want 3", err, len(mr.ReplayIDs))
+	}
+}
+
+// The admin API serves merges over HTTP, refusing bad requests with 400.
+func TestAdminMergeEndpoint(t *testing.T) {
+	o := newTestOrg(t, 0, 0)
+	res, err := o.e.Transact(Transaction{Operations: []Operation{{Op: "create", Object: "Contact", Records: []map[string]any{{"LastName": "Keep"}, {"LastName": "Lose"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, body := o.adminDo(http.MethodPost, "/merge", `{"object":"Contact","master_id":"`+res.IDs[0][0]+`","merged_ids":["`+res.IDs[0][1]+`"],"fields":{"Title":"Merged"}}`)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"master_id":"`+res.IDs[0][0]+`"`) || !strings.Contains(string(body), `"replay_ids":[`) {
+		t.Fatalf("POST /merge: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := o.adminDo(http.MethodPost, "/merge", `{"object":"Contact","master_id":"`+res.IDs[0][0]+`","merged_ids":[]}`); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a merge without losers: %d %s", resp.StatusCode, body)
 	}
 }
