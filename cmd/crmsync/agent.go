@@ -36,6 +36,7 @@ func newAgentCommand() *cobra.Command {
 		tokenFile    string
 		caFile       string
 		withPprof    bool
+		allowLoose   bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL --connector ID)",
@@ -69,7 +70,7 @@ from the command line. /status and /metrics are served only when --listen is giv
 				if !cmd.Flags().Changed("listen") {
 					listen = ""
 				}
-				return runRemoteAgent(cmd.Context(), logger, controlPlane, connectorID, tokenFile, caFile, listen)
+				return runRemoteAgent(cmd.Context(), logger, controlPlane, connectorID, tokenFile, caFile, listen, agentOptions(allowLoose))
 			}
 			if configFile == "" || stateDir == "" {
 				return errors.New("--config and --state-dir are required (or --control-plane and --connector)")
@@ -86,7 +87,7 @@ from the command line. /status and /metrics are served only when --listen is giv
 				return err
 			}
 			defer store.Close()
-			a, err := agent.New(*cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, logger)
+			a, err := agent.New(*cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, logger, agentOptions(allowLoose)...)
 			if err != nil {
 				return err
 			}
@@ -109,12 +110,13 @@ from the command line. /status and /metrics are served only when --listen is giv
 	f.StringVar(&caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.BoolVar(&allowLoose, "allow-readable-secret-files", false, "accept secret files (private_key_file, client_secret_file) that group or others can read; refused otherwise")
 	f.BoolVar(&withPprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --listen (standalone mode; keep --listen on loopback)")
 	return cmd
 }
 
 // runRemoteAgent is control-plane mode: remote.Run with a client built from the flags.
-func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connectorID, tokenFile, caFile, listen string) error {
+func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connectorID, tokenFile, caFile, listen string, opts []agent.Option) error {
 	token, err := apiToken(tokenFile)
 	if err != nil {
 		return err
@@ -130,7 +132,7 @@ func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connecto
 		}
 	}()
 	return remote.Run(ctx, remote.Options{
-		Client: c, ConnectorID: connectorID, Logger: logger,
+		Client: c, ConnectorID: connectorID, Logger: logger, AgentOptions: opts,
 		OnStart: func(e remote.Engine) {
 			if listen == "" {
 				return
@@ -144,6 +146,14 @@ func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connecto
 			logger.Info("agent started", "connector_id", connectorID, "http", "http://"+addr)
 		},
 	})
+}
+
+// agentOptions turns the agent's flags into agent.New options.
+func agentOptions(allowReadableSecretFiles bool) []agent.Option {
+	if allowReadableSecretFiles {
+		return []agent.Option{agent.AllowReadableKeyFiles()}
+	}
+	return nil
 }
 
 // apiToken reads the control plane API token from a file, or CRMSYNC_TOKEN.

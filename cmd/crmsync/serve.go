@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backups"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
@@ -104,6 +105,9 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	tlsOn := o.tlsCert != ""
 	if err := checkListen(o.listen, tlsOn, o.insecureListen); err != nil {
 		return err
+	}
+	if fe := api.LeaseTTLBound.Check("--lease-ttl", o.leaseTTL); fe != nil || o.leaseTTL <= 0 {
+		return fmt.Errorf("--lease-ttl %s is out of range: it must be from %s to %s", o.leaseTTL, api.LeaseTTLBound.Min, api.LeaseTTLBound.Max)
 	}
 	token, err := apiToken(o.tokenFile)
 	if err != nil {

@@ -13,8 +13,8 @@ const (
 
 // Checkpoint is one table's durable progress.
 type Checkpoint struct {
-	Table string `json:"table"` // source object, e.g. Contact
-	Phase string `json:"phase"`
+	Table string `json:"table" crmsync:"required"` // source object, e.g. Contact
+	Phase string `json:"phase" crmsync:"required"`
 	// ReplayID is the change-stream position to resume after (8 bytes, big-endian); empty when unknown.
 	ReplayID []byte `json:"replay_id,omitempty"`
 	// RefetchIDs are records whose change arrived while the table was loading; they are re-read when the
@@ -28,8 +28,8 @@ type Checkpoint struct {
 	// Load progress of the initial load or re-sync.
 	LoadJobID     string    `json:"load_job_id,omitempty"`
 	LoadLocator   string    `json:"load_locator,omitempty"`
-	LoadDone      int64     `json:"load_done"`
-	LoadTotal     int64     `json:"load_total"`
+	LoadDone      int64     `json:"load_done" crmsync:"required"`
+	LoadTotal     int64     `json:"load_total" crmsync:"required"`
 	LoadStartedAt time.Time `json:"load_started_at,omitzero"` // server time the load's query began
 	LoadReason    string    `json:"load_reason,omitempty"`    // why the current load runs
 	// MappingHash identifies the mapping the table was loaded with; a different hash means columns were added
@@ -54,7 +54,7 @@ type Checkpoint struct {
 	// IntentSeq is the highest Intent.Seq the agent has taken in (intents the control plane adds carry a
 	// sequence number, so the store keeps those an agent has not seen yet when the agent saves).
 	IntentSeq int64     `json:"intent_seq,omitempty"`
-	UpdatedAt time.Time `json:"updated_at"`
+	UpdatedAt time.Time `json:"updated_at" crmsync:"required"`
 }
 
 // Kinds of Intent.
@@ -86,32 +86,32 @@ type Intent struct {
 
 // DeadLetter is a record Dataverse refused (or that could not be mapped).
 type DeadLetter struct {
-	Table     string    `json:"table"`
-	RecordID  string    `json:"record_id"` // Salesforce Id
-	Operation string    `json:"operation"` // upsert, update, delete
-	Code      string    `json:"code"`      // Dataverse error code or a crmsync code (mapping, lookup_missing)
-	Reason    string    `json:"reason"`
-	Payload   string    `json:"payload,omitempty"` // the row body that was refused (JSON)
-	At        time.Time `json:"at"`                // this failure
-	FirstAt   time.Time `json:"first_at"`          // the record's first failure (kept across retries)
-	Attempts  int       `json:"attempts"`
+	Table     string    `json:"table" crmsync:"required"`
+	RecordID  string    `json:"record_id" crmsync:"required"` // Salesforce Id
+	Operation string    `json:"operation" crmsync:"required"` // upsert, update, delete
+	Code      string    `json:"code" crmsync:"required"`      // Dataverse error code or a crmsync code (mapping, lookup_missing)
+	Reason    string    `json:"reason" crmsync:"required"`
+	Payload   string    `json:"payload,omitempty"`           // the row body that was refused (JSON)
+	At        time.Time `json:"at" crmsync:"required"`       // this failure
+	FirstAt   time.Time `json:"first_at" crmsync:"required"` // the record's first failure (kept across retries)
+	Attempts  int       `json:"attempts" crmsync:"required"`
 }
 
 // TableStatus is one table's reported state.
 type TableStatus struct {
-	Table        string    `json:"table"`
-	Destination  string    `json:"destination"`
-	Phase        string    `json:"phase"`
+	Table        string    `json:"table" crmsync:"required"`
+	Destination  string    `json:"destination" crmsync:"required"`
+	Phase        string    `json:"phase" crmsync:"required"`
 	Reason       string    `json:"reason,omitempty"` // why a load/resync runs, or why failed
-	LoadDone     int64     `json:"load_done"`
-	LoadTotal    int64     `json:"load_total"`
-	Received     int64     `json:"received"`
-	Written      int64     `json:"written"`
-	DeadLettered int64     `json:"dead_lettered"`
-	Skipped      int64     `json:"skipped"`
-	LagSeconds   float64   `json:"lag_seconds"`            // now − commit time of the last applied event
-	LastEventAt  time.Time `json:"last_event_at,omitzero"` // commit time of the last applied event
-	ReplayAt     time.Time `json:"replay_at,omitzero"`     // when the stored replay position was last moved
+	LoadDone     int64     `json:"load_done" crmsync:"required"`
+	LoadTotal    int64     `json:"load_total" crmsync:"required"`
+	Received     int64     `json:"received" crmsync:"required"`
+	Written      int64     `json:"written" crmsync:"required"`
+	DeadLettered int64     `json:"dead_lettered" crmsync:"required"`
+	Skipped      int64     `json:"skipped" crmsync:"required"`
+	LagSeconds   float64   `json:"lag_seconds" crmsync:"required"` // now − commit time of the last applied event
+	LastEventAt  time.Time `json:"last_event_at,omitzero"`         // commit time of the last applied event
+	ReplayAt     time.Time `json:"replay_at,omitzero"`             // when the stored replay position was last moved
 	// Position is the replay ID written up to, read as a big-endian number (opaque to Salesforce clients,
 	// 8 bytes in practice); for progress checks and debugging.
 	Position   uint64   `json:"position,omitempty"`
@@ -132,19 +132,19 @@ type TableStatus struct {
 
 // Latency is a summary of recent end-to-end change latencies, in seconds.
 type Latency struct {
-	Samples int     `json:"samples"`
-	P50     float64 `json:"p50"`
-	P95     float64 `json:"p95"`
-	P99     float64 `json:"p99"`
-	Max     float64 `json:"max"`
+	Samples int     `json:"samples" crmsync:"required"`
+	P50     float64 `json:"p50" crmsync:"required"`
+	P95     float64 `json:"p95" crmsync:"required"`
+	P99     float64 `json:"p99" crmsync:"required"`
+	Max     float64 `json:"max" crmsync:"required"`
 }
 
 // Status is the agent's reported state.
 type Status struct {
-	State           string           `json:"state"` // starting, initial_load, streaming, resyncing, failed, stopped
+	State           string           `json:"state" crmsync:"required"` // starting, initial_load, streaming, resyncing, failed, stopped
 	Reason          string           `json:"reason,omitempty"`
-	Revision        int64            `json:"revision"`
-	StartedAt       time.Time        `json:"started_at"`
+	Revision        int64            `json:"revision" crmsync:"required"`
+	StartedAt       time.Time        `json:"started_at" crmsync:"required"`
 	Tables          []TableStatus    `json:"tables"`
 	SalesforceCalls int64            `json:"salesforce_calls"`
 	DataverseCalls  int64            `json:"dataverse_requests"`

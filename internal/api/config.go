@@ -14,26 +14,26 @@ import (
 // environment variable (*_env) or file (*_file) and resolved on the agent's own host; inline values are
 // accepted for the control plane's lease but never required.
 type Config struct {
-	Connector  string                `json:"connector"`
+	Connector  string                `json:"connector" crmsync:"required"`
 	Revision   int64                 `json:"revision,omitempty"`
-	Salesforce SalesforceConfig      `json:"salesforce"`
-	Dataverse  DataverseConfig       `json:"dataverse"`
-	TeamID     string                `json:"team_id"`
-	Tables     []mapping.TableConfig `json:"tables"`
+	Salesforce SalesforceConfig      `json:"salesforce" crmsync:"required"`
+	Dataverse  DataverseConfig       `json:"dataverse" crmsync:"required"`
+	TeamID     string                `json:"team_id" crmsync:"required"`
+	Tables     []mapping.TableConfig `json:"tables" crmsync:"required"`
 	Tuning     Tuning                `json:"tuning,omitzero"`
 }
 
 // SalesforceConfig says how to reach and authenticate to the org.
 type SalesforceConfig struct {
-	LoginURL    string `json:"login_url"`
+	LoginURL    string `json:"login_url" crmsync:"required"`
 	InstanceURL string `json:"instance_url,omitempty"`
 	APIVersion  string `json:"api_version,omitempty"`
 	// PubSubAddr is the Pub/Sub API host:port; api.pubsub.salesforce.com:7443 by default.
 	PubSubAddr string `json:"pubsub_addr,omitempty"`
 	// PubSubPlaintext connects without TLS (loopback only; for local emulators).
 	PubSubPlaintext  bool   `json:"pubsub_plaintext,omitempty"`
-	Auth             string `json:"auth"` // jwt_bearer or client_credentials
-	ClientID         string `json:"client_id"`
+	Auth             string `json:"auth" crmsync:"required"` // jwt_bearer or client_credentials
+	ClientID         string `json:"client_id" crmsync:"required"`
 	Username         string `json:"username,omitempty"`
 	ClientSecret     string `json:"client_secret,omitempty"`
 	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
@@ -46,10 +46,10 @@ type SalesforceConfig struct {
 
 // DataverseConfig says how to reach and authenticate to the environment.
 type DataverseConfig struct {
-	EnvironmentURL   string `json:"environment_url"`
+	EnvironmentURL   string `json:"environment_url" crmsync:"required"`
 	AuthorityURL     string `json:"authority_url,omitempty"`
-	TenantID         string `json:"tenant_id"`
-	ClientID         string `json:"client_id"`
+	TenantID         string `json:"tenant_id" crmsync:"required"`
+	ClientID         string `json:"client_id" crmsync:"required"`
 	ClientSecret     string `json:"client_secret,omitempty"`
 	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
 	ClientSecretFile string `json:"client_secret_file,omitempty"`
@@ -137,20 +137,34 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	return nil
 }
 
-// Validate checks the configuration and every table mapping statically; it returns every problem at once.
-func (c *Config) Validate() error {
+// Validate checks the configuration and every table mapping statically; it returns every problem at once,
+// each naming its key. The connection settings and the tuning go through the checks of a declared connector
+// (ConnectorSpec.Validate and the table of bounds), so the file and the API accept the same values.
+func (c *Config) Validate() error { return errors.Join(c.Problems()...) }
+
+// Problems is Validate's list of problems.
+func (c *Config) Problems() []error {
 	var errs []error
-	if c.Connector == "" {
-		errs = append(errs, errors.New("connector: a name is required"))
+	spec := ConnectorSpec{Name: c.Connector, TeamID: c.TeamID, Tuning: &c.Tuning,
+		Salesforce: SalesforceSettings{LoginURL: c.Salesforce.LoginURL, InstanceURL: c.Salesforce.InstanceURL,
+			APIVersion: c.Salesforce.APIVersion, PubSubAddr: c.Salesforce.PubSubAddr, PubSubPlaintext: c.Salesforce.PubSubPlaintext,
+			Auth: c.Salesforce.Auth, ClientID: c.Salesforce.ClientID, Username: c.Salesforce.Username,
+			ClientSecret: c.Salesforce.ClientSecret, ClientSecretEnv: c.Salesforce.ClientSecretEnv, ClientSecretFile: c.Salesforce.ClientSecretFile,
+			PrivateKey: c.Salesforce.PrivateKey, PrivateKeyEnv: c.Salesforce.PrivateKeyEnv, PrivateKeyFile: c.Salesforce.PrivateKeyFile,
+			CAFile: c.Salesforce.CAFile},
+		Dataverse: DataverseSettings{EnvironmentURL: c.Dataverse.EnvironmentURL, AuthorityURL: c.Dataverse.AuthorityURL,
+			TenantID: c.Dataverse.TenantID, ClientID: c.Dataverse.ClientID, ClientSecret: c.Dataverse.ClientSecret,
+			ClientSecretEnv: c.Dataverse.ClientSecretEnv, ClientSecretFile: c.Dataverse.ClientSecretFile, CAFile: c.Dataverse.CAFile},
 	}
-	if c.Salesforce.LoginURL == "" {
-		errs = append(errs, errors.New("salesforce.login_url is required"))
-	}
-	if c.Dataverse.EnvironmentURL == "" {
-		errs = append(errs, errors.New("dataverse.environment_url is required"))
-	}
-	if c.TeamID == "" {
-		errs = append(errs, errors.New("team_id is required: the Dataverse team that owns the synced rows"))
+	if fe := spec.validate(nil); fe != nil {
+		field, msg := fe.Field, fe.Message
+		if field == "name" { // the file calls it connector
+			field, msg = "connector", strings.Replace(msg, "name", "connector", 1)
+		}
+		if field == "team_id" && c.TeamID == "" {
+			msg = "team_id is required: the Dataverse team that owns the synced rows"
+		}
+		errs = append(errs, &FieldError{Field: field, Message: msg})
 	}
 	if len(c.Tables) == 0 {
 		errs = append(errs, errors.New("tables: at least one table mapping is required"))
@@ -158,18 +172,27 @@ func (c *Config) Validate() error {
 	seen := map[string]bool{}
 	synced := c.SyncedTables()
 	for i, t := range c.Tables {
+		field := fmt.Sprintf("tables[%d]", i)
+		if fe := CheckMatch(field+".source_table", t.SourceTable, MaxTableName, ObjectNamePattern, true, "a Salesforce object API name such as Contact"); fe != nil {
+			errs = append(errs, fe)
+			continue
+		}
+		if fe := CheckMatch(field+".destination_table", t.DestinationTable, MaxTableName, LogicalNamePattern, false, "a Dataverse table logical name such as contact"); fe != nil {
+			errs = append(errs, fe)
+			continue
+		}
 		key := strings.ToLower(t.SourceTable)
 		if seen[key] {
-			errs = append(errs, fmt.Errorf("tables[%d]: %s is mapped twice", i, t.SourceTable))
+			errs = append(errs, fmt.Errorf("%s: %s is mapped twice", field, t.SourceTable))
 		}
 		seen[key] = true
 		cols, probs := mapping.Resolve(t, c.SourceTables())
 		probs = append(probs, mapping.Validate(t, cols, mapping.StaticSchemas(t, synced))...)
 		for _, p := range probs.Errors() {
-			errs = append(errs, fmt.Errorf("tables[%d] (%s): %s: %s", i, t.SourceTable, p.Path, p.Message))
+			errs = append(errs, fmt.Errorf("%s (%s): %s: %s", field, t.SourceTable, p.Path, p.Message))
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // SourceTables returns the source objects of every table mapping.

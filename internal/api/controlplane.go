@@ -12,13 +12,13 @@ import (
 // which are stored). *_env and *_file references are resolved by the agent on its own host and are
 // returned as declared.
 type SalesforceSettings struct {
-	LoginURL         string `json:"login_url"`
+	LoginURL         string `json:"login_url" crmsync:"required"`
 	InstanceURL      string `json:"instance_url,omitempty"`
 	APIVersion       string `json:"api_version,omitempty"`
 	PubSubAddr       string `json:"pubsub_addr,omitempty"`
 	PubSubPlaintext  bool   `json:"pubsub_plaintext,omitempty"`
-	Auth             string `json:"auth"` // jwt_bearer or client_credentials
-	ClientID         string `json:"client_id"`
+	Auth             string `json:"auth" crmsync:"required"` // jwt_bearer or client_credentials
+	ClientID         string `json:"client_id" crmsync:"required"`
 	Username         string `json:"username,omitempty"`
 	ClientSecret     string `json:"client_secret,omitempty"` // write-only
 	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
@@ -31,10 +31,10 @@ type SalesforceSettings struct {
 
 // DataverseSettings says how a connector reaches its environment. ClientSecret is write-only.
 type DataverseSettings struct {
-	EnvironmentURL   string `json:"environment_url"`
+	EnvironmentURL   string `json:"environment_url" crmsync:"required"`
 	AuthorityURL     string `json:"authority_url,omitempty"`
-	TenantID         string `json:"tenant_id"`
-	ClientID         string `json:"client_id"`
+	TenantID         string `json:"tenant_id" crmsync:"required"`
+	ClientID         string `json:"client_id" crmsync:"required"`
 	ClientSecret     string `json:"client_secret,omitempty"` // write-only
 	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
 	ClientSecretFile string `json:"client_secret_file,omitempty"`
@@ -44,10 +44,10 @@ type DataverseSettings struct {
 // ConnectorSpec is what a caller declares: the body of create and update (an update replaces every field;
 // a write-only secret left empty on update keeps the stored one).
 type ConnectorSpec struct {
-	Name       string             `json:"name"`
-	TeamID     string             `json:"team_id"`
-	Salesforce SalesforceSettings `json:"salesforce"`
-	Dataverse  DataverseSettings  `json:"dataverse"`
+	Name       string             `json:"name" crmsync:"required"`
+	TeamID     string             `json:"team_id" crmsync:"required"`
+	Salesforce SalesforceSettings `json:"salesforce" crmsync:"required"`
+	Dataverse  DataverseSettings  `json:"dataverse" crmsync:"required"`
 	// Tuning overrides the agent's batching defaults.
 	Tuning *Tuning `json:"tuning,omitempty"`
 }
@@ -112,7 +112,7 @@ type PredefinedMappings struct {
 // describe and Dataverse metadata are read and the live rules apply (ConnectorID required).
 type ValidateRequest struct {
 	ConnectorID string      `json:"connector_id,omitempty"`
-	Mapping     MappingSpec `json:"mapping"`
+	Mapping     MappingSpec `json:"mapping" crmsync:"required"`
 	// OtherTables are the source tables of the connector's other mappings (for lookups); with a
 	// connector the stored ones are used when this is empty.
 	OtherTables []string `json:"other_tables,omitempty"`
@@ -144,7 +144,7 @@ type PreflightCheck struct {
 
 // ActivationRequest activates or deactivates a connector.
 type ActivationRequest struct {
-	Active bool `json:"active"`
+	Active bool `json:"active" crmsync:"required"`
 	// BackupBeforeFirstSync asks, on the connector's first activation, for a backup of the destination
 	// tables before the agent is deployed (nil: true). Later activations take no backup.
 	BackupBeforeFirstSync *bool `json:"backup_before_first_sync,omitempty"`
@@ -302,9 +302,9 @@ type ErrorBody struct {
 
 // LeaseRequest asks for a connector's lease (POST /v1/agent/leases).
 type LeaseRequest struct {
-	ConnectorID string `json:"connector_id"`
-	AgentID     string `json:"agent_id"`
-	Host        string `json:"host"`
+	ConnectorID string `json:"connector_id" crmsync:"required"`
+	AgentID     string `json:"agent_id" crmsync:"required"`
+	Host        string `json:"host" crmsync:"required"`
 	PID         int    `json:"pid,omitempty"`
 }
 
@@ -323,7 +323,7 @@ type Lease struct {
 
 // Heartbeat renews a lease and reports the agent's status (POST /v1/agent/leases/{id}/heartbeat).
 type Heartbeat struct {
-	Status Status `json:"status"`
+	Status Status `json:"status" crmsync:"required"`
 }
 
 // HeartbeatResponse tells the agent whether to go on: Active false or a DesiredRevision above its own means
@@ -345,12 +345,12 @@ type CheckpointList struct {
 
 // DeadLetterBatch is POST /v1/agent/leases/{id}/dead-letters.
 type DeadLetterBatch struct {
-	DeadLetters []DeadLetter `json:"dead_letters"`
+	DeadLetters []DeadLetter `json:"dead_letters" crmsync:"required"`
 }
 
 // ResolveRequest is POST /v1/agent/leases/{id}/dead-letters/resolve.
 type ResolveRequest struct {
-	Table    string    `json:"table"`
-	RecordID string    `json:"record_id"`
-	Before   time.Time `json:"before"`
+	Table    string    `json:"table" crmsync:"required"`
+	RecordID string    `json:"record_id" crmsync:"required"`
+	Before   time.Time `json:"before" crmsync:"required"`
 }

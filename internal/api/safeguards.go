@@ -136,10 +136,10 @@ type ReconcileRequest struct {
 type OutOfBandStatus struct {
 	// Detected counts such rows found since the agent started (a row edited twice counts twice); Repaired
 	// those rewritten from Salesforce.
-	Detected int64 `json:"detected"`
-	Repaired int64 `json:"repaired"`
+	Detected int64 `json:"detected" crmsync:"required"`
+	Repaired int64 `json:"repaired" crmsync:"required"`
 	// Repair says the table mapping asks for them to be rewritten (repair_out_of_band_edits).
-	Repair bool `json:"repair"`
+	Repair bool `json:"repair" crmsync:"required"`
 	// CheckedAt is when the detector last ran; Since the Dataverse modifiedon it has looked at up to.
 	CheckedAt time.Time `json:"checked_at,omitzero"`
 	Since     time.Time `json:"since,omitzero"`
@@ -149,14 +149,14 @@ type OutOfBandStatus struct {
 
 // OutOfBandEdit is one synced row changed in Dataverse by someone else.
 type OutOfBandEdit struct {
-	RecordID string `json:"record_id"` // Salesforce Id
-	Key      string `json:"key"`       // Dataverse primary key
+	RecordID string `json:"record_id" crmsync:"required"` // Salesforce Id
+	Key      string `json:"key" crmsync:"required"`       // Dataverse primary key
 	// Columns are the mapped columns whose Dataverse value differs from what Salesforce holds.
-	Columns        []string  `json:"columns"`
-	ModifiedBy     string    `json:"modified_by"` // systemuser ID
+	Columns        []string  `json:"columns" crmsync:"required"`
+	ModifiedBy     string    `json:"modified_by" crmsync:"required"` // systemuser ID
 	ModifiedByName string    `json:"modified_by_name,omitempty"`
-	ModifiedAt     time.Time `json:"modified_at"`
-	Repaired       bool      `json:"repaired"`
+	ModifiedAt     time.Time `json:"modified_at" crmsync:"required"`
+	Repaired       bool      `json:"repaired" crmsync:"required"`
 }
 
 // Reconciliation triggers.
@@ -169,37 +169,37 @@ const (
 // sides (values normalised as the mapping writes them), the records that differ, what was healed, and the
 // API calls it cost.
 type ReconcileResult struct {
-	Trigger    string    `json:"trigger"`
+	Trigger    string    `json:"trigger" crmsync:"required"`
 	RequestID  int64     `json:"request_id,omitempty"`
-	StartedAt  time.Time `json:"started_at"`
+	StartedAt  time.Time `json:"started_at" crmsync:"required"`
 	FinishedAt time.Time `json:"finished_at,omitzero"`
 	// Match is true when both sides held the same rows with the same values (before healing).
-	Match bool `json:"match"`
+	Match bool `json:"match" crmsync:"required"`
 	// SourceRows are the live Salesforce records the mapping converts; DestinationRows the Dataverse rows.
-	SourceRows          int64  `json:"source_rows"`
-	DestinationRows     int64  `json:"destination_rows"`
-	SourceChecksum      string `json:"source_checksum"`
-	DestinationChecksum string `json:"destination_checksum"`
+	SourceRows          int64  `json:"source_rows" crmsync:"required"`
+	DestinationRows     int64  `json:"destination_rows" crmsync:"required"`
+	SourceChecksum      string `json:"source_checksum" crmsync:"required"`
+	DestinationChecksum string `json:"destination_checksum" crmsync:"required"`
 	// Ranges is the number of key ranges hashed on each side; DifferingRanges those whose hashes differed
 	// (only they were drilled into).
-	Ranges          int `json:"ranges"`
-	DifferingRanges int `json:"differing_ranges"`
+	Ranges          int `json:"ranges" crmsync:"required"`
+	DifferingRanges int `json:"differing_ranges" crmsync:"required"`
 	// Missing: records with no row; Different: rows with another value in a mapped column; Extra: synced
 	// rows of no live record; Kept: rows of no live record left alone (not created by the sync, or kept by
 	// the delete behaviour).
-	Missing   int64 `json:"missing"`
-	Different int64 `json:"different"`
-	Extra     int64 `json:"extra"`
-	Kept      int64 `json:"kept"`
+	Missing   int64 `json:"missing" crmsync:"required"`
+	Different int64 `json:"different" crmsync:"required"`
+	Extra     int64 `json:"extra" crmsync:"required"`
+	Kept      int64 `json:"kept" crmsync:"required"`
 	// Healed rows were re-fetched from Salesforce and written (or deleted, for extra ones) and Dataverse
 	// accepted the write. Unhealed are differences whose rewrite Dataverse refused: those records are
 	// dead-lettered with the reason, and stay different.
-	Healed   int64                 `json:"healed"`
+	Healed   int64                 `json:"healed" crmsync:"required"`
 	Unhealed int64                 `json:"unhealed,omitempty"`
 	Examples []ReconcileDifference `json:"examples,omitempty"`
 	// SalesforceCalls and DataverseCalls are the API calls the reconciliation used (healing included).
-	SalesforceCalls int64  `json:"salesforce_calls"`
-	DataverseCalls  int64  `json:"dataverse_requests"`
+	SalesforceCalls int64  `json:"salesforce_calls" crmsync:"required"`
+	DataverseCalls  int64  `json:"dataverse_requests" crmsync:"required"`
 	Error           string `json:"error,omitempty"`
 }
 
@@ -212,8 +212,8 @@ const (
 
 // ReconcileDifference is one record a reconciliation found different.
 type ReconcileDifference struct {
-	Kind     string   `json:"kind"`
+	Kind     string   `json:"kind" crmsync:"required"`
 	RecordID string   `json:"record_id,omitempty"` // Salesforce Id (unknown for extra rows)
-	Key      string   `json:"key"`
+	Key      string   `json:"key" crmsync:"required"`
 	Columns  []string `json:"columns,omitempty"`
 }

@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"time"
 
-	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/resourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/path"
@@ -76,19 +74,18 @@ type tuningModel struct {
 	ReconcileInterval types.String `tfsdk:"reconcile_interval"`
 }
 
-// Bounds of the tuning attributes: those the control plane enforces (a value outside is refused at apply), so
-// a plan refuses it first. Zero, which the API reads as "the default", is left to a null attribute instead: the
-// API does not return it, so a configured zero would show as a diff on every plan.
-const (
-	maxBatchSize         = 1000
-	maxWriteConcurrency  = 64
-	maxPageSize          = 100000
-	maxFlushInterval     = time.Minute
-	maxStatusInterval    = time.Minute
-	minOutOfBandInterval = time.Second
-	maxOutOfBandInterval = 24 * time.Hour
-	minReconcileInterval = time.Minute
-	maxReconcileInterval = 30 * 24 * time.Hour
+// Bounds of the tuning attributes: the table of bounds in package api, the one the control plane's API and
+// the agent's configuration enforce, so a plan refuses what apply (or the agent) would. Zero, which the API
+// reads as "the default", is left to a null attribute instead: the API does not return it, so a configured
+// zero would show as a diff on every plan.
+var (
+	batchSizeBound         = api.BatchSizeBound
+	writeConcurrencyBound  = api.WriteConcurrencyBound
+	pageSizeBound          = api.PageSizeBound
+	flushIntervalBound     = api.FlushIntervalBound
+	statusIntervalBound    = api.StatusIntervalBound
+	outOfBandIntervalBound = api.OutOfBandIntervalBound
+	reconcileIntervalBound = api.ReconcileIntervalBound
 )
 
 type salesforceModel struct {
@@ -303,51 +300,51 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 				Optional: true,
 				Attributes: map[string]schema.Attribute{
 					"batch_size": schema.Int64Attribute{
-						MarkdownDescription: fmt.Sprintf("Rows per Dataverse write (`UpsertMultiple` targets or `$batch` operations), 1 to %d. "+
-							"Defaults to %d.", maxBatchSize, api.DefaultBatchSize),
+						MarkdownDescription: fmt.Sprintf("Rows per Dataverse write (`UpsertMultiple` targets or `$batch` operations), %d to %d. "+
+							"Defaults to %d.", batchSizeBound.Min, batchSizeBound.Max, api.DefaultBatchSize),
 						Optional:   true,
-						Validators: []validator.Int64{int64validator.Between(1, maxBatchSize)},
+						Validators: []validator.Int64{intBetween(batchSizeBound)},
 					},
 					"flush_interval": schema.StringAttribute{
-						MarkdownDescription: fmt.Sprintf("How long a change waits for its batch to fill, up to %s. Defaults to `%s`.",
-							shortDuration(maxFlushInterval), shortDuration(api.DefaultFlushInterval)),
+						MarkdownDescription: fmt.Sprintf("How long a change waits for its batch to fill, from %s to %s. Defaults to `%s`.",
+							shortDuration(flushIntervalBound.Min), shortDuration(flushIntervalBound.Max), shortDuration(api.DefaultFlushInterval)),
 						Optional:   true,
-						Validators: []validator.String{durationBetween(time.Millisecond, maxFlushInterval, false)},
+						Validators: []validator.String{durationIn(flushIntervalBound)},
 					},
 					"write_concurrency": schema.Int64Attribute{
-						MarkdownDescription: fmt.Sprintf("Dataverse writes in flight per table, 1 to %d. Defaults to %d.",
-							maxWriteConcurrency, api.DefaultWriteConcurrency),
+						MarkdownDescription: fmt.Sprintf("Dataverse writes in flight per table, %d to %d. Defaults to %d.",
+							writeConcurrencyBound.Min, writeConcurrencyBound.Max, api.DefaultWriteConcurrency),
 						Optional:   true,
-						Validators: []validator.Int64{int64validator.Between(1, maxWriteConcurrency)},
+						Validators: []validator.Int64{intBetween(writeConcurrencyBound)},
 					},
 					"page_size": schema.Int64Attribute{
-						MarkdownDescription: fmt.Sprintf("Bulk API result page size (`maxRecords`) of initial loads and re-syncs, 1 to %d; a "+
-							"restarted load re-reads at most one page. Defaults to %d.", maxPageSize, api.DefaultPageSize),
+						MarkdownDescription: fmt.Sprintf("Bulk API result page size (`maxRecords`) of initial loads and re-syncs, %d to %d; a "+
+							"restarted load re-reads at most one page. Defaults to %d.", pageSizeBound.Min, pageSizeBound.Max, api.DefaultPageSize),
 						Optional:   true,
-						Validators: []validator.Int64{int64validator.Between(1, maxPageSize)},
+						Validators: []validator.Int64{intBetween(pageSizeBound)},
 					},
 					"status_interval": schema.StringAttribute{
-						MarkdownDescription: fmt.Sprintf("How often the agent reports its status, up to %s. Defaults to `%s`.",
-							shortDuration(maxStatusInterval), shortDuration(api.DefaultStatusInterval)),
+						MarkdownDescription: fmt.Sprintf("How often the agent reports its status, from %s to %s. Defaults to `%s`.",
+							shortDuration(statusIntervalBound.Min), shortDuration(statusIntervalBound.Max), shortDuration(api.DefaultStatusInterval)),
 						Optional:   true,
-						Validators: []validator.String{durationBetween(time.Millisecond, maxStatusInterval, false)},
+						Validators: []validator.String{durationIn(statusIntervalBound)},
 					},
 					"out_of_band_interval": schema.StringAttribute{
 						MarkdownDescription: fmt.Sprintf("How often each streaming table is checked for synced rows changed in Dataverse by "+
 							"someone other than the agent (out-of-band edits, reported in `crmsync_sync_status` and repaired where the table "+
 							"mapping sets `repair_out_of_band_edits`), from %s to %s, or `off`. Defaults to `%s`; a check costs one Dataverse "+
 							"request per table when nothing changed.",
-							shortDuration(minOutOfBandInterval), shortDuration(maxOutOfBandInterval), shortDuration(api.DefaultOutOfBandInterval)),
+							shortDuration(outOfBandIntervalBound.Min), shortDuration(outOfBandIntervalBound.Max), shortDuration(api.DefaultOutOfBandInterval)),
 						Optional:   true,
-						Validators: []validator.String{durationBetween(minOutOfBandInterval, maxOutOfBandInterval, true)},
+						Validators: []validator.String{durationIn(outOfBandIntervalBound)},
 					},
 					"reconcile_interval": schema.StringAttribute{
 						MarkdownDescription: fmt.Sprintf("How often each streaming table is reconciled (row counts and checksums of both sides, "+
 							"differences healed; results in `crmsync_sync_status`), from %s to %s, or `off` (on-demand reconciliations, "+
 							"`crmsync reconcile`, still run). Defaults to `%s`: a reconciliation reads both sides in full.",
-							shortDuration(minReconcileInterval), shortDuration(maxReconcileInterval), shortDuration(api.DefaultReconcileInterval)),
+							shortDuration(reconcileIntervalBound.Min), shortDuration(reconcileIntervalBound.Max), shortDuration(api.DefaultReconcileInterval)),
 						Optional:   true,
-						Validators: []validator.String{durationBetween(minReconcileInterval, maxReconcileInterval, true)},
+						Validators: []validator.String{durationIn(reconcileIntervalBound)},
 					},
 				},
 			},

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
@@ -167,6 +168,14 @@ type durationValidator struct {
 
 func durationBetween(lo, hi time.Duration, allowOff bool) validator.String {
 	return durationValidator{min: lo, max: hi, allowOff: allowOff}
+}
+
+// durationIn accepts a duration within one of api's bounds ("off" where the bound allows turning it off).
+func durationIn(b api.DurationBound) validator.String { return durationBetween(b.Min, b.Max, b.Off) }
+
+// intBetween accepts an integer within one of api's bounds.
+func intBetween(b api.IntBound) validator.Int64 {
+	return int64validator.Between(int64(b.Min), int64(b.Max))
 }
 
 func (v durationValidator) Description(context.Context) string {

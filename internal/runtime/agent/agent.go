@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -41,7 +42,11 @@ type Agent struct {
 }
 
 // New resolves the credentials and builds the clients. It makes no network call.
-func New(cfg Config, stores Stores, log *slog.Logger) (*Agent, error) {
+func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, error) {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -54,11 +59,14 @@ func New(cfg Config, stores Stores, log *slog.Logger) (*Agent, error) {
 	a := &Agent{cfg: cfg, stores: stores, log: log.With("connector", cfg.Connector), tuning: cfg.Tuning.WithDefaults(), state: "starting"}
 	var errs []error
 	sfc := cfg.Salesforce
-	sfSecret, err := secret("salesforce client secret", sfc.ClientSecret, sfc.ClientSecretEnv, sfc.ClientSecretFile)
+	sfSecret, err := secret("salesforce.client_secret", sfc.ClientSecret, sfc.ClientSecretEnv, sfc.ClientSecretFile, o.allowReadableKeys)
 	errs = append(errs, err)
-	key, err := secret("salesforce private key", sfc.PrivateKey, sfc.PrivateKeyEnv, sfc.PrivateKeyFile)
+	key, err := secret("salesforce.private_key", sfc.PrivateKey, sfc.PrivateKeyEnv, sfc.PrivateKeyFile, o.allowReadableKeys)
 	errs = append(errs, err)
-	dvSecret, err := secret("dataverse client secret", cfg.Dataverse.ClientSecret, cfg.Dataverse.ClientSecretEnv, cfg.Dataverse.ClientSecretFile)
+	if err == nil && key != "" {
+		errs = append(errs, checkKey(sourceOf("salesforce.private_key", sfc.PrivateKey, sfc.PrivateKeyEnv, sfc.PrivateKeyFile), []byte(key)))
+	}
+	dvSecret, err := secret("dataverse.client_secret", cfg.Dataverse.ClientSecret, cfg.Dataverse.ClientSecretEnv, cfg.Dataverse.ClientSecretFile, o.allowReadableKeys)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -88,6 +96,17 @@ func New(cfg Config, stores Stores, log *slog.Logger) (*Agent, error) {
 	return a, nil
 }
 
+// Option adjusts how New builds an agent.
+type Option func(*options)
+
+type options struct {
+	allowReadableKeys bool
+}
+
+// AllowReadableKeyFiles accepts secret files (private_key_file, client_secret_file) that group or others can
+// read; they are refused otherwise.
+func AllowReadableKeyFiles() Option { return func(o *options) { o.allowReadableKeys = true } }
+
 // Salesforce returns the agent's Salesforce client (for its call counters).
 func (a *Agent) Salesforce() *salesforce.Client { return a.sf }
 
@@ -104,11 +123,18 @@ func (a *Agent) prepare(ctx context.Context) error {
 	for _, tc := range a.cfg.Tables {
 		d, err := a.sf.Describe(ctx, tc.SourceTable)
 		if err != nil {
+			if sfNotFound(err) {
+				// The org has no such object: waiting will not make one (a configuration error).
+				return &MappingError{fmt.Errorf("source_table %s: the Salesforce org has no such object (%w)", tc.SourceTable, err)}
+			}
 			return fmt.Errorf("describing Salesforce %s: %w", tc.SourceTable, err)
 		}
 		describes[tc.SourceTable] = d
 		ds, err := a.dv.Table(ctx, tc.Destination())
 		if err != nil {
+			if dataverse.IsNotFound(err) {
+				return &MappingError{fmt.Errorf("destination_table %s: the Dataverse environment has no such table (%w)", tc.Destination(), err)}
+			}
 			return fmt.Errorf("reading Dataverse table %s: %w", tc.Destination(), err)
 		}
 		dests[tc.Destination()] = ds
@@ -259,6 +285,12 @@ func (a *Agent) tableList() []*table {
 	a.stateMu.Lock()
 	defer a.stateMu.Unlock()
 	return a.tables
+}
+
+// sfNotFound reports whether Salesforce answered 404: the object does not exist (or the user cannot see it).
+func sfNotFound(err error) bool {
+	var e *salesforce.APIError
+	return errors.As(err, &e) && e.Status == http.StatusNotFound
 }
 
 // MappingError reports mappings that do not fit the live schemas: the connector cannot start until its

@@ -1,14 +1,20 @@
 package agent
 
 import (
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 
 	"sigs.k8s.io/yaml"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/strictjson"
 )
 
 // Config is one connector's agent configuration (see api.Config).
@@ -36,8 +42,16 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	// YAML (JSON is YAML) becomes JSON, refusing a key given twice; strictjson then refuses a key given twice
+	// in another case, a key in another case than documented, unknown keys, and reports required keys left
+	// out together with the other problems.
+	js, err := yaml.YAMLToJSONStrict(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
 	var cfg Config
-	if err := yaml.UnmarshalStrict(b, &cfg); err != nil {
+	var missing strictjson.MissingErrors
+	if err := strictjson.Decode(js, &cfg); err != nil && !errors.As(err, &missing) {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	base := filepath.Dir(path)
@@ -47,29 +61,92 @@ func LoadConfig(path string) (*Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
+	// A required key left out is reported once, by strictjson.
+	errs := []error{}
+	left := map[string]bool{}
+	for _, m := range missing {
+		errs, left[m.Field] = append(errs, m), true
+	}
+	for _, err := range cfg.Problems() {
+		var fe *api.FieldError
+		if errors.As(err, &fe) && left[fe.Field] {
+			continue
+		}
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	return &cfg, nil
 }
 
-// secret resolves an inline value, an environment variable or a file, in that order of precedence.
-func secret(what, inline, env, file string) (string, error) {
+// secret resolves an inline value, an environment variable or a file, in that order of precedence. field
+// names the secret as configured ("salesforce.private_key"); errors name the form that failed
+// ("salesforce.private_key_file"). A secret file group or others can read is refused unless allowReadable:
+// whoever else can read it holds the credential too.
+func secret(field, inline, env, file string, allowReadable bool) (string, error) {
 	switch {
 	case inline != "":
 		return inline, nil
 	case env != "":
 		v, ok := os.LookupEnv(env)
 		if !ok || v == "" {
-			return "", fmt.Errorf("%s: environment variable %s is not set", what, env)
+			return "", fmt.Errorf("%s_env: environment variable %s is not set", field, env)
 		}
 		return v, nil
 	case file != "":
+		fi, err := os.Stat(file)
+		if err != nil {
+			return "", fmt.Errorf("%s_file: %w", field, err)
+		}
+		if perm := fi.Mode().Perm(); perm&0o077 != 0 && !allowReadable && runtime.GOOS != "windows" {
+			return "", fmt.Errorf("%s_file: %s has mode %04o: a secret file must be readable by its owner only (chmod 600 %s), or allow it explicitly (crmsync agent --allow-readable-secret-files)", field, file, perm, file)
+		}
 		b, err := os.ReadFile(file)
 		if err != nil {
-			return "", fmt.Errorf("%s: %w", what, err)
+			return "", fmt.Errorf("%s_file: %w", field, err)
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
 	return "", nil
+}
+
+// sourceOf names the form a secret was given in, for messages: "salesforce.private_key_file".
+func sourceOf(field, inline, env, file string) string {
+	switch {
+	case inline != "":
+		return field
+	case env != "":
+		return field + "_env"
+	case file != "":
+		return field + "_file"
+	}
+	return field
+}
+
+// checkKey checks the Salesforce private key at start: PEM, a private key (not a certificate), and RSA, which
+// the JWT bearer flow's RS256 signature needs. Without this a wrong key failed every token request and was
+// retried forever.
+func checkKey(field string, key []byte) error {
+	if fe := api.CheckPrivateKeyPEM(field, key); fe != nil {
+		return fe
+	}
+	block, _ := pem.Decode(key)
+	var k any
+	var err error
+	switch block.Type {
+	case "RSA PRIVATE KEY":
+		k, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		k, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return fmt.Errorf("%s holds a PEM %s; the JWT bearer flow needs an RSA private key (PKCS #1 or PKCS #8)", field, block.Type)
+	}
+	if err != nil {
+		return fmt.Errorf("%s is not a readable private key: %w", field, err)
+	}
+	if _, ok := k.(*rsa.PrivateKey); !ok {
+		return fmt.Errorf("%s holds a %T; the JWT bearer flow signs with RS256 and needs an RSA private key", field, k)
+	}
+	return nil
 }

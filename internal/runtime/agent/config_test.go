@@ -19,8 +19,8 @@ salesforce:
   private_key_file: keys/sf.pem
 dataverse:
   environment_url: https://acme.crm.dynamics.com
-  tenant_id: t
-  client_id: c
+  tenant_id: acme.onmicrosoft.com
+  client_id: 11111111-2222-3333-4444-555555555555
   client_secret_env: DV_SECRET
 tables:
   - source_table: Account
@@ -77,16 +77,41 @@ func TestLoadConfigRejectsUnknownKeysAndReportsEveryProblem(t *testing.T) {
 	}
 }
 
+// Finding 7 of issue 12: values that pass the old validation but are nonsense (team_id: not-a-guid, which
+// then dead-lettered every record; status_interval: 1ns, which burns a core), duplicate keys in another case
+// (the last one silently winning) and required keys left out are refused when the file is loaded, each
+// naming its key.
+func TestLoadConfigRefusesNonsenseNamingTheKey(t *testing.T) {
+	for _, k := range []struct {
+		name, old, new, want string
+	}{
+		{"team_id not a GUID", "team_id: 7d2c9c5e-1111-4222-8333-944445555666", "team_id: not-a-guid", "team_id"},
+		{"dataverse.client_id not a GUID", "client_id: 11111111-2222-3333-4444-555555555555", "client_id: c", "dataverse.client_id"},
+		{"status_interval of a nanosecond", "flush_interval: 250ms", "status_interval: 1ns", "tuning.status_interval"},
+		{"flush_interval of an hour", "flush_interval: 250ms", "flush_interval: 1h", "tuning.flush_interval"},
+		{"a key twice in another case", "connector: prod", "connector: prod\nConnector: other", "Connector"},
+		{"a key in another case", "connector: prod", "Connector: prod", "Connector"},
+		{"a required key left out", "  auth: jwt_bearer\n", "", "salesforce.auth is required"},
+		{"a source table that is not an object name", "source_table: Account", "source_table: Account; DROP", "tables[0].source_table"},
+		{"a login URL that is not a URL", "login_url: https://login.salesforce.com", "login_url: login.salesforce.com", "salesforce.login_url"},
+	} {
+		_, err := LoadConfig(writeFile(t, "c.yaml", strings.Replace(yamlConfig, k.old, k.new, 1)))
+		if err == nil || !strings.Contains(err.Error(), k.want) {
+			t.Errorf("%s: %v; want an error naming %q", k.name, err, k.want)
+		}
+	}
+}
+
 func TestSecretsResolveFromEnvAndFile(t *testing.T) {
 	t.Setenv("CRMSYNC_TEST_SECRET", "from-env")
-	if v, err := secret("x", "", "CRMSYNC_TEST_SECRET", ""); err != nil || v != "from-env" {
+	if v, err := secret("x", "", "CRMSYNC_TEST_SECRET", "", false); err != nil || v != "from-env" {
 		t.Errorf("env: %q %v", v, err)
 	}
 	f := writeFile(t, "s", "from-file\n")
-	if v, err := secret("x", "", "", f); err != nil || v != "from-file" {
+	if v, err := secret("x", "", "", f, false); err != nil || v != "from-file" {
 		t.Errorf("file: %q %v", v, err)
 	}
-	if _, err := secret("dataverse client secret", "", "CRMSYNC_TEST_UNSET_VAR", ""); err == nil || !strings.Contains(err.Error(), "CRMSYNC_TEST_UNSET_VAR") {
+	if _, err := secret("dataverse.client_secret", "", "CRMSYNC_TEST_UNSET_VAR", "", false); err == nil || !strings.Contains(err.Error(), "CRMSYNC_TEST_UNSET_VAR") {
 		t.Errorf("an unset variable must be named in the error: %v", err)
 	}
 }

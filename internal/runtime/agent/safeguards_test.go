@@ -82,7 +82,7 @@ func TestOutOfBandEditsAreReportedWithWhoAndColumnsAndRepairedWhenAsked(t *testi
 		{SourceTable: "Account", UsePredefined: true},
 		{SourceTable: "Contact", UsePredefined: true, RepairOutOfBandEdits: true},
 	}
-	e.cfg.Tuning.OutOfBandInterval = agent.Duration(200 * time.Millisecond)
+	e.cfg.Tuning.OutOfBandInterval = agent.Duration(time.Second) // the shortest the table of bounds accepts
 	e.cfg.Tuning.ReconcileInterval = agent.Duration(-1)
 	r := e.start(t, "")
 	e.settle(t, r, time.Minute)

@@ -1,18 +1,16 @@
 package controlplane
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
-	"sort"
 	"strings"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/strictjson"
 )
 
 // Stable error codes (api.Error.Code).
@@ -71,118 +69,25 @@ func storeError(err error, field string) error {
 	return err
 }
 
-// decodeJSON reads the body strictly into v: one JSON value, no unknown fields, within the size cap.
+// decodeJSON reads the body strictly into v (package strictjson): one JSON value of the right shape, names
+// exact, no unknown or duplicate member, every required member present, within the size cap.
 func decodeJSON(r *http.Request, v any) error {
 	data, err := io.ReadAll(r.Body)
 	if err != nil {
 		return jsonError(err)
 	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		ae := jsonError(err)
-		if strings.HasPrefix(err.Error(), `json: unknown field "`) {
-			// encoding/json names only the key; find where it is, so the field reads salesforce.login.
-			if path := unknownField(data, reflect.TypeOf(v)); path != "" {
-				ae.body.Field, ae.body.Message = path, fmt.Sprintf("unknown field %q", path)
-			}
-		}
-		return ae
+	err = strictjson.Decode(data, v)
+	var missing strictjson.MissingErrors
+	var se *strictjson.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &missing):
+		return errorf(http.StatusBadRequest, CodeInvalidJSON, missing[0].Field, "%s", missing.Error())
+	case errors.As(err, &se):
+		return errorf(http.StatusBadRequest, CodeInvalidJSON, se.Field, "%s", se.Message)
 	}
-	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		return errorf(http.StatusBadRequest, CodeInvalidJSON, "", "the body holds data after its JSON value")
-	}
-	return nil
-}
-
-// unknownField returns the dotted path of the first member of data that t does not declare ("" when none).
-func unknownField(data []byte, t reflect.Type) string {
-	var v any
-	if json.Unmarshal(data, &v) != nil {
-		return ""
-	}
-	return walkUnknown(v, t, "")
-}
-
-func walkUnknown(v any, t reflect.Type, path string) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	join := func(k string) string {
-		if path == "" {
-			return k
-		}
-		return path + "." + k
-	}
-	switch x := v.(type) {
-	case map[string]any:
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		switch t.Kind() {
-		case reflect.Struct:
-			fields := jsonFields(t)
-			for _, k := range keys {
-				ft, ok := fields[strings.ToLower(k)] // encoding/json matches names without regard to case
-				if !ok {
-					return join(k)
-				}
-				if p := walkUnknown(x[k], ft, join(k)); p != "" {
-					return p
-				}
-			}
-		case reflect.Map:
-			for _, k := range keys {
-				if p := walkUnknown(x[k], t.Elem(), join(k)); p != "" {
-					return p
-				}
-			}
-		}
-	case []any:
-		if t.Kind() == reflect.Slice || t.Kind() == reflect.Array {
-			for i, e := range x {
-				if p := walkUnknown(e, t.Elem(), fmt.Sprintf("%s[%d]", path, i)); p != "" {
-					return p
-				}
-			}
-		}
-	}
-	return ""
-}
-
-// jsonFields maps the lower-cased JSON names of a struct's fields (embedded structs flattened) to their types.
-func jsonFields(t reflect.Type) map[string]reflect.Type {
-	out := map[string]reflect.Type{}
-	for i := range t.NumField() {
-		f := t.Field(i)
-		tag := f.Tag.Get("json")
-		name, _, _ := strings.Cut(tag, ",")
-		if name == "-" {
-			continue
-		}
-		if f.Anonymous && name == "" {
-			ft := f.Type
-			for ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				for k, v := range jsonFields(ft) {
-					out[k] = v
-				}
-				continue
-			}
-		}
-		if !f.IsExported() {
-			continue
-		}
-		if name == "" {
-			name = f.Name
-		}
-		out[strings.ToLower(name)] = f.Type
-	}
-	return out
+	return jsonError(err)
 }
 
 func jsonError(err error) *apiError {

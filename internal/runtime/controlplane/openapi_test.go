@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/strictjson"
 )
 
 const openAPIPath = "../../../docs/api/openapi.yaml"
@@ -282,5 +284,76 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	}
 	if len(missed) > 0 {
 		t.Errorf("operations without a successful sample: %v", missed)
+	}
+}
+
+// requestTypes maps every schema a request body can hold (directly or nested) to the Go type the server
+// decodes it into.
+var requestTypes = map[string]reflect.Type{
+	"ActivationRequest": reflect.TypeFor[api.ActivationRequest](), "Checkpoint": reflect.TypeFor[api.Checkpoint](),
+	"ColumnOverride": reflect.TypeFor[mapping.ColumnOverride](), "ConnectorSpec": reflect.TypeFor[api.ConnectorSpec](),
+	"DataverseSettings": reflect.TypeFor[api.DataverseSettings](), "DeadLetter": reflect.TypeFor[api.DeadLetter](),
+	"DeadLetterAction": reflect.TypeFor[api.DeadLetterAction](), "DeadLetterBatch": reflect.TypeFor[api.DeadLetterBatch](),
+	"Heartbeat": reflect.TypeFor[api.Heartbeat](), "Latency": reflect.TypeFor[api.Latency](),
+	"LeaseRequest": reflect.TypeFor[api.LeaseRequest](), "MappingSpec": reflect.TypeFor[api.MappingSpec](),
+	"OutOfBandEdit": reflect.TypeFor[api.OutOfBandEdit](), "OutOfBandStatus": reflect.TypeFor[api.OutOfBandStatus](),
+	"ReconcileDifference": reflect.TypeFor[api.ReconcileDifference](), "ReconcileResult": reflect.TypeFor[api.ReconcileResult](),
+	"ResolveRequest": reflect.TypeFor[api.ResolveRequest](), "RestoreRequest": reflect.TypeFor[api.RestoreRequest](),
+	"SalesforceSettings": reflect.TypeFor[api.SalesforceSettings](), "Status": reflect.TypeFor[api.Status](),
+	"TableStatus": reflect.TypeFor[api.TableStatus](), "Tuning": reflect.TypeFor[api.Tuning](),
+	"ValidateRequest": reflect.TypeFor[api.ValidateRequest](),
+}
+
+// The server refuses a request body that leaves out a member its type marks required (strictjson): the
+// members the document requires are exactly those, for every schema a request body can hold. A schema added
+// to a request without its Go type here fails the test.
+func TestRequiredMembersAreTheDocumentsRequiredMembers(t *testing.T) {
+	doc := loadOpenAPI(t)
+	seen := map[string]bool{}
+	var walk func(ref *openapi3.SchemaRef)
+	walk = func(ref *openapi3.SchemaRef) {
+		if ref == nil {
+			return
+		}
+		name := ""
+		if ref.Ref != "" {
+			name = ref.Ref[strings.LastIndex(ref.Ref, "/")+1:]
+			if seen[name] {
+				return
+			}
+			seen[name] = true
+		}
+		s := ref.Value
+		if name != "" && s.Type.Is("object") {
+			typ, ok := requestTypes[name]
+			if !ok {
+				t.Errorf("schema %s is in a request body but has no Go type in requestTypes", name)
+			} else {
+				want := append([]string(nil), s.Required...)
+				sort.Strings(want)
+				if got := strictjson.Required(typ); strings.Join(got, ",") != strings.Join(want, ",") {
+					t.Errorf("%s: the server requires %v, the document %v", name, got, want)
+				}
+			}
+		}
+		for _, p := range s.Properties {
+			walk(p)
+		}
+		walk(s.Items)
+		if s.AdditionalProperties.Schema != nil {
+			walk(s.AdditionalProperties.Schema)
+		}
+	}
+	for _, item := range doc.Paths.Map() {
+		for _, op := range item.Operations() {
+			if op.RequestBody != nil && op.RequestBody.Value != nil {
+				for _, mt := range op.RequestBody.Value.Content {
+					walk(mt.Schema)
+				}
+			}
+		}
+	}
+	if len(seen) < 10 {
+		t.Fatalf("only %d request schemas found: the walk is broken", len(seen))
 	}
 }

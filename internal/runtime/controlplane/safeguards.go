@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
@@ -267,21 +266,4 @@ func groupDigits(n int64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
-}
-
-// validateSafeguardTuning checks the intervals of the safeguards: negative turns a check off.
-func validateSafeguardTuning(t *api.Tuning) error {
-	for _, c := range []struct {
-		field    string
-		v        api.Duration
-		min, max time.Duration
-	}{
-		{"tuning.out_of_band_interval", t.OutOfBandInterval, time.Second, 24 * time.Hour},
-		{"tuning.reconcile_interval", t.ReconcileInterval, time.Minute, 30 * 24 * time.Hour},
-	} {
-		if d := time.Duration(c.v); d > 0 && (d < c.min || d > c.max) {
-			return invalid(c.field, "%s is %s; it must be between %s and %s (0 takes the default, a negative value turns it off)", c.field, d, c.min, c.max)
-		}
-	}
-	return nil
 }

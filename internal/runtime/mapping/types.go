@@ -88,7 +88,7 @@ const (
 
 // TableConfig is one declared table mapping, as crmsync_table_mapping and the agent config carry it.
 type TableConfig struct {
-	SourceTable string `json:"source_table"`
+	SourceTable string `json:"source_table" crmsync:"required"`
 	// DestinationTable defaults to the predefined pairing (Contact → contact, Account → account), else the
 	// lower-cased source name.
 	DestinationTable string `json:"destination_table,omitempty"`
@@ -107,7 +107,7 @@ type TableConfig struct {
 
 // ColumnOverride maps a destination column from a source field.
 type ColumnOverride struct {
-	Source string `json:"source"`
+	Source string `json:"source" crmsync:"required"`
 	// Truncate cuts text longer than the destination's MaxLength instead of rejecting the record.
 	Truncate bool `json:"truncate,omitempty"`
 }

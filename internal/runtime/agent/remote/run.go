@@ -61,8 +61,10 @@ type Options struct {
 	PID  int
 	// Logger receives structured logs; discarded when nil.
 	Logger *slog.Logger
-	// NewEngine builds the engine; NewAgent when nil.
+	// NewEngine builds the engine; NewAgent with AgentOptions when nil.
 	NewEngine NewEngineFunc
+	// AgentOptions are passed to agent.New by the default NewEngine.
+	AgentOptions []agent.Option
 	// OnStart is called with the engine once it is built (to serve /status and /metrics).
 	OnStart func(Engine)
 	// MinHeartbeatGap is the least time between two heartbeats; 1 s when zero. Status reports trigger a
@@ -81,7 +83,10 @@ func Run(ctx context.Context, o Options) error {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
 	if o.NewEngine == nil {
-		o.NewEngine = NewAgent
+		opts := o.AgentOptions
+		o.NewEngine = func(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, error) {
+			return agent.New(cfg, stores, log, opts...)
+		}
 	}
 	if o.MinHeartbeatGap <= 0 {
 		o.MinHeartbeatGap = time.Second

@@ -27,9 +27,9 @@ const DBFile = "control-plane.db"
 
 // Names of the write-only secrets.
 const (
-	SecretSalesforceClientSecret = "salesforce.client_secret"
-	SecretSalesforcePrivateKey   = "salesforce.private_key"
-	SecretDataverseClientSecret  = "dataverse.client_secret"
+	SecretSalesforceClientSecret = api.SecretSalesforceClientSecret
+	SecretSalesforcePrivateKey   = api.SecretSalesforcePrivateKey
+	SecretDataverseClientSecret  = api.SecretDataverseClientSecret
 )
 
 // SecretNames lists every secret name a connector can hold.
