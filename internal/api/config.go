@@ -142,10 +142,10 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // (ConnectorSpec.Validate and the table of bounds), so the file and the API accept the same values.
 func (c *Config) Validate() error { return errors.Join(c.Problems()...) }
 
-// Problems is Validate's list of problems.
-func (c *Config) Problems() []error {
-	var errs []error
-	spec := ConnectorSpec{Name: c.Connector, TeamID: c.TeamID, Tuning: &c.Tuning,
+// Spec is the configuration as a declared connector (the name is the connector's), for the checks the two
+// share.
+func (c *Config) Spec() ConnectorSpec {
+	return ConnectorSpec{Name: c.Connector, TeamID: c.TeamID, Tuning: &c.Tuning,
 		Salesforce: SalesforceSettings{LoginURL: c.Salesforce.LoginURL, InstanceURL: c.Salesforce.InstanceURL,
 			APIVersion: c.Salesforce.APIVersion, PubSubAddr: c.Salesforce.PubSubAddr, PubSubPlaintext: c.Salesforce.PubSubPlaintext,
 			Auth: c.Salesforce.Auth, ClientID: c.Salesforce.ClientID, Username: c.Salesforce.Username,
@@ -156,11 +156,19 @@ func (c *Config) Problems() []error {
 			TenantID: c.Dataverse.TenantID, ClientID: c.Dataverse.ClientID, ClientSecret: c.Dataverse.ClientSecret,
 			ClientSecretEnv: c.Dataverse.ClientSecretEnv, ClientSecretFile: c.Dataverse.ClientSecretFile, CAFile: c.Dataverse.CAFile},
 	}
+}
+
+// Problems is Validate's list of problems.
+func (c *Config) Problems() []error {
+	var errs []error
+	// The connector's name labels its logs and status here: any text, unlike a declared connector's name.
+	if fe := CheckText("connector", c.Connector, 256, true); fe != nil {
+		errs = append(errs, fe)
+	}
+	spec := c.Spec()
+	spec.Name = "connector"
 	if fe := spec.validate(nil); fe != nil {
 		field, msg := fe.Field, fe.Message
-		if field == "name" { // the file calls it connector
-			field, msg = "connector", strings.Replace(msg, "name", "connector", 1)
-		}
 		if field == "team_id" && c.TeamID == "" {
 			msg = "team_id is required: the Dataverse team that owns the synced rows"
 		}
