@@ -19,6 +19,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 // passingChecker passes every preflight check: the plan scenario measures the provider against a control
@@ -159,7 +160,9 @@ func scenarioPlan(o options, n int) (*Result, error) {
 	}
 	defer st.Close()
 	const token = "bench-token"
-	srv, err := controlplane.New(controlplane.Config{Store: st, Token: token, Checker: passingChecker{}})
+	// The configuration references /etc/crmsync files and CRMSYNC_ variables: allowed, as an operator would.
+	srv, err := controlplane.New(controlplane.Config{Store: st, Token: token, Checker: passingChecker{},
+		Refs: policy.Refs{Dirs: []string{"/etc/crmsync"}, EnvPrefixes: []string{"CRMSYNC_"}}})
 	if err != nil {
 		return nil, err
 	}

@@ -21,6 +21,8 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/localstore"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/remote"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
@@ -37,6 +39,7 @@ func newAgentCommand() *cobra.Command {
 		caFile       string
 		withPprof    bool
 		allowLoose   bool
+		allowHosts   []string
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL --connector ID)",
@@ -70,6 +73,9 @@ from the command line. /status and /metrics are served only when --listen is giv
 				if !cmd.Flags().Changed("listen") {
 					listen = ""
 				}
+				if len(allowHosts) > 0 {
+					return errors.New("--allow-host is for standalone mode; under a control plane the destination policy comes from it (crmsync serve --allow-host)")
+				}
 				return runRemoteAgent(cmd.Context(), logger, controlPlane, connectorID, tokenFile, caFile, listen, agentOptions(allowLoose))
 			}
 			if configFile == "" || stateDir == "" {
@@ -87,7 +93,15 @@ from the command line. /status and /metrics are served only when --listen is giv
 				return err
 			}
 			defer store.Close()
-			a, err := agent.New(*cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, logger, agentOptions(allowLoose)...)
+			for _, p := range allowHosts {
+				if err := policy.ParseHostPattern(p); err != nil {
+					return fmt.Errorf("--allow-host: %w", err)
+				}
+			}
+			// Standalone, the file is its operator's: its references are resolved as written (the API token's
+			// variable aside), its destinations are the real services' plus --allow-host.
+			opts := append(agentOptions(allowLoose), agent.WithPolicy(policy.Hosts{Allow: allowHosts}, policy.Refs{Unrestricted: true}))
+			a, err := agent.New(*cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, logger, opts...)
 			if err != nil {
 				return err
 			}
@@ -100,6 +114,19 @@ from the command line. /status and /metrics are served only when --listen is giv
 			return a.Run(cmd.Context())
 		},
 	}
+	cmd.AddCommand(&cobra.Command{
+		Use:    "preflight",
+		Short:  "Run one preflight request of crmsync serve on the agent side (internal: request on stdin, answer on stdout)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			logger, err := newLogger("text", "warn")
+			if err != nil {
+				return err
+			}
+			return preflight.Serve(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), logger)
+		},
+	})
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "connector configuration file (JSON or YAML)")
 	f.StringVar(&stateDir, "state-dir", "", "directory for the local state database (created if missing)")
@@ -110,6 +137,7 @@ from the command line. /status and /metrics are served only when --listen is giv
 	f.StringVar(&caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringArrayVar(&allowHosts, "allow-host", nil, "standalone mode: a host the file may name besides the real services' (127.0.0.1, *.internal.example, host:port); repeatable")
 	f.BoolVar(&allowLoose, "allow-readable-secret-files", false, "accept secret files (private_key_file, client_secret_file) that group or others can read; refused otherwise")
 	f.BoolVar(&withPprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --listen (standalone mode; keep --listen on loopback)")
 	return cmd

@@ -8,6 +8,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +21,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
@@ -43,6 +47,9 @@ type serveOptions struct {
 	leaseTTL       time.Duration
 	logFormat      string
 	logLevel       string
+	allowHosts     []string
+	allowRefDirs   []string
+	allowRefEnv    []string
 }
 
 func newServeCommand() *cobra.Command {
@@ -74,7 +81,58 @@ SIGTERM or SIGINT stops it cleanly: agents drain and commit first, then the API 
 	f.DurationVar(&o.leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "how long an agent's lease lives without a heartbeat")
 	f.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringArrayVar(&o.allowHosts, "allow-host", nil, "a host connectors may name besides the real services' (127.0.0.1, *.internal.example, crm.example.com:8443); repeatable")
+	f.StringArrayVar(&o.allowRefDirs, "allow-ref-dir", nil, "a directory whose files *_file and ca_file references may name (resolved by the agents); repeatable; none by default")
+	f.StringArrayVar(&o.allowRefEnv, "allow-ref-env-prefix", nil, "a prefix *_env references may start with (resolved by the agents); repeatable; none by default")
 	return cmd
+}
+
+// policies builds the destination and reference policies from the flags. The data directory, the token file
+// and the token's variable are refused as references whatever is allowed.
+func policies(o serveOptions) (policy.Hosts, policy.Refs, error) {
+	for _, p := range o.allowHosts {
+		if err := policy.ParseHostPattern(p); err != nil {
+			return policy.Hosts{}, policy.Refs{}, fmt.Errorf("--allow-host: %w", err)
+		}
+	}
+	canon := func(p string) (string, error) {
+		abs, err := filepath.Abs(p)
+		if err != nil {
+			return "", err
+		}
+		// A directory reached through a link is compared as what it is: a file's links are resolved too.
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			return real, nil
+		}
+		return abs, nil
+	}
+	refs := policy.Refs{EnvPrefixes: o.allowRefEnv, DenyEnv: []string{policy.TokenEnv}}
+	for _, d := range o.allowRefDirs {
+		if !filepath.IsAbs(d) {
+			return policy.Hosts{}, policy.Refs{}, fmt.Errorf("--allow-ref-dir %s must be an absolute path", d)
+		}
+		c, err := canon(d)
+		if err != nil {
+			return policy.Hosts{}, policy.Refs{}, err
+		}
+		refs.Dirs = append(refs.Dirs, c)
+	}
+	for _, p := range o.allowRefEnv {
+		if p == "" || strings.Trim(p, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_") != "" {
+			return policy.Hosts{}, policy.Refs{}, fmt.Errorf("--allow-ref-env-prefix %q is not the start of a variable name", p)
+		}
+	}
+	for _, p := range []string{o.dataDir, o.tokenFile} {
+		if p == "" {
+			continue
+		}
+		c, err := canon(p)
+		if err != nil {
+			return policy.Hosts{}, policy.Refs{}, err
+		}
+		refs.DenyPaths = append(refs.DenyPaths, c)
+	}
+	return policy.Hosts{Allow: o.allowHosts}, refs, nil
 }
 
 // checkListen refuses plain HTTP on a non-loopback address unless insecure is set.
@@ -110,6 +168,10 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		return fmt.Errorf("--lease-ttl %s is out of range: it must be from %s to %s", o.leaseTTL, api.LeaseTTLBound.Min, api.LeaseTTLBound.Max)
 	}
 	token, err := apiToken(o.tokenFile)
+	if err != nil {
+		return err
+	}
+	hosts, refs, err := policies(o)
 	if err != nil {
 		return err
 	}
@@ -159,14 +221,27 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		sup = supervisor.New(supervisor.Config{
 			Store: st, ControlPlaneURL: agentURL, Token: token, CAFile: caFile, Logger: logger,
 			AgentArgs: []string{"--log-format", o.logFormat, "--log-level", o.logLevel},
+			// Local agents see only the variables the reference policy allows (and what a program needs).
+			Environ: refs.Environ,
 		})
 		deployer = sup
 	}
-	// Preflight checks and live schemas reach Salesforce and Dataverse from this host; secrets referenced by
-	// *_env or *_file that only the agent's host has are reported as warnings by the checker.
-	checker := preflight.NewChecker(preflight.Config{Logger: logger})
-	// Backups and restores run here too, with the checker's clients, their files under the data directory.
-	safe := backups.New(backups.Config{Store: st, DataDir: o.dataDir, Clients: checker.Clients, Deployer: deployer, Logger: logger})
+	// Preflight (preflight.Dispatcher): connectors with inline credentials only are checked here, toward the
+	// hosts the destination policy allows; connectors with references are checked agent-side, by a one-shot
+	// `crmsync agent preflight` with a local agent's environment and policy, so this process never resolves
+	// a reference. Without local agents, the checks needing a reference are warnings for the remote agent.
+	checker := &preflight.Dispatcher{Local: preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts}), Hosts: hosts, Refs: refs}
+	if o.localAgents {
+		bin, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("finding the crmsync binary for the agent-side preflight: %w", err)
+		}
+		checker.Agent = preflight.ExecAgent(bin, refs.Environ(os.Environ()), logger)
+	}
+	// Backups and restores run here, their files under the data directory, with clients that resolve a
+	// connector's references only within the reference policy the operator gave.
+	backupClients := preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts, Refs: refs})
+	safe := backups.New(backups.Config{Store: st, DataDir: o.dataDir, Clients: backupClients.Clients, Deployer: deployer, Logger: logger})
 	safeCtx, stopSafe := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopSafe(); safe.Wait() }()
 	if err := safe.Start(safeCtx); err != nil { //nolint:contextcheck // jobs outlive the signal: they stop after the agents
@@ -175,7 +250,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 
 	srv, err := controlplane.New(controlplane.Config{
 		Store: st, Token: token, Checker: checker, Deployer: deployer, Safeguards: safe, Logger: logger,
-		LeaseTTL: o.leaseTTL, Version: version.Version,
+		LeaseTTL: o.leaseTTL, Version: version.Version, Hosts: hosts, Refs: refs,
 	})
 	if err != nil {
 		return err

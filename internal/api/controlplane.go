@@ -319,6 +319,21 @@ type Lease struct {
 	ExpiresAt   time.Time `json:"expires_at"`
 	TTLSeconds  float64   `json:"ttl_seconds"`
 	Config      Config    `json:"config"` // inline secrets decrypted for the agent
+	// Policy is what the control plane's operator lets the agent reach and resolve; the agent enforces it.
+	Policy *Policy `json:"policy,omitempty"`
+}
+
+// Policy is the destination and reference policy of a control plane (package policy), handed to its agents
+// with their lease: the hosts they may connect to besides the real services', and the references they may
+// resolve on their host.
+type Policy struct {
+	AllowHosts     []string `json:"allow_hosts,omitempty"`
+	RefDirs        []string `json:"ref_dirs,omitempty"`
+	RefEnvPrefixes []string `json:"ref_env_prefixes,omitempty"`
+	// DenyPaths and DenyEnv are refused whatever the rest allows (the control plane's data directory and
+	// token file, its token's variable).
+	DenyPaths []string `json:"deny_paths,omitempty"`
+	DenyEnv   []string `json:"deny_env,omitempty"`
 }
 
 // Heartbeat renews a lease and reports the agent's status (POST /v1/agent/leases/{id}/heartbeat).

@@ -19,6 +19,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
@@ -122,6 +123,7 @@ func (e *cpEnv) startServe() {
 func (e *cpEnv) serveCommand() *exec.Cmd {
 	args := append(append([]string(nil), e.serveWrap...), testenv.Crmsync(e.t), "serve", "--data-dir", e.dataDir, "--listen", e.addr,
 		"--lease-ttl", "3s", "--local-agents=false", "--log-level", "info")
+	args = append(args, harness.ServeArgs(e.sb.Info)...)
 	cmd := exec.Command(args[0], args[1:]...)
 	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+cpToken)
 	return cmd

@@ -21,6 +21,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
@@ -113,7 +114,11 @@ func TestChaosSecretsNeverLeak(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	dataDir := filepath.Join(dir, "cp")
 	var serveLog bytes.Buffer
-	serve := exec.Command(testenv.Crmsync(t), "serve", "--data-dir", dataDir, "--listen", addr, "--log-level", "debug", "--lease-ttl", "5s")
+	// The sandbox's host and files are allowed, and the references of the canaries: the directory of the
+	// secret files and the variables' prefix.
+	serveArgs := append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--log-level", "debug", "--lease-ttl", "5s",
+		"--allow-ref-dir", dir, "--allow-ref-env-prefix", "CHAOS_CANARY_"}, harness.ServeArgs(sb.Info)...)
+	serve := exec.Command(testenv.Crmsync(t), serveArgs...)
 	serve.Env = append(os.Environ(), "CRMSYNC_TOKEN="+c.token, "CHAOS_CANARY_DV_SECRET="+c.dvSecret,
 		"CHAOS_CANARY_SF_SECRET="+c.sfSecret, "CHAOS_CANARY_SF_KEY="+string(c.keyPEM))
 	serve.Stdout, serve.Stderr = &lockedWriter{w: &serveLog}, &lockedWriter{w: &serveLog}

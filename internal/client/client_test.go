@@ -12,6 +12,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 const token = "client-test-token"
@@ -25,7 +26,8 @@ func controlPlane(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = st.Close() })
-	srv, err := controlplane.New(controlplane.Config{Store: st, Token: token, LeaseTTL: time.Minute})
+	srv, err := controlplane.New(controlplane.Config{Store: st, Token: token, LeaseTTL: time.Minute,
+		Refs: policy.Refs{Dirs: []string{"/etc/crmsync"}, EnvPrefixes: []string{"SF_", "DV_"}}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
@@ -109,6 +110,8 @@ func startControlPlane(t *testing.T, opts controlPlaneOptions) *controlPlane {
 	st.Now = func() time.Time { return clk.Now().UTC() } // one clock for leases, revisions and status
 	srv, err := controlplane.New(controlplane.Config{
 		Store: st, Token: accToken, Checker: opts.Checker, Deployer: opts.Deployer, LeaseTTL: opts.LeaseTTL, Now: clk.Now,
+		// The configurations of these tests reference /etc/crmsync files and CRMSYNC_ variables.
+		Refs: policy.Refs{Dirs: []string{"/etc/crmsync"}, EnvPrefixes: []string{"CRMSYNC_"}},
 	})
 	if err != nil {
 		t.Fatalf("starting the control plane: %v", err)

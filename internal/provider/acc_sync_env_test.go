@@ -20,6 +20,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
@@ -113,7 +114,11 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 			}
 		})
 	}
-	checker := preflight.NewChecker(preflight.Config{Logger: slog.New(slog.DiscardHandler)})
+	// The sandbox's loopback host and its files (key, CA) are allowed, as crmsync serve allows them with
+	// --allow-host and --allow-ref-dir.
+	hosts := policy.Hosts{Allow: []string{"127.0.0.1"}}
+	refs := policy.Refs{Dirs: []string{filepath.Dir(env.sb.Info.Salesforce.PrivateKeyFile)}, EnvPrefixes: []string{"CRMSYNC_"}}
+	checker := preflight.NewChecker(preflight.Config{Logger: slog.New(slog.DiscardHandler), Hosts: hosts, Refs: refs})
 	// Backups run beside the API, with the checker's clients and their files under the store's directory.
 	safe := backups.New(backups.Config{Store: st, DataDir: filepath.Join(dir, "cp"), Clients: checker.Clients, Deployer: deployer,
 		RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second})
@@ -125,7 +130,7 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 	t.Cleanup(func() { stopSafe(); safe.Wait() })
 	srv, err := controlplane.New(controlplane.Config{
 		Store: st, Token: accToken, Checker: checker, Deployer: deployer, Safeguards: safe,
-		LeaseTTL: 3 * time.Second, Now: clk.Now,
+		LeaseTTL: 3 * time.Second, Now: clk.Now, Hosts: hosts, Refs: refs,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -240,8 +240,12 @@ func (d *demo) startControlPlane(ctx context.Context) error {
 		return err
 	}
 	d.token = hex.EncodeToString(b)
+	// The sandbox listens on loopback, which is no real service's host, and the quick start references its
+	// key and CA files: the demo's control plane allows both, as an operator would for a private endpoint.
+	sandboxDir := filepath.Join(d.dir, "sandbox")
 	p, err := d.start("control-plane", []string{"CRMSYNC_TOKEN=" + d.token}, filepath.Join(d.bin, "crmsync"), "serve",
-		"--data-dir", filepath.Join(d.dir, "control-plane"), "--listen", "127.0.0.1:0", "--lease-ttl", "5s")
+		"--data-dir", filepath.Join(d.dir, "control-plane"), "--listen", "127.0.0.1:0", "--lease-ttl", "5s",
+		"--allow-host", "127.0.0.1", "--allow-ref-dir", sandboxDir)
 	if err != nil {
 		return err
 	}

@@ -12,7 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
@@ -57,16 +59,26 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 		log = slog.New(slog.NewTextHandler(os.Stderr, nil))
 	}
 	a := &Agent{cfg: cfg, stores: stores, log: log.With("connector", cfg.Connector), tuning: cfg.Tuning.WithDefaults(), state: "starting"}
+	var check egress.Check
+	refs := policy.Refs{Unrestricted: true}
+	if o.policy {
+		// Under a policy every destination and every reference is checked before anything is read or
+		// dialled, and each connection again (redirects, the instance a token answer names).
+		if fe := policy.CheckConnector(cfg.Spec(), o.hosts, o.refs); fe != nil {
+			return nil, fe
+		}
+		check, refs = o.hosts.CheckHost, o.refs
+	}
 	var errs []error
 	sfc := cfg.Salesforce
-	sfSecret, err := secret("salesforce.client_secret", sfc.ClientSecret, sfc.ClientSecretEnv, sfc.ClientSecretFile, o.allowReadableKeys)
+	sfSecret, err := secret(refs, "salesforce.client_secret", sfc.ClientSecret, sfc.ClientSecretEnv, sfc.ClientSecretFile, o.allowReadableKeys)
 	errs = append(errs, err)
-	key, err := secret("salesforce.private_key", sfc.PrivateKey, sfc.PrivateKeyEnv, sfc.PrivateKeyFile, o.allowReadableKeys)
+	key, err := secret(refs, "salesforce.private_key", sfc.PrivateKey, sfc.PrivateKeyEnv, sfc.PrivateKeyFile, o.allowReadableKeys)
 	errs = append(errs, err)
 	if err == nil && key != "" {
 		errs = append(errs, checkKey(sourceOf("salesforce.private_key", sfc.PrivateKey, sfc.PrivateKeyEnv, sfc.PrivateKeyFile), []byte(key)))
 	}
-	dvSecret, err := secret("dataverse.client_secret", cfg.Dataverse.ClientSecret, cfg.Dataverse.ClientSecretEnv, cfg.Dataverse.ClientSecretFile, o.allowReadableKeys)
+	dvSecret, err := secret(refs, "dataverse.client_secret", cfg.Dataverse.ClientSecret, cfg.Dataverse.ClientSecretEnv, cfg.Dataverse.ClientSecretFile, o.allowReadableKeys)
 	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -74,7 +86,7 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 	a.sf, err = salesforce.New(salesforce.Config{
 		LoginURL: sfc.LoginURL, InstanceURL: sfc.InstanceURL, APIVersion: sfc.APIVersion, Auth: sfc.Auth,
 		ClientID: sfc.ClientID, ClientSecret: sfSecret, Username: sfc.Username, PrivateKeyPEM: []byte(key),
-		CAFile: sfc.CAFile, ClientName: "crmsync",
+		CAFile: sfc.CAFile, ClientName: "crmsync", CheckHost: check,
 	})
 	if err != nil {
 		return nil, err
@@ -88,7 +100,7 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 	}
 	a.dv, err = dataverse.New(dataverse.Config{
 		EnvironmentURL: cfg.Dataverse.EnvironmentURL, AuthorityURL: cfg.Dataverse.AuthorityURL, TenantID: cfg.Dataverse.TenantID,
-		ClientID: cfg.Dataverse.ClientID, ClientSecret: dvSecret, CAFile: cfg.Dataverse.CAFile,
+		ClientID: cfg.Dataverse.ClientID, ClientSecret: dvSecret, CAFile: cfg.Dataverse.CAFile, CheckHost: check,
 	})
 	if err != nil {
 		return nil, err
@@ -101,6 +113,17 @@ type Option func(*options)
 
 type options struct {
 	allowReadableKeys bool
+	policy            bool
+	hosts             policy.Hosts
+	refs              policy.Refs
+}
+
+// WithPolicy makes the agent keep to a destination and a reference policy (package policy): its connector's
+// URLs and references are checked at start (the error names the field), every connection asks the
+// destination policy, and secrets are resolved only within the reference policy. Without it the agent
+// trusts its configuration (the library's default, for tests).
+func WithPolicy(h policy.Hosts, r policy.Refs) Option {
+	return func(o *options) { o.policy, o.hosts, o.refs = true, h, r }
 }
 
 // AllowReadableKeyFiles accepts secret files (private_key_file, client_secret_file) that group or others can

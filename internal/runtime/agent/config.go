@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/strictjson"
 )
 
@@ -80,21 +81,20 @@ func LoadConfig(path string) (*Config, error) {
 	return &cfg, nil
 }
 
-// secret resolves an inline value, an environment variable or a file, in that order of precedence. field
-// names the secret as configured ("salesforce.private_key"); errors name the form that failed
-// ("salesforce.private_key_file"). A secret file group or others can read is refused unless allowReadable:
-// whoever else can read it holds the credential too.
-func secret(field, inline, env, file string, allowReadable bool) (string, error) {
+// secret resolves an inline value, an environment variable or a file, in that order of precedence, within
+// the reference policy refs. field names the secret as configured ("salesforce.private_key"); errors name the
+// form that failed ("salesforce.private_key_file"). A secret file group or others can read is refused unless
+// allowReadable: whoever else can read it holds the credential too.
+func secret(refs policy.Refs, field, inline, env, file string, allowReadable bool) (string, error) {
 	switch {
 	case inline != "":
 		return inline, nil
 	case env != "":
-		v, ok := os.LookupEnv(env)
-		if !ok || v == "" {
-			return "", fmt.Errorf("%s_env: environment variable %s is not set", field, env)
-		}
-		return v, nil
+		return refs.Getenv(field+"_env", env)
 	case file != "":
+		if fe := refs.CheckFile(field+"_file", file); fe != nil {
+			return "", fe
+		}
 		fi, err := os.Stat(file)
 		if err != nil {
 			return "", fmt.Errorf("%s_file: %w", field, err)
@@ -102,7 +102,7 @@ func secret(field, inline, env, file string, allowReadable bool) (string, error)
 		if perm := fi.Mode().Perm(); perm&0o077 != 0 && !allowReadable && runtime.GOOS != "windows" {
 			return "", fmt.Errorf("%s_file: %s has mode %04o: a secret file must be readable by its owner only (chmod 600 %s), or allow it explicitly (crmsync agent --allow-readable-secret-files)", field, file, perm, file)
 		}
-		b, err := os.ReadFile(file)
+		b, err := refs.ReadFile(field+"_file", file)
 		if err != nil {
 			return "", fmt.Errorf("%s_file: %w", field, err)
 		}

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 const yamlConfig = `
@@ -104,14 +106,14 @@ func TestLoadConfigRefusesNonsenseNamingTheKey(t *testing.T) {
 
 func TestSecretsResolveFromEnvAndFile(t *testing.T) {
 	t.Setenv("CRMSYNC_TEST_SECRET", "from-env")
-	if v, err := secret("x", "", "CRMSYNC_TEST_SECRET", "", false); err != nil || v != "from-env" {
+	if v, err := secret(policy.Refs{Unrestricted: true}, "x", "", "CRMSYNC_TEST_SECRET", "", false); err != nil || v != "from-env" {
 		t.Errorf("env: %q %v", v, err)
 	}
 	f := writeFile(t, "s", "from-file\n")
-	if v, err := secret("x", "", "", f, false); err != nil || v != "from-file" {
+	if v, err := secret(policy.Refs{Unrestricted: true}, "x", "", "", f, false); err != nil || v != "from-file" {
 		t.Errorf("file: %q %v", v, err)
 	}
-	if _, err := secret("dataverse.client_secret", "", "CRMSYNC_TEST_UNSET_VAR", "", false); err == nil || !strings.Contains(err.Error(), "CRMSYNC_TEST_UNSET_VAR") {
+	if _, err := secret(policy.Refs{Unrestricted: true}, "dataverse.client_secret", "", "CRMSYNC_TEST_UNSET_VAR", "", false); err == nil || !strings.Contains(err.Error(), "CRMSYNC_TEST_UNSET_VAR") {
 		t.Errorf("an unset variable must be named in the error: %v", err)
 	}
 }

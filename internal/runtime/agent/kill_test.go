@@ -15,6 +15,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
@@ -43,7 +44,8 @@ func (e *env) startProcess(t testing.TB, stateDir string) *proc {
 		t.Fatal(err)
 	}
 	addr := testenv.FreeAddr(t)
-	cmd := exec.Command(testenv.Crmsync(t), "agent", "--config", cfgFile, "--state-dir", stateDir, "--listen", addr, "--log-level", "warn")
+	args := append([]string{"agent", "--config", cfgFile, "--state-dir", stateDir, "--listen", addr, "--log-level", "warn"}, harness.AllowHostArgs(cfg)...)
+	cmd := exec.Command(testenv.Crmsync(t), args...)
 	cmd.Env = append(os.Environ(), "TEST_DV_SECRET="+e.cfg.Dataverse.ClientSecret)
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr

@@ -7,6 +7,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 // The agent protocol: an agent leases a connector, renews the lease by heartbeat (reporting its status), and
@@ -35,6 +36,8 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "connector_id")
 	}
+	// The agent keeps to this control plane's destination and reference policy.
+	l.Policy = policy.ToAPI(s.cfg.Hosts, s.cfg.Refs)
 	s.log.InfoContext(r.Context(), "lease granted", "connector", l.ConnectorID, "lease", l.ID, "agent", l.AgentID, "revision", l.Revision)
 	writeJSON(w, http.StatusCreated, l)
 	return nil

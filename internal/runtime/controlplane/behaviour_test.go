@@ -18,6 +18,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 // syncBuffer is a log sink safe for concurrent handlers.
@@ -124,7 +125,7 @@ func TestSecretsAreWriteOnly(t *testing.T) {
 }
 
 func TestASecretGivenByReferenceReplacesTheStoredOne(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config) { c.Refs = policy.Refs{EnvPrefixes: []string{"CRMSYNC_"}} })
 	ctx := t.Context()
 	c := e.createConnector(t, "moving")
 	spec := connectorSpec("moving")

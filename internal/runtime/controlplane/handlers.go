@@ -58,7 +58,7 @@ func (s *Server) createConnector(w http.ResponseWriter, r *http.Request) error {
 	if err := decodeJSON(r, &spec); err != nil {
 		return err
 	}
-	if err := validateConnector(spec, nil); err != nil {
+	if err := s.validateConnector(spec, nil); err != nil {
 		return err
 	}
 	c, err := s.cfg.Store.CreateConnector(r.Context(), spec, secretChanges(spec), actorAPI)
@@ -128,7 +128,7 @@ func (s *Server) updateConnector(w http.ResponseWriter, r *http.Request) error {
 			kept = append(kept, name)
 		}
 	}
-	if err := validateConnector(spec, kept); err != nil {
+	if err := s.validateConnector(spec, kept); err != nil {
 		return err
 	}
 	c, err := s.cfg.Store.UpdateConnector(r.Context(), id, spec, changes, actorAPI)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 // Defaults of Config.
@@ -52,6 +53,12 @@ type Config struct {
 	Version string
 	// Now is the clock status computations use (time.Now when nil); tests share it with the store's.
 	Now func() time.Time
+	// Hosts is the outbound destination policy: a connector naming a host it does not allow is refused at
+	// declaration. The zero value allows the real services' hosts only.
+	Hosts policy.Hosts
+	// Refs is the reference policy: a *_env, *_file or ca_file reference outside it is refused at
+	// declaration. The zero value allows no reference.
+	Refs policy.Refs
 }
 
 // Server is the control plane's HTTP API (v1). Create it with New and serve Handler(); it holds no

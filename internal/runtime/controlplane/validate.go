@@ -8,6 +8,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 // Input limits. Every string the API accepts has one; the body cap bounds the rest. A connector's own limits
@@ -53,15 +54,17 @@ func matches(field, v string, maxLen int, re *regexp.Regexp, required bool, what
 func truncate(s string, n int) string { return api.Truncate(s, n) }
 
 // validateConnector checks a connector spec (api.ConnectorSpec.Validate, shared with the agent's
-// configuration). stored lists the secrets already stored (on update), which satisfy a credential left empty.
-func validateConnector(spec api.ConnectorSpec, stored []string) error {
+// configuration), then the destination and reference policies: a host the operator did not allow, or a
+// reference outside what the operator allowed, is refused here, at declaration, naming the field. stored
+// lists the secrets already stored (on update), which satisfy a credential left empty.
+func (s *Server) validateConnector(spec api.ConnectorSpec, stored []string) error {
 	var fe *api.FieldError
 	if err := spec.Validate(stored); errors.As(err, &fe) {
 		return refused(fe)
 	} else if err != nil {
 		return err
 	}
-	return nil
+	return refused(policy.CheckConnector(spec, s.cfg.Hosts, s.cfg.Refs))
 }
 
 // secretChanges derives the store's secret changes from a spec: an inline value is stored; a secret now given

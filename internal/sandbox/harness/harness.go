@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -46,6 +47,34 @@ func AgentConfig(info sandbox.Info) api.Config {
 	}
 }
 
+// AllowHostArgs are the --allow-host flags that let a standalone agent reach the hosts of cfg (the sandbox's
+// loopback address is no real service's host).
+func AllowHostArgs(cfg api.Config) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, raw := range []string{cfg.Salesforce.LoginURL, cfg.Salesforce.InstanceURL, "//" + cfg.Salesforce.PubSubAddr,
+		cfg.Dataverse.EnvironmentURL, cfg.Dataverse.AuthorityURL} {
+		if u, err := url.Parse(raw); err == nil && u.Hostname() != "" && !seen[u.Hostname()] {
+			seen[u.Hostname()] = true
+			out = append(out, "--allow-host", u.Hostname())
+		}
+	}
+	return out
+}
+
+// ServeArgs are the flags that let `crmsync serve` and its agents work with a sandbox: its loopback host is
+// no real service's (--allow-host), and its key and CA files, referenced by connectors, are in its directory
+// (--allow-ref-dir).
+func ServeArgs(info sandbox.Info) []string {
+	args := AllowHostArgs(AgentConfig(info))
+	for _, f := range []string{info.Salesforce.PrivateKeyFile, info.Salesforce.CAFile} {
+		if f != "" {
+			return append(args, "--allow-ref-dir", filepath.Dir(f))
+		}
+	}
+	return args
+}
+
 // Agent is an agent running as its own process.
 type Agent struct {
 	Cmd  *exec.Cmd
@@ -69,7 +98,8 @@ func StartAgent(binary string, cfg api.Config, dir, stateDir string, logw io.Wri
 	if err != nil {
 		return nil, err
 	}
-	args := append([]string{"agent", "--config", cfgFile, "--state-dir", stateDir, "--listen", addr}, extraArgs...)
+	args := append([]string{"agent", "--config", cfgFile, "--state-dir", stateDir, "--listen", addr}, AllowHostArgs(cfg)...)
+	args = append(args, extraArgs...)
 	cmd := exec.Command(binary, args...) //nolint:gosec // G204: the crmsync binary under test, chosen by the caller
 	cmd.Env = append(os.Environ(), "CRMSYNC_HARNESS_DV_SECRET="+secret)
 	cmd.Stdout, cmd.Stderr = logw, logw

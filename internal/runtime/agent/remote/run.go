@@ -34,6 +34,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
 // Engine is the sync engine as the runner drives it; *agent.Agent is one.
@@ -61,7 +62,7 @@ type Options struct {
 	PID  int
 	// Logger receives structured logs; discarded when nil.
 	Logger *slog.Logger
-	// NewEngine builds the engine; NewAgent with AgentOptions when nil.
+	// NewEngine builds the engine; when nil, agent.New with the lease's policy and AgentOptions.
 	NewEngine NewEngineFunc
 	// AgentOptions are passed to agent.New by the default NewEngine.
 	AgentOptions []agent.Option
@@ -82,12 +83,7 @@ func Run(ctx context.Context, o Options) error {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.NewEngine == nil {
-		opts := o.AgentOptions
-		o.NewEngine = func(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, error) {
-			return agent.New(cfg, stores, log, opts...)
-		}
-	}
+	defaultEngine := o.NewEngine == nil
 	if o.MinHeartbeatGap <= 0 {
 		o.MinHeartbeatGap = time.Second
 	}
@@ -111,6 +107,14 @@ func Run(ctx context.Context, o Options) error {
 			return nil //nolint:nilerr // stopped while waiting for the lease: nothing to drain, a clean stop
 		}
 		return err
+	}
+	if defaultEngine {
+		// The agent keeps to the control plane's destination and reference policy, which comes with the lease
+		// (the defaults when an older control plane sends none).
+		opts := append([]agent.Option{agent.WithPolicy(policy.FromAPI(lease.Policy))}, o.AgentOptions...)
+		o.NewEngine = func(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, error) {
+			return agent.New(cfg, stores, log, opts...)
+		}
 	}
 	log = log.With("lease", lease.ID, "revision", lease.Revision)
 	log.Info("lease acquired", "ttl_seconds", lease.TTLSeconds)

@@ -13,6 +13,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 )
@@ -81,7 +82,9 @@ func newEnv(t *testing.T, n int) *env {
 }
 
 func (e *env) manager() *backups.Manager {
-	return backups.New(backups.Config{Store: e.st, DataDir: filepath.Join(e.dir, "cp"), Clients: preflight.NewChecker(preflight.Config{}).Clients,
+	return backups.New(backups.Config{Store: e.st, DataDir: filepath.Join(e.dir, "cp"), Clients: preflight.NewChecker(preflight.Config{
+		// The sandbox is on loopback and its CA file in its directory: allowed, as crmsync serve allows them.
+		Hosts: policy.Hosts{Allow: []string{"127.0.0.1"}}, Refs: policy.Refs{Dirs: []string{filepath.Join(e.dir, "sandbox")}}}).Clients,
 		Deployer: e.dep, PageSize: 4, ChunkPages: 1, RetryMin: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond})
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
@@ -80,7 +81,8 @@ func (e *env) startServe() {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	args := append([]string{"serve", "--data-dir", filepath.Join(e.dir, "cp"), "--listen", e.addr, "--lease-ttl", "3s", "--log-level", "info"}, e.serveArgs...)
+	args := append([]string{"serve", "--data-dir", filepath.Join(e.dir, "cp"), "--listen", e.addr, "--lease-ttl", "3s", "--log-level", "info"}, harness.ServeArgs(e.sb.Info)...)
+	args = append(args, e.serveArgs...)
 	cmd := exec.Command(testenv.Crmsync(e.t), args...)
 	cmd.Env = append(os.Environ(), "CRMSYNC_TOKEN="+token)
 	var out io.Writer = logf

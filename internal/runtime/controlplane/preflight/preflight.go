@@ -6,10 +6,13 @@
 //     dataverse_credentials, change_topics, team_privileges, mappings, api_budget, data_size), so a person sees
 //     every problem at once. A check fails (OK false) only on something that stops the sync; a caveat passes
 //     with Warning true. A check that cannot run because a check it depends on failed says so and fails too.
-//   - Secrets: inline ones come decrypted from the store; *_env and *_file references are resolved on the
-//     control plane's host when they can be. When they cannot, the checks needing that side are warnings
-//     saying the agent will resolve the secret on its own host: the control plane is often not where the
-//     agents run.
+//   - Secrets: inline ones come decrypted from the store. *_env, *_file and ca_file references are resolved
+//     only within Config.Refs, the reference policy (package policy); the zero policy, which crmsync serve's
+//     own preflight uses, resolves none, so the control plane never reads its host for a caller (the checks
+//     of connectors with references run agent-side: package preflight's Dispatcher). A reference outside
+//     the policy makes the checks needing that side warnings saying the agent resolves it on its own host.
+//   - Destinations: every connection (token endpoints, REST, Pub/Sub, redirects, the instance a token answer
+//     names) is checked against Config.Hosts, the destination policy; a refused one fails its check.
 //   - Nothing is cached across calls: each call builds its own clients (tokens included) and reads the
 //     schemas afresh, because a person fixing a failed check expects the next activation to see the fix.
 //   - Every network call is bounded by ctx and by per-request timeouts; a preflight never hangs.
@@ -22,7 +25,6 @@ import (
 	"log/slog"
 	"math"
 	"net/http"
-	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -33,6 +35,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
@@ -71,6 +74,12 @@ type Config struct {
 	SizeGuidance int64
 	// RequestTimeout bounds one HTTP exchange with either service; DefaultRequestTimeout when zero.
 	RequestTimeout time.Duration
+	// Hosts is the destination policy every connection is checked against (the real services' hosts only
+	// when zero).
+	Hosts policy.Hosts
+	// Refs is the reference policy: the *_env, *_file and ca_file references that may be resolved on this
+	// host (none when zero).
+	Refs policy.Refs
 }
 
 // Checker implements controlplane.Checker.
@@ -107,24 +116,37 @@ type unresolved struct{ why string }
 func (u *unresolved) Error() string { return u.why }
 
 // resolve returns a secret: the stored inline value, else the environment variable or file named by the
-// connector (read on this host). A reference this host cannot resolve is an *unresolved error.
-func resolve(what, inline, env, file string) (string, error) {
+// connector, read on this host within the reference policy. A reference the policy does not let this host
+// resolve, or that is not there, is an *unresolved error.
+func (c *Checker) resolve(field, inline, env, file string) (string, error) {
 	switch {
 	case inline != "":
 		return inline, nil
 	case env != "":
-		if v := os.Getenv(env); v != "" {
-			return v, nil
-		}
-		return "", &unresolved{fmt.Sprintf("%s is read from environment variable %s, which is not set on the control plane's host; the agent resolves it on its own host", what, env)}
-	case file != "":
-		b, err := os.ReadFile(file)
+		v, err := c.cfg.Refs.Getenv(field+"_env", env)
 		if err != nil {
-			return "", &unresolved{fmt.Sprintf("%s is read from file %s, which the control plane cannot read (%v); the agent resolves it on its own host", what, file, errors.Unwrap(err))}
+			return "", &unresolved{fmt.Sprintf("%s_env %s is not resolved here (%v); the agent resolves it on its own host", field, env, err)}
+		}
+		return v, nil
+	case file != "":
+		b, err := c.cfg.Refs.ReadFile(field+"_file", file)
+		if err != nil {
+			return "", &unresolved{fmt.Sprintf("%s_file %s is not read here (%v); the agent resolves it on its own host", field, file, err)}
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
 	return "", nil
+}
+
+// caFile returns a CA file the policy lets this host read, or an *unresolved error.
+func (c *Checker) caFile(field, file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	if fe := c.cfg.Refs.CheckFile(field, file); fe != nil {
+		return "", &unresolved{fmt.Sprintf("%s is not read here (%v); the agent reads it on its own host", field, fe)}
+	}
+	return file, nil
 }
 
 // sides holds one call's clients; nil when that side could not be built.
@@ -144,14 +166,16 @@ func (c *Checker) connect(conn api.Connector, secrets store.Secrets) *sides {
 	var key, sfSecret string
 	var errs []error
 	if sfc.Auth == salesforce.AuthJWTBearer {
-		k, err := resolve("salesforce private key", secrets["salesforce.private_key"], sfc.PrivateKeyEnv, sfc.PrivateKeyFile)
+		k, err := c.resolve("salesforce.private_key", secrets["salesforce.private_key"], sfc.PrivateKeyEnv, sfc.PrivateKeyFile)
 		key = k
 		errs = append(errs, err)
 	} else {
-		v, err := resolve("salesforce client secret", secrets["salesforce.client_secret"], sfc.ClientSecretEnv, sfc.ClientSecretFile)
+		v, err := c.resolve("salesforce.client_secret", secrets["salesforce.client_secret"], sfc.ClientSecretEnv, sfc.ClientSecretFile)
 		sfSecret = v
 		errs = append(errs, err)
 	}
+	sfCA, err := c.caFile("salesforce.ca_file", sfc.CAFile)
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		s.sfErr = err
 		var u *unresolved
@@ -160,11 +184,16 @@ func (c *Checker) connect(conn api.Connector, secrets store.Secrets) *sides {
 		s.sf, s.sfErr = salesforce.New(salesforce.Config{
 			LoginURL: sfc.LoginURL, InstanceURL: sfc.InstanceURL, APIVersion: sfc.APIVersion, Auth: sfc.Auth,
 			ClientID: sfc.ClientID, ClientSecret: sfSecret, Username: sfc.Username, PrivateKeyPEM: []byte(key),
-			CAFile: sfc.CAFile, ClientName: "crmsync-preflight", Timeout: c.cfg.RequestTimeout, MaxRetries: 2,
+			CAFile: sfCA, ClientName: "crmsync-preflight", Timeout: c.cfg.RequestTimeout, MaxRetries: 2,
+			CheckHost: c.cfg.Hosts.CheckHost,
 		})
 	}
 	dvc := conn.Dataverse
-	dvSecret, err := resolve("dataverse client secret", secrets["dataverse.client_secret"], dvc.ClientSecretEnv, dvc.ClientSecretFile)
+	dvSecret, err := c.resolve("dataverse.client_secret", secrets["dataverse.client_secret"], dvc.ClientSecretEnv, dvc.ClientSecretFile)
+	dvCA, caErr := c.caFile("dataverse.ca_file", dvc.CAFile)
+	if err == nil {
+		err = caErr
+	}
 	if err != nil {
 		s.dvErr = err
 		var u *unresolved
@@ -172,7 +201,8 @@ func (c *Checker) connect(conn api.Connector, secrets store.Secrets) *sides {
 	} else {
 		s.dv, s.dvErr = dataverse.New(dataverse.Config{
 			EnvironmentURL: dvc.EnvironmentURL, AuthorityURL: dvc.AuthorityURL, TenantID: dvc.TenantID,
-			ClientID: dvc.ClientID, ClientSecret: dvSecret, CAFile: dvc.CAFile, Timeout: c.cfg.RequestTimeout, MaxRetries: 2,
+			ClientID: dvc.ClientID, ClientSecret: dvSecret, CAFile: dvCA, Timeout: c.cfg.RequestTimeout, MaxRetries: 2,
+			CheckHost: c.cfg.Hosts.CheckHost,
 		})
 	}
 	return s

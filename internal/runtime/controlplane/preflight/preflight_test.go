@@ -1,14 +1,22 @@
 package preflight_test
 
 import (
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	sfemu "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 )
@@ -44,6 +52,18 @@ func newEnv(t *testing.T, sfCfg sfemu.Config) *env {
 	return &env{sb: sb, conn: conn, secrets: secrets, maps: maps}
 }
 
+// hosts allows the sandbox's loopback host; refs its directory and the tests' variables.
+func (e *env) hosts() policy.Hosts { return policy.Hosts{Allow: []string{"127.0.0.1"}} }
+
+func (e *env) refs() policy.Refs {
+	return policy.Refs{Dirs: []string{filepath.Dir(e.sb.Info.Salesforce.CAFile)}, EnvPrefixes: []string{"CRMSYNC_TEST_"}}
+}
+
+// checker is a Checker allowed to reach the sandbox and read its files.
+func (e *env) checker() *preflight.Checker {
+	return preflight.NewChecker(preflight.Config{Hosts: e.hosts(), Refs: e.refs()})
+}
+
 func byName(t *testing.T, checks []api.PreflightCheck) map[string]api.PreflightCheck {
 	t.Helper()
 	want := []string{"salesforce_credentials", "dataverse_credentials", "change_topics", "team_privileges", "mappings", "api_budget", "data_size"}
@@ -65,7 +85,7 @@ func byName(t *testing.T, checks []api.PreflightCheck) map[string]api.PreflightC
 
 func TestWorkingConnectorPassesEveryCheck(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
-	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	checks := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))
 	for _, c := range checks {
 		// The predefined columns carry length warnings (Salesforce fields longer than their Dataverse
 		// columns): a warning passes.
@@ -87,7 +107,7 @@ func TestWorkingConnectorPassesEveryCheck(t *testing.T) {
 func TestTeamWithoutPrivilegesFailsNamingEveryMissingPrivilege(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
 	e.conn.TeamID = e.sb.Info.Dataverse.TeamWithoutPrivilegesID
-	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	checks := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))
 	tp := checks["team_privileges"]
 	if tp.OK {
 		t.Fatalf("team_privileges passed for a team without privileges: %s", tp.Message)
@@ -108,7 +128,7 @@ func TestTeamWithoutPrivilegesFailsNamingEveryMissingPrivilege(t *testing.T) {
 func TestUnknownTeamFails(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
 	e.conn.TeamID = "00000000-0000-0000-0000-0000000000aa"
-	tp := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))["team_privileges"]
+	tp := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))["team_privileges"]
 	if tp.OK || !strings.Contains(tp.Message, "does not exist") {
 		t.Errorf("team_privileges for an unknown team: ok=%v %s", tp.OK, tp.Message)
 	}
@@ -117,7 +137,7 @@ func TestUnknownTeamFails(t *testing.T) {
 func TestWrongCredentialsFailTheirSideAndTheChecksThatNeedIt(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
 	e.secrets["dataverse.client_secret"] = "wrong"
-	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	checks := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))
 	if c := checks["dataverse_credentials"]; c.OK {
 		t.Errorf("dataverse_credentials passed with a wrong secret: %s", c.Message)
 	}
@@ -133,7 +153,7 @@ func TestSecretReferencesThisHostCannotResolveAreWarnings(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
 	delete(e.secrets, "salesforce.private_key")
 	e.conn.Salesforce.PrivateKeyEnv = "CRMSYNC_TEST_UNSET_KEY_VARIABLE"
-	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	checks := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))
 	for _, name := range []string{"salesforce_credentials", "change_topics", "api_budget", "data_size", "mappings"} {
 		if c := checks[name]; !c.OK || !c.Warning {
 			t.Errorf("%s: ok=%v warning=%v, want a warning: %s", name, c.OK, c.Warning, c.Message)
@@ -149,7 +169,7 @@ func TestSecretReferencesThisHostCannotResolveAreWarnings(t *testing.T) {
 	// A referenced variable that is set on this host is used.
 	t.Setenv("CRMSYNC_TEST_SET_KEY_VARIABLE", string(e.sb.Info.Salesforce.PrivateKeyPEM))
 	e.conn.Salesforce.PrivateKeyEnv = "CRMSYNC_TEST_SET_KEY_VARIABLE"
-	if c := preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps)[0]; !c.OK || c.Warning {
+	if c := e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps)[0]; !c.OK || c.Warning {
 		t.Errorf("salesforce_credentials with the key in the environment: %+v", c)
 	}
 }
@@ -158,7 +178,7 @@ func TestMappingErrorsFailWithTheirPathAndUnknownObjectsHaveNoTopic(t *testing.T
 	e := newEnv(t, sfemu.Config{})
 	e.maps[1].Columns = map[string]mapping.ColumnOverride{"new_region": {Source: "Region__c"}}
 	e.maps = append(e.maps, api.TableMapping{ID: "m3", MappingSpec: mapping.TableConfig{SourceTable: "Widget__c", DestinationTable: "new_widget"}})
-	checks := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	checks := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))
 	m := checks["mappings"]
 	if m.OK {
 		t.Fatalf("mappings passed with unknown columns and tables: %s", m.Message)
@@ -175,7 +195,7 @@ func TestMappingErrorsFailWithTheirPathAndUnknownObjectsHaveNoTopic(t *testing.T
 
 func TestAPIBudgetFailsWhenTheLoadWouldExhaustTheDailyLimit(t *testing.T) {
 	e := newEnv(t, sfemu.Config{APIRequestsMax: 25})
-	c := byName(t, preflight.New(nil).Preflight(t.Context(), e.conn, e.secrets, e.maps))["api_budget"]
+	c := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))["api_budget"]
 	if c.OK || !strings.Contains(c.Message, "not enough") {
 		t.Errorf("api_budget with a 25-call daily limit: ok=%v %s", c.OK, c.Message)
 	}
@@ -183,7 +203,7 @@ func TestAPIBudgetFailsWhenTheLoadWouldExhaustTheDailyLimit(t *testing.T) {
 
 func TestDataSizeAboveTheGuidanceIsAWarning(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
-	ch := preflight.NewChecker(preflight.Config{RowBytes: 1 << 20, SizeGuidance: 10 << 20})
+	ch := preflight.NewChecker(preflight.Config{RowBytes: 1 << 20, SizeGuidance: 10 << 20, Hosts: e.hosts(), Refs: e.refs()})
 	c := byName(t, ch.Preflight(t.Context(), e.conn, e.secrets, e.maps))["data_size"]
 	if !c.OK || !c.Warning || !strings.Contains(c.Message, "above the guidance") {
 		t.Errorf("data_size with 40 MiB against a 10 MiB guidance: ok=%v warning=%v %s", c.OK, c.Warning, c.Message)
@@ -192,7 +212,7 @@ func TestDataSizeAboveTheGuidanceIsAWarning(t *testing.T) {
 
 func TestLiveSchemasReadBothSidesAndTheRecordCount(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
-	src, dst, n, err := preflight.New(nil).LiveSchemas(t.Context(), e.conn, e.secrets, "Contact", "contact")
+	src, dst, n, err := e.checker().LiveSchemas(t.Context(), e.conn, e.secrets, "Contact", "contact")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +225,82 @@ func TestLiveSchemasReadBothSidesAndTheRecordCount(t *testing.T) {
 	if n != 30 {
 		t.Errorf("count %d, want 30", n)
 	}
-	if _, _, _, err := preflight.New(nil).LiveSchemas(t.Context(), e.conn, e.secrets, "Contact WHERE Id != null", "contact"); err == nil {
+	if _, _, _, err := e.checker().LiveSchemas(t.Context(), e.conn, e.secrets, "Contact WHERE Id != null", "contact"); err == nil {
 		t.Error("a source table that is not an object name was accepted (it goes into SOQL)")
+	}
+}
+
+// recorder keeps every request it gets and refuses them.
+type recorder struct {
+	mu  sync.Mutex
+	got bytes.Buffer
+	n   int
+}
+
+func (r *recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	b, _ := io.ReadAll(req.Body)
+	r.mu.Lock()
+	r.n++
+	fmt.Fprintf(&r.got, "%s %s %v\n%s\n", req.Method, req.URL, req.Header, b)
+	r.mu.Unlock()
+	http.Error(w, `{"error":"invalid_client"}`, http.StatusUnauthorized)
+}
+
+func (r *recorder) seen() (string, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.got.String(), r.n
+}
+
+// Issue 12 finding 1: preflight resolved *_file and *_env references on the control plane's host and sent
+// the content wherever the connector's URLs pointed. With the zero reference policy (crmsync serve's own) it
+// reads nothing of this host: the side is a warning for the agent to resolve, and the file's content never
+// leaves.
+func TestTheZeroReferencePolicyReadsNothingOfThisHost(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	rec := &recorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	hostSecret := filepath.Join(t.TempDir(), "host.secret")
+	if err := os.WriteFile(hostSecret, []byte("HOSTFILEcanary-2f9d"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOST_ENV_CANARY", "HOSTENVcanary-8c1e")
+	delete(e.secrets, "dataverse.client_secret")
+	e.conn.Dataverse.ClientSecretFile, e.conn.Dataverse.AuthorityURL, e.conn.Dataverse.CAFile = hostSecret, srv.URL, ""
+	ch := preflight.NewChecker(preflight.Config{Hosts: e.hosts()})
+	checks := byName(t, ch.Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	if c := checks["dataverse_credentials"]; !c.OK || !c.Warning || !strings.Contains(c.Message, "agent") {
+		t.Errorf("dataverse_credentials with a file reference: ok=%v warning=%v %s; want a warning for the agent", c.OK, c.Warning, c.Message)
+	}
+	delete(e.secrets, "salesforce.private_key")
+	e.conn.Salesforce.PrivateKeyEnv = "HOST_ENV_CANARY"
+	_ = ch.Preflight(t.Context(), e.conn, e.secrets, e.maps)
+	_, _, _, _ = ch.LiveSchemas(t.Context(), e.conn, e.secrets, "Contact", "contact")
+	got, _ := rec.seen()
+	for _, v := range []string{"HOSTFILEcanary-2f9d", "HOSTENVcanary-8c1e"} {
+		if strings.Contains(got, v) {
+			t.Errorf("the connector's authority received %s from this host", v)
+		}
+	}
+}
+
+// Issue 12: the destination policy holds for every connection preflight makes; a host it does not allow is
+// never contacted, and the check that needed it says why.
+func TestADestinationOutsideThePolicyIsNeverContacted(t *testing.T) {
+	e := newEnv(t, sfemu.Config{})
+	rec := &recorder{}
+	srv := httptest.NewServer(rec)
+	defer srv.Close()
+	e.conn.Dataverse.AuthorityURL = srv.URL
+	ch := preflight.NewChecker(preflight.Config{Refs: e.refs()}) // the real services' hosts only
+	checks := byName(t, ch.Preflight(t.Context(), e.conn, e.secrets, e.maps))
+	if _, n := rec.seen(); n != 0 {
+		t.Errorf("a host outside the policy got %d requests", n)
+	}
+	for _, name := range []string{"salesforce_credentials", "dataverse_credentials"} {
+		if c := checks[name]; c.OK || !strings.Contains(c.Message, "destination policy") {
+			t.Errorf("%s toward a refused host: ok=%v %s; want a failure naming the policy", name, c.OK, c.Message)
+		}
 	}
 }

@@ -53,6 +53,9 @@ type Config struct {
 	// Env is added to each agent's environment, after this process's own (secrets referenced by *_env are
 	// resolved by the agent from it).
 	Env []string
+	// Environ filters this process's environment before it is given to an agent (crmsync serve keeps what
+	// the reference policy allows); all of it when nil.
+	Environ func([]string) []string
 	// Logger receives the supervisor's logs; discarded when nil.
 	Logger *slog.Logger
 	// Output receives the agents' stdout and stderr; os.Stderr when nil.
@@ -252,7 +255,11 @@ func (s *Supervisor) start(connectorID string) {
 	}
 	args = append(args, s.cfg.AgentArgs...)
 	cmd := exec.Command(s.cfg.Binary, args...) //nolint:gosec // our own binary, arguments we built
-	cmd.Env = append(withoutVar(os.Environ(), "CRMSYNC_TOKEN"), "CRMSYNC_TOKEN="+s.cfg.Token)
+	env := os.Environ()
+	if s.cfg.Environ != nil {
+		env = s.cfg.Environ(env)
+	}
+	cmd.Env = append(withoutVar(env, "CRMSYNC_TOKEN"), "CRMSYNC_TOKEN="+s.cfg.Token)
 	cmd.Env = append(cmd.Env, s.cfg.Env...)
 	cmd.Stdout, cmd.Stderr = s.cfg.Output, s.cfg.Output
 	configure(cmd)

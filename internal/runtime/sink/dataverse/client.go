@@ -27,6 +27,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 )
 
@@ -50,6 +51,9 @@ type Config struct {
 	// MaxConcurrency caps concurrent requests before any x-ms-dop-hint arrives; 8 when zero. The service
 	// allows 52 per user.
 	MaxConcurrency int
+	// CheckHost, when set, is asked before every request (token requests, redirects and paging links
+	// included): an error refuses it (the destination policy).
+	CheckHost egress.Check
 }
 
 func (c *Config) validate() error {
@@ -184,7 +188,7 @@ func New(cfg Config) (*Client, error) {
 	// Requests spread over the service's web servers only without the affinity cookie: no cookie jar.
 	// The timeout also bounds a body that stops arriving halfway, which the transport alone would wait for
 	// until the caller's context ends.
-	hc := &http.Client{Transport: httpstall.Transport(tr, cfg.Timeout)}
+	hc := &http.Client{Transport: egress.Guard(httpstall.Transport(tr, cfg.Timeout), cfg.CheckHost)}
 	c := &Client{
 		cfg:      cfg,
 		http:     hc,

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 	Timeout time.Duration
 	// MaxRetries caps retries of transient failures; 5 when zero.
 	MaxRetries int
+	// CheckHost, when set, is asked before every connection (each request, redirects and the Pub/Sub API
+	// included): an error refuses it. It keeps the client on the hosts the destination policy allows, even
+	// when a token answer names another instance.
+	CheckHost egress.Check
 }
 
 func (c *Config) validate() error {
@@ -213,7 +218,7 @@ func New(cfg Config) (*Client, error) {
 	tr.ResponseHeaderTimeout = cfg.Timeout
 	// The timeout also bounds a body that stops arriving halfway, which the transport alone would wait for
 	// until the caller's context ends.
-	hc := &http.Client{Transport: httpstall.Transport(tr, cfg.Timeout)}
+	hc := &http.Client{Transport: egress.Guard(httpstall.Transport(tr, cfg.Timeout), cfg.CheckHost)}
 	c := &Client{cfg: cfg, http: hc, sleep: sleepCtx}
 	c.tokens = newTokenSource(&c.cfg, hc)
 	return c, nil

@@ -51,9 +51,14 @@ type PubSub struct {
 // DialPubSub connects to the Pub/Sub API at addr (api.pubsub.salesforce.com:7443 for real orgs) over TLS
 // with the client's CA settings; plaintext is allowed only for a loopback address.
 func (c *Client) DialPubSub(addr string, plaintext bool) (*PubSub, error) {
-	host, _, err := net.SplitHostPort(addr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, fmt.Errorf("pub/sub address %q: %w", addr, err)
+	}
+	if c.cfg.CheckHost != nil {
+		if err := c.cfg.CheckHost(host, port); err != nil {
+			return nil, fmt.Errorf("pub/sub: %w", err)
+		}
 	}
 	var creds credentials.TransportCredentials
 	if plaintext {
