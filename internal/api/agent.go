@@ -71,15 +71,15 @@ const (
 
 // Intent is one piece of work a table owes.
 type Intent struct {
-	Kind   string `json:"kind"`
-	Reason string `json:"reason"`
+	Kind   string `json:"kind" crmsync:"required"`
+	Reason string `json:"reason" crmsync:"required"`
 	// Columns of a load: the destination columns whose values may differ from Salesforce under the current
 	// mapping (added or re-pointed columns, including those of a revision that was reverted); empty for a
 	// load owed for every column (the initial load, a restore, an expired replay ID).
 	Columns []string `json:"columns,omitempty"`
 	// Since is the start of a catch-up or of the deletions to apply.
 	Since time.Time `json:"since,omitzero"`
-	At    time.Time `json:"at"`
+	At    time.Time `json:"at" crmsync:"required"`
 	// Seq numbers the intents the control plane adds (a restore); 0 for the agent's own.
 	Seq int64 `json:"seq,omitempty"`
 }
