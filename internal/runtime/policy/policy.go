@@ -192,7 +192,7 @@ type Refs struct {
 }
 
 // TokenEnv is the API token's variable, never a reference.
-const TokenEnv = "CRMSYNC_TOKEN"
+const TokenEnv = "CRMSYNC_TOKEN" //nolint:gosec // G101: the name of the variable, not a credential
 
 // systemDeny are files no reference may name, whatever the operator allowed.
 var systemDeny = []string{"/etc/shadow", "/etc/gshadow", "/etc/master.passwd", "/proc", "/sys"}
