@@ -126,7 +126,8 @@ var planScenarios = []planScenario{
 // package's own tests replay offline). Under Terraform and OpenTofu alike: the summary reads either's plans.
 func TestAccPlanSummary_goldenPlans(t *testing.T) {
 	env := startSyncEnv(t, syncOptions{contacts: 240, accounts: 30})
-	secretFile := filepath.Join(t.TempDir(), "dataverse-secret")
+	// In the sandbox's directory: the control plane allows references there only (--allow-ref-dir).
+	secretFile := filepath.Join(filepath.Dir(env.sb.Info.Salesforce.PrivateKeyFile), "dataverse-secret")
 	if err := os.WriteFile(secretFile, []byte(env.sb.Info.Dataverse.ClientSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
