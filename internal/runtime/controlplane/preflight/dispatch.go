@@ -116,6 +116,10 @@ func (d *Dispatcher) Preflight(ctx context.Context, conn api.Connector, secrets 
 		return []api.PreflightCheck{{Name: CheckSalesforceCredentials, Message: "the agent-side preflight could not run: " + err.Error()},
 			{Name: CheckDataverseCredentials, Message: "not checked: the agent-side preflight could not run"}}
 	}
+	for _, ch := range resp.Checks {
+		d.Local.log.Info("preflight check", "connector_id", conn.ID, "check", ch.Name, "ok", ch.OK, "warning", ch.Warning,
+			"message", ch.Message, "side", "agent")
+	}
 	return resp.Checks
 }
 
