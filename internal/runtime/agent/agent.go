@@ -148,7 +148,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 		if err != nil {
 			if sfNotFound(err) {
 				// The org has no such object: waiting will not make one (a configuration error).
-				return &MappingError{fmt.Errorf("source_table %s: the Salesforce org has no such object (%w)", tc.SourceTable, err)}
+				return &ConfigError{fmt.Errorf("source_table %s: the Salesforce org has no such object, or the integration user cannot see it (%w)", tc.SourceTable, err)}
 			}
 			return fmt.Errorf("describing Salesforce %s: %w", tc.SourceTable, err)
 		}
@@ -156,7 +156,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 		ds, err := a.dv.Table(ctx, tc.Destination())
 		if err != nil {
 			if dataverse.IsNotFound(err) {
-				return &MappingError{fmt.Errorf("destination_table %s: the Dataverse environment has no such table (%w)", tc.Destination(), err)}
+				return &ConfigError{fmt.Errorf("destination_table %s: the Dataverse environment has no such table (%w)", tc.Destination(), err)}
 			}
 			return fmt.Errorf("reading Dataverse table %s: %w", tc.Destination(), err)
 		}
@@ -252,6 +252,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err == nil {
 			break
 		}
+		var ce *ConfigError
+		if errors.As(err, &ce) {
+			// A table that does not exist will not appear by waiting: stop at start, naming it (status says why;
+			// under a control plane the runner reports it until the configuration changes).
+			a.setState("failed", err.Error())
+			a.report(context.WithoutCancel(ctx))
+			return err
+		}
 		if ctx.Err() != nil {
 			a.setState("failed", err.Error())
 			a.report(context.WithoutCancel(ctx))
@@ -315,6 +323,13 @@ func sfNotFound(err error) bool {
 	var e *salesforce.APIError
 	return errors.As(err, &e) && e.Status == http.StatusNotFound
 }
+
+// ConfigError is a configuration that cannot work whatever the wait: a table that does not exist. Run returns
+// it at start instead of retrying.
+type ConfigError struct{ err error }
+
+func (e *ConfigError) Error() string { return e.err.Error() }
+func (e *ConfigError) Unwrap() error { return e.err }
 
 // MappingError reports mappings that do not fit the live schemas: the connector cannot start until its
 // configuration changes.
