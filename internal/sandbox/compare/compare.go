@@ -78,6 +78,9 @@ type Result struct {
 	Mismatched int // rows with at least one column different
 	Duplicates int // more than one row for one key (cannot happen with keyed rows; counted to prove it)
 	Examples   []string
+	// Keys names every difference (not only the first examples), one stable key each: the record and what
+	// the row should hold, so a difference that lasts keeps its key and a new expectation gets a new one.
+	Keys []string
 }
 
 // Differences is the number of problems found.
@@ -129,6 +132,7 @@ func compareTable(sf *salesforce.Emulator, dv *dataverse.Emulator, teamID string
 			res.Examples = append(res.Examples, fmt.Sprintf(format, args...))
 		}
 	}
+	keyOf := func(format string, args ...any) { res.Keys = append(res.Keys, fmt.Sprintf(format, args...)) }
 	err := eachLine(&sfBuf, func(rec map[string]any) {
 		id, _ := rec["Id"].(string)
 		key := sfid.MustGUID(id).String()
@@ -143,6 +147,7 @@ func compareTable(sf *salesforce.Emulator, dv *dataverse.Emulator, teamID string
 			if present && !t.KeepDeleted {
 				res.Extra++
 				example("%s %s is deleted in Salesforce but row %s exists", t.Source, id, key)
+				keyOf("%s %s deleted", t.Source, id)
 			}
 			return
 		}
@@ -150,21 +155,25 @@ func compareTable(sf *salesforce.Emulator, dv *dataverse.Emulator, teamID string
 		if !present {
 			res.Missing++
 			example("%s %s has no row %s", t.Source, id, key)
+			keyOf("%s %s missing", t.Source, id)
 			return
 		}
 		var diffs []string
 		if owner, _ := row["ownerid"].(string); !strings.EqualFold(owner, teamID) {
 			diffs = append(diffs, fmt.Sprintf("ownerid %v, want team %s", row["ownerid"], teamID))
+			keyOf("%s %s ownerid=%s", t.Source, id, teamID)
 		}
 		for _, c := range t.Columns {
 			want, ok := expected(rec[c.Source], c)
 			got := row[c.Dest]
 			if !ok {
 				diffs = append(diffs, fmt.Sprintf("%s: source value %#v cannot be converted", c.Dest, rec[c.Source]))
+				keyOf("%s %s %s unconvertible", t.Source, id, c.Dest)
 				continue
 			}
 			if !equal(want, got, c.Kind) {
 				diffs = append(diffs, fmt.Sprintf("%s = %#v, want %#v (from %s)", c.Dest, got, want, c.Source))
+				keyOf("%s %s %s=%#v", t.Source, id, c.Dest, want)
 			}
 		}
 		if len(diffs) > 0 {
@@ -178,6 +187,7 @@ func compareTable(sf *salesforce.Emulator, dv *dataverse.Emulator, teamID string
 	for key := range rows {
 		res.Extra++
 		example("row %s of %s matches no Salesforce record", key, t.Dest)
+		keyOf("%s row %s extra", t.Dest, key)
 	}
 	return res, nil
 }
