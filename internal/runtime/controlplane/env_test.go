@@ -40,8 +40,10 @@ func (c *clock) Advance(d time.Duration) {
 
 // fakeChecker answers preflight and live schemas from its fields and records its calls.
 type fakeChecker struct {
-	mu        sync.Mutex
-	checks    []api.PreflightCheck
+	mu     sync.Mutex
+	checks []api.PreflightCheck
+	// decide, when set, answers from the connector and mappings checked (the proposed ones of a change).
+	decide    func(api.Connector, []api.TableMapping) []api.PreflightCheck
 	preflight int
 	secrets   store.Secrets
 	src       *mapping.SourceSchema
@@ -50,11 +52,14 @@ type fakeChecker struct {
 	liveErr   error
 }
 
-func (f *fakeChecker) Preflight(_ context.Context, _ api.Connector, secrets store.Secrets, _ []api.TableMapping) []api.PreflightCheck {
+func (f *fakeChecker) Preflight(_ context.Context, conn api.Connector, secrets store.Secrets, ms []api.TableMapping) []api.PreflightCheck {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.preflight++
 	f.secrets = secrets
+	if f.decide != nil {
+		return f.decide(conn, ms)
+	}
 	return append([]api.PreflightCheck(nil), f.checks...)
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -131,6 +132,24 @@ func (s *Server) updateConnector(w http.ResponseWriter, r *http.Request) error {
 	if err := s.validateConnector(spec, kept); err != nil {
 		return err
 	}
+	if !strings.EqualFold(spec.TeamID, cur.TeamID) {
+		proposed := cur
+		proposed.ConnectorSpec = spec
+		secrets, err := s.cfg.Store.ConnectorSecrets(r.Context(), id)
+		if err != nil {
+			return storeError(err, "id")
+		}
+		for name, v := range changes {
+			if v == "" {
+				delete(secrets, name)
+			} else {
+				secrets[name] = v
+			}
+		}
+		if err := s.preflightChange(r.Context(), proposed, secrets, nil, teamChangeChecks, "team_id"); err != nil {
+			return err
+		}
+	}
 	c, err := s.cfg.Store.UpdateConnector(r.Context(), id, spec, changes, actorAPI)
 	if err != nil {
 		return storeError(err, "name")
@@ -219,6 +238,9 @@ func (s *Server) createMapping(w http.ResponseWriter, r *http.Request) error {
 	if _, probs := staticProblems(spec, others, ""); probs.HasErrors() {
 		return rejectProblems(probs)
 	}
+	if err := s.preflightMappings(r.Context(), connID, append(slices.Clone(others), api.TableMapping{ConnectorID: connID, MappingSpec: spec})); err != nil {
+		return err
+	}
 	m, err := s.cfg.Store.CreateMapping(r.Context(), connID, spec, actorAPI)
 	if err != nil {
 		return storeError(err, "source_table")
@@ -276,6 +298,15 @@ func (s *Server) updateMapping(w http.ResponseWriter, r *http.Request) error {
 	}
 	if _, probs := staticProblems(spec, others, id); probs.HasErrors() {
 		return rejectProblems(probs)
+	}
+	proposed := slices.Clone(others)
+	for i := range proposed {
+		if proposed[i].ID == id {
+			proposed[i].MappingSpec = spec
+		}
+	}
+	if err := s.preflightMappings(r.Context(), cur.ConnectorID, proposed); err != nil {
+		return err
 	}
 	m, err := s.cfg.Store.UpdateMapping(r.Context(), id, spec, actorAPI)
 	if err != nil {
@@ -496,9 +527,7 @@ func (s *Server) preflight(ctx context.Context, id string) ([]api.PreflightCheck
 	if err != nil {
 		return nil, storeError(err, "id")
 	}
-	pctx, cancel := context.WithTimeout(ctx, preflightTimeout)
-	defer cancel()
-	checks := s.cfg.Checker.Preflight(pctx, conn, secrets, ms)
+	checks := s.runPreflight(ctx, conn, secrets, ms)
 	if len(ms) == 0 {
 		checks = append(checks, api.PreflightCheck{Name: "mappings", Message: "the connector has no table mappings: add at least one before activating"})
 	}
@@ -513,6 +542,76 @@ func (s *Server) preflight(ctx context.Context, id string) ([]api.PreflightCheck
 			len(failed), strings.Join(failed, "; ")).withDetails(checks)
 	}
 	return checks, nil
+}
+
+// runPreflight runs every preflight check of a connector with the given mappings: the one place the control
+// plane asks for them (activation and changes of an active connector), so where they run can change here
+// alone.
+func (s *Server) runPreflight(ctx context.Context, conn api.Connector, secrets store.Secrets, ms []api.TableMapping) []api.PreflightCheck {
+	pctx, cancel := context.WithTimeout(ctx, preflightTimeout)
+	defer cancel()
+	return s.cfg.Checker.Preflight(pctx, conn, secrets, ms)
+}
+
+// The preflight checks a change affects: a new team must hold the privileges; changed mappings must fit the
+// live schemas, have a change topic, and the team must hold the privileges on their tables and lookups.
+var (
+	teamChangeChecks    = []string{"team_privileges"}
+	mappingChangeChecks = []string{"change_topics", "team_privileges", "mappings"}
+)
+
+// preflightChange re-runs, for an active connector, the preflight checks a change affects, on the proposed
+// connector and mappings (nil: the stored ones), before the change is stored, and refuses it (422
+// preflight_failed, every failing check listed, every check in details) when one fails. An inactive
+// connector is checked at its next activation. When the credentials checks themselves fail (a service the
+// control plane cannot reach, or a secret only the agent's host can resolve, which is a warning), the
+// affected checks cannot run and the change is stored: the agent checks again when it runs it and reports
+// a failure as the connector's health.
+func (s *Server) preflightChange(ctx context.Context, conn api.Connector, secrets store.Secrets, ms []api.TableMapping, affected []string, field string) error {
+	if s.cfg.Checker == nil {
+		return nil
+	}
+	act, err := s.cfg.Store.GetActivation(ctx, conn.ID)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	if !act.Active {
+		return nil
+	}
+	if ms == nil {
+		if ms, err = s.cfg.Store.ListMappings(ctx, conn.ID); err != nil {
+			return storeError(err, "id")
+		}
+	}
+	checks := s.runPreflight(ctx, conn, secrets, ms)
+	var failed []string
+	for _, c := range checks {
+		if (c.Name == "salesforce_credentials" || c.Name == "dataverse_credentials") && !c.OK {
+			s.log.Warn("a change of an active connector could not be checked: the control plane cannot reach a service", "connector_id", conn.ID, "check", c.Name, "message", c.Message)
+			return nil
+		}
+		if !c.OK && slices.Contains(affected, c.Name) {
+			failed = append(failed, c.Name+": "+c.Message)
+		}
+	}
+	if len(failed) > 0 {
+		return errorf(http.StatusUnprocessableEntity, CodePreflightFailed, field, "the connector is active and the change fails %d preflight check(s): %s; nothing was changed",
+			len(failed), strings.Join(failed, "; ")).withDetails(checks)
+	}
+	return nil
+}
+
+// preflightMappings is preflightChange for a connector's proposed mappings.
+func (s *Server) preflightMappings(ctx context.Context, connID string, proposed []api.TableMapping) error {
+	conn, err := s.cfg.Store.GetConnector(ctx, connID)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	secrets, err := s.cfg.Store.ConnectorSecrets(ctx, connID)
+	if err != nil {
+		return storeError(err, "id")
+	}
+	return s.preflightChange(ctx, conn, secrets, proposed, mappingChangeChecks, "columns")
 }
 
 // Dead letters (API).

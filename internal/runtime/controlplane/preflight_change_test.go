@@ -1,0 +1,101 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+)
+
+// TestChangesOfAnActiveConnectorRerunTheAffectedPreflightChecks: a team or mapping change of an active
+// connector is checked (the proposed team and mappings) before it is stored; one that fails an affected
+// check is refused with every failing check listed and changes nothing. Regression: a team without write
+// privileges given to an active connector was accepted with no check, and the agent retried 403s forever.
+// Inactive connectors are checked at activation, as before; a failing check the change does not affect (the
+// service is unreachable from the control plane) does not block it.
+func TestChangesOfAnActiveConnectorRerunTheAffectedPreflightChecks(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	c := e.createConnector(t, "guarded")
+	m := e.createMapping(t, c.ID, "Contact")
+	if _, err := e.client.SetActivation(ctx, c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	const weakTeam = "0b0b0b0b-1111-4222-8333-944445555666"
+	unreachable := false
+	e.checker.mu.Lock()
+	e.checker.decide = func(conn api.Connector, ms []api.TableMapping) []api.PreflightCheck {
+		checks := passingChecks()
+		if unreachable {
+			checks[1] = api.PreflightCheck{Name: "dataverse_credentials", Message: "cannot reach the environment: connection refused"}
+		}
+		if conn.TeamID == weakTeam {
+			checks[2] = api.PreflightCheck{Name: "team_privileges", Message: "team Weak (" + weakTeam + ") is missing 2 privilege(s): prvCreateContact, prvWriteContact"}
+		}
+		for _, m := range ms {
+			if _, ok := m.Columns["new_nowhere"]; ok {
+				checks = append(checks, api.PreflightCheck{Name: "mappings", Message: "Contact → contact: columns.new_nowhere: contact has no column new_nowhere"})
+			}
+		}
+		return checks
+	}
+	e.checker.mu.Unlock()
+	refused := func(what string, err error, want ...string) {
+		t.Helper()
+		var ce *client.Error
+		if !errors.As(err, &ce) || ce.Status != 422 || !errors.Is(err, client.ErrPreflightFailed) {
+			t.Fatalf("%s: %v, want 422 preflight_failed", what, err)
+		}
+		var checks []api.PreflightCheck
+		if err := json.Unmarshal(ce.Body.Details, &checks); err != nil || len(checks) == 0 {
+			t.Fatalf("%s: details %s: %v", what, ce.Body.Details, err)
+		}
+		for _, w := range want {
+			if !strings.Contains(ce.Body.Message, w) {
+				t.Errorf("%s: the refusal %q does not name %q", what, ce.Body.Message, w)
+			}
+		}
+	}
+
+	spec := connectorSpec("guarded")
+	spec.TeamID = weakTeam
+	_, err := e.client.UpdateConnector(ctx, c.ID, spec)
+	refused("team change", err, "team_privileges", "prvCreateContact, prvWriteContact")
+	mspec := m.MappingSpec
+	mspec.Columns = map[string]mapping.ColumnOverride{"new_nowhere": {Source: "Title"}}
+	_, err = e.client.UpdateMapping(ctx, m.ID, mspec)
+	refused("mapping change", err, "mappings", "new_nowhere")
+	_, err = e.client.CreateMapping(ctx, c.ID, api.MappingSpec{SourceTable: "Account", UsePredefined: true, Columns: mspec.Columns})
+	refused("mapping creation", err, "new_nowhere")
+	got, err := e.client.GetConnector(ctx, c.ID)
+	if err != nil || got.TeamID != teamID || got.Revision != c.Revision+1 {
+		t.Errorf("after refused changes the connector is %+v, %v; want the team and revision of before", got, err)
+	}
+
+	// A failing check the change does not affect does not block it.
+	e.checker.mu.Lock()
+	unreachable = true
+	e.checker.mu.Unlock()
+	spec.TeamID = "0c0c0c0c-1111-4222-8333-944445555666"
+	if _, err := e.client.UpdateConnector(ctx, c.ID, spec); err != nil {
+		t.Errorf("a team change while the control plane cannot reach Dataverse: %v", err)
+	}
+	e.checker.mu.Lock()
+	unreachable = false
+	e.checker.mu.Unlock()
+
+	// Inactive: checked at the next activation.
+	if _, err := e.client.SetActivation(ctx, c.ID, false); err != nil {
+		t.Fatal(err)
+	}
+	spec.TeamID = weakTeam
+	if _, err := e.client.UpdateConnector(ctx, c.ID, spec); err != nil {
+		t.Errorf("a team change of an inactive connector: %v", err)
+	}
+	_, err = e.client.SetActivation(ctx, c.ID, true)
+	refused("activation with the weak team", err, "prvWriteContact")
+}
