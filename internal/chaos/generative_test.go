@@ -14,6 +14,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/chaos"
+	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
@@ -313,7 +314,9 @@ func (e *genEnv) randomOp(t *testing.T, rng *rand.Rand) string {
 		e.revoked = !e.revoked
 		return fmt.Sprintf("privileges (revoked: %v)", e.revoked)
 	case k < 79:
-		e.setActive(t, e.inactive)
+		if err := e.setActive(t, e.inactive); err != nil {
+			return fmt.Sprintf("activation refused (%s)", oneLine(err))
+		}
 		return fmt.Sprintf("activation (active: %v)", !e.inactive)
 	case k < 83:
 		b, err := e.c.CreateBackup(ctx, e.conn.ID)
@@ -359,8 +362,9 @@ func oneLine(err error) string {
 }
 
 // setActive activates or deactivates the connector. A fresh agent process takes the lease at once after an
-// activation (the one waiting for it may be in a long backoff).
-func (e *genEnv) setActive(t *testing.T, active bool) {
+// activation (the one waiting for it may be in a long backoff). An activation the preflight checks refuse
+// (the team lacks privileges) is returned: the connector stays inactive.
+func (e *genEnv) setActive(t *testing.T, active bool) error {
 	t.Helper()
 	deadline := time.Now().Add(time.Minute)
 	for {
@@ -369,6 +373,9 @@ func (e *genEnv) setActive(t *testing.T, active bool) {
 		cancel()
 		if err == nil {
 			break
+		}
+		if errors.Is(err, client.ErrPreflightFailed) {
+			return err
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("setting the activation to %v: %v", active, err)
@@ -379,6 +386,7 @@ func (e *genEnv) setActive(t *testing.T, active bool) {
 	if active {
 		e.killAgent()
 	}
+	return nil
 }
 
 // restore rolls Dataverse back to a backup: deactivate, restore (deleting created rows or not), and leave the
@@ -387,7 +395,7 @@ func (e *genEnv) restore(t *testing.T, rng *rand.Rand) string {
 	ctx := t.Context()
 	id := e.backups[rng.IntN(len(e.backups))]
 	deleteCreated := rng.IntN(2) == 0
-	e.setActive(t, false)
+	_ = e.setActive(t, false) // a deactivation runs no check
 	var rs *api.Restore
 	waitFor(t, time.Minute, "the agent to stop and the restore to start", func() bool {
 		var err error
@@ -404,7 +412,9 @@ func (e *genEnv) restore(t *testing.T, rng *rand.Rand) string {
 		return true
 	})
 	if rng.IntN(2) == 0 {
-		e.setActive(t, true)
+		if err := e.setActive(t, true); err != nil {
+			return fmt.Sprintf("restore %s delete_created=%v (%s), reactivation refused (%s)", id, deleteCreated, final.State, oneLine(err))
+		}
 	}
 	return fmt.Sprintf("restore %s delete_created=%v (%s: restored %d, deleted %d)", id, deleteCreated, final.State, final.Restored, final.Deleted)
 }
@@ -435,7 +445,9 @@ func (e *genEnv) settleAll(t *testing.T, timeout time.Duration) {
 		e.badTeam = false
 	}
 	if e.inactive {
-		e.setActive(t, true)
+		if err := e.setActive(t, true); err != nil {
+			t.Fatalf("reactivating after the faults were undone: %v", err)
+		}
 	}
 	e.settle(timeout)
 	waitFor(t, timeout, "nothing owed and no dead letter", func() bool {
