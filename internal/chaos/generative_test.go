@@ -91,6 +91,9 @@ type genEnv struct {
 	inactive bool
 	backups  []string // complete backups, newest last
 	deleted  []string // Salesforce contacts the test deleted (for undeletes)
+	// lastEdit is when the test last edited a row in Dataverse: settling waits until the out-of-band
+	// detector (every second) has checked since.
+	lastEdit time.Time
 
 	monMu     sync.Mutex
 	healthyAt time.Time            // start of the current healthy stretch (zero when not healthy)
@@ -277,6 +280,7 @@ func (e *genEnv) randomOp(t *testing.T, rng *rand.Rand) string {
 		ids := liveIDs(e.sb, "Contact", 20)
 		id := ids[rng.IntN(len(ids))]
 		err := dv.EditRow("contact", sfid.MustGUID(id).String(), map[string]any{"telephone1": fmt.Sprintf("OOB-%d", rng.IntN(1000))})
+		e.lastEdit = time.Now()
 		return fmt.Sprintf("dataverse-edit contact %s (%v)", id, errOrOK(err))
 	case k < 62:
 		v := rng.IntN(len(contactVariants))
@@ -450,13 +454,17 @@ func (e *genEnv) settleAll(t *testing.T, timeout time.Duration) {
 		}
 	}
 	e.settle(timeout)
-	waitFor(t, timeout, "nothing owed and no dead letter", func() bool {
+	waitFor(t, timeout, "nothing owed, no dead letter, and an out-of-band check since the last Dataverse edit", func() bool {
 		st, ok := e.status()
 		if !ok || !streamingAll(st) {
 			return false
 		}
 		for _, ts := range st.Tables {
 			if len(ts.Owed) > 0 {
+				return false
+			}
+			// A check that finished two seconds after the edit started after it (they run every second).
+			if ts.Table == "Contact" && !e.lastEdit.IsZero() && (ts.OutOfBand == nil || ts.OutOfBand.CheckedAt.Before(e.lastEdit.Add(2*time.Second))) {
 				return false
 			}
 		}
