@@ -94,3 +94,40 @@ output "reason" {
 	}
 	w.Destroy(cfg)
 }
+
+// TestAccHealth_aMappingChangeTheTeamCannotWriteFailsAtPlan: with an active connector whose team lacks the
+// write privilege on contact, a plan that changes the Contact mapping's columns shows the failing
+// team_privileges check as an error (the live validation runs the checks the change affects); applying it
+// would be refused with the same checks.
+func TestAccHealth_aMappingChangeTheTeamCannotWriteFailsAtPlan(t *testing.T) {
+	env := startSyncEnv(t, syncOptions{contacts: 10, accounts: 3})
+	cfg := func(exclude string) string {
+		return env.providerBlock() + env.connectorHCL("acc-plan-checks", env.sb.Info.Dataverse.TeamID) + `
+resource "crmsync_table_mapping" "contact" {
+  connector_id    = crmsync_connector.sandbox.id
+  source_table    = "Contact"
+  exclude_columns = ["` + exclude + `"]
+}
+resource "crmsync_activation" "sandbox" {
+  connector_id             = crmsync_connector.sandbox.id
+  backup_before_first_sync = false
+  depends_on               = [crmsync_table_mapping.contact]
+}
+`
+	}
+	w := newTFWorkdir(t)
+	w.Apply(cfg("fax"))
+	if err := env.sb.Dataverse.RevokeTeamPrivileges(env.sb.Info.Dataverse.TeamID, "prvWriteContact"); err != nil {
+		t.Fatal(err)
+	}
+	w.write(cfg("mobilephone"))
+	run := w.run(1, "plan", "-json", "-input=false", "-lock=false")
+	if !run.Has("error", "team_privileges", "prvWriteContact") {
+		t.Fatalf("the plan does not show the failing check: %v", run.Diagnostics)
+	}
+	if err := env.sb.Dataverse.GrantTeamPrivileges(env.sb.Info.Dataverse.TeamID, "", "prvWriteContact"); err != nil {
+		t.Fatal(err)
+	}
+	w.Apply(cfg("mobilephone"))
+	w.Destroy(cfg("mobilephone"))
+}

@@ -96,7 +96,9 @@ func (r *tableMappingResource) Schema(_ context.Context, _ resource.SchemaReques
 			"Mapping problems fail or warn during `plan`, at the attribute at fault: rules that need only the configuration " +
 			"(unknown standard columns, incompatible types, required columns left unmapped, Virtual or EntityName destinations, " +
 			"text longer than its destination) run without network; rules that need the live Salesforce describe and Dataverse " +
-			"metadata (custom fields and columns) ask the control plane, and degrade to a warning when it cannot answer. The plan " +
+			"metadata (custom fields and columns) ask the control plane, and degrade to a warning when it cannot answer. When the " +
+			"connector is active, that live check also re-runs the preflight checks the change affects (the team's privileges on " +
+			"the tables, the change topic) and fails the plan with the ones that fail, as the apply would be refused. The plan " +
 			"also warns about consequences: added columns or tables re-sync existing records (with an estimate), removed ones stop " +
 			"being updated.",
 		Attributes: map[string]schema.Attribute{

@@ -442,6 +442,11 @@ func (s *Server) validateMapping(w http.ResponseWriter, r *http.Request) error {
 		cols, probs = mapping.Resolve(spec, sources)
 		probs = append(probs, mapping.Validate(spec, cols, mapping.Schemas{Source: src, Dest: dst, SyncedTables: synced})...)
 		resp.EstimatedRecords = &n
+		more, err := s.changeProblems(r.Context(), conn, secrets, spec)
+		if err != nil {
+			return err
+		}
+		probs = append(probs, more...)
 	}
 	resp.Problems = probs
 	if resp.Problems == nil {
@@ -599,6 +604,40 @@ func (s *Server) preflightChange(ctx context.Context, conn api.Connector, secret
 			len(failed), strings.Join(failed, "; ")).withDetails(checks)
 	}
 	return nil
+}
+
+// changeProblems are, for the live validation of a mapping of an active connector, the preflight checks the
+// change would fail beyond the mapping rules the validation already reports (the team's privileges on the
+// mapping's tables and lookups, the change topic): what the API would refuse the change for, shown at plan.
+func (s *Server) changeProblems(ctx context.Context, conn api.Connector, secrets store.Secrets, spec api.MappingSpec) ([]mapping.Problem, error) {
+	act, err := s.cfg.Store.GetActivation(ctx, conn.ID)
+	if err != nil {
+		return nil, storeError(err, "connector_id")
+	}
+	if !act.Active {
+		return nil, nil
+	}
+	stored, err := s.cfg.Store.ListMappings(ctx, conn.ID)
+	if err != nil {
+		return nil, storeError(err, "connector_id")
+	}
+	proposed := []api.TableMapping{{ConnectorID: conn.ID, MappingSpec: spec}}
+	for _, m := range stored {
+		if !strings.EqualFold(m.SourceTable, spec.SourceTable) {
+			proposed = append(proposed, m)
+		}
+	}
+	var out []mapping.Problem
+	for _, c := range s.runPreflight(ctx, conn, secrets, proposed) {
+		if (c.Name == "salesforce_credentials" || c.Name == "dataverse_credentials") && !c.OK {
+			return nil, nil // the checks cannot run from here; the API checks again when the change is made
+		}
+		if !c.OK && c.Name != "mappings" && slices.Contains(mappingChangeChecks, c.Name) {
+			out = append(out, mapping.Problem{Severity: mapping.Error, Code: "preflight_" + c.Name,
+				Message: "the connector is active and this change fails its " + c.Name + " preflight check: " + c.Message})
+		}
+	}
+	return out, nil
 }
 
 // preflightMappings is preflightChange for a connector's proposed mappings.

@@ -99,3 +99,51 @@ func TestChangesOfAnActiveConnectorRerunTheAffectedPreflightChecks(t *testing.T)
 	_, err = e.client.SetActivation(ctx, c.ID, true)
 	refused("activation with the weak team", err, "prvWriteContact")
 }
+
+// TestLiveValidationOfAnActiveConnectorsMappingShowsTheChecksTheChangeWouldFail: what the API would refuse a
+// mapping change for (the team's privileges on the tables it touches) comes back from the live validation the
+// provider runs at plan, as an error problem naming the check; an inactive connector's validation does not run
+// the checks (activation does).
+func TestLiveValidationOfAnActiveConnectorsMappingShowsTheChecksTheChangeWouldFail(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	c := e.createConnector(t, "plan-time")
+	e.createMapping(t, c.ID, "Contact")
+	e.checker.mu.Lock()
+	e.checker.src, e.checker.dst, e.checker.count = mapping.StandardSource("Account"), mapping.StandardDestination("account"), 10
+	e.checker.decide = func(conn api.Connector, ms []api.TableMapping) []api.PreflightCheck {
+		checks := passingChecks()
+		for _, m := range ms {
+			if m.SourceTable == "Account" {
+				checks[2] = api.PreflightCheck{Name: "team_privileges", Message: "team T is missing 1 privilege(s): prvCreateAccount"}
+			}
+		}
+		return checks
+	}
+	e.checker.mu.Unlock()
+	spec := api.MappingSpec{SourceTable: "Account", UsePredefined: true}
+	preflightProblems := func() []string {
+		t.Helper()
+		res, err := e.client.ValidateMapping(ctx, api.ValidateRequest{ConnectorID: c.ID, Live: true, Mapping: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out []string
+		for _, p := range res.Problems {
+			if strings.HasPrefix(p.Code, "preflight_") {
+				out = append(out, string(p.Severity)+" "+p.Code+": "+p.Message)
+			}
+		}
+		return out
+	}
+	if got := preflightProblems(); len(got) != 0 {
+		t.Errorf("inactive connector: %q", got)
+	}
+	if _, err := e.client.SetActivation(ctx, c.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	got := preflightProblems()
+	if len(got) != 1 || !strings.HasPrefix(got[0], "error preflight_team_privileges") || !strings.Contains(got[0], "prvCreateAccount") {
+		t.Errorf("active connector: %q; want the team_privileges failure", got)
+	}
+}
