@@ -100,10 +100,16 @@ type salesforceModel struct {
 	ClientSecret     types.String `tfsdk:"client_secret"`
 	ClientSecretEnv  types.String `tfsdk:"client_secret_env"`
 	ClientSecretFile types.String `tfsdk:"client_secret_file"`
-	PrivateKey       types.String `tfsdk:"private_key"`
-	PrivateKeyEnv    types.String `tfsdk:"private_key_env"`
-	PrivateKeyFile   types.String `tfsdk:"private_key_file"`
-	CAFile           types.String `tfsdk:"ca_file"`
+	// ClientSecretWO and PrivateKeyWO are write-only: set in the configuration, never in plan or state (null
+	// there); their *Version says when to send them again.
+	ClientSecretWO        types.String `tfsdk:"client_secret_wo"`
+	ClientSecretWOVersion types.Int64  `tfsdk:"client_secret_wo_version"`
+	PrivateKey            types.String `tfsdk:"private_key"`
+	PrivateKeyEnv         types.String `tfsdk:"private_key_env"`
+	PrivateKeyFile        types.String `tfsdk:"private_key_file"`
+	PrivateKeyWO          types.String `tfsdk:"private_key_wo"`
+	PrivateKeyWOVersion   types.Int64  `tfsdk:"private_key_wo_version"`
+	CAFile                types.String `tfsdk:"ca_file"`
 }
 
 type dataverseModel struct {
@@ -111,10 +117,12 @@ type dataverseModel struct {
 	AuthorityURL     types.String `tfsdk:"authority_url"`
 	TenantID         types.String `tfsdk:"tenant_id"`
 	ClientID         types.String `tfsdk:"client_id"`
-	ClientSecret     types.String `tfsdk:"client_secret"`
-	ClientSecretEnv  types.String `tfsdk:"client_secret_env"`
-	ClientSecretFile types.String `tfsdk:"client_secret_file"`
-	CAFile           types.String `tfsdk:"ca_file"`
+	ClientSecret          types.String `tfsdk:"client_secret"`
+	ClientSecretEnv       types.String `tfsdk:"client_secret_env"`
+	ClientSecretFile      types.String `tfsdk:"client_secret_file"`
+	ClientSecretWO        types.String `tfsdk:"client_secret_wo"`
+	ClientSecretWOVersion types.Int64  `tfsdk:"client_secret_wo_version"`
+	CAFile                types.String `tfsdk:"ca_file"`
 }
 
 func (r *connectorResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -127,9 +135,17 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 		MarkdownDescription: "A crmsync connector: one Salesforce org, one Dataverse environment, how the sync agent authenticates to " +
 			"each, and the Dataverse team that owns the rows it writes. Table mappings (`crmsync_table_mapping`) say what is " +
 			"synced; `crmsync_activation` starts it.\n\n" +
-			"Prefer credential references (`*_env`, `*_file`): the agent resolves them on its own host and the secret never " +
-			"reaches Terraform state. Inline secrets (`client_secret`, `private_key`) are accepted as sensitive values, stored " +
-			"encrypted by the control plane and never returned by its API, so Terraform keeps the value you configured.",
+			"Each secret (the Salesforce client secret and private key, the Dataverse client secret) can be given four ways; only " +
+			"the first two keep it out of Terraform state and plans:\n\n" +
+			"- a **reference**, `*_env` or `*_file`: the agent reads the secret on its own host, so it never passes through " +
+			"Terraform or the control plane's API. Prefer it where you can place the secret on the agent's host; it works with " +
+			"every Terraform and OpenTofu version.\n" +
+			"- **write-only**, `*_wo` with `*_wo_version` (Terraform 1.11 and later, OpenTofu 1.11 and later): Terraform sends the " +
+			"value to the control plane, which stores it encrypted, and keeps it in neither the plan nor the state. It accepts " +
+			"ephemeral values (an `ephemeral` resource of a secrets manager's provider, or a variable with `ephemeral = true`). " +
+			"The value is sent when the connector is created and whenever `*_wo_version` changes: bump the version to rotate.\n" +
+			"- **inline**, `client_secret` or `private_key`: sensitive, but stored in Terraform state in clear. Kept for older " +
+			"CLIs and existing configurations; the plan warns about it.",
 		Attributes: map[string]schema.Attribute{
 			"id": schema.StringAttribute{
 				MarkdownDescription: "Connector ID assigned by the control plane (`con_…`).",
@@ -203,10 +219,25 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 						Optional:            true,
 					},
 					"client_secret": schema.StringAttribute{
-						MarkdownDescription: "Consumer secret of the connected app, inline. Sensitive, write-only on the control plane (never " +
-							"returned); prefer `client_secret_env` or `client_secret_file`.",
-						Optional:  true,
-						Sensitive: true,
+						MarkdownDescription: "Consumer secret of the connected app, inline: sensitive, but **stored in Terraform state**. " +
+							"Prefer `client_secret_wo` or a reference (`client_secret_env`, `client_secret_file`); the plan warns.",
+						Optional:   true,
+						Sensitive:  true,
+						Validators: []validator.String{inlineSecret("client_secret")},
+					},
+					"client_secret_wo": schema.StringAttribute{
+						MarkdownDescription: "Consumer secret of the connected app, write-only (Terraform 1.11+, OpenTofu 1.11+): sent to the control " +
+							"plane, kept in neither plan nor state, ephemeral values accepted. Sent at create and whenever " +
+							"`client_secret_wo_version` changes.",
+						Optional:   true,
+						Sensitive:  true,
+						WriteOnly:  true,
+						Validators: []validator.String{stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("client_secret_wo_version"))},
+					},
+					"client_secret_wo_version": schema.Int64Attribute{
+						MarkdownDescription: "Version of `client_secret_wo`: change it (for example increment it) to send a new value.",
+						Optional:            true,
+						Validators:          []validator.Int64{int64validator.AlsoRequires(path.MatchRelative().AtParent().AtName("client_secret_wo"))},
 					},
 					"client_secret_env": schema.StringAttribute{
 						MarkdownDescription: "Name of an environment variable holding the consumer secret on the agent's host.",
@@ -219,11 +250,26 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 						Validators:          []validator.String{absolutePath()},
 					},
 					"private_key": schema.StringAttribute{
-						MarkdownDescription: "PEM private key that signs JWT bearer assertions, inline. Sensitive, write-only on the control " +
-							"plane; prefer `private_key_file` or `private_key_env`.",
+						MarkdownDescription: "PEM private key that signs JWT bearer assertions, inline: sensitive, but **stored in Terraform " +
+							"state**. Prefer `private_key_file`, `private_key_env` or `private_key_wo`; the plan warns.",
 						Optional:   true,
 						Sensitive:  true,
-						Validators: []validator.String{pemPrivateKey()},
+						Validators: []validator.String{pemPrivateKey(), inlineSecret("private_key")},
+					},
+					"private_key_wo": schema.StringAttribute{
+						MarkdownDescription: "PEM private key that signs JWT bearer assertions, write-only (Terraform 1.11+, OpenTofu 1.11+): " +
+							"sent to the control plane, kept in neither plan nor state, ephemeral values accepted. Sent at create and " +
+							"whenever `private_key_wo_version` changes.",
+						Optional:  true,
+						Sensitive: true,
+						WriteOnly: true,
+						Validators: []validator.String{pemPrivateKey(),
+							stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("private_key_wo_version"))},
+					},
+					"private_key_wo_version": schema.Int64Attribute{
+						MarkdownDescription: "Version of `private_key_wo`: change it (for example increment it) to send a new key.",
+						Optional:            true,
+						Validators:          []validator.Int64{int64validator.AlsoRequires(path.MatchRelative().AtParent().AtName("private_key_wo"))},
 					},
 					"private_key_env": schema.StringAttribute{
 						MarkdownDescription: "Name of an environment variable holding the PEM private key on the agent's host.",
@@ -270,10 +316,25 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 						Validators:          []validator.String{guidValidator()},
 					},
 					"client_secret": schema.StringAttribute{
-						MarkdownDescription: "Client secret of the app registration, inline. Sensitive, write-only on the control plane (never " +
-							"returned); prefer `client_secret_env` or `client_secret_file`.",
-						Optional:  true,
-						Sensitive: true,
+						MarkdownDescription: "Client secret of the app registration, inline: sensitive, but **stored in Terraform state**. " +
+							"Prefer `client_secret_wo` or a reference (`client_secret_env`, `client_secret_file`); the plan warns.",
+						Optional:   true,
+						Sensitive:  true,
+						Validators: []validator.String{inlineSecret("client_secret")},
+					},
+					"client_secret_wo": schema.StringAttribute{
+						MarkdownDescription: "Client secret of the app registration, write-only (Terraform 1.11+, OpenTofu 1.11+): sent to the " +
+							"control plane, kept in neither plan nor state, ephemeral values accepted. Sent at create and whenever " +
+							"`client_secret_wo_version` changes.",
+						Optional:   true,
+						Sensitive:  true,
+						WriteOnly:  true,
+						Validators: []validator.String{stringvalidator.AlsoRequires(path.MatchRelative().AtParent().AtName("client_secret_wo_version"))},
+					},
+					"client_secret_wo_version": schema.Int64Attribute{
+						MarkdownDescription: "Version of `client_secret_wo`: change it (for example increment it) to send a new value.",
+						Optional:            true,
+						Validators:          []validator.Int64{int64validator.AlsoRequires(path.MatchRelative().AtParent().AtName("client_secret_wo"))},
 					},
 					"client_secret_env": schema.StringAttribute{
 						MarkdownDescription: "Name of an environment variable holding the client secret on the agent's host.",
@@ -357,15 +418,18 @@ func (r *connectorResource) Configure(_ context.Context, req resource.ConfigureR
 }
 
 func (r *connectorResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
-	var plan connectorModel
+	var plan, config connectorModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...) // write-only values are only in the configuration
 	c := clientOf(r.data, &resp.Diagnostics, "Creating a crmsync_connector")
 	if resp.Diagnostics.HasError() || c == nil {
 		return
 	}
-	ctx = r.data.mask(ctx, plan.secrets()...)
+	ctx = r.data.mask(ctx, append(plan.secrets(), config.secrets()...)...)
 	tflog.Debug(ctx, "creating connector", map[string]any{"name": plan.Name.ValueString()})
-	conn, err := c.CreateConnector(ctx, plan.toSpec())
+	spec := plan.toSpec()
+	addWriteOnly(&spec, &config, &plan, nil)
+	conn, err := c.CreateConnector(ctx, spec)
 	if err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("creating crmsync_connector (%s)", plan.Name.ValueString()), describeAPIError(err))
 		return
@@ -400,16 +464,19 @@ func (r *connectorResource) Read(ctx context.Context, req resource.ReadRequest, 
 }
 
 func (r *connectorResource) Update(ctx context.Context, req resource.UpdateRequest, resp *resource.UpdateResponse) {
-	var plan, state connectorModel
+	var plan, state, config connectorModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
+	resp.Diagnostics.Append(req.Config.Get(ctx, &config)...)
 	c := clientOf(r.data, &resp.Diagnostics, "Updating a crmsync_connector")
 	if resp.Diagnostics.HasError() || c == nil {
 		return
 	}
-	ctx = r.data.mask(ctx, append(plan.secrets(), state.secrets()...)...)
+	ctx = r.data.mask(ctx, append(append(plan.secrets(), state.secrets()...), config.secrets()...)...)
 	id := state.ID.ValueString()
-	conn, err := c.UpdateConnector(ctx, id, plan.toSpec())
+	spec := plan.toSpec()
+	addWriteOnly(&spec, &config, &plan, &state)
+	conn, err := c.UpdateConnector(ctx, id, spec)
 	if err != nil {
 		resp.Diagnostics.AddError(fmt.Sprintf("updating crmsync_connector (%s)", id), describeAPIError(err))
 		return
@@ -446,9 +513,9 @@ func (r *connectorResource) ImportState(ctx context.Context, req resource.Import
 func (r *connectorResource) ConfigValidators(context.Context) []resource.ConfigValidator {
 	sf, dv := path.MatchRoot("salesforce"), path.MatchRoot("dataverse")
 	return []resource.ConfigValidator{
-		resourcevalidator.ExactlyOneOf(dv.AtName("client_secret"), dv.AtName("client_secret_env"), dv.AtName("client_secret_file")),
-		resourcevalidator.Conflicting(sf.AtName("client_secret"), sf.AtName("client_secret_env"), sf.AtName("client_secret_file")),
-		resourcevalidator.Conflicting(sf.AtName("private_key"), sf.AtName("private_key_env"), sf.AtName("private_key_file")),
+		resourcevalidator.ExactlyOneOf(dv.AtName("client_secret"), dv.AtName("client_secret_wo"), dv.AtName("client_secret_env"), dv.AtName("client_secret_file")),
+		resourcevalidator.Conflicting(sf.AtName("client_secret"), sf.AtName("client_secret_wo"), sf.AtName("client_secret_env"), sf.AtName("client_secret_file")),
+		resourcevalidator.Conflicting(sf.AtName("private_key"), sf.AtName("private_key_wo"), sf.AtName("private_key_env"), sf.AtName("private_key_file")),
 	}
 }
 
@@ -468,14 +535,14 @@ func (r *connectorResource) ValidateConfig(ctx context.Context, req resource.Val
 			resp.Diagnostics.AddAttributeError(base.AtName("username"), "Missing Salesforce username",
 				`auth = "jwt_bearer" signs in as a user: set salesforce.username to the integration user.`)
 		}
-		if !set(sf.PrivateKey) && !set(sf.PrivateKeyEnv) && !set(sf.PrivateKeyFile) {
+		if !set(sf.PrivateKey) && !set(sf.PrivateKeyWO) && !set(sf.PrivateKeyEnv) && !set(sf.PrivateKeyFile) {
 			resp.Diagnostics.AddAttributeError(base.AtName("private_key_file"), "Missing Salesforce private key",
-				`auth = "jwt_bearer" signs its assertion with the connected app's private key: set one of private_key_file, private_key_env or private_key.`)
+				`auth = "jwt_bearer" signs its assertion with the connected app's private key: set one of private_key_file, private_key_env, private_key_wo or private_key.`)
 		}
 	case authClientCredentials:
-		if !set(sf.ClientSecret) && !set(sf.ClientSecretEnv) && !set(sf.ClientSecretFile) {
+		if !set(sf.ClientSecret) && !set(sf.ClientSecretWO) && !set(sf.ClientSecretEnv) && !set(sf.ClientSecretFile) {
 			resp.Diagnostics.AddAttributeError(base.AtName("client_secret_env"), "Missing Salesforce client secret",
-				`auth = "client_credentials" needs the connected app's consumer secret: set one of client_secret_env, client_secret_file or client_secret.`)
+				`auth = "client_credentials" needs the connected app's consumer secret: set one of client_secret_env, client_secret_file, client_secret_wo or client_secret.`)
 		}
 		if !set(sf.InstanceURL) {
 			resp.Diagnostics.AddAttributeWarning(base.AtName("instance_url"), "Salesforce instance_url recommended",
@@ -605,6 +672,14 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 		}
 		return v
 	}
+	// A write-only secret's version stays while the control plane holds the secret; once it does not (removed out
+	// of band), the version becomes null so the next plan sends the configured value again.
+	keepVersion := func(name string, v types.Int64) types.Int64 {
+		if v.IsNull() || v.IsUnknown() || !stored(name) {
+			return types.Int64Null()
+		}
+		return v
+	}
 	var priorSF salesforceModel
 	var priorDV dataverseModel
 	if prior != nil && prior.Salesforce != nil {
@@ -627,13 +702,17 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 		Auth:             types.StringValue(sf.Auth),
 		ClientID:         types.StringValue(sf.ClientID),
 		Username:         stringOrNull(sf.Username),
-		ClientSecret:     keep(secretSalesforceClientSecret, priorSF.ClientSecret),
-		ClientSecretEnv:  stringOrNull(sf.ClientSecretEnv),
-		ClientSecretFile: stringOrNull(sf.ClientSecretFile),
-		PrivateKey:       keep(secretSalesforcePrivateKey, priorSF.PrivateKey),
-		PrivateKeyEnv:    stringOrNull(sf.PrivateKeyEnv),
-		PrivateKeyFile:   stringOrNull(sf.PrivateKeyFile),
-		CAFile:           stringOrNull(sf.CAFile),
+		ClientSecret:          keep(secretSalesforceClientSecret, priorSF.ClientSecret),
+		ClientSecretEnv:       stringOrNull(sf.ClientSecretEnv),
+		ClientSecretFile:      stringOrNull(sf.ClientSecretFile),
+		ClientSecretWO:        types.StringNull(),
+		ClientSecretWOVersion: keepVersion(secretSalesforceClientSecret, priorSF.ClientSecretWOVersion),
+		PrivateKey:            keep(secretSalesforcePrivateKey, priorSF.PrivateKey),
+		PrivateKeyEnv:         stringOrNull(sf.PrivateKeyEnv),
+		PrivateKeyFile:        stringOrNull(sf.PrivateKeyFile),
+		PrivateKeyWO:          types.StringNull(),
+		PrivateKeyWOVersion:   keepVersion(secretSalesforcePrivateKey, priorSF.PrivateKeyWOVersion),
+		CAFile:                stringOrNull(sf.CAFile),
 	}
 	dv := c.Dataverse
 	m.Dataverse = &dataverseModel{
@@ -641,10 +720,12 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 		AuthorityURL:     stringOrNull(dv.AuthorityURL),
 		TenantID:         types.StringValue(dv.TenantID),
 		ClientID:         types.StringValue(dv.ClientID),
-		ClientSecret:     keep(secretDataverseClientSecret, priorDV.ClientSecret),
-		ClientSecretEnv:  stringOrNull(dv.ClientSecretEnv),
-		ClientSecretFile: stringOrNull(dv.ClientSecretFile),
-		CAFile:           stringOrNull(dv.CAFile),
+		ClientSecret:          keep(secretDataverseClientSecret, priorDV.ClientSecret),
+		ClientSecretEnv:       stringOrNull(dv.ClientSecretEnv),
+		ClientSecretFile:      stringOrNull(dv.ClientSecretFile),
+		ClientSecretWO:        types.StringNull(),
+		ClientSecretWOVersion: keepVersion(secretDataverseClientSecret, priorDV.ClientSecretWOVersion),
+		CAFile:                stringOrNull(dv.CAFile),
 	}
 	var priorTuning *tuningModel
 	if prior != nil {
@@ -657,10 +738,48 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 func (m *connectorModel) secrets() []string {
 	var out []string
 	if sf := m.Salesforce; sf != nil {
-		out = append(out, sf.ClientSecret.ValueString(), sf.PrivateKey.ValueString())
+		out = append(out, sf.ClientSecret.ValueString(), sf.PrivateKey.ValueString(), sf.ClientSecretWO.ValueString(), sf.PrivateKeyWO.ValueString())
 	}
 	if dv := m.Dataverse; dv != nil {
-		out = append(out, dv.ClientSecret.ValueString())
+		out = append(out, dv.ClientSecret.ValueString(), dv.ClientSecretWO.ValueString())
 	}
 	return out
+}
+
+// writeOnlySecret is one write-only secret as a create or update sees it.
+type writeOnlySecret struct {
+	value          types.String // from the configuration
+	version, prior types.Int64  // planned and prior (state) versions
+	target         *string      // the spec field it is sent in
+}
+
+// addWriteOnly puts the write-only secrets of the configuration into the spec when the control plane must get
+// them: at create (prior nil), and on update when the secret's *_wo_version changed. Otherwise the field stays
+// empty, which the API reads as "keep the stored value".
+func addWriteOnly(spec *api.ConnectorSpec, config, plan, prior *connectorModel) {
+	var list []writeOnlySecret
+	if sf, psf := config.Salesforce, plan.Salesforce; sf != nil && psf != nil {
+		var old salesforceModel
+		if prior != nil && prior.Salesforce != nil {
+			old = *prior.Salesforce
+		}
+		list = append(list,
+			writeOnlySecret{sf.ClientSecretWO, psf.ClientSecretWOVersion, old.ClientSecretWOVersion, &spec.Salesforce.ClientSecret},
+			writeOnlySecret{sf.PrivateKeyWO, psf.PrivateKeyWOVersion, old.PrivateKeyWOVersion, &spec.Salesforce.PrivateKey})
+	}
+	if dv, pdv := config.Dataverse, plan.Dataverse; dv != nil && pdv != nil {
+		var old dataverseModel
+		if prior != nil && prior.Dataverse != nil {
+			old = *prior.Dataverse
+		}
+		list = append(list, writeOnlySecret{dv.ClientSecretWO, pdv.ClientSecretWOVersion, old.ClientSecretWOVersion, &spec.Dataverse.ClientSecret})
+	}
+	for _, w := range list {
+		if w.value.IsNull() || w.value.IsUnknown() {
+			continue
+		}
+		if prior == nil || !w.version.Equal(w.prior) {
+			*w.target = w.value.ValueString()
+		}
+	}
 }

@@ -257,3 +257,31 @@ func durationFromAPI(d api.Duration, prior types.String) types.String {
 	}
 	return types.StringValue(shortDuration(time.Duration(d)))
 }
+
+// inlineSecretValidator warns, deprecation-style, when a secret is given inline: Terraform keeps it in state in
+// clear. The message names the forms that keep it out: the write-only argument where the CLI supports it
+// (Terraform and OpenTofu 1.11 and later say so in their capabilities), the references everywhere.
+type inlineSecretValidator struct{ name string }
+
+func inlineSecret(name string) validator.String { return inlineSecretValidator{name: name} }
+
+func (v inlineSecretValidator) Description(context.Context) string {
+	return fmt.Sprintf("warns that an inline %s is stored in Terraform state", v.name)
+}
+
+func (v inlineSecretValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+
+func (v inlineSecretValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
+	if req.ConfigValue.IsNull() {
+		return
+	}
+	detail := fmt.Sprintf("%s is stored in Terraform state (and in saved plans) in clear, sensitive or not. ", v.name)
+	if req.ClientCapabilities.WriteOnlyAttributesAllowed {
+		detail += fmt.Sprintf("Use %[1]s_wo with %[1]s_wo_version instead (write-only: kept in neither plan nor state, ephemeral values "+
+			"accepted), or a reference resolved on the agent's host: %[1]s_env or %[1]s_file.", v.name)
+	} else {
+		detail += fmt.Sprintf("Use a reference resolved on the agent's host instead, %[1]s_env or %[1]s_file; with Terraform 1.11 or "+
+			"OpenTofu 1.11 and later, %[1]s_wo (write-only) keeps it out of state too.", v.name)
+	}
+	resp.Diagnostics.AddAttributeWarning(req.Path, "Inline secret stored in Terraform state", detail)
+}
