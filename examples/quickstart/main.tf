@@ -57,10 +57,11 @@ resource "crmsync_connector" "sandbox" {
     authority_url   = local.dataverse.authority_url
     tenant_id       = local.dataverse.tenant_id
     client_id       = local.dataverse.client_id
-    # Inline because the sandbox generates it; with a real environment prefer client_secret_env or
-    # client_secret_file, which keep the secret out of Terraform state.
-    client_secret = local.dataverse.client_secret
-    ca_file       = try(local.dataverse.ca_file, null)
+    # A reference: the agent reads the secret from this file on its own host, and no secret reaches Terraform
+    # state or plans (the sandbox writes the file; the demo's control plane allows references inside its
+    # directory). See the crmsync_connector documentation for when to use *_env, *_file or *_wo.
+    client_secret_file = local.dataverse.client_secret_file
+    ca_file            = try(local.dataverse.ca_file, null)
   }
 }
 

@@ -33,21 +33,32 @@ type planScenario struct {
 	destroy bool
 	// before changes things outside Terraform before the plan (drift).
 	before func(t *testing.T, env *syncEnv)
+	// applied, when set, is applied before the plan (and the base again after it).
+	applied func(base planBase) string
+	// writeOnly scenarios need a CLI with write-only arguments (Terraform or OpenTofu 1.11 and later).
+	writeOnly bool
 }
 
 // planBase is the applied configuration: a connector (credential references only), the Contact and Account
 // mappings (Contact with the quick start's jobtitle override) and the activation.
 type planBase struct {
-	env          *syncEnv
-	dvSecretFile string
-	team         string
-	contactCols  string
-	exclude      string
+	env         *syncEnv
+	team        string
+	contactCols string
+	exclude     string
+	// dvCredential is the Dataverse secret's argument (the sandbox's secret file by default); extra is added
+	// to the configuration.
+	dvCredential string
+	extra        string
 }
 
 func (b planBase) hcl() string {
+	cred := b.dvCredential
+	if cred == "" {
+		cred = fmt.Sprintf("client_secret_file = %q", b.env.sb.Info.Dataverse.ClientSecretFile)
+	}
 	return requiredProviders + `provider "crmsync" {}
-` + b.env.connectorHCLWith("salesforce-prod", b.team, fmt.Sprintf("client_secret_file = %q", b.dvSecretFile)) + fmt.Sprintf(`
+` + b.extra + b.env.connectorHCLWith("salesforce-prod", b.team, cred) + fmt.Sprintf(`
 resource "crmsync_table_mapping" "account" {
   connector_id = crmsync_connector.sandbox.id
   source_table = "Account"
@@ -69,6 +80,18 @@ resource "crmsync_activation" "sandbox" {
   depends_on   = [crmsync_table_mapping.account, crmsync_table_mapping.contact]
 }
 `, b.contactCols, b.exclude)
+}
+
+// writeOnlyBase is the base with the Dataverse secret write-only, from an ephemeral variable, at a version.
+func writeOnlyBase(b planBase, version int) string {
+	b.extra = `variable "dv_secret" {
+  type      = string
+  sensitive = true
+  ephemeral = true
+}
+`
+	b.dvCredential = fmt.Sprintf("client_secret_wo = var.dv_secret\n    client_secret_wo_version = %d", version)
+	return b.hcl()
 }
 
 const (
@@ -96,6 +119,8 @@ var planScenarios = []planScenario{
 		return b.hcl()
 	}},
 	{name: "destroy", config: planBase.hcl, destroy: true},
+	{name: "rotate-secret", writeOnly: true, applied: func(b planBase) string { return writeOnlyBase(b, 1) },
+		config: func(b planBase) string { return writeOnlyBase(b, 2) }},
 	// Last: it changes the control plane behind Terraform's back.
 	{name: "drift", config: planBase.hcl, before: func(t *testing.T, env *syncEnv) {
 		ctx := t.Context()
@@ -126,23 +151,28 @@ var planScenarios = []planScenario{
 // package's own tests replay offline). Under Terraform and OpenTofu alike: the summary reads either's plans.
 func TestAccPlanSummary_goldenPlans(t *testing.T) {
 	env := startSyncEnv(t, syncOptions{contacts: 240, accounts: 30})
-	// In the sandbox's directory: the control plane allows references there only (--allow-ref-dir).
-	secretFile := filepath.Join(filepath.Dir(env.sb.Info.Salesforce.PrivateKeyFile), "dataverse-secret")
-	if err := os.WriteFile(secretFile, []byte(env.sb.Info.Dataverse.ClientSecret+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	base := planBase{env: env, dvSecretFile: secretFile, team: env.sb.Info.Dataverse.TeamID, contactCols: baseContactColumns, exclude: baseExclude}
+	base := planBase{env: env, team: env.sb.Info.Dataverse.TeamID, contactCols: baseContactColumns, exclude: baseExclude}
+	writeOnly := writeOnlySupported(t)
 	// The provider runs in this process: it reads the endpoint and token from this process's environment.
 	t.Setenv(EnvEndpoint, env.URL)
 	t.Setenv(EnvToken, accToken)
 	w := newTFWorkdir(t)
+	w.env = append(w.env, "TF_VAR_dv_secret="+env.sb.Info.Dataverse.ClientSecret) // the write-only scenario's ephemeral variable
 	w.Apply(base.hcl())
 	if run := w.Plan(base.hcl()); run.Changes {
 		t.Fatalf("the base configuration plans changes after apply:\n%s", run.Output)
 	}
-	norm := newPlanNormalizer(env, secretFile)
+	norm := newPlanNormalizer(env)
 	for _, sc := range planScenarios {
+		if sc.writeOnly && !writeOnly {
+			t.Logf("%s: skipped, the CLI under test has no write-only arguments", sc.name)
+			continue
+		}
 		func() {
+			if sc.applied != nil {
+				w.Apply(sc.applied(base))
+				defer w.Apply(base.hcl())
+			}
 			if sc.before != nil {
 				sc.before(t, env)
 			}

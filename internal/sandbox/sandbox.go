@@ -63,27 +63,32 @@ type Options struct {
 
 // SalesforceInfo is the "salesforce" object of sandbox.json.
 type SalesforceInfo struct {
-	LoginURL       string `json:"login_url"`
-	InstanceURL    string `json:"instance_url"`
-	PubSubAddr     string `json:"pubsub_addr"`
-	APIVersion     string `json:"api_version"`
-	OrgID          string `json:"org_id"`
-	ClientID       string `json:"client_id"`
-	ClientSecret   string `json:"client_secret"`
-	Username       string `json:"username"`
-	PrivateKeyFile string `json:"private_key_file,omitempty"`
-	CAFile         string `json:"ca_file,omitempty"`
+	LoginURL     string `json:"login_url"`
+	InstanceURL  string `json:"instance_url"`
+	PubSubAddr   string `json:"pubsub_addr"`
+	APIVersion   string `json:"api_version"`
+	OrgID        string `json:"org_id"`
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	// ClientSecretFile holds ClientSecret (mode 0600), for configurations that reference it (client_secret_file).
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	Username         string `json:"username"`
+	PrivateKeyFile   string `json:"private_key_file,omitempty"`
+	CAFile           string `json:"ca_file,omitempty"`
 	// PrivateKeyPEM is the JWT signing key (PKCS#8 PEM), for in-process use.
 	PrivateKeyPEM []byte `json:"-"`
 }
 
 // DataverseInfo is the "dataverse" object of sandbox.json.
 type DataverseInfo struct {
-	EnvironmentURL          string `json:"environment_url"`
-	AuthorityURL            string `json:"authority_url"`
-	TenantID                string `json:"tenant_id"`
-	ClientID                string `json:"client_id"`
-	ClientSecret            string `json:"client_secret"`
+	EnvironmentURL string `json:"environment_url"`
+	AuthorityURL   string `json:"authority_url"`
+	TenantID       string `json:"tenant_id"`
+	ClientID       string `json:"client_id"`
+	ClientSecret   string `json:"client_secret"`
+	// ClientSecretFile holds ClientSecret (mode 0600), for configurations that reference it (client_secret_file):
+	// the quick start does, so that no secret reaches Terraform state.
+	ClientSecretFile        string `json:"client_secret_file,omitempty"`
 	TeamID                  string `json:"team_id"`
 	TeamWithoutPrivilegesID string `json:"team_without_privileges_id"`
 	CAFile                  string `json:"ca_file,omitempty"`
@@ -303,6 +308,20 @@ func (s *Sandbox) writeFiles(dir string) error {
 		return err
 	}
 	s.Info.Salesforce.PrivateKeyFile = keyFile
+	// The client secrets as files too, as an operator places them on the agents' host.
+	for _, f := range []struct {
+		name, secret string
+		path         *string
+	}{
+		{"salesforce-client-secret", s.Info.Salesforce.ClientSecret, &s.Info.Salesforce.ClientSecretFile},
+		{"dataverse-client-secret", s.Info.Dataverse.ClientSecret, &s.Info.Dataverse.ClientSecretFile},
+	} {
+		p := filepath.Join(dir, f.name)
+		if err := writeAtomic(p, []byte(f.secret+"\n"), 0o600); err != nil {
+			return err
+		}
+		*f.path = p
+	}
 	if s.authority != nil {
 		caFile := filepath.Join(dir, "ca.pem")
 		if err := writeAtomic(caFile, s.authority.CAPEM, 0o644); err != nil {
