@@ -113,10 +113,10 @@ type salesforceModel struct {
 }
 
 type dataverseModel struct {
-	EnvironmentURL   types.String `tfsdk:"environment_url"`
-	AuthorityURL     types.String `tfsdk:"authority_url"`
-	TenantID         types.String `tfsdk:"tenant_id"`
-	ClientID         types.String `tfsdk:"client_id"`
+	EnvironmentURL        types.String `tfsdk:"environment_url"`
+	AuthorityURL          types.String `tfsdk:"authority_url"`
+	TenantID              types.String `tfsdk:"tenant_id"`
+	ClientID              types.String `tfsdk:"client_id"`
 	ClientSecret          types.String `tfsdk:"client_secret"`
 	ClientSecretEnv       types.String `tfsdk:"client_secret_env"`
 	ClientSecretFile      types.String `tfsdk:"client_secret_file"`
@@ -694,14 +694,14 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 		apiVersion = defaultSalesforceAPIVersion
 	}
 	m.Salesforce = &salesforceModel{
-		LoginURL:         types.StringValue(sf.LoginURL),
-		InstanceURL:      stringOrNull(sf.InstanceURL),
-		APIVersion:       types.StringValue(apiVersion),
-		PubSubAddr:       stringOrNull(sf.PubSubAddr),
-		PubSubPlaintext:  types.BoolValue(sf.PubSubPlaintext),
-		Auth:             types.StringValue(sf.Auth),
-		ClientID:         types.StringValue(sf.ClientID),
-		Username:         stringOrNull(sf.Username),
+		LoginURL:              types.StringValue(sf.LoginURL),
+		InstanceURL:           stringOrNull(sf.InstanceURL),
+		APIVersion:            types.StringValue(apiVersion),
+		PubSubAddr:            stringOrNull(sf.PubSubAddr),
+		PubSubPlaintext:       types.BoolValue(sf.PubSubPlaintext),
+		Auth:                  types.StringValue(sf.Auth),
+		ClientID:              types.StringValue(sf.ClientID),
+		Username:              stringOrNull(sf.Username),
 		ClientSecret:          keep(secretSalesforceClientSecret, priorSF.ClientSecret),
 		ClientSecretEnv:       stringOrNull(sf.ClientSecretEnv),
 		ClientSecretFile:      stringOrNull(sf.ClientSecretFile),
@@ -716,10 +716,10 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 	}
 	dv := c.Dataverse
 	m.Dataverse = &dataverseModel{
-		EnvironmentURL:   types.StringValue(dv.EnvironmentURL),
-		AuthorityURL:     stringOrNull(dv.AuthorityURL),
-		TenantID:         types.StringValue(dv.TenantID),
-		ClientID:         types.StringValue(dv.ClientID),
+		EnvironmentURL:        types.StringValue(dv.EnvironmentURL),
+		AuthorityURL:          stringOrNull(dv.AuthorityURL),
+		TenantID:              types.StringValue(dv.TenantID),
+		ClientID:              types.StringValue(dv.ClientID),
 		ClientSecret:          keep(secretDataverseClientSecret, priorDV.ClientSecret),
 		ClientSecretEnv:       stringOrNull(dv.ClientSecretEnv),
 		ClientSecretFile:      stringOrNull(dv.ClientSecretFile),

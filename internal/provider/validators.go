@@ -269,7 +269,9 @@ func (v inlineSecretValidator) Description(context.Context) string {
 	return fmt.Sprintf("warns that an inline %s is stored in Terraform state", v.name)
 }
 
-func (v inlineSecretValidator) MarkdownDescription(ctx context.Context) string { return v.Description(ctx) }
+func (v inlineSecretValidator) MarkdownDescription(ctx context.Context) string {
+	return v.Description(ctx)
+}
 
 func (v inlineSecretValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
 	if req.ConfigValue.IsNull() {
