@@ -210,34 +210,7 @@ func TestChaosSecretsNeverLeak(t *testing.T) {
 	}
 
 	// Every API answer a user can get.
-	answers := map[string][]byte{}
-	get := func(path string) {
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
-		req.Header.Set("Authorization", "Bearer "+c.token)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		answers["GET "+path] = b
-	}
-	conns, _ = api.ListConnectors(ctx)
-	for _, p := range []string{"/v1/connectors", "/v1/audit?limit=1000", "/metrics", "/healthz", "/v1/backups"} {
-		get(p)
-	}
-	for _, conn := range conns {
-		for _, p := range []string{"", "/status", "/activation", "/mappings", "/dead-letters"} {
-			get("/v1/connectors/" + conn.ID + p)
-		}
-	}
-	cli := exec.Command(testenv.Crmsync(t), "status", "--json")
-	cli.Env = append(os.Environ(), "CRMSYNC_TOKEN="+c.token, "CRMSYNC_ENDPOINT=http://"+addr)
-	if out, err := cli.CombinedOutput(); err == nil {
-		answers["crmsync status --json"] = out
-	} else {
-		t.Errorf("crmsync status: %v\n%s", err, out)
-	}
+	answers := apiAnswers(t, addr, c.token, api)
 
 	// The store's files while it runs (database, WAL, shared memory), then as they rest on disk.
 	store := map[string][]byte{}
@@ -335,6 +308,41 @@ func TestChaosSecretsNeverLeak(t *testing.T) {
 		[]compare.Table{compare.Account(), compare.Contact(true)})
 }
 
+// apiAnswers reads every API answer a user can get, and `crmsync status --json`, by what was asked.
+func apiAnswers(t *testing.T, addr, token string, api *client.Client) map[string][]byte {
+	t.Helper()
+	ctx := t.Context()
+	answers := map[string][]byte{}
+	get := func(path string) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+path, nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answers["GET "+path] = b
+	}
+	conns, _ := api.ListConnectors(ctx)
+	for _, p := range []string{"/v1/connectors", "/v1/audit?limit=1000", "/metrics", "/healthz", "/v1/backups"} {
+		get(p)
+	}
+	for _, conn := range conns {
+		for _, p := range []string{"", "/status", "/activation", "/mappings", "/dead-letters"} {
+			get("/v1/connectors/" + conn.ID + p)
+		}
+	}
+	cli := exec.Command(testenv.Crmsync(t), "status", "--json")
+	cli.Env = append(os.Environ(), "CRMSYNC_TOKEN="+token, "CRMSYNC_ENDPOINT=http://"+addr)
+	if out, err := cli.CombinedOutput(); err == nil {
+		answers["crmsync status --json"] = out
+	} else {
+		t.Errorf("crmsync status: %v\n%s", err, out)
+	}
+	return answers
+}
+
 // lockedWriter serialises writes from the two pipes of one process into one buffer.
 type lockedWriter struct {
 	w  *bytes.Buffer
@@ -379,10 +387,9 @@ func fileExists(p string) bool {
 	return err == nil
 }
 
-// secretsConfig declares six connectors that between them use every credential path: the Salesforce client
-// secret, the Salesforce private key and the Dataverse client secret each inline, by environment variable
-// and by file.
-func secretsConfig(info sandbox.Info, sfFile, dvFile string) string {
+// canaryConnector declares a connector of the sandbox named secrets-NAME with the given Salesforce and Dataverse
+// credential arguments, its two table mappings and its activation (waiting for the initial load).
+func canaryConnector(info sandbox.Info, name, sfAuth, dvAuth string) string {
 	sf, dv := info.Salesforce, info.Dataverse
 	common := fmt.Sprintf(`login_url = %q
     instance_url = %q
@@ -395,8 +402,7 @@ func secretsConfig(info sandbox.Info, sfFile, dvFile string) string {
     tenant_id = %q
     client_id = %q
     ca_file = %q`, dv.EnvironmentURL, dv.AuthorityURL, dv.TenantID, dv.ClientID, dv.CAFile)
-	connector := func(name, sfAuth, dvAuth string) string {
-		return fmt.Sprintf(`
+	return fmt.Sprintf(`
 resource "crmsync_connector" %q {
   name    = "secrets-%s"
   team_id = %q
@@ -429,7 +435,14 @@ resource "crmsync_activation" %q {
   depends_on               = [crmsync_table_mapping.%s_account, crmsync_table_mapping.%s_contact]
 }
 `, name, name, dv.TeamID, common, sfAuth, dvCommon, dvAuth, name, name, name, name, name, name, name, name, name)
-	}
+}
+
+// secretsConfig declares six connectors that between them use every credential path: the Salesforce client
+// secret, the Salesforce private key and the Dataverse client secret each inline, by environment variable
+// and by file.
+func secretsConfig(info sandbox.Info, sfFile, dvFile string) string {
+	sf := info.Salesforce
+	connector := func(name, sfAuth, dvAuth string) string { return canaryConnector(info, name, sfAuth, dvAuth) }
 	key := fmt.Sprintf(`auth = "jwt_bearer"
     username = %q`, sf.Username)
 	return `terraform {
