@@ -19,6 +19,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
@@ -92,7 +93,9 @@ func TestChaosWriteOnlySecretsNeverLeak(t *testing.T) {
 	addr := testenv.FreeAddr(t)
 	dataDir := filepath.Join(dir, "cp")
 	var serveLog bytes.Buffer
-	serve := exec.Command(testenv.Crmsync(t), "serve", "--data-dir", dataDir, "--listen", addr, "--log-level", "debug", "--lease-ttl", "5s")
+	// The sandbox's loopback host and its directory (the CA file) are allowed, as for the other secrets test.
+	serve := exec.Command(testenv.Crmsync(t), append([]string{"serve", "--data-dir", dataDir, "--listen", addr, "--log-level", "debug",
+		"--lease-ttl", "5s"}, harness.ServeArgs(sb.Info)...)...)
 	serve.Env = append(os.Environ(), "CRMSYNC_TOKEN="+c.token)
 	serve.Stdout, serve.Stderr = &lockedWriter{w: &serveLog}, &lockedWriter{w: &serveLog}
 	if err := serve.Start(); err != nil {
