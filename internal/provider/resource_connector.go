@@ -139,8 +139,9 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			"Each secret (the Salesforce client secret and private key, the Dataverse client secret) can be given four ways; only " +
 			"the first two keep it out of Terraform state and plans:\n\n" +
 			"- a **reference**, `*_env` or `*_file`: the agent reads the secret on its own host, so it never passes through " +
-			"Terraform or the control plane's API. Prefer it where you can place the secret on the agent's host; it works with " +
-			"every Terraform and OpenTofu version.\n" +
+			"Terraform or the control plane's API. Prefer it where you can place the secret on the agent's host (inside a directory " +
+			"or under a variable prefix the control plane allows: `crmsync serve --allow-ref-dir`, `--allow-ref-env-prefix`); it " +
+			"works with every Terraform and OpenTofu version.\n" +
 			"- **write-only**, `*_wo` with `*_wo_version` (Terraform 1.11 and later, OpenTofu 1.11 and later): Terraform sends the " +
 			"value to the control plane, which stores it encrypted, and keeps it in neither the plan nor the state. It accepts " +
 			"ephemeral values (an `ephemeral` resource of a secrets manager's provider, or a variable with `ephemeral = true`). " +
