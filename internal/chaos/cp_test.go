@@ -228,7 +228,7 @@ func (e *cpEnv) cleanup() {
 		}
 	}
 	if e.t.Failed() {
-		e.t.Logf("last lines of the processes' log:\n%s", tail(e.logPath, 80))
+		e.t.Logf("last lines of the processes' log:\n%s", tail(e.logPath, 400))
 	}
 }
 

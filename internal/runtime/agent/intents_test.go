@@ -7,6 +7,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 )
 
 // TestARevertedMappingChangeNeverResumesTheOldRevisionsLoad: a mapping change (fax ← MobilePhone,
@@ -49,4 +50,42 @@ func TestARevertedMappingChangeNeverResumesTheOldRevisionsLoad(t *testing.T) {
 	e.settle(t, r, time.Minute)
 	e.compareAll(t, nil)
 	reconciled(t, r.a.Status())
+}
+
+// TestATeamChangeReassignsEverySyncedRow: the connector's team changes to another team that holds the
+// privileges. Every synced row must end owned by the new team, not only the rows written after the change.
+// Regression: the team was not part of what a revision owes, so the existing rows kept the old owner while
+// status said streaming (a reconciliation found every row different hours later).
+func TestATeamChangeReassignsEverySyncedRow(t *testing.T) {
+	e := newEnv(t, 40, 8)
+	e.cfg.Tuning.OutOfBandInterval = agent.Duration(-1)
+	e.cfg.Tuning.ReconcileInterval = agent.Duration(-1)
+	state := t.TempDir()
+	r := e.start(t, state)
+	e.settle(t, r, time.Minute)
+	r.stop()
+
+	other := e.sb.Dataverse.TeamWithoutPrivilegesID()
+	var privs []string
+	for _, table := range []string{"Contact", "Account"} {
+		for _, a := range []string{"Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share"} {
+			privs = append(privs, "prv"+a+table)
+		}
+	}
+	if err := e.sb.Dataverse.GrantTeamPrivileges(other, "", privs...); err != nil {
+		t.Fatal(err)
+	}
+	e.cfg.TeamID, e.cfg.Revision = other, 2
+	r = e.start(t, state)
+	e.settle(t, r, time.Minute)
+	res, err := compare.Compare(e.sb.Salesforce, e.sb.Dataverse, other, nil, compare.Account(), compare.Contact(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range res {
+		t.Log(c)
+		if c.Differences() > 0 {
+			t.Errorf("after the team change: %s\n  %v", c, c.Examples[:min(3, len(c.Examples))])
+		}
+	}
 }

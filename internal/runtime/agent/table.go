@@ -79,6 +79,10 @@ func mappingColumns(plan *mapping.Plan) ([]string, string) {
 	for _, c := range plan.Columns() {
 		cols = append(cols, c.Destination+"<-"+strings.ToLower(c.Source))
 	}
+	if plan.OwnerBind != "" {
+		// The owner is written like a column: another team means every row must be reassigned.
+		cols = append(cols, ownerColumn+"<-"+strings.ToLower(plan.OwnerBind))
+	}
 	sort.Strings(cols)
 	sum := sha256.Sum256([]byte(strings.Join(cols, ",")))
 	return cols, hex.EncodeToString(sum[:8])
@@ -270,13 +274,21 @@ func retryDelay(failures int) time.Duration {
 
 func (t *table) addedColumns(old *Checkpoint) []string {
 	stored := map[string]bool{}
+	ownerKnown := false
 	for _, c := range old.MappingColumns {
 		stored[c] = true
+		ownerKnown = ownerKnown || strings.HasPrefix(c, ownerColumn+"<-")
 	}
 	var added []string
 	for _, c := range t.columns {
+		dest := strings.SplitN(c, "<-", 2)[0]
+		if dest == ownerColumn && !ownerKnown {
+			// A checkpoint from before the owner was recorded: its rows carry the team of the time, which
+			// was this one unless it changed during the upgrade; re-syncing every table for it is not owed.
+			continue
+		}
 		if !stored[c] {
-			added = append(added, strings.SplitN(c, "<-", 2)[0])
+			added = append(added, dest)
 		}
 	}
 	return added
