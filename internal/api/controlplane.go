@@ -119,6 +119,20 @@ type ValidateRequest struct {
 	Live        bool     `json:"live,omitempty"`
 }
 
+// ValidateTeamRequest is POST /v1/validate/team: would the connector pass the checks a change of its team
+// to TeamID affects?
+type ValidateTeamRequest struct {
+	ConnectorID string `json:"connector_id" crmsync:"required"`
+	TeamID      string `json:"team_id" crmsync:"required"`
+}
+
+// ValidateTeamResponse lists the preflight checks of a team change (none when the connector is inactive:
+// its activation checks everything).
+type ValidateTeamResponse struct {
+	Active bool             `json:"active"`
+	Checks []PreflightCheck `json:"checks"`
+}
+
 // ValidateResponse lists every problem and the effective columns.
 type ValidateResponse struct {
 	Problems         []mapping.Problem `json:"problems"`

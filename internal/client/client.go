@@ -307,6 +307,12 @@ func (c *Client) PredefinedMappings(ctx context.Context, sourceTable string) (*a
 	return &out, c.do(ctx, http.MethodGet, "/v1/predefined-mappings/"+esc(sourceTable), nil, &out)
 }
 
+// ValidateTeam calls POST /v1/validate/team.
+func (c *Client) ValidateTeam(ctx context.Context, req api.ValidateTeamRequest) (*api.ValidateTeamResponse, error) {
+	var out api.ValidateTeamResponse
+	return &out, c.do(ctx, http.MethodPost, "/v1/validate/team", req, &out)
+}
+
 // ValidateMapping calls POST /v1/validate/mapping.
 func (c *Client) ValidateMapping(ctx context.Context, req api.ValidateRequest) (*api.ValidateResponse, error) {
 	var out api.ValidateResponse

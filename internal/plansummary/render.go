@@ -95,7 +95,7 @@ func headline(s *Summary) string {
 		}
 	}
 	if teams > 0 {
-		parts = append(parts, "new rows owned by another team")
+		parts = append(parts, "synced rows reassigned to another team")
 	}
 	if rotated > 0 {
 		parts = append(parts, count(rotated, "secret")+" rotated")

@@ -324,9 +324,10 @@ func connectorChanges(rc resourceChange) []Item {
 			Text: fmt.Sprintf("Renamed from %s to %s (crmsync status and the control plane show the new name; nothing is re-synced).", b, a)})
 	}
 	if b, a := str(before, "team_id"), str(after, "team_id"); b != a && act == actUpdate {
-		text := fmt.Sprintf("The team that owns new rows changes from %s to %s: rows the agent creates or fully rewrites from now on are owned by team %s, "+
-			"which needs create, read, write and append privileges on every destination table (and append-to on account); activation's preflight checks them. "+
-			"Rows already in Dataverse keep their owner until they are rewritten.", b, orUnknown(a, ch.AfterUnknown, "team_id"), orUnknown(a, ch.AfterUnknown, "team_id"))
+		text := fmt.Sprintf("The team that owns the synced rows changes from %s to %s: rows the agent writes from now on are owned by team %s, "+
+			"which needs create, read, write, append and assign privileges on every destination table (and append-to on account); for an active connector "+
+			"they are checked at plan and when the change is applied, otherwise at activation. "+
+			"The agent re-syncs every table to reassign the rows already in Dataverse.", b, orUnknown(a, ch.AfterUnknown, "team_id"), orUnknown(a, ch.AfterUnknown, "team_id"))
 		items = append(items, Item{Kind: "team", Attribute: "team_id", Before: b, After: orUnknown(a, ch.AfterUnknown, "team_id"), Text: text})
 	}
 	items = append(items, secretChanges(ch)...)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 )
 
 // TestAccHealth_aRevokedPrivilegeShowsInStatusTheDataSourceAndPlan: the team of an active connector loses
@@ -130,4 +131,60 @@ resource "crmsync_activation" "sandbox" {
 	}
 	w.Apply(cfg("mobilephone"))
 	w.Destroy(cfg("mobilephone"))
+}
+
+// TestAccHealth_aTeamChangeIsCheckedAtPlanAndReassignsEveryRow: changing an active connector's team to a team
+// without privileges fails the plan with the check that fails (the API would refuse the apply); once the team
+// holds them, the apply passes and every synced row ends owned by the new team.
+func TestAccHealth_aTeamChangeIsCheckedAtPlanAndReassignsEveryRow(t *testing.T) {
+	env := startSyncEnv(t, syncOptions{contacts: 12, accounts: 3})
+	cfg := func(team string) string {
+		return env.providerBlock() + env.connectorHCL("acc-team-change", team) + `
+resource "crmsync_table_mapping" "account" {
+  connector_id = crmsync_connector.sandbox.id
+  source_table = "Account"
+}
+resource "crmsync_table_mapping" "contact" {
+  connector_id = crmsync_connector.sandbox.id
+  source_table = "Contact"
+}
+resource "crmsync_activation" "sandbox" {
+  connector_id             = crmsync_connector.sandbox.id
+  wait_for                 = "initial_load"
+  backup_before_first_sync = false
+  depends_on               = [crmsync_table_mapping.account, crmsync_table_mapping.contact]
+}
+`
+	}
+	w := newTFWorkdir(t)
+	w.Apply(cfg(env.sb.Info.Dataverse.TeamID))
+	other := env.sb.Dataverse.TeamWithoutPrivilegesID()
+	w.write(cfg(other))
+	run := w.run(1, "plan", "-json", "-input=false", "-lock=false")
+	if !run.Has("error", "The new team cannot write the synced tables", "prvCreateContact") {
+		t.Fatalf("the plan does not fail on the team's missing privileges: %v", run.Diagnostics)
+	}
+	var privs []string
+	for _, table := range []string{"Contact", "Account"} {
+		for _, a := range []string{"Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share"} {
+			privs = append(privs, "prv"+a+table)
+		}
+	}
+	if err := env.sb.Dataverse.GrantTeamPrivileges(other, "", privs...); err != nil {
+		t.Fatal(err)
+	}
+	w.Apply(cfg(other))
+	waitFor(t, 2*time.Minute, "every row to be owned by the new team", func() bool {
+		res, err := compare.Compare(env.sb.Salesforce, env.sb.Dataverse, other, nil, compare.Account(), compare.Contact(true))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if r.Differences() > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	w.Destroy(cfg(other))
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/resourcevalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -165,8 +166,9 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 			"team_id": schema.StringAttribute{
 				MarkdownDescription: "GUID of the Dataverse team that owns the synced rows: every row the agent creates or fully rewrites " +
 					"is assigned to it (`ownerid`), and the team must hold create, read, write and append privileges on each " +
-					"destination table. Changing it makes new rows owned by the new team; rows already in Dataverse keep their owner " +
-					"until they are rewritten.",
+					"destination table (and assign, to take rows over). Changing it re-syncs every table so the rows already in " +
+					"Dataverse are reassigned to the new team; for an active connector the new team's privileges are checked at plan " +
+					"(a team without them fails the plan) and again when the change is applied.",
 				Required:   true,
 				Validators: []validator.String{guidValidator()},
 			},
@@ -564,14 +566,43 @@ func (r *connectorResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 	if resp.Diagnostics.HasError() || after.IsUnknown() || before.Equal(after) {
 		return
 	}
-	resp.Diagnostics.AddAttributeWarning(path.Root("team_id"), "New records will be owned by another team",
+	resp.Diagnostics.AddAttributeWarning(path.Root("team_id"), "Every synced row will be reassigned to another team",
 		teamChangeMessage(before.ValueString(), after.ValueString()))
+	r.checkTeam(ctx, req, after.ValueString(), &resp.Diagnostics)
+}
+
+// checkTeam asks the control plane whether an active connector's new team passes the checks the change
+// affects (its privileges), so the plan fails where the apply would be refused. It degrades to a warning when
+// the control plane cannot answer.
+func (r *connectorResource) checkTeam(ctx context.Context, req resource.ModifyPlanRequest, team string, diags *diag.Diagnostics) {
+	if r.data == nil || r.data.Client == nil {
+		return
+	}
+	var id types.String
+	diags.Append(req.State.GetAttribute(ctx, path.Root("id"), &id)...)
+	if diags.HasError() || id.IsNull() || id.IsUnknown() {
+		return
+	}
+	res, err := r.data.Client.ValidateTeam(ctx, api.ValidateTeamRequest{ConnectorID: id.ValueString(), TeamID: team})
+	if err != nil {
+		diags.AddAttributeWarning(path.Root("team_id"), "Team not checked",
+			"The control plane could not check the new team's privileges, so the apply checks them: "+describeAPIError(err))
+		return
+	}
+	for _, ch := range res.Checks {
+		if !ch.OK && ch.Name == "team_privileges" {
+			diags.AddAttributeError(path.Root("team_id"), "The new team cannot write the synced tables (live check)",
+				"The connector is active and its team_privileges preflight check fails for team "+team+": "+ch.Message+
+					". The apply would be refused: grant the privileges first, or deactivate the connector.")
+		}
+	}
 }
 
 func teamChangeMessage(before, after string) string {
-	return fmt.Sprintf("team_id changes from %s to %s: rows the agent creates or fully rewrites from now on are owned by team %s "+
-		"(which needs create, read, write and append privileges on every destination table, checked at activation); "+
-		"rows already in Dataverse keep their current owner until they are rewritten.", before, after, after)
+	return fmt.Sprintf("team_id changes from %s to %s: the rows the agent writes are owned by team %s from now on, and the "+
+		"agent re-syncs every table to reassign the rows already in Dataverse (one full read of each Salesforce table). "+
+		"The team needs create, read, write, append and assign privileges on every destination table; for an active "+
+		"connector they are checked now and again when the change is applied.", before, after, after)
 }
 
 // toSpec converts the model to the API's connector spec (the body of create and update).

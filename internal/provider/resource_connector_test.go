@@ -361,7 +361,7 @@ func TestAccConnector_teamChangeWarnsInPlan(t *testing.T) {
 	if !run.Changes {
 		t.Fatal("a team change planned nothing")
 	}
-	if !run.Has("warning", "New records will be owned by another team", teamB, "keep their current owner") {
+	if !run.Has("warning", "Every synced row will be reassigned to another team", teamB, "reassign the rows already in Dataverse") {
 		t.Fatalf("no team-change warning; diagnostics: %v", run.Diagnostics)
 	}
 	w.Destroy(connectorConfig(cp, "acc-team", teamA))

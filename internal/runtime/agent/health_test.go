@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 )
@@ -35,6 +37,28 @@ func TestAPermanentErrorFailsTheTableWithTheFullReasonAndClearsWhenFixed(t *test
 		return ts.Phase == agent.PhaseFailed && strings.Contains(ts.Reason, "missing privilege prvCreateContact on contact") && s.State == api.StateDegraded
 	})
 	t.Logf("reported failed %s after the revocation: %q", time.Since(revoked).Round(time.Millisecond), tableStatus(r.a.Status(), "Contact").Reason)
+	// The metrics say so too.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(agent.NewCollector(r.a.Status))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	failedPhase := false
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if f.GetName() == "crmsync_table_phase" && labels["table"] == "Contact" && labels["phase"] == agent.PhaseFailed && m.GetGauge().GetValue() == 1 {
+				failedPhase = true
+			}
+		}
+	}
+	if !failedPhase {
+		t.Error(`crmsync_table_phase{table="Contact",phase="failed"} is not 1 while the table failed`)
+	}
 	if ts := tableStatus(r.a.Status(), "Account"); ts.Phase != agent.PhaseStreaming {
 		t.Errorf("Account, which still syncs, reports %s: %s", ts.Phase, ts.Reason)
 	}

@@ -110,6 +110,7 @@ var publicWrites = []struct{ method, path string }{
 	{"POST", "/v1/connectors/{c}/mappings"},
 	{"PUT", "/v1/mappings/{m}"},
 	{"POST", "/v1/validate/mapping"},
+	{"POST", "/v1/validate/team"},
 	{"PUT", "/v1/connectors/{c}/activation"},
 	{"POST", "/v1/connectors/{c}/dead-letters/retry"},
 	{"POST", "/v1/connectors/{c}/dead-letters/discard"},

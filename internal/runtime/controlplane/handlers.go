@@ -640,6 +640,53 @@ func (s *Server) changeProblems(ctx context.Context, conn api.Connector, secrets
 	return out, nil
 }
 
+// validateTeam answers whether a team change of an active connector would pass the checks it affects (what
+// the provider asks at plan): every check, the failing ones with OK false.
+func (s *Server) validateTeam(w http.ResponseWriter, r *http.Request) error {
+	var req api.ValidateTeamRequest
+	if err := decodeJSON(r, &req); err != nil {
+		return err
+	}
+	if !store.ValidID(store.PrefixConnector, req.ConnectorID) {
+		return invalid("connector_id", "%q is not a connector ID", truncate(req.ConnectorID, 80))
+	}
+	if fe := api.CheckGUID("team_id", req.TeamID); fe != nil {
+		return refused(fe)
+	}
+	conn, err := s.cfg.Store.GetConnector(r.Context(), req.ConnectorID)
+	if err != nil {
+		return storeError(err, "connector_id")
+	}
+	act, err := s.cfg.Store.GetActivation(r.Context(), conn.ID)
+	if err != nil {
+		return storeError(err, "connector_id")
+	}
+	resp := api.ValidateTeamResponse{Active: act.Active, Checks: []api.PreflightCheck{}}
+	if !act.Active {
+		writeJSON(w, http.StatusOK, resp)
+		return nil
+	}
+	if s.cfg.Checker == nil {
+		return errorf(http.StatusServiceUnavailable, CodeUnavailable, "team_id", "team validation is not available: this control plane runs without preflight checks")
+	}
+	secrets, err := s.cfg.Store.ConnectorSecrets(r.Context(), conn.ID)
+	if err != nil {
+		return storeError(err, "connector_id")
+	}
+	ms, err := s.cfg.Store.ListMappings(r.Context(), conn.ID)
+	if err != nil {
+		return storeError(err, "connector_id")
+	}
+	conn.TeamID = req.TeamID
+	for _, c := range s.runPreflight(r.Context(), conn, secrets, ms) {
+		if c.Name == "salesforce_credentials" || c.Name == "dataverse_credentials" || slices.Contains(teamChangeChecks, c.Name) {
+			resp.Checks = append(resp.Checks, c)
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
 // preflightMappings is preflightChange for a connector's proposed mappings.
 func (s *Server) preflightMappings(ctx context.Context, connID string, proposed []api.TableMapping) error {
 	conn, err := s.cfg.Store.GetConnector(ctx, connID)

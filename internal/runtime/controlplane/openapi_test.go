@@ -205,6 +205,7 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "PUT", path: "/v1/mappings/" + con.ID, body: api.MappingSpec{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "ignore"}, want: 200})
 	c.do(call{method: "GET", path: "/v1/predefined-mappings/contact", want: 200})
 	c.do(call{method: "POST", path: "/v1/validate/mapping", body: api.ValidateRequest{Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}}, want: 200})
+	c.do(call{method: "POST", path: "/v1/validate/team", body: api.ValidateTeamRequest{ConnectorID: conn.ID, TeamID: "0b0b0b0b-1111-4222-8333-944445555666"}, want: 200})
 	c.do(call{method: "POST", path: "/v1/validate/mapping", body: api.ValidateRequest{ConnectorID: conn.ID, Live: true,
 		Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{"nope": {Source: "Missing__c"}}}}, want: 200})
 	c.do(call{method: "GET", path: cp + "/activation", want: 200})
@@ -301,7 +302,7 @@ var requestTypes = map[string]reflect.Type{
 	"ResolveRequest": reflect.TypeFor[api.ResolveRequest](), "RestoreRequest": reflect.TypeFor[api.RestoreRequest](),
 	"SalesforceSettings": reflect.TypeFor[api.SalesforceSettings](), "Status": reflect.TypeFor[api.Status](),
 	"TableStatus": reflect.TypeFor[api.TableStatus](), "Tuning": reflect.TypeFor[api.Tuning](),
-	"ValidateRequest": reflect.TypeFor[api.ValidateRequest](),
+	"ValidateRequest": reflect.TypeFor[api.ValidateRequest](), "ValidateTeamRequest": reflect.TypeFor[api.ValidateTeamRequest](),
 }
 
 // The server refuses a request body that leaves out a member its type marks required (strictjson): the

@@ -61,9 +61,26 @@ func TestChangesOfAnActiveConnectorRerunTheAffectedPreflightChecks(t *testing.T)
 		}
 	}
 
+	// What the provider asks at plan: the checks the team change would fail.
+	vt, err := e.client.ValidateTeam(ctx, api.ValidateTeamRequest{ConnectorID: c.ID, TeamID: weakTeam})
+	if err != nil || !vt.Active {
+		t.Fatalf("validate team: %+v, %v", vt, err)
+	}
+	failing := 0
+	for _, ch := range vt.Checks {
+		if !ch.OK {
+			failing++
+			if ch.Name != "team_privileges" || !strings.Contains(ch.Message, "prvWriteContact") {
+				t.Errorf("validate team: failing check %+v", ch)
+			}
+		}
+	}
+	if failing != 1 {
+		t.Errorf("validate team: %d failing checks in %+v, want team_privileges", failing, vt.Checks)
+	}
 	spec := connectorSpec("guarded")
 	spec.TeamID = weakTeam
-	_, err := e.client.UpdateConnector(ctx, c.ID, spec)
+	_, err = e.client.UpdateConnector(ctx, c.ID, spec)
 	refused("team change", err, "team_privileges", "prvCreateContact, prvWriteContact")
 	mspec := m.MappingSpec
 	mspec.Columns = map[string]mapping.ColumnOverride{"new_nowhere": {Source: "Title"}}
@@ -93,6 +110,9 @@ func TestChangesOfAnActiveConnectorRerunTheAffectedPreflightChecks(t *testing.T)
 		t.Fatal(err)
 	}
 	spec.TeamID = weakTeam
+	if vt, err := e.client.ValidateTeam(ctx, api.ValidateTeamRequest{ConnectorID: c.ID, TeamID: weakTeam}); err != nil || vt.Active || len(vt.Checks) != 0 {
+		t.Errorf("validate team of an inactive connector: %+v, %v; want no checks", vt, err)
+	}
 	if _, err := e.client.UpdateConnector(ctx, c.ID, spec); err != nil {
 		t.Errorf("a team change of an inactive connector: %v", err)
 	}

@@ -95,6 +95,7 @@ var routeTable = []route{
 	{method: "DELETE", path: "/v1/mappings/{id}", handle: (*Server).deleteMapping},
 	{method: "GET", path: "/v1/predefined-mappings/{source_table}", handle: (*Server).predefinedMappings},
 	{method: "POST", path: "/v1/validate/mapping", handle: (*Server).validateMapping},
+	{method: "POST", path: "/v1/validate/team", handle: (*Server).validateTeam},
 	{method: "GET", path: "/v1/connectors/{id}/activation", handle: (*Server).getActivation},
 	{method: "PUT", path: "/v1/connectors/{id}/activation", handle: (*Server).setActivation},
 	{method: "GET", path: "/v1/connectors/{id}/status", handle: (*Server).status},
