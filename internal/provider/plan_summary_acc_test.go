@@ -117,6 +117,17 @@ var planScenarios = []planScenario{
 	{name: "change-team", config: func(b planBase) string {
 		b.team = b.env.sb.Info.Dataverse.TeamWithoutPrivilegesID
 		return b.hcl()
+	}, before: func(t *testing.T, env *syncEnv) {
+		// The plan checks an active connector's new team: this one gets the privileges first.
+		var privs []string
+		for _, table := range []string{"Contact", "Account"} {
+			for _, a := range []string{"Create", "Read", "Write", "Delete", "Append", "AppendTo", "Assign", "Share"} {
+				privs = append(privs, "prv"+a+table)
+			}
+		}
+		if err := env.sb.Dataverse.GrantTeamPrivileges(env.sb.Info.Dataverse.TeamWithoutPrivilegesID, "", privs...); err != nil {
+			t.Fatal(err)
+		}
 	}},
 	{name: "destroy", config: planBase.hcl, destroy: true},
 	{name: "rotate-secret", writeOnly: true, applied: func(b planBase) string { return writeOnlyBase(b, 1) },
