@@ -200,7 +200,7 @@ func apiToken(tokenFile string) (string, error) {
 	if tok := strings.TrimSpace(os.Getenv("CRMSYNC_TOKEN")); tok != "" {
 		return tok, nil
 	}
-	return "", errors.New("a control plane API token is required: --token-file or CRMSYNC_TOKEN")
+	return "", usageError("a control plane API token is required: --token-file or CRMSYNC_TOKEN")
 }
 
 func serveAgentHTTP(ctx context.Context, listen string, status func() agent.Status, withPprof bool) (*http.Server, string, error) {

@@ -5,6 +5,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,11 +17,24 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := newRootCommand().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "crmsync:", err)
-		os.Exit(1)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}
+
+// run runs the command line args and returns the exit status (exit.go), printing a failure to stderr once.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	root := newRootCommand() //nolint:contextcheck // the commands get ctx from ExecuteContext below
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err != nil {
+		if msg := errorText(err); msg != "" {
+			fmt.Fprintln(stderr, "crmsync:", msg)
+		}
 	}
+	return exitCode(err)
 }
 
 func newRootCommand() *cobra.Command {
@@ -36,5 +50,9 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newBackupCommand())
 	root.AddCommand(newReconcileCommand())
 	root.AddCommand(newPlanSummaryCommand())
+	root.AddCommand(newDeadLettersCommand())
+	root.AddCommand(newVersionCommand())
+	root.SetVersionTemplate("crmsync {{.Version}}\n")
+	markUsageErrors(root)
 	return root
 }

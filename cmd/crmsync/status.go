@@ -8,6 +8,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -41,7 +42,12 @@ rate, time left), then a table of each table's phase, lag, counters and the age 
 position against the 72 h retention, and the last errors.
 
 --watch redraws every second until interrupted; --json prints the API's status JSON instead (one document
-per line with --watch). The endpoint and token default to CRMSYNC_ENDPOINT and CRMSYNC_TOKEN.`,
+per line with --watch). The endpoint and token default to CRMSYNC_ENDPOINT and CRMSYNC_TOKEN.
+
+Exit status, for cron jobs and CI steps: 0 when every connector shown is healthy (not degraded or failed;
+inactive, deploying, loading and streaming are healthy), 1 when one is degraded or failed, 2 when the
+command could not run (bad arguments, no token, an unknown connector, the control plane unreachable or
+refusing the token). --watch exits 0 when interrupted.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if endpoint == "" {
@@ -66,7 +72,14 @@ per line with --watch). The endpoint and token default to CRMSYNC_ENDPOINT and C
 				}
 			}
 			if !watch {
-				return v.frame(cmd.Context(), false)
+				healthy, err := v.frame(cmd.Context(), false)
+				if err != nil {
+					return err
+				}
+				if !healthy {
+					return errUnhealthy
+				}
+				return nil
 			}
 			return v.watch(cmd.Context(), isTerminal(cmd.OutOrStdout()))
 		},
@@ -94,7 +107,7 @@ func resolveConnector(ctx context.Context, c *client.Client, arg string) (string
 	conn, err := c.FindConnector(ctx, arg)
 	if err != nil {
 		if errors.Is(err, client.ErrNotFound) {
-			return "", fmt.Errorf("no connector has the ID or name %q", arg)
+			return "", usageError("no connector has the ID or name %q", arg)
 		}
 		return "", err
 	}
@@ -133,7 +146,7 @@ func (v *statusView) watch(ctx context.Context, tty bool) error {
 		if tty && !v.json {
 			fmt.Fprint(v.out, "\033[H\033[2J") // home and clear: redraw in place
 		}
-		if err := v.frame(ctx, true); err != nil {
+		if _, err := v.frame(ctx, true); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -151,39 +164,46 @@ func (v *statusView) watch(ctx context.Context, tty bool) error {
 	}
 }
 
-// frame fetches and prints one view.
-func (v *statusView) frame(ctx context.Context, watching bool) error {
+// frame fetches and prints one view; healthy is false when a connector shown is degraded or failed.
+func (v *statusView) frame(ctx context.Context, watching bool) (healthy bool, err error) {
 	now := time.Now()
 	if v.connectorID != "" {
 		st, err := v.c.Status(ctx, v.connectorID)
 		if err != nil {
-			return err
+			return false, err
 		}
 		if v.json {
-			return writeJSONLine(v.out, st, !watching)
+			return isHealthy(*st), writeJSONLine(v.out, st, !watching)
 		}
 		renderConnector(v.out, *st, v.rates(*st), now)
-		return nil
+		return isHealthy(*st), nil
 	}
 	conns, err := v.c.ListConnectors(ctx)
 	if err != nil {
-		return err
+		return false, err
 	}
 	list := make([]api.ConnectorStatus, 0, len(conns))
+	healthy = true
 	for _, conn := range conns {
 		st, err := v.c.Status(ctx, conn.ID)
 		if err != nil {
-			return err
+			return false, err
 		}
 		list = append(list, *st)
+		healthy = healthy && isHealthy(*st)
 	}
 	if v.json {
-		return writeJSONLine(v.out, struct {
+		return healthy, writeJSONLine(v.out, struct {
 			Connectors []api.ConnectorStatus `json:"connectors"`
 		}{list}, !watching)
 	}
 	renderList(v.out, list, now)
-	return nil
+	return healthy, nil
+}
+
+// isHealthy is the status command's exit test: a connector is unhealthy when degraded or failed.
+func isHealthy(st api.ConnectorStatus) bool {
+	return st.State != api.StateDegraded && st.State != api.StateFailed
 }
 
 func writeJSONLine(w io.Writer, v any, indent bool) error {
@@ -229,24 +249,41 @@ func renderList(w io.Writer, list []api.ConnectorStatus, now time.Time) {
 		return
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tSTATE\tREVISION\tLAG\tDEAD LETTERS\tAGENT\tREASON")
+	fmt.Fprintln(tw, "NAME\tSTATE\tREVISION\tLAG\tDEAD LETTERS\tAGENT")
 	for _, s := range list {
 		agent := "-"
 		if s.Agent != nil {
 			agent = fmt.Sprintf("%s pid %d, seen %s ago", s.Agent.Host, s.Agent.PID, ago(now, s.Agent.HeartbeatAt))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\n", s.Name, s.State, revision(s), seconds(s.LagSeconds), s.DeadLetters, agent, oneLine(s.Reason, 70))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\n", s.Name, s.State, revision(s), seconds(s.LagSeconds), s.DeadLetters, agent)
 	}
 	_ = tw.Flush()
+	// Reasons go below the table, whole: the part that matters (the missing privilege, the refused column)
+	// is often at the end of a long message.
+	for _, s := range list {
+		if s.Reason != "" {
+			fmt.Fprintf(w, "%s: %s\n", s.Name, oneLine(s.Reason, maxMessage))
+		}
+	}
 }
 
-// revision is "deployed/latest", marked when they differ.
+// maxMessage bounds a message printed on one line: far above any reason the control plane keeps (it clips
+// them itself), so nothing is cut in practice.
+const maxMessage = 16 << 10
+
+// revision says which revision runs: the latest alone when the agent runs it, "deployed/latest (behind)"
+// during a rollout, and the latest with "not running" when no agent runs (deactivated, or not deployed
+// yet) — never "0/8", which reads as if revision 0 were deployed.
 func revision(s api.ConnectorStatus) string {
-	r := fmt.Sprintf("%d/%d", s.DeployedRevision, s.LatestRevision)
-	if s.Active && s.DeployedRevision != s.LatestRevision {
-		r += " (behind)"
+	switch {
+	case s.DeployedRevision == 0 && !s.Active:
+		return fmt.Sprintf("%d (inactive)", s.LatestRevision)
+	case s.DeployedRevision == 0:
+		return fmt.Sprintf("%d (not running yet)", s.LatestRevision)
+	case s.DeployedRevision != s.LatestRevision:
+		return fmt.Sprintf("%d/%d (behind)", s.DeployedRevision, s.LatestRevision)
 	}
-	return r
+	return fmt.Sprint(s.LatestRevision)
 }
 
 func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float64, now time.Time) {
@@ -256,11 +293,18 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 		fmt.Fprintf(w, ": %s", s.Reason)
 	}
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "  Revision  %d deployed, %d latest\n", s.DeployedRevision, s.LatestRevision)
+	switch {
+	case s.DeployedRevision == 0 && !s.Active:
+		fmt.Fprintf(w, "  Revision  %d latest; no agent runs (inactive)\n", s.LatestRevision)
+	case s.DeployedRevision == 0:
+		fmt.Fprintf(w, "  Revision  %d latest; no agent runs it yet\n", s.LatestRevision)
+	default:
+		fmt.Fprintf(w, "  Revision  %d deployed, %d latest\n", s.DeployedRevision, s.LatestRevision)
+	}
 	if s.Agent != nil {
 		fmt.Fprintf(w, "  Agent     %s on %s (pid %d), revision %d, heartbeat %s ago\n", s.Agent.ID, s.Agent.Host, s.Agent.PID, s.Agent.Revision, ago(now, s.Agent.HeartbeatAt))
 	}
-	fmt.Fprintf(w, "  Totals    lag %s · dead letters %d · Salesforce calls %d · Dataverse requests %d (throttled %d)\n",
+	fmt.Fprintf(w, "  Totals    lag %s · dead letters %d · Salesforce calls %d · Dataverse requests %d (throttled %d), since the first activation\n",
 		seconds(s.LagSeconds), s.DeadLetters, s.SalesforceCalls, s.DataverseCalls, s.Throttled)
 	if !s.UpdatedAt.IsZero() {
 		fmt.Fprintf(w, "  Reported  %s ago\n", ago(now, s.UpdatedAt))
@@ -284,6 +328,7 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 
 	if len(s.Tables) > 0 {
 		fmt.Fprintln(w)
+		// The counters add up every revision's agent since the connector was first activated.
 		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "TABLE\tDESTINATION\tPHASE\tLAG\tRECEIVED\tWRITTEN\tDEAD-LETTERED\tSKIPPED\tREPLAY AGE")
 		for _, t := range s.Tables {
@@ -293,7 +338,7 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 		_ = tw.Flush()
 		for _, t := range s.Tables {
 			if t.Reason != "" {
-				fmt.Fprintf(w, "  %s: %s\n", t.Table, t.Reason)
+				fmt.Fprintf(w, "  %s: %s\n", t.Table, oneLine(t.Reason, maxMessage))
 			}
 			for _, o := range t.Owed {
 				fmt.Fprintf(w, "  %s owes %s\n", t.Table, o)
@@ -303,6 +348,9 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 			}
 		}
 	}
+
+	renderOutOfBand(w, s.Tables, now)
+	renderReconciliations(w, s.Tables, now)
 
 	if len(s.LastErrors) > 0 {
 		fmt.Fprintln(w)
@@ -317,7 +365,7 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 				where = e.Table + ": "
 			}
 			// Whole: a cut message can lose what matters (a refused write names the missing privilege at its end).
-			fmt.Fprintf(w, "  %s (%s ago) %s%s\n", e.At.Local().Format("2006-01-02 15:04:05"), ago(now, e.At), where, oneLine(e.Message, 4096))
+			fmt.Fprintf(w, "  %s (%s ago) %s%s\n", e.At.Local().Format("2006-01-02 15:04:05"), ago(now, e.At), where, oneLine(e.Message, maxMessage))
 		}
 	}
 }
@@ -427,4 +475,96 @@ func oneLine(s string, n int) string {
 		return string(r[:n-1]) + "…"
 	}
 	return s
+}
+
+// renderOutOfBand lists, per table, the rows changed in Dataverse by someone other than the agent.
+func renderOutOfBand(w io.Writer, tables []api.ConnectorTableStatus, now time.Time) {
+	if !slices.ContainsFunc(tables, func(t api.ConnectorTableStatus) bool { return t.OutOfBand != nil }) {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Out-of-band edits (synced rows changed in Dataverse by someone else)")
+	for _, t := range tables {
+		o := t.OutOfBand
+		if o == nil {
+			continue
+		}
+		policy := "reported only (repair_out_of_band_edits = false)"
+		if o.Repair {
+			policy = "rewritten from Salesforce (repair_out_of_band_edits = true)"
+		}
+		fmt.Fprintf(w, "  %s: %s found, %s repaired, %s; checked %s ago\n", t.Table, count(o.Detected), count(o.Repaired), policy, ago(now, o.CheckedAt))
+		for _, e := range o.Examples {
+			who := e.ModifiedBy
+			if e.ModifiedByName != "" {
+				who = e.ModifiedByName
+			}
+			repaired := ""
+			if e.Repaired {
+				repaired = " [repaired]"
+			}
+			fmt.Fprintf(w, "    %s %s (%s) by %s: %s%s\n", e.ModifiedAt.Local().Format("2006-01-02 15:04:05"), e.RecordID, e.Key, who,
+				strings.Join(e.Columns, ", "), repaired)
+		}
+	}
+}
+
+// renderReconciliations shows each table's last reconciliation.
+func renderReconciliations(w io.Writer, tables []api.ConnectorTableStatus, now time.Time) {
+	if !slices.ContainsFunc(tables, func(t api.ConnectorTableStatus) bool { return t.Reconcile != nil }) {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Last reconciliation")
+	for _, t := range tables {
+		r := t.Reconcile
+		if r == nil {
+			continue
+		}
+		fmt.Fprintf(w, "  %s: %s\n", t.Table, reconcileLine(r, now))
+		if r.Error != "" {
+			fmt.Fprintf(w, "    error: %s\n", oneLine(r.Error, maxMessage))
+		}
+		for _, d := range r.Examples {
+			line := fmt.Sprintf("    %s %s", d.Kind, d.Key)
+			if d.RecordID != "" {
+				line += " (" + d.RecordID + ")"
+			}
+			if len(d.Columns) > 0 {
+				line += ": " + strings.Join(d.Columns, ", ")
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+}
+
+// reconcileLine is one reconciliation in a line: the outcome, both row counts, the differences and what
+// was healed, when and why it ran, what it cost.
+func reconcileLine(r *api.ReconcileResult, now time.Time) string {
+	var outcome string
+	switch {
+	case r.FinishedAt.IsZero():
+		outcome = "running"
+	case r.Error != "":
+		outcome = "failed"
+	case r.Match:
+		outcome = "match"
+	default:
+		outcome = "differed"
+	}
+	parts := []string{fmt.Sprintf("%s: %s rows in Salesforce, %s in Dataverse", outcome, count(r.SourceRows), count(r.DestinationRows))}
+	if !r.Match || r.Missing+r.Different+r.Extra+r.Kept > 0 {
+		parts = append(parts, fmt.Sprintf("missing %d, different %d, extra %d, kept %d; healed %d, not healed %d", r.Missing, r.Different, r.Extra, r.Kept, r.Healed, r.Unhealed))
+	}
+	when := r.FinishedAt
+	if when.IsZero() {
+		when = r.StartedAt
+	}
+	trigger := "scheduled"
+	if r.Trigger == api.ReconcileRequested {
+		trigger = fmt.Sprintf("requested (#%d)", r.RequestID)
+	}
+	parts = append(parts, fmt.Sprintf("%s %s ago", trigger, ago(now, when)),
+		fmt.Sprintf("%d Salesforce calls, %d Dataverse requests", r.SalesforceCalls, r.DataverseCalls))
+	return strings.Join(parts, " · ")
 }

@@ -97,7 +97,9 @@ type DeadLetter struct {
 	Attempts  int       `json:"attempts" crmsync:"required"`
 }
 
-// TableStatus is one table's reported state.
+// TableStatus is one table's reported state. Received, Written, DeadLettered and Skipped count records since
+// the agent started; in the control plane's status they add up every agent the connector has had (every
+// revision, every restart), as do the out-of-band counts and the latency histogram.
 type TableStatus struct {
 	Table        string    `json:"table" crmsync:"required"`
 	Destination  string    `json:"destination" crmsync:"required"`
@@ -118,9 +120,12 @@ type TableStatus struct {
 	Recoveries []string `json:"recoveries,omitempty"` // recoveries that ran: gap refetch, overflow resync, ...
 	// Latency summarises, over the last changes written, the time from their Salesforce commit to
 	// Dataverse's acknowledgement.
-	Latency     *Latency  `json:"latency,omitempty"`
-	LastError   string    `json:"last_error,omitempty"`
-	LastErrorAt time.Time `json:"last_error_at,omitzero"`
+	Latency *Latency `json:"latency,omitempty"`
+	// LatencyHistogram counts every change written since the agent started (in the control plane's status,
+	// since the connector's first activation) by latency, in the buckets of LatencyBuckets.
+	LatencyHistogram *Histogram `json:"latency_histogram,omitempty"`
+	LastError        string     `json:"last_error,omitempty"`
+	LastErrorAt      time.Time  `json:"last_error_at,omitzero"`
 	// OutOfBand reports synced rows changed in Dataverse by someone other than the agent (nil until the
 	// detector first ran for the table).
 	OutOfBand *OutOfBandStatus `json:"out_of_band,omitempty"`

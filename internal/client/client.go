@@ -340,12 +340,27 @@ func (c *Client) Status(ctx context.Context, connectorID string) (*api.Connector
 
 // DeadLetters calls GET /v1/connectors/{id}/dead-letters.
 func (c *Client) DeadLetters(ctx context.Context, connectorID, table string, limit int) (*api.DeadLetterList, error) {
+	return c.ListDeadLetters(ctx, connectorID, DeadLetterQuery{Table: table, Limit: limit})
+}
+
+// DeadLetterQuery selects dead letters for ListDeadLetters; zero fields match everything.
+type DeadLetterQuery struct {
+	Table     string
+	RecordIDs []string
+	Limit     int
+}
+
+// ListDeadLetters calls GET /v1/connectors/{id}/dead-letters with every filter the route takes.
+func (c *Client) ListDeadLetters(ctx context.Context, connectorID string, dq DeadLetterQuery) (*api.DeadLetterList, error) {
 	q := url.Values{}
-	if table != "" {
-		q.Set("table", table)
+	if dq.Table != "" {
+		q.Set("table", dq.Table)
 	}
-	if limit > 0 {
-		q.Set("limit", fmt.Sprint(limit))
+	for _, id := range dq.RecordIDs {
+		q.Add("record_id", id)
+	}
+	if dq.Limit > 0 {
+		q.Set("limit", fmt.Sprint(dq.Limit))
 	}
 	var out api.DeadLetterList
 	path := "/v1/connectors/" + esc(connectorID) + "/dead-letters"

@@ -46,7 +46,9 @@ func Binary(t testing.TB, pkg string) string {
 	out := filepath.Join(dir, name)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, path) //nolint:gosec // G204: go build of a package of this module
+	// -buildvcs=auto whatever GOFLAGS says: the binary records its commit, as a release build does
+	// (`crmsync version` reads it).
+	cmd := exec.CommandContext(ctx, "go", "build", "-buildvcs=auto", "-o", out, path) //nolint:gosec // G204: go build of a package of this module
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building %s: %v\n%s", pkg, err, b)

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
@@ -64,6 +65,8 @@ type table struct {
 	// latencies is a ring of the last change latencies (commit → acknowledged), for status.
 	latencies []time.Duration
 	latNext   int
+	// latHist counts every change latency since the agent started, for the control plane's histogram.
+	latHist api.Histogram
 
 	// recent remembers the SystemModstamp of records re-read from Salesforce, so events older than what was
 	// written are skipped and never overwrite newer data.
@@ -131,6 +134,11 @@ func (t *table) status() TableStatus {
 		Received: t.received.Load(), Written: t.written.Load(), DeadLettered: t.deadLettered.Load(), Skipped: t.skipped.Load(),
 		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(t.recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
 		Latency: summarize(t.latencies),
+	}
+	if t.latHist.Count > 0 {
+		h := t.latHist
+		h.Counts = slices.Clone(h.Counts)
+		s.LatencyHistogram = &h
 	}
 	if len(t.failures) > 0 {
 		s.Phase, s.Reason = PhaseFailed, t.failureReason()
@@ -556,6 +564,7 @@ const latencySamples = 1 << 16
 func (t *table) observe(commits []time.Time, now time.Time) {
 	for _, c := range commits {
 		d := now.Sub(c)
+		t.latHist.Observe(max(0, d.Seconds()))
 		if len(t.latencies) < latencySamples {
 			t.latencies = append(t.latencies, d)
 			continue

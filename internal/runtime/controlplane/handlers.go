@@ -726,7 +726,13 @@ func (s *Server) listDeadLetters(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	f, err := s.deadLetterFilter(r.URL.Query().Get("table"), nil)
+	q := r.URL.Query()
+	// record_id may repeat: `crmsync dead-letters show` reads one record's dead letter, whole.
+	var ids []string
+	if v, ok := q["record_id"]; ok {
+		ids = v
+	}
+	f, err := s.deadLetterFilter(q.Get("table"), ids)
 	if err != nil {
 		return err
 	}

@@ -295,7 +295,7 @@ var requestTypes = map[string]reflect.Type{
 	"ColumnOverride": reflect.TypeFor[mapping.ColumnOverride](), "ConnectorSpec": reflect.TypeFor[api.ConnectorSpec](),
 	"DataverseSettings": reflect.TypeFor[api.DataverseSettings](), "DeadLetter": reflect.TypeFor[api.DeadLetter](),
 	"DeadLetterAction": reflect.TypeFor[api.DeadLetterAction](), "DeadLetterBatch": reflect.TypeFor[api.DeadLetterBatch](),
-	"Heartbeat": reflect.TypeFor[api.Heartbeat](), "Intent": reflect.TypeFor[api.Intent](), "Latency": reflect.TypeFor[api.Latency](),
+	"Heartbeat": reflect.TypeFor[api.Heartbeat](), "Histogram": reflect.TypeFor[api.Histogram](), "Intent": reflect.TypeFor[api.Intent](), "Latency": reflect.TypeFor[api.Latency](),
 	"LeaseRequest": reflect.TypeFor[api.LeaseRequest](), "MappingSpec": reflect.TypeFor[api.MappingSpec](),
 	"OutOfBandEdit": reflect.TypeFor[api.OutOfBandEdit](), "OutOfBandStatus": reflect.TypeFor[api.OutOfBandStatus](),
 	"ReconcileDifference": reflect.TypeFor[api.ReconcileDifference](), "ReconcileResult": reflect.TypeFor[api.ReconcileResult](),

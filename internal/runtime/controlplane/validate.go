@@ -3,6 +3,7 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"math"
 	"regexp"
 	"sort"
 
@@ -158,6 +159,9 @@ func sanitizeStatus(st *api.Status) error {
 			return err
 		}
 		t.Reason, t.LastError = clip(t.Reason), clip(t.LastError)
+		if err := validateHistogram(fmt.Sprintf("status.tables[%d].latency_histogram", i), t.LatencyHistogram); err != nil {
+			return err
+		}
 		if len(t.Recoveries) > 100 {
 			t.Recoveries = t.Recoveries[len(t.Recoveries)-100:]
 		}
@@ -172,6 +176,28 @@ func sanitizeStatus(st *api.Status) error {
 		if err := text("status.calls", k, 128, true); err != nil {
 			return err
 		}
+	}
+	return nil
+}
+
+// validateHistogram refuses a histogram whose buckets are not api.LatencyBuckets' or whose counts are
+// negative: the control plane adds agents' histograms bucket by bucket.
+func validateHistogram(field string, h *api.Histogram) error {
+	if h == nil {
+		return nil
+	}
+	if len(h.Counts) != len(api.LatencyBuckets)+1 {
+		return invalid(field+".counts", "%s.counts has %d entries; want %d (the buckets of api.LatencyBuckets and +Inf)", field, len(h.Counts), len(api.LatencyBuckets)+1)
+	}
+	var n int64
+	for _, c := range h.Counts {
+		if c < 0 {
+			return invalid(field+".counts", "%s.counts must not be negative", field)
+		}
+		n += c
+	}
+	if h.Count != n || h.Sum < 0 || math.IsNaN(h.Sum) || math.IsInf(h.Sum, 0) {
+		return invalid(field, "%s: count %d must be the sum of the counts (%d) and sum a non-negative number", field, h.Count, n)
 	}
 	return nil
 }

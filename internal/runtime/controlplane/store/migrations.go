@@ -100,6 +100,8 @@ CREATE INDEX audit_by_connector ON audit (connector_id, id);
 `,
 	// 2: backups, restores, reconciliation requests, the first activation's backup option (safeguards.go).
 	migrationSafeguards,
+	// 3: the agents' counters across leases and the history of reports (operations.go).
+	migrationOperations,
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -1001,12 +1001,7 @@ func (s *SQLite) RenewLease(ctx context.Context, leaseID string, ttl time.Durati
 		if _, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = ?, heartbeat_at = ? WHERE id = ?`, nanos(l.ExpiresAt), nanos(now), leaseID); err != nil {
 			return err
 		}
-		b, err := json.Marshal(status)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO agent_status (connector_id, data, reported_at) VALUES (?, ?, ?)
-ON CONFLICT (connector_id) DO UPDATE SET data = excluded.data, reported_at = excluded.reported_at`, l.ConnectorID, string(b), nanos(now)); err != nil {
+		if err := storeReport(ctx, tx, l.ConnectorID, leaseID, status, now); err != nil {
 			return err
 		}
 		out = l.Lease
@@ -1344,13 +1339,14 @@ func (s *SQLite) deadLetterAction(ctx context.Context, connectorID string, f Dea
 	return n, err
 }
 
-// LastStatus implements Store: nil (and a zero time) when no agent reported yet.
+// LastStatus implements Store: nil (and a zero time) when no agent reported yet. The counters add up the
+// connector's earlier agents (storeReport).
 func (s *SQLite) LastStatus(ctx context.Context, connectorID string) (*api.Status, time.Time, error) {
 	var out *api.Status
 	var at int64
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var b string
-		err := tx.QueryRowContext(ctx, `SELECT data, reported_at FROM agent_status WHERE connector_id = ?`, connectorID).Scan(&b, &at)
+		var b, tb string
+		err := tx.QueryRowContext(ctx, `SELECT data, reported_at, totals FROM agent_status WHERE connector_id = ?`, connectorID).Scan(&b, &at, &tb)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
@@ -1358,7 +1354,17 @@ func (s *SQLite) LastStatus(ctx context.Context, connectorID string) (*api.Statu
 			return err
 		}
 		out = &api.Status{}
-		return json.Unmarshal([]byte(b), out)
+		if err := json.Unmarshal([]byte(b), out); err != nil {
+			return err
+		}
+		if tb != "" {
+			var totals statusTotals
+			if err := json.Unmarshal([]byte(tb), &totals); err != nil {
+				return err
+			}
+			totals.apply(out)
+		}
+		return nil
 	})
 	if out == nil {
 		return nil, time.Time{}, err

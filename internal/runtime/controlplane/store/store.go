@@ -102,8 +102,13 @@ type Store interface {
 	MarkDeadLettersForRetry(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
 	DiscardDeadLetters(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
 
-	// Status: the last status an agent reported, with when.
+	// Status: the last status an agent reported, with when. Its counters (records, calls, out-of-band edits,
+	// the latency histogram) add up every agent the connector has had, so they only grow across revisions
+	// and restarts.
 	LastStatus(ctx context.Context, connectorID string) (*api.Status, time.Time, error)
+	// StatusHistory returns the reports kept since then (one per HistoryInterval at most, for
+	// HistoryRetention), oldest first, counters as in LastStatus.
+	StatusHistory(ctx context.Context, connectorID string, since time.Time) ([]api.HistoryPoint, error)
 
 	// Audit log, newest first.
 	Audit(ctx context.Context, connectorID string, limit int) ([]api.AuditEntry, error)
