@@ -153,7 +153,11 @@ type PreflightCheck struct {
 	Name    string `json:"name"` // salesforce_credentials, dataverse_credentials, change_topics, team_privileges, mappings, api_budget, data_size
 	OK      bool   `json:"ok"`
 	Warning bool   `json:"warning,omitempty"` // passed, with a caveat
+	// Message says why the check failed (its errors only), or what it found.
 	Message string `json:"message"`
+	// Caveats of a failed check are what it found that does not block activation on its own (a mapping's
+	// source longer than its destination), kept apart from the errors that do.
+	Caveats []string `json:"caveats,omitempty"`
 }
 
 // ActivationRequest activates or deactivates a connector.

@@ -209,13 +209,20 @@ func TestPreflightFailedMessage_listsEveryFailingCheck(t *testing.T) {
 		{Name: "team_privileges", Message: "missing prvCreateContact, prvWriteContact"},
 		{Name: "change_topics", Message: "/data/ContactChangeEvent is not enabled"},
 		{Name: "data_size", OK: true, Warning: true, Message: "12 GB is above the 10 GB guidance"},
+		{Name: "mappings", Message: "Contact → contact: columns.jobtitle.source: Salesforce field Contact.Titel does not exist",
+			Caveats: []string{"Contact → contact: use_predefined_mappings: LastName holds up to 80 characters but lastname takes 50"}},
 	}
 	msg := preflightFailedMessage("con_1", checks, "fallback")
-	for _, want := range []string{"2 preflight check(s) failed", "team_privileges: missing prvCreateContact, prvWriteContact",
-		"change_topics: /data/ContactChangeEvent is not enabled", "Passed with a caveat", "data_size"} {
+	for _, want := range []string{"3 preflight check(s) failed", "team_privileges: missing prvCreateContact, prvWriteContact",
+		"change_topics: /data/ContactChangeEvent is not enabled", "Caveats, which do not block activation", "data_size"} {
 		if !strings.Contains(msg, want) {
 			t.Errorf("message lacks %q:\n%s", want, msg)
 		}
+	}
+	// The errors come first, the caveats after them, apart.
+	errs, caveats, _ := strings.Cut(msg, "Caveats, which do not block activation")
+	if !strings.Contains(errs, "Contact.Titel does not exist") || strings.Contains(errs, "LastName holds up to") || !strings.Contains(caveats, "LastName holds up to") {
+		t.Errorf("errors and caveats are not separated:\n%s", msg)
 	}
 	if strings.Contains(msg, "salesforce_credentials") {
 		t.Errorf("a passed check is listed:\n%s", msg)

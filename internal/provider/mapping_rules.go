@@ -61,15 +61,29 @@ func problemKey(p mapping.Problem) string { return p.Code + "|" + p.Path + "|" +
 // addProblems reports problems as diagnostics at their attribute paths, skipping those in skip. Errors stay
 // errors, warnings stay warnings, except that a lookup whose target table is not synced is a warning: the
 // mapping of that table may be created in the same apply, and the activation preflight fails if it is not.
+//
+// Each column-level diagnostic names its column in the summary, so Terraform's console view, which folds
+// warnings of one summary into "(and N more similar warnings elsewhere)", never hides a mistake among the
+// predefined mappings' known caveats; those caveats (a predefined column whose source is longer than its
+// destination) are folded here into one note on use_predefined_mappings.
 func addProblems(diags *diag.Diagnostics, probs mapping.Problems, cfg mapping.TableConfig, skip map[string]bool, live bool) {
+	var caveats []string
 	for _, p := range probs {
 		if skip[problemKey(p)] || p.Code == mapping.CodeNotCheckedStatically {
+			continue
+		}
+		if p.Code == mapping.CodeSourceLonger && p.Path == mapping.PathPredefined && p.Severity != mapping.Error {
+			what, _, _ := strings.Cut(p.Message, ": longer values") // the advice is said once, below
+			caveats = append(caveats, what)
 			continue
 		}
 		at := problemPath(p.Path, cfg)
 		summary := problemSummary(p.Code)
 		if live {
 			summary += " (live check)"
+		}
+		if where := problemColumn(p, cfg); where != "" {
+			summary += ": " + where
 		}
 		switch {
 		case p.Code == mapping.CodeLookupTargetNotSynced:
@@ -80,6 +94,59 @@ func addProblems(diags *diag.Diagnostics, probs mapping.Problems, cfg mapping.Ta
 			diags.AddAttributeWarning(at, summary, p.Message)
 		}
 	}
+	if len(caveats) > 0 {
+		summary := "Known length caveats of the predefined mappings"
+		if live {
+			summary += " (live check)"
+		}
+		sort.Strings(caveats)
+		diags.AddAttributeWarning(path.Root(mapping.PathPredefined), summary, predefinedCaveatsMessage(cfg, caveats))
+	}
+}
+
+// predefinedCaveatsMessage is the one note for the predefined columns whose source can hold more than the
+// destination takes.
+func predefinedCaveatsMessage(cfg mapping.TableConfig, caveats []string) string {
+	return fmt.Sprintf("%d predefined column(s) of %s → %s can receive values longer than Dataverse takes; such records are "+
+		"dead-lettered (crmsync dead-letters list) unless the column sets truncate = true in columns, or is excluded:\n  - %s\n"+
+		"This note shows when the mapping is created or its columns change.",
+		len(caveats), cfg.SourceTable, cfg.Destination(), strings.Join(caveats, "\n  - "))
+}
+
+// problemColumn names the column a problem concerns, as declared: "jobtitle ← Titel" for a column of columns,
+// the destination alone otherwise; "" for a problem of the whole mapping.
+func problemColumn(p mapping.Problem, cfg mapping.TableConfig) string {
+	if p.Column == "" {
+		return ""
+	}
+	for dest, o := range cfg.Columns {
+		if strings.EqualFold(strings.TrimSpace(dest), p.Column) && o.Source != "" {
+			return p.Column + " ← " + o.Source
+		}
+	}
+	return p.Column
+}
+
+// errorsOnly keeps the error problems.
+func errorsOnly(probs mapping.Problems) mapping.Problems {
+	var out mapping.Problems
+	for _, p := range probs {
+		if p.Severity == mapping.Error {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// warningsOnly keeps the problems that are not errors.
+func warningsOnly(probs mapping.Problems) mapping.Problems {
+	var out mapping.Problems
+	for _, p := range probs {
+		if p.Severity != mapping.Error {
+			out = append(out, p)
+		}
+	}
+	return out
 }
 
 func problemSummary(code string) string {

@@ -616,6 +616,9 @@ func preflightFailedMessage(id string, checks []api.PreflightCheck, fallback str
 		switch {
 		case !ch.OK:
 			failed = append(failed, fmt.Sprintf("  - %s: %s", ch.Name, ch.Message))
+			for _, c := range ch.Caveats {
+				warned = append(warned, fmt.Sprintf("  - %s: %s", ch.Name, c))
+			}
 		case ch.Warning:
 			warned = append(warned, fmt.Sprintf("  - %s: %s", ch.Name, ch.Message))
 		}
@@ -626,7 +629,7 @@ func preflightFailedMessage(id string, checks []api.PreflightCheck, fallback str
 	msg := fmt.Sprintf("Connector %s was not activated: %d preflight check(s) failed. Nothing was deployed.\n%s",
 		id, len(failed), strings.Join(failed, "\n"))
 	if len(warned) > 0 {
-		msg += "\nPassed with a caveat:\n" + strings.Join(warned, "\n")
+		msg += "\nCaveats, which do not block activation:\n" + strings.Join(warned, "\n")
 	}
 	return msg
 }

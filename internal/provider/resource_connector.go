@@ -548,16 +548,31 @@ func (r *connectorResource) ValidateConfig(ctx context.Context, req resource.Val
 			resp.Diagnostics.AddAttributeError(base.AtName("client_secret_env"), "Missing Salesforce client secret",
 				`auth = "client_credentials" needs the connected app's consumer secret: set one of client_secret_env, client_secret_file, client_secret_wo or client_secret.`)
 		}
-		if !set(sf.InstanceURL) {
-			resp.Diagnostics.AddAttributeWarning(base.AtName("instance_url"), "Salesforce instance_url recommended",
-				`The client-credentials token endpoint is on the org's My Domain host; without instance_url the agent uses login_url.`)
-		}
 	}
 }
 
-// ModifyPlan warns about the consequence of a team change, which the plan alone does not show.
+// ModifyPlan warns about the consequence of a team change, which the plan alone does not show, and, when the
+// Salesforce settings are created or change, about a client-credentials connector without instance_url
+// (here rather than in ValidateConfig, which Terraform runs twice per plan: the warning would show twice, and
+// on every plan).
 func (r *connectorResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
-	if req.State.Raw.IsNull() || req.Plan.Raw.IsNull() {
+	if req.Plan.Raw.IsNull() {
+		return
+	}
+	var sfPlan, sfState *salesforceModel
+	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("salesforce"), &sfPlan)...)
+	if !req.State.Raw.IsNull() {
+		resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("salesforce"), &sfState)...)
+	}
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	if sfPlan != nil && sfPlan.Auth.ValueString() == authClientCredentials && sfPlan.InstanceURL.IsNull() &&
+		(sfState == nil || sfState.Auth.ValueString() != authClientCredentials || !sfState.InstanceURL.IsNull()) {
+		resp.Diagnostics.AddAttributeWarning(path.Root("salesforce").AtName("instance_url"), "Salesforce instance_url recommended",
+			`The client-credentials token endpoint is on the org's My Domain host; without instance_url the agent uses login_url.`)
+	}
+	if req.State.Raw.IsNull() {
 		return
 	}
 	var before, after types.String

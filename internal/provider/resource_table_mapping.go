@@ -346,7 +346,9 @@ func findMappingBySource(ctx context.Context, c *client.Client, connectorID, sou
 }
 
 // ValidateConfig runs the static mapping rules: they need nothing but the configuration, so they also run in
-// `terraform validate` and before the provider is configured.
+// `terraform validate` and before the provider is configured. It reports their errors only: Terraform calls
+// it in its validate walk and again while planning, so a warning here would be printed twice. The warnings
+// are ModifyPlan's, once, and only when the mapping is created or its columns change.
 func (r *tableMappingResource) ValidateConfig(ctx context.Context, req resource.ValidateConfigRequest, resp *resource.ValidateConfigResponse) {
 	var cfg tableMappingModel
 	resp.Diagnostics.Append(req.Config.Get(ctx, &cfg)...)
@@ -358,7 +360,7 @@ func (r *tableMappingResource) ValidateConfig(ctx context.Context, req resource.
 	if !known || resp.Diagnostics.HasError() {
 		return
 	}
-	addProblems(&resp.Diagnostics, staticProblems(tc), tc, nil, false)
+	addProblems(&resp.Diagnostics, errorsOnly(staticProblems(tc)), tc, nil, false)
 }
 
 // ModifyPlan runs the live mapping rules through the control plane and warns about the consequences of the
@@ -405,7 +407,13 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 	replacing := state != nil && (!plan.ConnectorID.Equal(state.ConnectorID) || !plan.SourceTable.Equal(state.SourceTable) ||
 		!plan.DestinationTable.Equal(state.DestinationTable))
 
-	live := r.liveCheck(ctx, plan.ConnectorID, tc, &resp.Diagnostics)
+	static := staticProblems(tc)
+	live := r.liveCheck(ctx, plan.ConnectorID, tc, static, &resp.Diagnostics)
+	if !live.checked {
+		// The static rules' warnings, when the live rules (which cover them with the real schemas) did not run;
+		// their errors were ValidateConfig's.
+		addProblems(&resp.Diagnostics, warningsOnly(static), tc, nil, false)
+	}
 	var stateID types.String
 	if state != nil && !replacing {
 		stateID = state.ID
@@ -488,12 +496,18 @@ type liveResult struct {
 	columns  []effectiveColumn // nil when not known
 	estimate estimate
 	active   *bool // nil when not known
+	// checked says the live rules ran and their problems were reported.
+	checked bool
 }
 
 // liveCheck asks the control plane to validate the mapping against the live Salesforce describe and
 // Dataverse metadata. It degrades to a warning when the control plane cannot answer: plan-time validation is
 // a help, the activation preflight is the gate.
-func (r *tableMappingResource) liveCheck(ctx context.Context, connectorID types.String, tc mapping.TableConfig, diags *diag.Diagnostics) liveResult {
+//
+// Live, a name the schemas lack is an error, with the closest known name suggested: the static rules can only
+// warn about it (their catalog holds standard names only), and the live error must not be dropped as a
+// repeat of that warning.
+func (r *tableMappingResource) liveCheck(ctx context.Context, connectorID types.String, tc mapping.TableConfig, static mapping.Problems, diags *diag.Diagnostics) liveResult {
 	var out liveResult
 	switch {
 	case r.data == nil || r.data.Client == nil:
@@ -514,6 +528,7 @@ func (r *tableMappingResource) liveCheck(ctx context.Context, connectorID types.
 			for _, p := range problemsOf(apiErr) {
 				diags.AddAttributeError(problemPath(p.Path, tc), "Invalid table mapping (live check)", p.Message)
 			}
+			out.checked = true
 			return out
 		}
 		why := describeAPIError(err)
@@ -526,13 +541,16 @@ func (r *tableMappingResource) liveCheck(ctx context.Context, connectorID types.
 		return out
 	}
 	tflog.Debug(ctx, "live mapping validation", map[string]any{"problems": len(res.Problems), "live": res.Live})
-	static := map[string]bool{}
-	for _, p := range staticProblems(tc) {
-		static[problemKey(p)] = true
-	}
-	addProblems(diags, res.Problems, tc, static, true)
 	if res.Live {
+		// The static errors were reported by ValidateConfig (the plan stopped there); everything else the
+		// live rules say, with the real schemas, replaces what the static rules guessed.
+		reported := map[string]bool{}
+		for _, p := range errorsOnly(static) {
+			reported[problemKey(p)] = true
+		}
+		addProblems(diags, res.Problems, tc, reported, true)
 		out.columns = effectiveFromAPI(res.EffectiveColumns)
+		out.checked = true
 	}
 	if res.EstimatedRecords != nil {
 		out.estimate.Records = res.EstimatedRecords

@@ -170,10 +170,11 @@ func Validate(cfg TableConfig, cols []Column, s Schemas) Problems {
 			case haveSrc || s.Static && isCustomSource(c.Source):
 			case s.Static:
 				probs = append(probs, Problem{Severity: Warning, Code: CodeUnknownSource, Column: c.Destination, Path: path,
-					Message: fmt.Sprintf("%s is not a standard %s field crmsync knows (column %s); it is checked against the live describe before activation", c.Source, src.Object, c.Destination)})
+					Message: fmt.Sprintf("%s is not a standard %s field crmsync knows (column %s)%s; it is checked against the live describe before activation",
+						c.Source, src.Object, c.Destination, didYouMean(c.Source, src.fieldNames()))})
 			default:
 				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownSource, Column: c.Destination, Path: path,
-					Message: fmt.Sprintf("Salesforce field %s.%s does not exist (column %s)", src.Object, c.Source, c.Destination)})
+					Message: fmt.Sprintf("Salesforce field %s.%s does not exist (column %s)%s", src.Object, c.Source, c.Destination, didYouMean(c.Source, src.fieldNames()))})
 			}
 		}
 		if dst != nil {
@@ -182,10 +183,11 @@ func Validate(cfg TableConfig, cols []Column, s Schemas) Problems {
 			case haveDst || s.Static && isCustomDestination(c.Destination):
 			case s.Static:
 				probs = append(probs, Problem{Severity: Warning, Code: CodeUnknownDestination, Column: c.Destination, Path: path,
-					Message: fmt.Sprintf("%s is not a standard %s column crmsync knows; it is checked against the live metadata before activation", c.Destination, dst.Table)})
+					Message: fmt.Sprintf("%s is not a standard %s column crmsync knows%s; it is checked against the live metadata before activation",
+						c.Destination, dst.Table, didYouMean(c.Destination, dst.columnNames()))})
 			default:
 				probs = append(probs, Problem{Severity: Error, Code: CodeUnknownDestination, Column: c.Destination, Path: path,
-					Message: fmt.Sprintf("Dataverse column %s.%s does not exist", dst.Table, c.Destination)})
+					Message: fmt.Sprintf("Dataverse column %s.%s does not exist%s", dst.Table, c.Destination, didYouMean(c.Destination, dst.columnNames()))})
 			}
 		}
 		if haveSrc {

@@ -514,7 +514,8 @@ func (c *Checker) mappings(sc *schemas, mappings []api.TableMapping, sfOK, dvOK 
 	}
 	switch {
 	case len(errs) > 0:
-		ch.Message = strings.Join(append(errs, warns...), "; ")
+		// The errors block activation; the caveats are listed apart, so the reason is not buried among them.
+		ch.Message, ch.Caveats = strings.Join(errs, "; "), warns
 	case !sfOK || !dvOK:
 		ch.OK, ch.Warning = true, true
 		ch.Message = "checked statically only (live schemas unavailable: " + unavailable(s, sfOK, dvOK) + ")"

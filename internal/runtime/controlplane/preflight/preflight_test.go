@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -190,6 +191,16 @@ func TestMappingErrorsFailWithTheirPathAndUnknownObjectsHaveNoTopic(t *testing.T
 	}
 	if c := checks["change_topics"]; c.OK || !strings.Contains(c.Message, "/data/Widget__ChangeEvent") {
 		t.Errorf("change_topics: ok=%v %s", c.OK, c.Message)
+	}
+	// Issue 16: the errors came mixed with the predefined mappings' length caveats in one message. The
+	// caveats are kept apart.
+	if strings.Contains(m.Message, "holds up to") {
+		t.Errorf("the failed check's message carries caveats among its errors: %s", m.Message)
+	}
+	if !slices.ContainsFunc(m.Caveats, func(c string) bool {
+		return strings.Contains(c, "LastName holds up to 80 characters but lastname takes 50")
+	}) {
+		t.Errorf("the length caveat is not listed apart: %q", m.Caveats)
 	}
 }
 
