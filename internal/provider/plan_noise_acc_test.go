@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -27,7 +28,10 @@ func duplicated(run tfRun) []string {
 // was only a warning although the control plane could check it.
 func TestAccTableMapping_planSaysWhatMattersOnce(t *testing.T) {
 	env := startSyncEnv(t, syncOptions{contacts: 20, accounts: 5, noSupervisor: true})
-	connector := env.providerBlock() + env.connectorHCL("acc-noise", env.sb.Info.Dataverse.TeamID)
+	// The Dataverse secret by reference: an inline one draws the connector's own (deliberate) warning on
+	// every plan.
+	connector := env.providerBlock() + env.connectorHCLWith("acc-noise", env.sb.Info.Dataverse.TeamID,
+		fmt.Sprintf("client_secret_file = %q", env.sb.Info.Dataverse.ClientSecretFile))
 	mapping := func(columns string) string {
 		return connector + `
 resource "crmsync_table_mapping" "contact" {
