@@ -105,7 +105,7 @@ from the command line. /status and /metrics are served only when --listen is giv
 			if err != nil {
 				return err
 			}
-			srv, addr, err := serveAgentHTTP(cmd.Context(), listen, a.Status, withPprof)
+			srv, addr, err := serveAgentHTTP(cmd.Context(), listen, a.ConnectorName(), a.Status, withPprof)
 			if err != nil {
 				return err
 			}
@@ -167,7 +167,12 @@ func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connecto
 			}
 			var addr string
 			var err error
-			if srv, addr, err = serveAgentHTTP(ctx, listen, e.Status, false); err != nil {
+			// The lease's configuration names the connector; an engine that cannot say labels with the ID.
+			name := connectorID
+			if n, ok := e.(interface{ ConnectorName() string }); ok && n.ConnectorName() != "" {
+				name = n.ConnectorName()
+			}
+			if srv, addr, err = serveAgentHTTP(ctx, listen, name, e.Status, false); err != nil {
 				logger.Error("cannot serve /status and /metrics", "err", err)
 				return
 			}
@@ -203,9 +208,9 @@ func apiToken(tokenFile string) (string, error) {
 	return "", usageError("a control plane API token is required: --token-file or CRMSYNC_TOKEN")
 }
 
-func serveAgentHTTP(ctx context.Context, listen string, status func() agent.Status, withPprof bool) (*http.Server, string, error) {
+func serveAgentHTTP(ctx context.Context, listen, connector string, status func() agent.Status, withPprof bool) (*http.Server, string, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agent.NewCollector(status))
+	reg.MustRegister(agent.NewCollector(connector, status))
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /status", func(w http.ResponseWriter, _ *http.Request) {

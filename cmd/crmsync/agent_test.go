@@ -20,7 +20,7 @@ import (
 func TestProfilerIsServedOnlyWithPprof(t *testing.T) {
 	status := func() agent.Status { return agent.Status{} }
 	for _, withPprof := range []bool{false, true} {
-		srv, addr, err := serveAgentHTTP(t.Context(), "127.0.0.1:0", status, withPprof)
+		srv, addr, err := serveAgentHTTP(t.Context(), "127.0.0.1:0", "test", status, withPprof)
 		if err != nil {
 			t.Fatal(err)
 		}

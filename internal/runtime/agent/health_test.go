@@ -39,7 +39,7 @@ func TestAPermanentErrorFailsTheTableWithTheFullReasonAndClearsWhenFixed(t *test
 	t.Logf("reported failed %s after the revocation: %q", time.Since(revoked).Round(time.Millisecond), tableStatus(r.a.Status(), "Contact").Reason)
 	// The metrics say so too.
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(agent.NewCollector(r.a.Status))
+	reg.MustRegister(agent.NewCollector(r.a.ConnectorName(), r.a.Status))
 	families, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
@@ -157,14 +159,103 @@ func TestMetricsCountRequestsAndConnectorsByState(t *testing.T) {
 	}
 	body := get(t, e, "/metrics")
 	for _, want := range []string{
-		`crmsync_api_requests_total{code="201",route="POST /v1/connectors"} 2`,
-		`crmsync_api_request_duration_seconds_count{code="200",route="PUT /v1/connectors/{id}/activation"} 1`,
+		`crmsync_http_requests_total{code="201",route="POST /v1/connectors"} 2`,
+		`crmsync_http_request_duration_seconds_count{code="200",route="PUT /v1/connectors/{id}/activation"} 1`,
 		`crmsync_connectors{state="deploying"} 1`,
 		`crmsync_connectors{state="inactive"} 1`,
 		`crmsync_connectors{state="streaming"} 0`,
+		`crmsync_connector_state{connector="m-a",state="deploying"} 1`,
+		`crmsync_connector_state{connector="m-b",state="inactive"} 1`,
+		`crmsync_connector_active{connector="m-a"} 1`,
+		`crmsync_agent_up{connector="m-a"} 0`,
+		`crmsync_build_info{`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %s", want)
+		}
+	}
+	// Issue 16: the agent's crmsync_api_calls_total and the control plane's crmsync_api_requests_total were
+	// easily confused; the HTTP API's are crmsync_http_*, the sync's crmsync_sync_api_*.
+	for _, gone := range []string{"crmsync_api_requests_total", "crmsync_api_request_duration_seconds", "crmsync_api_calls_total"} {
+		if strings.Contains(body, gone) {
+			t.Errorf("metrics still serve %s", gone)
+		}
+	}
+}
+
+// Issue 16: agents started by serve have no --listen, so no lag, dead-letter or throughput metric existed;
+// the control plane exported crmsync_connectors{state} only. It exports every connector's sync, from the
+// agents' reports, labelled by connector and table, under names the Prometheus linter accepts.
+func TestMetricsCoverEveryConnectorsSyncFromTheAgentsReports(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	a := e.createConnector(t, "m-sync")
+	e.createMapping(t, a.ID, "Contact")
+	if _, err := e.client.SetActivation(ctx, a.ID, true); err != nil {
+		t.Fatal(err)
+	}
+	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: a.ID, AgentID: "a", Host: "h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hist api.Histogram
+	for _, v := range []float64{0.03, 0.2, 0.2, 0.7, 12} {
+		hist.Observe(v)
+	}
+	now := e.clock.Now()
+	st := api.Status{State: api.PhaseStreaming, Revision: l.Revision, SalesforceCalls: 7, DataverseCalls: 9, Throttled: 2,
+		Calls: map[string]int64{"salesforce.bulk.create": 1, "salesforce.pubsub.subscribe": 1, "dataverse.requests": 9, "dataverse.upsert_multiple": 9, "dataverse.throttled": 2, "dataverse.retries": 3},
+		Tables: []api.TableStatus{{Table: "Contact", Destination: "contact", Phase: api.PhaseStreaming, LoadDone: 500, LoadTotal: 500,
+			Received: 510, Written: 505, DeadLettered: 3, Skipped: 2, LagSeconds: 1.5, ReplayAt: now.Add(-time.Hour),
+			LatencyHistogram: &hist, OutOfBand: &api.OutOfBandStatus{Detected: 4, Repaired: 1},
+			Reconcile: &api.ReconcileResult{StartedAt: now.Add(-time.Minute), FinishedAt: now.Add(-30 * time.Second), Missing: 1, Healed: 1}}}}
+	if _, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{Status: st}); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.AddDeadLetters(ctx, l.ID, []api.DeadLetter{{Table: "Contact", RecordID: "003000000000001AAA", Operation: "upsert", Code: "x", Reason: "r", At: now, FirstAt: now}}); err != nil {
+		t.Fatal(err)
+	}
+	body := get(t, e, "/metrics")
+	for _, want := range []string{
+		`crmsync_connector_state{connector="m-sync",state="streaming"} 1`,
+		`crmsync_agent_up{connector="m-sync"} 1`,
+		`crmsync_agent_heartbeat_age_seconds{connector="m-sync"} 0`,
+		`crmsync_records_total{connector="m-sync",outcome="written",table="Contact"} 505`,
+		`crmsync_records_total{connector="m-sync",outcome="dead_lettered",table="Contact"} 3`,
+		`crmsync_load_rows_done{connector="m-sync",table="Contact"} 500`,
+		`crmsync_load_rows_estimated{connector="m-sync",table="Contact"} 500`,
+		`crmsync_table_phase{connector="m-sync",phase="streaming",table="Contact"} 1`,
+		`crmsync_cdc_lag_seconds{connector="m-sync",table="Contact"} 1.5`,
+		`crmsync_cdc_latency_seconds_bucket{connector="m-sync",table="Contact",le="0.05"} 1`,
+		`crmsync_cdc_latency_seconds_bucket{connector="m-sync",table="Contact",le="0.25"} 3`,
+		`crmsync_cdc_latency_seconds_bucket{connector="m-sync",table="Contact",le="+Inf"} 5`,
+		`crmsync_cdc_latency_seconds_count{connector="m-sync",table="Contact"} 5`,
+		`crmsync_replay_age_seconds{connector="m-sync",table="Contact"} 3600`,
+		`crmsync_replay_retention_seconds{connector="m-sync",table="Contact"} 259200`,
+		`crmsync_dead_letters{connector="m-sync",table="Contact"} 1`,
+		`crmsync_out_of_band_edits_total{connector="m-sync",table="Contact"} 4`,
+		`crmsync_out_of_band_edits_repaired_total{connector="m-sync",table="Contact"} 1`,
+		`crmsync_reconcile_differences{connector="m-sync",kind="missing",table="Contact"} 1`,
+		`crmsync_reconcile_match{connector="m-sync",table="Contact"} 0`,
+		`crmsync_sync_api_calls_total{connector="m-sync",kind="bulk.create",side="salesforce"} 1`,
+		`crmsync_sync_api_calls_total{connector="m-sync",kind="upsert_multiple",side="dataverse"} 9`,
+		`crmsync_sync_api_throttled_total{connector="m-sync",side="dataverse"} 2`,
+		`crmsync_sync_api_retries_total{connector="m-sync",side="dataverse"} 3`,
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(body, `kind="requests"`) {
+		t.Error("the Dataverse request total is counted as a kind of call (it is their sum)")
+	}
+	problems, err := promlint.New(strings.NewReader(body)).Lint()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		if strings.HasPrefix(p.Metric, "crmsync_") {
+			t.Errorf("promlint: %s: %s", p.Metric, p.Text)
 		}
 	}
 }

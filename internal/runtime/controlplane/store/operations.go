@@ -230,3 +230,25 @@ func (s *SQLite) StatusHistory(ctx context.Context, connectorID string, since ti
 	}
 	return out, err
 }
+
+// DeadLetterCounts implements Store.
+func (s *SQLite) DeadLetterCounts(ctx context.Context, connectorID string) (map[string]int64, error) {
+	out := map[string]int64{}
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, `SELECT tbl, COUNT(*) FROM dead_letters WHERE connector_id = ? GROUP BY tbl`, connectorID)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var t string
+			var n int64
+			if err := rows.Scan(&t, &n); err != nil {
+				return err
+			}
+			out[t] = n
+		}
+		return rows.Err()
+	})
+	return out, err
+}

@@ -100,6 +100,8 @@ type Store interface {
 	// MarkDeadLettersForRetry sets the code of the selected dead letters to retry_requested (the agent
 	// retries them); DiscardDeadLetters deletes them. Both return how many were affected.
 	MarkDeadLettersForRetry(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
+	// DeadLetterCounts counts the connector's dead letters by table (for the metrics).
+	DeadLetterCounts(ctx context.Context, connectorID string) (map[string]int64, error)
 	DiscardDeadLetters(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
 
 	// Status: the last status an agent reported, with when. Its counters (records, calls, out-of-band edits,
