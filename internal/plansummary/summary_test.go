@@ -172,3 +172,39 @@ func TestSummarize_secretRotationAndReferences(t *testing.T) {
 		}
 	}
 }
+
+// A first apply: the new connector and its activation are the news, its tables are listed under it.
+func TestSummarize_newConnector(t *testing.T) {
+	conn := connector("", "prod", "6f1c2a9e-0b7d-4c1e-9a53-2f0d1c7e8b44", map[string]any{"environment_url": "https://acme.crm.dynamics.com"})
+	delete(conn, "id")
+	table := map[string]any{"source_table": "Contact", "destination_table": "contact"}
+	doc := planDoc(t,
+		rc("crmsync_connector.prod", []string{"create"}, nil, conn, map[string]any{"after_unknown": map[string]any{"id": true}}),
+		rc("crmsync_table_mapping.contact", []string{"create"}, nil, table, map[string]any{"after_unknown": map[string]any{"connector_id": true, "effective_columns": true}}),
+		rc("crmsync_activation.prod", []string{"create"}, nil, map[string]any{"wait_for": "initial_load"}, map[string]any{"after_unknown": map[string]any{"connector_id": true}}),
+	)
+	// The configuration ties the table and the activation to the connector whose ID is not known yet.
+	var p map[string]any
+	if err := json.Unmarshal(doc, &p); err != nil {
+		t.Fatal(err)
+	}
+	ref := func(addr string) map[string]any {
+		return map[string]any{"address": addr, "mode": "managed", "expressions": map[string]any{
+			"connector_id": map[string]any{"references": []any{"crmsync_connector.prod.id", "crmsync_connector.prod"}}}}
+	}
+	p["configuration"] = map[string]any{"root_module": map[string]any{"resources": []any{ref("crmsync_table_mapping.contact"), ref("crmsync_activation.prod")}}}
+	doc, _ = json.Marshal(p)
+	s, err := Summarize(t.Context(), doc, Options{Estimator: fixedEstimator{"Contact": 10}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := "Connector prod created; sync of prod starts."; s.Headline != want {
+		t.Errorf("headline = %q, want %q", s.Headline, want)
+	}
+	if len(s.Connectors) != 1 || len(s.Connectors[0].Tables) != 1 || s.Connectors[0].Activation == nil {
+		t.Fatalf("the table and the activation are not under the new connector:\n%s", s.Markdown())
+	}
+	if e := s.Connectors[0].Tables[0].Estimate; e == nil || e.Unknown != "the connector is created by this apply" {
+		t.Errorf("estimate of a new connector's table = %+v", e)
+	}
+}
