@@ -165,7 +165,11 @@ func printBackups(w io.Writer, bs []api.Backup) {
 		for _, t := range b.Tables {
 			tables = append(tables, fmt.Sprintf("%s %s", t.Table, groupDigits(t.Rows)))
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, b.ConnectorName, b.Trigger, b.State, groupDigits(b.Rows), byteSize(b.Bytes),
+		name := b.ConnectorName
+		if b.ConnectorDeleted {
+			name += " (deleted)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", b.ID, name, b.Trigger, b.State, groupDigits(b.Rows), byteSize(b.Bytes),
 			strings.Join(tables, ", "), b.CreatedAt.Local().Format("2006-01-02 15:04:05"))
 	}
 	_ = tw.Flush()
@@ -174,8 +178,9 @@ func printBackups(w io.Writer, bs []api.Backup) {
 func newBackupRestoreCommand() *cobra.Command {
 	var f apiFlags
 	var deleteCreated, noWait bool
+	var target string
 	cmd := &cobra.Command{
-		Use:   "restore BACKUP",
+		Use:   "restore BACKUP [--connector NAME]",
 		Short: "Roll the connector's Dataverse tables back to a backup",
 		Long: `Writes the backed-up rows back where they differ from what Dataverse holds now (rows restored; the others
 unchanged). With --delete-created it also deletes rows the sync created since the backup: rows the backup does
@@ -184,7 +189,11 @@ user created. Rows nobody synced are never touched (kept).
 
 The connector must be deactivated first; the restore is refused otherwise. It runs on the control plane; this
 command waits for it and prints what it changed. An interrupted restore (the control plane stopped) resumes
-from its last finished chunk when run again, and running a finished one again changes nothing more.`,
+from its last finished chunk when run again, and running a finished one again changes nothing more.
+
+Backups outlive their connector: after the connector was deleted (terraform destroy), 'crmsync backup list'
+still lists its backups, and --connector names another connector of the same Dataverse environment (one
+created again, say) to restore with; a connector of another environment is refused.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, err := f.client("backup")
@@ -192,11 +201,17 @@ from its last finished chunk when run again, and running a finished one again ch
 				return err
 			}
 			ctx := cmd.Context()
-			r, err := c.RestoreBackup(ctx, args[0], api.RestoreRequest{DeleteCreated: deleteCreated})
+			req := api.RestoreRequest{DeleteCreated: deleteCreated}
+			if target != "" {
+				if req.ConnectorID, err = resolveConnector(ctx, c, target); err != nil {
+					return err
+				}
+			}
+			r, err := c.RestoreBackup(ctx, args[0], req)
 			if err != nil {
 				var ce *client.Error
 				if errors.As(err, &ce) {
-					return errors.New(ce.Body.Message)
+					return withCode(exitCode(err), errors.New(ce.Body.Message))
 				}
 				return err
 			}
@@ -224,6 +239,7 @@ from its last finished chunk when run again, and running a finished one again ch
 	}
 	f.register(cmd)
 	cmd.Flags().BoolVar(&deleteCreated, "delete-created", false, "also delete rows the sync created since the backup")
+	cmd.Flags().StringVar(&target, "connector", "", "restore with this connector (name or ID) of the backup's Dataverse environment; needed when the backup's own was deleted")
 	cmd.Flags().BoolVar(&noWait, "no-wait", false, "return once the restore has started")
 	return cmd
 }

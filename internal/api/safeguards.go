@@ -38,6 +38,12 @@ type Backup struct {
 	Rows   int64         `json:"rows"`
 	Bytes  int64         `json:"bytes"`
 	Tables []BackupTable `json:"tables"`
+	// EnvironmentURL is the Dataverse environment the backup was taken of: it can be restored into any
+	// connector of that environment (its own, or another once it was deleted).
+	EnvironmentURL string `json:"environment_url,omitempty"`
+	// ConnectorDeleted says the connector the backup was taken of no longer exists; the backup stays, and
+	// is restored into another connector of the same environment.
+	ConnectorDeleted bool `json:"connector_deleted,omitempty"`
 	// Path is the backup's directory on the control plane's host.
 	Path        string     `json:"path"`
 	CreatedAt   time.Time  `json:"created_at"`
@@ -70,6 +76,10 @@ type RestoreRequest struct {
 	// key is the GUID of a Salesforce Id of the mapped object and that the connector's application user
 	// created). Rows nobody synced are never touched.
 	DeleteCreated bool `json:"delete_created,omitempty"`
+	// ConnectorID is the connector whose Dataverse environment is restored and whose credentials the restore
+	// uses: the backup's own by default; another connector of the same environment when that one was deleted
+	// (or to restore with another's credentials).
+	ConnectorID string `json:"connector_id,omitempty"`
 }
 
 // Restore states.

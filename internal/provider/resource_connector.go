@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/resourcevalidator"
@@ -557,6 +558,7 @@ func (r *connectorResource) ValidateConfig(ctx context.Context, req resource.Val
 // on every plan).
 func (r *connectorResource) ModifyPlan(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
 	if req.Plan.Raw.IsNull() {
+		r.warnDestroy(ctx, req, resp)
 		return
 	}
 	var sfPlan, sfState *salesforceModel
@@ -611,6 +613,63 @@ func (r *connectorResource) checkTeam(ctx context.Context, req resource.ModifyPl
 					". The apply would be refused: grant the privileges first, or deactivate the connector.")
 		}
 	}
+}
+
+// warnDestroy says, in the destroy plan, what destroying the connector does to the data and to its backups:
+// the synced rows stay, the sync's own state goes, the backups stay restorable.
+func (r *connectorResource) warnDestroy(ctx context.Context, req resource.ModifyPlanRequest, resp *resource.ModifyPlanResponse) {
+	if req.State.Raw.IsNull() {
+		return
+	}
+	var id, name types.String
+	var dv *dataverseModel
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("id"), &id)...)
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("name"), &name)...)
+	resp.Diagnostics.Append(req.State.GetAttribute(ctx, path.Root("dataverse"), &dv)...)
+	if resp.Diagnostics.HasError() {
+		return
+	}
+	env := ""
+	if dv != nil {
+		env = dv.EnvironmentURL.ValueString()
+	}
+	var backups []api.Backup
+	known := false
+	if r.data != nil && r.data.Client != nil && !id.IsNull() && !id.IsUnknown() {
+		if bs, err := r.data.Client.ListBackups(ctx, id.ValueString()); err == nil {
+			backups, known = bs, true
+		} else {
+			tflog.Debug(ctx, "listing the connector's backups for the destroy warning", map[string]any{"error": err.Error()})
+		}
+	}
+	resp.Diagnostics.AddWarning("Destroying the connector: what happens to the data and the backups", destroyMessage(name.ValueString(), env, backups, known))
+}
+
+// destroyMessage is the destroy plan's warning for a connector.
+func destroyMessage(name, env string, backups []api.Backup, known bool) string {
+	msg := fmt.Sprintf("Destroying connector %s stops its sync and deletes its configuration, mappings, checkpoints, dead letters and status "+
+		"history from the control plane. The rows it synced stay in Dataverse %s, no longer updated. A connector created again starts with a "+
+		"full initial load. ", name, env)
+	var complete []api.Backup
+	for _, b := range backups {
+		if b.State == api.BackupComplete {
+			complete = append(complete, b)
+		}
+	}
+	switch {
+	case !known:
+		msg += "Its backups, if any, stay on the control plane (crmsync backup list) and can be restored into a connector of the same " +
+			"Dataverse environment: crmsync backup restore BACKUP --connector NAME."
+	case len(complete) == 0:
+		msg += "It has no complete backup, so the Dataverse rows cannot be rolled back to their state before the sync afterwards; take one first " +
+			"with crmsync backup create " + name + " if that matters."
+	default:
+		newest := complete[0] // ListBackups is newest first
+		msg += fmt.Sprintf("Its %d backup(s) stay on the control plane and can still be restored into a connector of the same Dataverse "+
+			"environment, for a rollback: the newest is %s (%s, %d rows): crmsync backup restore %s --connector NAME.",
+			len(complete), newest.ID, newest.CreatedAt.UTC().Format(time.RFC3339), newest.Rows, newest.ID)
+	}
+	return msg
 }
 
 func teamChangeMessage(before, after string) string {

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/backup"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 )
 
@@ -72,7 +73,30 @@ func (s *Server) listBackups(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	gone := map[string]bool{}
+	for i := range bs {
+		if err := s.markDeleted(r.Context(), &bs[i], gone); err != nil {
+			return err
+		}
+	}
 	writeJSON(w, http.StatusOK, api.BackupList{Backups: bs})
+	return nil
+}
+
+// markDeleted sets a backup's ConnectorDeleted (known caches the connectors already looked up).
+func (s *Server) markDeleted(ctx context.Context, b *api.Backup, known map[string]bool) error {
+	gone, ok := known[b.ConnectorID]
+	if !ok {
+		_, err := s.cfg.Store.GetConnector(ctx, b.ConnectorID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			gone = true
+		case err != nil:
+			return err
+		}
+		known[b.ConnectorID] = gone
+	}
+	b.ConnectorDeleted = gone
 	return nil
 }
 
@@ -84,6 +108,9 @@ func (s *Server) getBackup(w http.ResponseWriter, r *http.Request) error {
 	b, err := s.cfg.Store.GetBackup(r.Context(), id)
 	if err != nil {
 		return storeError(err, "id")
+	}
+	if err := s.markDeleted(r.Context(), &b, map[string]bool{}); err != nil {
+		return err
 	}
 	writeJSON(w, http.StatusOK, b)
 	return nil
@@ -111,10 +138,11 @@ func (s *Server) restoreBackup(w http.ResponseWriter, r *http.Request) error {
 	if b.State != api.BackupComplete {
 		return errorf(http.StatusConflict, CodeConflict, "id", "backup %s is %s, not complete: only a complete backup can be restored", b.ID, b.State)
 	}
-	conn, err := s.cfg.Store.GetConnector(r.Context(), b.ConnectorID)
+	conn, err := s.restoreTarget(r.Context(), b, req.ConnectorID)
 	if err != nil {
-		return storeError(err, "id")
+		return err
 	}
+	req.ConnectorID = conn.ID
 	act, err := s.cfg.Store.GetActivation(r.Context(), conn.ID)
 	if err != nil {
 		return storeError(err, "id")
@@ -135,6 +163,59 @@ func (s *Server) restoreBackup(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusAccepted, rs)
 	return nil
+}
+
+// restoreTarget is the connector a backup is restored into: the one named, or the backup's own. A backup
+// outlives its connector, so the backup of a deleted one needs another connector of the same Dataverse
+// environment, whose credentials the restore uses.
+func (s *Server) restoreTarget(ctx context.Context, b api.Backup, named string) (api.Connector, error) {
+	env := backupEnvironment(b)
+	if named == "" {
+		conn, err := s.cfg.Store.GetConnector(ctx, b.ConnectorID)
+		if errors.Is(err, store.ErrNotFound) {
+			where := ""
+			if env != "" {
+				where = " (" + env + ")"
+			}
+			return conn, errorf(http.StatusConflict, CodeConflict, "connector_id",
+				"connector %s (%s), which backup %s was taken of, was deleted: name a connector of the same Dataverse environment%s to restore with, "+
+					"in connector_id (crmsync backup restore %s --connector NAME)", b.ConnectorName, b.ConnectorID, b.ID, where, b.ID)
+		}
+		if err != nil {
+			return conn, storeError(err, "id")
+		}
+		return conn, nil
+	}
+	if !store.ValidID(store.PrefixConnector, named) {
+		return api.Connector{}, invalid("connector_id", "%q is not a connector ID", truncate(named, 80))
+	}
+	conn, err := s.cfg.Store.GetConnector(ctx, named)
+	if err != nil {
+		return conn, storeError(err, "connector_id")
+	}
+	if env != "" && !sameEnvironment(env, conn.Dataverse.EnvironmentURL) {
+		return conn, invalid("connector_id", "connector %s syncs into %s, but backup %s was taken of %s: a backup is restored into its own environment only",
+			conn.Name, conn.Dataverse.EnvironmentURL, b.ID, env)
+	}
+	return conn, nil
+}
+
+// backupEnvironment is the Dataverse environment a backup was taken of: recorded with it, else (a backup
+// from before the field) in its manifest.
+func backupEnvironment(b api.Backup) string {
+	if b.EnvironmentURL != "" {
+		return b.EnvironmentURL
+	}
+	if m, err := backup.ReadManifest(b.Path); err == nil {
+		return m.EnvironmentURL
+	}
+	return ""
+}
+
+// sameEnvironment compares environment URLs as hosts do: without case or a trailing slash.
+func sameEnvironment(a, b string) bool {
+	norm := func(u string) string { return strings.TrimRight(strings.ToLower(strings.TrimSpace(u)), "/") }
+	return norm(a) == norm(b)
 }
 
 func (s *Server) getRestore(w http.ResponseWriter, r *http.Request) error {

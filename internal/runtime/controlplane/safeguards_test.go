@@ -3,6 +3,7 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -71,7 +72,11 @@ func (f *fakeSafeguards) StartRestore(ctx context.Context, b api.Backup, req api
 	f.mu.Lock()
 	f.restores = append(f.restores, req)
 	f.mu.Unlock()
-	r, err := f.st.CreateRestore(ctx, api.Restore{BackupID: b.ID, ConnectorID: b.ConnectorID, DeleteCreated: req.DeleteCreated}, "api")
+	target := b.ConnectorID
+	if req.ConnectorID != "" {
+		target = req.ConnectorID
+	}
+	r, err := f.st.CreateRestore(ctx, api.Restore{BackupID: b.ID, ConnectorID: target, DeleteCreated: req.DeleteCreated}, "api")
 	if err != nil {
 		return r, err
 	}
@@ -219,6 +224,62 @@ func TestRestoreIsRefusedWhileTheConnectorIsActive(t *testing.T) {
 	empty := e.createConnector(t, "empty")
 	if _, err := e.client.CreateBackup(ctx, empty.ID); !strings.Contains(conflictMessage(t, err), "no table mappings") {
 		t.Errorf("backup of a connector without mappings: %v", err)
+	}
+}
+
+// Issue 16: after `terraform destroy`, `crmsync backup restore bak_…` answered "no backup bak_…" although the
+// files were on disk: the backups were deleted with their connector. They stay listable and restore into a
+// connector of the same Dataverse environment, never another's.
+func TestBackupsOutliveTheirConnector(t *testing.T) {
+	f := &fakeSafeguards{instant: true}
+	e := newEnv(t, withSafeguards(f))
+	ctx := t.Context()
+	conn := e.createConnector(t, "destroyed")
+	e.createMapping(t, conn.ID, "Contact")
+	b, err := e.client.CreateBackup(ctx, conn.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.EnvironmentURL = conn.Dataverse.EnvironmentURL // as the backup manager records it
+	if err := f.st.UpdateBackup(ctx, *b); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.client.DeleteConnector(ctx, conn.ID); err != nil {
+		t.Fatal(err)
+	}
+
+	bs, err := e.client.ListBackups(ctx, "")
+	if err != nil || len(bs) != 1 || bs[0].ID != b.ID || !bs[0].ConnectorDeleted || bs[0].ConnectorName != "destroyed" {
+		t.Fatalf("backups after the connector's deletion: %+v, %v; want the backup, marked connector_deleted", bs, err)
+	}
+	if got, err := e.client.GetBackup(ctx, b.ID); err != nil || !got.ConnectorDeleted {
+		t.Fatalf("GET the backup: %+v, %v", got, err)
+	}
+	// Without a connector to restore with: a conflict that says what to do.
+	_, err = e.client.RestoreBackup(ctx, b.ID, api.RestoreRequest{})
+	if msg := conflictMessage(t, err); !strings.Contains(msg, "was deleted") || !strings.Contains(msg, "--connector") || !strings.Contains(msg, conn.Dataverse.EnvironmentURL) {
+		t.Errorf("restore without a connector: %q", msg)
+	}
+	// A connector of another environment is refused.
+	other := e.createConnector(t, "elsewhere")
+	spec := other.ConnectorSpec
+	spec.Dataverse.EnvironmentURL = "https://other.crm4.dynamics.com"
+	if _, err := e.client.UpdateConnector(ctx, other.ID, spec); err != nil {
+		t.Fatal(err)
+	}
+	var ce *client.Error
+	if _, err := e.client.RestoreBackup(ctx, b.ID, api.RestoreRequest{ConnectorID: other.ID}); !errors.As(err, &ce) || ce.Status != http.StatusBadRequest ||
+		!strings.Contains(ce.Body.Message, "restored into its own environment only") {
+		t.Errorf("restore into another environment: %v", err)
+	}
+	// The connector created again (same environment) restores it.
+	again := e.createConnector(t, "destroyed")
+	rs, err := e.client.RestoreBackup(ctx, b.ID, api.RestoreRequest{ConnectorID: again.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs.ConnectorID != again.ID || rs.BackupID != b.ID {
+		t.Errorf("restore %+v: want backup %s into connector %s", rs, b.ID, again.ID)
 	}
 }
 

@@ -129,7 +129,7 @@ func (m *Manager) Wait() { m.wg.Wait() }
 // StartBackup implements controlplane.Safeguards.
 func (m *Manager) StartBackup(ctx context.Context, conn api.Connector, trigger string, blocking bool) (api.Backup, error) {
 	b := api.Backup{ID: store.NewID(store.PrefixBackup), ConnectorID: conn.ID, ConnectorName: conn.Name, Revision: conn.Revision,
-		Trigger: trigger, State: api.BackupPending, Blocking: blocking, Tables: []api.BackupTable{}}
+		Trigger: trigger, State: api.BackupPending, Blocking: blocking, Tables: []api.BackupTable{}, EnvironmentURL: conn.Dataverse.EnvironmentURL}
 	b.Path = filepath.Join(m.cfg.DataDir, "backups", conn.ID, b.ID)
 	b, err := m.cfg.Store.CreateBackup(ctx, b, "api")
 	if err != nil {
@@ -294,7 +294,13 @@ func fill(b *api.Backup, m *backup.Manifest) {
 
 // StartRestore implements controlplane.Safeguards.
 func (m *Manager) StartRestore(ctx context.Context, b api.Backup, req api.RestoreRequest) (api.Restore, error) {
-	rs, err := m.cfg.Store.CreateRestore(ctx, api.Restore{BackupID: b.ID, ConnectorID: b.ConnectorID, DeleteCreated: req.DeleteCreated}, "api")
+	// The connector restored into: the backup's own, or the one the request names (the server checked it
+	// syncs into the backup's environment).
+	target := b.ConnectorID
+	if req.ConnectorID != "" {
+		target = req.ConnectorID
+	}
+	rs, err := m.cfg.Store.CreateRestore(ctx, api.Restore{BackupID: b.ID, ConnectorID: target, DeleteCreated: req.DeleteCreated}, "api")
 	if err != nil {
 		return rs, err
 	}
@@ -307,7 +313,7 @@ func (m *Manager) StartRestore(ctx context.Context, b api.Backup, req api.Restor
 }
 
 func (m *Manager) runRestore(ctx context.Context, rs api.Restore, b api.Backup) {
-	log := m.log.With("restore_id", rs.ID, "backup_id", b.ID, "connector_id", b.ConnectorID)
+	log := m.log.With("restore_id", rs.ID, "backup_id", b.ID, "connector_id", rs.ConnectorID)
 	id, created := rs.ID, rs.CreatedAt
 	record := func(r api.Restore) {
 		r.ID, r.CreatedAt = id, created
@@ -323,12 +329,12 @@ func (m *Manager) runRestore(ctx context.Context, rs api.Restore, b api.Backup) 
 		log.Error("restore failed", "err", err)
 		record(rs)
 	}
-	conn, err := m.cfg.Store.GetConnector(ctx, b.ConnectorID)
+	conn, err := m.cfg.Store.GetConnector(ctx, rs.ConnectorID)
 	if err != nil {
 		fail(err)
 		return
 	}
-	secrets, err := m.cfg.Store.ConnectorSecrets(ctx, b.ConnectorID)
+	secrets, err := m.cfg.Store.ConnectorSecrets(ctx, rs.ConnectorID)
 	if err != nil {
 		fail(err)
 		return

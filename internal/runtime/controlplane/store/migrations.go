@@ -102,6 +102,8 @@ CREATE INDEX audit_by_connector ON audit (connector_id, id);
 	migrationSafeguards,
 	// 3: the agents' counters across leases and the history of reports (operations.go).
 	migrationOperations,
+	// 4: backups and restores outlive their connector (operations.go).
+	migrationBackupsOutliveConnectors,
 }
 
 // SchemaVersion is the schema version this binary writes.

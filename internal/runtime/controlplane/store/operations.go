@@ -24,6 +24,39 @@ CREATE TABLE status_history (
 );
 `
 
+// migrationBackupsOutliveConnectors (schema version 4): backups and restores are no longer deleted with their
+// connector (the foreign keys cascaded): a destroyed connector's backups stay listable and restorable into
+// another connector of the same environment. SQLite cannot drop a foreign key, so both tables are rebuilt.
+const migrationBackupsOutliveConnectors = `
+CREATE TABLE backups_v4 (
+	id           TEXT PRIMARY KEY,
+	connector_id TEXT NOT NULL,           -- no foreign key: a backup outlives its connector
+	state        TEXT NOT NULL,
+	trigger_kind TEXT NOT NULL,
+	blocking     INTEGER NOT NULL,
+	data         TEXT NOT NULL,           -- api.Backup as JSON
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL
+);
+INSERT INTO backups_v4 SELECT id, connector_id, state, trigger_kind, blocking, data, created_at, updated_at FROM backups;
+DROP TABLE backups;
+ALTER TABLE backups_v4 RENAME TO backups;
+CREATE INDEX backups_by_connector ON backups (connector_id, created_at);
+CREATE TABLE restores_v4 (
+	id           TEXT PRIMARY KEY,
+	backup_id    TEXT NOT NULL,
+	connector_id TEXT NOT NULL,           -- the connector restored into; no foreign key, like backups
+	state        TEXT NOT NULL,
+	data         TEXT NOT NULL,           -- api.Restore as JSON
+	created_at   INTEGER NOT NULL,
+	updated_at   INTEGER NOT NULL
+);
+INSERT INTO restores_v4 SELECT id, backup_id, connector_id, state, data, created_at, updated_at FROM restores;
+DROP TABLE restores;
+ALTER TABLE restores_v4 RENAME TO restores;
+CREATE INDEX restores_by_connector ON restores (connector_id, created_at);
+`
+
 // History bounds: one point per HistoryInterval at most, kept for HistoryRetention (6 h at one point per 10 s
 // is 2,160 points, a few hundred KiB per connector).
 const (
@@ -251,4 +284,23 @@ func (s *SQLite) DeadLetterCounts(ctx context.Context, connectorID string) (map[
 		return rows.Err()
 	})
 	return out, err
+}
+
+// cancelBackupsOf cancels a deleted connector's unfinished backups (DeleteConnector's transaction).
+func cancelBackupsOf(ctx context.Context, tx *sql.Tx, connectorID string, now time.Time) error {
+	bs, err := listJSON[api.Backup](ctx, tx, "backup", `SELECT data FROM backups WHERE connector_id = ? AND state IN `+unfinishedBackup, connectorID)
+	if err != nil {
+		return err
+	}
+	for _, b := range bs {
+		b.State, b.Blocking, b.Error, b.UpdatedAt = api.BackupCancelled, false, "the connector was deleted before the backup finished", now
+		data, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE backups SET state = ?, blocking = 0, data = ?, updated_at = ? WHERE id = ?`, b.State, string(data), nanos(now), b.ID); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -498,7 +498,11 @@ func (s *SQLite) DeleteConnector(ctx context.Context, id string, actor string) e
 			return err
 		}
 		// The foreign keys cascade to mappings, revisions, activation, lease, status, checkpoints and dead
-		// letters.
+		// letters. Backups and restores stay (they are restored into another connector of the environment);
+		// a backup still running is cancelled, as there is no connector left to finish it with.
+		if err := cancelBackupsOf(ctx, tx, id, s.Now()); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM connectors WHERE id = ?`, id); err != nil {
 			return err
 		}
