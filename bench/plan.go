@@ -36,7 +36,7 @@ func (passingChecker) LiveSchemas(_ context.Context, _ api.Connector, _ store.Se
 
 // fakeAgents plays the agent of every active connector through the agent protocol, so activations see an
 // agent running their revision without 50 real agents on the machine.
-func fakeAgents(ctx context.Context, c *client.Client) {
+func fakeAgents(ctx context.Context, c, agent *client.Client) {
 	leases := map[string]*api.Lease{}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
@@ -58,9 +58,9 @@ func fakeAgents(ctx context.Context, c *client.Client) {
 			l := leases[conn.ID]
 			if l == nil || l.Revision < conn.Revision {
 				if l != nil {
-					_ = c.ReleaseLease(ctx, l.ID)
+					_ = agent.ReleaseLease(ctx, l.ID)
 				}
-				if l, err = c.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, AgentID: "bench-" + conn.ID, Host: "bench"}); err != nil {
+				if l, err = agent.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, Host: "bench"}); err != nil {
 					continue
 				}
 				leases[conn.ID] = l
@@ -69,7 +69,7 @@ func fakeAgents(ctx context.Context, c *client.Client) {
 				{Table: "Account", Destination: "account", Phase: api.PhaseStreaming},
 				{Table: "Contact", Destination: "contact", Phase: api.PhaseStreaming},
 			}}
-			if _, err := c.Heartbeat(ctx, l.ID, api.Heartbeat{Status: st}); errors.Is(err, client.ErrLeaseLost) {
+			if _, err := agent.Heartbeat(ctx, l.ID, api.Heartbeat{Status: st}); errors.Is(err, client.ErrLeaseLost) {
 				delete(leases, conn.ID)
 			}
 		}
@@ -189,14 +189,24 @@ func scenarioPlan(o options, n int) (*Result, error) {
 	defer hs.Close()
 	endpoint := "http://" + ln.Addr().String()
 
-	agents, err := client.New(client.Config{Endpoint: endpoint, Token: token, UserAgent: "bench-agents"})
+	// The fake agents read the connectors with the operator token and take leases with an agent identity of
+	// their own, as real agents do.
+	operator, err := client.New(client.Config{Endpoint: endpoint, Token: token, UserAgent: "bench-agents"})
+	if err != nil {
+		return nil, err
+	}
+	cred, err := st.CreateLocalAgent(context.Background(), "", "bench-agents", "bench")
+	if err != nil {
+		return nil, err
+	}
+	agents, err := client.New(client.Config{Endpoint: endpoint, Token: cred.Credential, UserAgent: "bench-agents"})
 	if err != nil {
 		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Add(1)
-	go func() { defer wg.Done(); fakeAgents(ctx, agents) }()
+	go func() { defer wg.Done(); fakeAgents(ctx, operator, agents) }()
 	defer func() { stop(); wg.Wait() }()
 
 	work := filepath.Join(dir, "tf")

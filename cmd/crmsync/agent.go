@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof" //nolint:gosec // G108: served only with --pprof, on our own mux, never on the default one
 	"os"
+	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -17,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/localstore"
@@ -35,7 +39,9 @@ func newAgentCommand() *cobra.Command {
 		logLevel     string
 		controlPlane string
 		connectorID  string
-		tokenFile    string
+		credFile     string
+		enrollFile   string
+		credFD       int
 		caFile       string
 		withPprof    bool
 		allowLoose   bool
@@ -55,8 +61,10 @@ Under a control plane (--control-plane, --connector): leases the connector throu
 (waiting while another live agent holds it), runs it at the lease's revision with checkpoints, dead letters
 and status kept by the control plane, and heartbeats. It drains, commits and exits 0 when the connector is
 deactivated or a newer revision is desired (the supervisor of crmsync serve then starts the new one), and
-exits non-zero at once when its lease is lost. The API token comes from --token-file or CRMSYNC_TOKEN, never
-from the command line. /status and /metrics are served only when --listen is given.`,
+exits non-zero at once when its lease is lost. It authenticates with an agent credential of its own, never the
+operator token: --credential-file (rotated at every start), created the first time by enrolling with
+--enroll-token-file (a single-use token from 'crmsync agents enroll-token' on the control plane's host).
+/status and /metrics are served only when --listen is given.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logFormat, logLevel)
@@ -76,7 +84,8 @@ from the command line. /status and /metrics are served only when --listen is giv
 				if len(allowHosts) > 0 {
 					return errors.New("--allow-host is for standalone mode; under a control plane the destination policy comes from it (crmsync serve --allow-host)")
 				}
-				return runRemoteAgent(cmd.Context(), logger, controlPlane, connectorID, tokenFile, caFile, listen, agentOptions(allowLoose))
+				return runRemoteAgent(cmd.Context(), logger, remoteFlags{endpoint: controlPlane, connectorID: connectorID, credFile: credFile,
+					enrollFile: enrollFile, credFD: credFD, caFile: caFile, listen: listen}, agentOptions(allowLoose))
 			}
 			if configFile == "" || stateDir == "" {
 				return errors.New("--config and --state-dir are required (or --control-plane and --connector)")
@@ -133,7 +142,10 @@ from the command line. /status and /metrics are served only when --listen is giv
 	f.StringVar(&listen, "listen", "127.0.0.1:9464", "address for /status and /metrics (port 0 picks one; under a control plane only when given)")
 	f.StringVar(&controlPlane, "control-plane", "", "control plane URL, e.g. https://crmsync.internal:8787 (control-plane mode)")
 	f.StringVar(&connectorID, "connector", "", "ID of the connector to run (control-plane mode)")
-	f.StringVar(&tokenFile, "token-file", "", "file holding the control plane API token (default: $CRMSYNC_TOKEN)")
+	f.StringVar(&credFile, "credential-file", "", "control-plane mode: the agent's credential (0600); rotated at every start")
+	f.StringVar(&enrollFile, "enroll-token-file", "", "control-plane mode: an enrollment token (crmsync agents enroll-token) exchanged for a credential into --credential-file when it does not exist yet")
+	f.IntVar(&credFD, "credential-fd", 0, "control-plane mode: read the credential from this inherited descriptor (crmsync serve's local agents)")
+	_ = f.MarkHidden("credential-fd")
 	f.StringVar(&caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
 	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
 	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
@@ -143,13 +155,19 @@ from the command line. /status and /metrics are served only when --listen is giv
 	return cmd
 }
 
-// runRemoteAgent is control-plane mode: remote.Run with a client built from the flags.
-func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connectorID, tokenFile, caFile, listen string, opts []agent.Option) error {
-	token, err := apiToken(tokenFile)
+// remoteFlags are the flags of control-plane mode.
+type remoteFlags struct {
+	endpoint, connectorID, credFile, enrollFile, caFile, listen string
+	credFD                                                      int
+}
+
+// runRemoteAgent is control-plane mode: remote.Run with a client holding the agent's own credential.
+func runRemoteAgent(ctx context.Context, logger *slog.Logger, f remoteFlags, opts []agent.Option) error {
+	cred, err := agentCredential(ctx, logger, f)
 	if err != nil {
 		return err
 	}
-	c, err := client.New(client.Config{Endpoint: endpoint, Token: token, CAFile: caFile, UserAgent: "crmsync-agent/" + version.Version})
+	c, err := client.New(client.Config{Endpoint: f.endpoint, Token: cred, CAFile: f.caFile, UserAgent: "crmsync-agent/" + version.Version})
 	if err != nil {
 		return err
 	}
@@ -160,25 +178,142 @@ func runRemoteAgent(ctx context.Context, logger *slog.Logger, endpoint, connecto
 		}
 	}()
 	return remote.Run(ctx, remote.Options{
-		Client: c, ConnectorID: connectorID, Logger: logger, AgentOptions: opts,
+		Client: c, ConnectorID: f.connectorID, Logger: logger, AgentOptions: opts,
 		OnStart: func(e remote.Engine) {
-			if listen == "" {
+			if f.listen == "" {
 				return
 			}
 			var addr string
 			var err error
 			// The lease's configuration names the connector; an engine that cannot say labels with the ID.
-			name := connectorID
+			name := f.connectorID
 			if n, ok := e.(interface{ ConnectorName() string }); ok && n.ConnectorName() != "" {
 				name = n.ConnectorName()
 			}
-			if srv, addr, err = serveAgentHTTP(ctx, listen, name, e.Status, false); err != nil {
+			if srv, addr, err = serveAgentHTTP(ctx, f.listen, name, e.Status, false); err != nil {
 				logger.Error("cannot serve /status and /metrics", "err", err)
 				return
 			}
-			logger.Info("agent started", "connector_id", connectorID, "http", "http://"+addr)
+			logger.Info("agent started", "connector_id", f.connectorID, "http", "http://"+addr)
 		},
 	})
+}
+
+// agentCredential finds the agent's credential: from the inherited descriptor (local agents of crmsync serve),
+// or from --credential-file, which it rotates first (the file is replaced atomically; until the new
+// credential is first used the old one still works, so a crash in between loses nothing), or by enrolling
+// with --enroll-token-file into a new --credential-file. The operator token is never an agent's credential.
+func agentCredential(ctx context.Context, logger *slog.Logger, f remoteFlags) (string, error) {
+	if f.credFD > 0 {
+		file := os.NewFile(uintptr(f.credFD), "credential")
+		if file == nil {
+			return "", fmt.Errorf("--credential-fd %d is not an open descriptor", f.credFD)
+		}
+		b, err := io.ReadAll(io.LimitReader(file, 4096))
+		_ = file.Close()
+		if err != nil {
+			return "", fmt.Errorf("reading the credential from descriptor %d: %w", f.credFD, err)
+		}
+		cred := strings.TrimSpace(string(b))
+		if cred == "" {
+			return "", fmt.Errorf("descriptor %d held no credential", f.credFD)
+		}
+		return cred, nil
+	}
+	if f.credFile == "" {
+		return "", errors.New("an agent credential is required: --credential-file (created by enrolling with --enroll-token-file; the operator token cannot run an agent)")
+	}
+	newClient := func(token string) (*client.Client, error) {
+		return client.New(client.Config{Endpoint: f.endpoint, Token: token, CAFile: f.caFile, UserAgent: "crmsync-agent/" + version.Version})
+	}
+	cred, err := readSecretFile("--credential-file", f.credFile)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && f.enrollFile != "":
+		token, err := readSecretFile("--enroll-token-file", f.enrollFile)
+		if err != nil {
+			return "", err
+		}
+		c, err := newClient(token)
+		if err != nil {
+			return "", err
+		}
+		host, _ := os.Hostname()
+		ac, err := c.Enroll(ctx, api.EnrollRequest{Name: "agent@" + sanitizeName(host), Host: host})
+		if err != nil {
+			return "", fmt.Errorf("enrolling with --enroll-token-file (a token works once and expires): %w", err)
+		}
+		if err := writeSecretFile(f.credFile, ac.Credential); err != nil {
+			return "", err
+		}
+		logger.Info("enrolled", "agent_id", ac.AgentID, "credential_file", f.credFile)
+		return ac.Credential, nil
+	case err != nil:
+		return "", err
+	}
+	// Rotate at every start: a credential lives no longer than the process that used it.
+	c, err := newClient(cred)
+	if err != nil {
+		return "", err
+	}
+	nc, err := c.RotateCredential(ctx)
+	if err != nil {
+		if errors.Is(err, client.ErrUnauthenticated) {
+			return "", fmt.Errorf("the credential in %s is refused (revoked?): enroll again: %w", f.credFile, err)
+		}
+		logger.Warn("rotating the agent credential failed; using the current one", "err", err)
+		return cred, nil
+	}
+	if err := writeSecretFile(f.credFile, nc.Credential); err != nil {
+		logger.Warn("saving the rotated credential failed; using the current one", "err", err)
+		return cred, nil
+	}
+	return nc.Credential, nil
+}
+
+// readSecretFile reads a credential file, refusing one group or others can read.
+func readSecretFile(flag, path string) (string, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+		return "", fmt.Errorf("%s %s has mode %04o: it must be readable by its owner only (chmod 600 %s)", flag, path, perm, path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	v := strings.TrimSpace(string(b))
+	if v == "" {
+		return "", fmt.Errorf("%s %s is empty", flag, path)
+	}
+	return v, nil
+}
+
+// writeSecretFile replaces a credential file atomically, 0600, its directory created 0700.
+func writeSecretFile(path, v string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".new"
+	if err := os.WriteFile(tmp, []byte(v+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// sanitizeName keeps the characters an agent name may hold.
+func sanitizeName(s string) string {
+	out := []rune{}
+	for _, r := range s {
+		if r < 128 && (r == '.' || r == '_' || r == '-' || r == ':' || r == '@' || r >= '0' && r <= '9' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z') {
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return "host"
+	}
+	return string(out)
 }
 
 // agentOptions turns the agent's flags into agent.New options.
@@ -189,18 +324,36 @@ func agentOptions(allowReadableSecretFiles bool) []agent.Option {
 	return nil
 }
 
-// apiToken reads the control plane API token from a file, or CRMSYNC_TOKEN.
+// apiTokens reads the operator tokens: every non-empty line of the file, or CRMSYNC_TOKEN.
+func apiTokens(tokenFile string) ([]string, error) {
+	if tokenFile == "" {
+		tok, err := apiToken("")
+		return []string{tok}, err
+	}
+	b, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("--token-file: %w", err)
+	}
+	var out []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, l)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--token-file %s is empty", tokenFile)
+	}
+	return out, nil
+}
+
+// apiToken reads the control plane API token from a file (its first line), or CRMSYNC_TOKEN.
 func apiToken(tokenFile string) (string, error) {
 	if tokenFile != "" {
-		b, err := os.ReadFile(tokenFile)
+		ts, err := apiTokens(tokenFile)
 		if err != nil {
-			return "", fmt.Errorf("--token-file: %w", err)
+			return "", err
 		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("--token-file %s is empty", tokenFile)
-		}
-		return tok, nil
+		return ts[0], nil
 	}
 	if tok := strings.TrimSpace(os.Getenv("CRMSYNC_TOKEN")); tok != "" {
 		return tok, nil

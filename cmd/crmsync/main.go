@@ -54,5 +54,6 @@ func newRootCommand() *cobra.Command {
 	root.AddCommand(newVersionCommand())
 	root.SetVersionTemplate("crmsync {{.Version}}\n")
 	markUsageErrors(root)
+	root.AddCommand(newAgentsCommand())
 	return root
 }

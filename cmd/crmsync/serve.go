@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -61,7 +63,10 @@ func newServeCommand() *cobra.Command {
 agents talk to, with its state in DIR (SQLite; inline secrets encrypted under DIR/secret.key), and a supervisor
 that starts a local 'crmsync agent' for every active connector and restarts it when it dies.
 
-The API token comes from --token-file or CRMSYNC_TOKEN; the service refuses to start without one. It refuses
+The operator token comes from --token-file (one token per line, all valid; SIGHUP re-reads the file, so a
+token rotates without a restart) or CRMSYNC_TOKEN; the service refuses to start without one. Agents do not
+use it: local agents get an identity of their own through an inherited pipe, remote agents enroll with a
+token from 'crmsync agents enroll-token', served on DATA_DIR/crmsync.sock. It refuses
 to listen on a non-loopback address without TLS (--tls-cert and --tls-key) unless --insecure-listen is given.
 SIGTERM or SIGINT stops it cleanly: agents drain and commit first, then the API stops.`,
 		Args: cobra.NoArgs,
@@ -74,7 +79,7 @@ SIGTERM or SIGINT stops it cleanly: agents drain and commit first, then the API 
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8787", "address of the API (port 0 picks one)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate (PEM) of the API")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key (PEM) of the API")
-	f.StringVar(&o.tokenFile, "token-file", "", "file holding the API token (default: $CRMSYNC_TOKEN)")
+	f.StringVar(&o.tokenFile, "token-file", "", "file holding the operator token(s), one per line; SIGHUP re-reads it (default: $CRMSYNC_TOKEN)")
 	f.BoolVar(&o.insecureListen, "insecure-listen", false, "allow plain HTTP on a non-loopback address (the token then crosses the network in clear)")
 	f.BoolVar(&o.localAgents, "local-agents", true, "start and supervise a local agent for every active connector (false: agents are started elsewhere)")
 	f.StringVar(&o.agentCAFile, "agent-ca-file", "", "CA certificate (PEM) local agents trust for the API (default: --tls-cert, for a self-signed certificate)")
@@ -135,6 +140,31 @@ func policies(o serveOptions) (policy.Hosts, policy.Refs, error) {
 	return policy.Hosts{Allow: o.allowHosts}, refs, nil
 }
 
+// SocketFile is the control plane's local socket inside its data directory.
+const SocketFile = "crmsync.sock"
+
+// serveAdmin serves the admin routes on DATA_DIR/crmsync.sock (mode 0600, in the 0700 data directory held
+// by this process: a socket left by a crashed serve is replaced).
+func serveAdmin(ctx context.Context, dataDir string, srv *controlplane.Server, logger *slog.Logger) (*http.Server, error) {
+	path := filepath.Join(dataDir, SocketFile)
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("removing a stale %s: %w", path, err)
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "unix", path)
+	if err != nil {
+		return nil, fmt.Errorf("the local socket %s: %w", path, err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		_ = ln.Close()
+		return nil, err
+	}
+	hs := &http.Server{Handler: srv.AdminHandler(), ReadHeaderTimeout: serveReadHeaderTimeout,
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	go func() { _ = hs.Serve(ln) }()
+	return hs, nil
+}
+
 // checkListen refuses plain HTTP on a non-loopback address unless insecure is set.
 func checkListen(listen string, tlsOn, insecure bool) error {
 	host, _, err := net.SplitHostPort(listen)
@@ -167,7 +197,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if fe := api.LeaseTTLBound.Check("--lease-ttl", o.leaseTTL); fe != nil || o.leaseTTL <= 0 {
 		return fmt.Errorf("--lease-ttl %s is out of range: it must be from %s to %s", o.leaseTTL, api.LeaseTTLBound.Min, api.LeaseTTLBound.Max)
 	}
-	token, err := apiToken(o.tokenFile)
+	tokens, err := apiTokens(o.tokenFile)
 	if err != nil {
 		return err
 	}
@@ -218,8 +248,18 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		if caFile == "" {
 			caFile = o.tlsCert
 		}
+		host, _ := os.Hostname()
 		sup = supervisor.New(supervisor.Config{
-			Store: st, ControlPlaneURL: agentURL, Token: token, CAFile: caFile, Logger: logger,
+			Store: st, ControlPlaneURL: agentURL, CAFile: caFile, Logger: logger,
+			// Each local agent process gets an identity of its own for its connector, revoked when it exits.
+			Credentials: func(ctx context.Context, connectorID string) (api.AgentCredential, error) {
+				return st.CreateLocalAgent(ctx, connectorID, "local:"+connectorID, host)
+			},
+			Revoke: func(ctx context.Context, agentID string) {
+				if err := st.RevokeAgent(ctx, agentID, "supervisor"); err != nil && !errors.Is(err, store.ErrNotFound) {
+					logger.Warn("revoking a local agent's identity", "agent_id", agentID, "err", err)
+				}
+			},
 			AgentArgs: []string{"--log-format", o.logFormat, "--log-level", o.logLevel},
 			// Local agents see only the variables the reference policy allows (and what a program needs).
 			Environ: refs.Environ,
@@ -249,7 +289,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	}
 
 	srv, err := controlplane.New(controlplane.Config{
-		Store: st, Token: token, Checker: checker, Deployer: deployer, Safeguards: safe, Logger: logger,
+		Store: st, Tokens: tokens, Checker: checker, Deployer: deployer, Safeguards: safe, Logger: logger,
 		LeaseTTL: o.leaseTTL, Version: version.Version, Hosts: hosts, Refs: refs,
 	})
 	if err != nil {
@@ -266,6 +306,33 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
+	// The local socket serves the admin routes (enrollment tokens, agent identities) to whoever can reach
+	// the data directory: `crmsync agents …` on this host.
+	adminSrv, err := serveAdmin(ctx, o.dataDir, srv, logger)
+	if err != nil {
+		_ = httpSrv.Close()
+		return err
+	}
+	defer adminSrv.Close()
+	// SIGHUP re-reads the token file: operator tokens rotate without a restart.
+	if o.tokenFile != "" {
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for range hup {
+				ts, err := apiTokens(o.tokenFile)
+				if err == nil {
+					err = srv.SetTokens(ts)
+				}
+				if err != nil {
+					logger.Error("reloading the token file: the current tokens stay valid", "err", err)
+					continue
+				}
+				logger.Info("token file reloaded", "tokens", len(ts))
+			}
+		}()
+	}
 	fmt.Fprintf(cmd.OutOrStdout(), "crmsync control plane listening on %s (data in %s)\n", url, o.dataDir)
 	logger.Info("control plane started", "url", url, "data_dir", o.dataDir, "local_agents", o.localAgents, "version", version.Version)
 

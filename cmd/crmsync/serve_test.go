@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -221,5 +223,97 @@ func TestASecondServeOnOneDataDirRefusesToStart(t *testing.T) {
 	err := runServeErr(t, "--data-dir", data, "--listen", "127.0.0.1:0", "--local-agents=false")
 	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("pid %d", os.Getpid())) {
 		t.Errorf("a second serve on %s: %v; want a refusal naming the holder's pid", data, err)
+	}
+}
+
+// Operator tokens rotate without a restart: --token-file may hold several tokens, and SIGHUP re-reads it.
+func TestServeReloadsItsTokenFileOnSIGHUP(t *testing.T) {
+	t.Setenv("CRMSYNC_TOKEN", "")
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "tokens")
+	if err := os.WriteFile(tokenFile, []byte("old-token-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	url, stop := startServe(t, "--data-dir", filepath.Join(dir, "data"), "--listen", "127.0.0.1:0", "--token-file", tokenFile, "--local-agents=false")
+	defer func() {
+		if err := stop(); err != nil {
+			t.Errorf("serve stopped with %v", err)
+		}
+	}()
+	works := func(tok string) bool {
+		c, err := client.New(client.Config{Endpoint: url, Token: tok, Timeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = c.ListConnectors(t.Context())
+		return err == nil
+	}
+	if !works("old-token-1") || works("new-token-2") {
+		t.Fatal("before the rotation: the old token must work and the new one not")
+	}
+	reload := func(content string, want func() bool, what string) {
+		t.Helper()
+		if err := os.WriteFile(tokenFile, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !want() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after SIGHUP: %s", what)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	reload("old-token-1\nnew-token-2\n", func() bool { return works("old-token-1") && works("new-token-2") }, "both tokens must work")
+	reload("new-token-2\n", func() bool { return !works("old-token-1") && works("new-token-2") }, "only the new token must work")
+}
+
+// `crmsync agents` reaches the control plane through the socket in its data directory: an enrollment token,
+// the identities, a revocation; the operator token has no part in it.
+func TestAgentsCommandsUseTheLocalSocket(t *testing.T) {
+	t.Setenv("CRMSYNC_TOKEN", "tok-agents")
+	data := filepath.Join(t.TempDir(), "data")
+	url, stop := startServe(t, "--data-dir", data, "--listen", "127.0.0.1:0", "--local-agents=false")
+	defer func() { _ = stop() }()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := newAgentsCommand()
+		var out, errOut bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errOut)
+		cmd.SetArgs(args)
+		if err := cmd.ExecuteContext(t.Context()); err != nil {
+			t.Fatalf("crmsync agents %v: %v\n%s", args, err, errOut.String())
+		}
+		return out.String()
+	}
+	token := strings.TrimSpace(run("enroll-token", "--data-dir", data, "--ttl", "10m"))
+	if !strings.HasPrefix(token, "enr_") {
+		t.Fatalf("enroll-token printed %q", token)
+	}
+	c, err := client.New(client.Config{Endpoint: url, Token: token, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := c.Enroll(t.Context(), api.EnrollRequest{Name: "by-hand"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out := run("list", "--data-dir", data); !strings.Contains(out, cred.AgentID) || !strings.Contains(out, "by-hand") {
+		t.Errorf("list does not show the agent:\n%s", out)
+	}
+	run("revoke", cred.AgentID, "--data-dir", data)
+	ag, err := client.New(client.Config{Endpoint: url, Token: cred.Credential, Timeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ag.RotateCredential(t.Context()); !errors.Is(err, client.ErrUnauthenticated) {
+		t.Errorf("a revoked credential still works: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(data, SocketFile)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("the socket: %v, %v; want mode 0600", fi.Mode(), err)
 	}
 }

@@ -321,9 +321,10 @@ type ErrorBody struct {
 // LeaseRequest asks for a connector's lease (POST /v1/agent/leases).
 type LeaseRequest struct {
 	ConnectorID string `json:"connector_id" crmsync:"required"`
-	AgentID     string `json:"agent_id" crmsync:"required"`
-	Host        string `json:"host" crmsync:"required"`
-	PID         int    `json:"pid,omitempty"`
+	// AgentID is the calling agent's identity, which its credential says already: empty, or that one.
+	AgentID string `json:"agent_id,omitempty"`
+	Host    string `json:"host" crmsync:"required"`
+	PID     int    `json:"pid,omitempty"`
 }
 
 // Lease grants an agent a connector at one revision until ExpiresAt; the agent renews it by heartbeat.

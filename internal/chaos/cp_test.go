@@ -150,7 +150,19 @@ func waitExit(cmd *exec.Cmd) {
 }
 
 // runAgents starts the agent and keeps one running (restarting it at once whenever it exits) until cleanup.
+// The agent enrolls once, with a token scoped to the connector from `crmsync agents enroll-token` (as an
+// operator would on the control plane's host); every start after that uses, and rotates, its credential file.
 func (e *cpEnv) runAgents() {
+	// In the control plane's mount namespace, when it has one: the socket is in its data directory.
+	args := append(append([]string(nil), e.serveWrap...), testenv.Crmsync(e.t), "agents", "enroll-token", "--data-dir", e.dataDir, "--connector", e.conn.ID)
+	out, err := exec.Command(args[0], args[1:]...).Output()
+	if err != nil {
+		e.t.Fatalf("crmsync agents enroll-token: %v", err)
+	}
+	enrollFile, credFile := filepath.Join(e.dir, "enroll-token"), filepath.Join(e.dir, "agent", "credential")
+	if err := os.WriteFile(enrollFile, out, 0o600); err != nil {
+		e.t.Fatal(err)
+	}
 	e.manager.Add(1)
 	go func() {
 		defer e.manager.Done()
@@ -167,7 +179,7 @@ func (e *cpEnv) runAgents() {
 				return
 			}
 			cmd := exec.Command(testenv.Crmsync(e.t), "agent", "--control-plane", "http://"+e.addr, "--connector", e.conn.ID,
-				"--token-file", filepath.Join(e.dir, "token"), "--log-level", "info")
+				"--credential-file", credFile, "--enroll-token-file", enrollFile, "--log-level", "info")
 			cmd.Stdout, cmd.Stderr = logf, logf
 			if err := cmd.Start(); err != nil {
 				e.mu.Unlock()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	apitypes "github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
@@ -32,6 +34,9 @@ type canaries struct {
 	sfSecret, dvSecret, token string
 	keyPEM                    []byte
 	keyChunk                  string // 48 characters of a line in the middle of the private key's base64 body
+	// The agent protocol's credentials: an enrollment token and the agent credentials it was exchanged for
+	// (enrolled, then rotated). Only their secret parts (after the ".") are searched: the IDs are public.
+	enrollSecret, agentSecret, rotatedSecret string
 }
 
 func newCanaries(t *testing.T) canaries {
@@ -48,7 +53,8 @@ func newCanaries(t *testing.T) canaries {
 
 func (c canaries) all() map[string]string {
 	return map[string]string{"Salesforce client secret": c.sfSecret, "Dataverse client secret": c.dvSecret,
-		"API token": c.token, "Salesforce private key": c.keyChunk}
+		"API token": c.token, "Salesforce private key": c.keyChunk, "enrollment token": c.enrollSecret,
+		"agent credential": c.agentSecret, "rotated agent credential": c.rotatedSecret}
 }
 
 // leaks lists the canaries found in text, by name.
@@ -209,8 +215,44 @@ func TestChaosSecretsNeverLeak(t *testing.T) {
 		_, _ = api.SetActivation(ctx, bad.ID, true) // preflight fails: dataverse credentials refused
 	}
 
+	// The agent protocol's credentials: an enrollment token made on this host through the local socket,
+	// exchanged for an agent identity, whose credential is rotated. The operator token reaches none of it,
+	// and no lease answer goes to it.
+	enrollOut, err := exec.Command(testenv.Crmsync(t), "agents", "enroll-token", "--data-dir", dataDir, "--connector", conns[0].ID).Output()
+	if err != nil {
+		t.Fatalf("crmsync agents enroll-token: %v", err)
+	}
+	enrollToken := strings.TrimSpace(string(enrollOut))
+	_, c.enrollSecret, _ = strings.Cut(enrollToken, ".")
+	enroller, err := client.New(client.Config{Endpoint: "http://" + addr, Token: enrollToken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	enrolled, err := enroller.Enroll(ctx, apitypes.EnrollRequest{Name: "chaos-canary", Host: "chaos"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c.agentSecret, _ = strings.Cut(enrolled.Credential, ".")
+	ag, err := client.New(client.Config{Endpoint: "http://" + addr, Token: enrolled.Credential})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := ag.RotateCredential(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, c.rotatedSecret, _ = strings.Cut(rotated.Credential, ".")
+	if _, err := ag.AcquireLease(ctx, apitypes.LeaseRequest{ConnectorID: conns[0].ID, Host: "chaos"}); !errors.Is(err, client.ErrConflict) {
+		t.Errorf("the enrolled agent took a lease a local agent holds: %v", err)
+	}
+
 	// Every API answer a user can get.
 	answers := apiAnswers(t, addr, c.token, api)
+	if out, err := exec.Command(testenv.Crmsync(t), "agents", "list", "--json", "--data-dir", dataDir).CombinedOutput(); err == nil {
+		answers["crmsync agents list --json"] = out
+	} else {
+		t.Errorf("crmsync agents list: %v\n%s", err, out)
+	}
 
 	// The store's files while it runs (database, WAL, shared memory), then as they rest on disk.
 	store := map[string][]byte{}
@@ -328,10 +370,28 @@ func apiAnswers(t *testing.T, addr, token string, api *client.Client) map[string
 	for _, p := range []string{"/v1/connectors", "/v1/audit?limit=1000", "/metrics", "/healthz", "/v1/backups"} {
 		get(p)
 	}
+	post := func(path string, body any) {
+		b, _ := json.Marshal(body)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, bytes.NewReader(b))
+		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		rb, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("POST %s with the operator token: %d, want 403", path, resp.StatusCode)
+		}
+		answers["POST "+path+" (operator token)"] = rb
+	}
 	for _, conn := range conns {
 		for _, p := range []string{"", "/status", "/activation", "/mappings", "/dead-letters"} {
 			get("/v1/connectors/" + conn.ID + p)
 		}
+		// The lease route, which hands an agent its connector's secrets, to the operator token (403).
+		post("/v1/agent/leases", apitypes.LeaseRequest{ConnectorID: conn.ID, Host: "operator"})
 	}
 	cli := exec.Command(testenv.Crmsync(t), "status", "--json")
 	cli.Env = append(os.Environ(), "CRMSYNC_TOKEN="+token, "CRMSYNC_ENDPOINT=http://"+addr)

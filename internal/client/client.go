@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -56,6 +57,8 @@ func (e *Error) Is(target error) bool {
 		return e.Body.Code == "conflict"
 	case ErrPreflightFailed:
 		return e.Body.Code == "preflight_failed"
+	case ErrForbidden:
+		return e.Body.Code == "forbidden"
 	}
 	return false
 }
@@ -67,13 +70,18 @@ var (
 	ErrLeaseLost       = errors.New("lease lost")
 	ErrConflict        = errors.New("conflict")
 	ErrPreflightFailed = errors.New("preflight failed")
+	ErrForbidden       = errors.New("forbidden")
 )
 
 // Config configures a Client.
 type Config struct {
 	Endpoint string // e.g. https://crmsync.internal:8787
-	Token    string
-	CAFile   string
+	// Token is the bearer credential: the operator token, an agent credential or an enrollment token.
+	Token string
+	// UnixSocket, when set, reaches the control plane through its local socket (DATA_DIR/crmsync.sock), where
+	// the admin routes are served without a token; Endpoint is then only the URLs' base.
+	UnixSocket string
+	CAFile     string
 	// Timeout bounds one request; 30 s when zero.
 	Timeout time.Duration
 	// UserAgent names the caller (terraform-provider-crmsync/1.2.3, crmsync-agent/...).
@@ -93,7 +101,7 @@ func New(cfg Config) (*Client, error) {
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("endpoint %q must be an http:// or https:// URL", cfg.Endpoint)
 	}
-	if cfg.Token == "" {
+	if cfg.Token == "" && cfg.UnixSocket == "" {
 		return nil, errors.New("a control plane API token is required")
 	}
 	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
@@ -117,6 +125,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg
+	if sock := cfg.UnixSocket; sock != "" {
+		tr.Proxy = nil
+		tr.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", sock)
+		}
+	}
 	return &Client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}, nil
 }
 
@@ -145,7 +160,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+		if c.cfg.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+		}
 		req.Header.Set("Accept", "application/json")
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
@@ -450,4 +467,34 @@ func (c *Client) RetryableDeadLetters(ctx context.Context, leaseID, table, code 
 // ResolveDeadLetter calls POST /v1/agent/leases/{id}/dead-letters/resolve.
 func (c *Client) ResolveDeadLetter(ctx context.Context, leaseID string, r api.ResolveRequest) error {
 	return c.do(ctx, http.MethodPost, "/v1/agent/leases/"+esc(leaseID)+"/dead-letters/resolve", r, nil)
+}
+
+// Enroll exchanges the client's enrollment token for an agent identity and its credential.
+func (c *Client) Enroll(ctx context.Context, req api.EnrollRequest) (*api.AgentCredential, error) {
+	var out api.AgentCredential
+	return &out, c.do(ctx, http.MethodPost, "/v1/agent/enroll", req, &out)
+}
+
+// RotateCredential issues the calling agent a new credential (the current one works until the new one is
+// first used).
+func (c *Client) RotateCredential(ctx context.Context) (*api.AgentCredential, error) {
+	var out api.AgentCredential
+	return &out, c.do(ctx, http.MethodPost, "/v1/agent/credential", struct{}{}, &out)
+}
+
+// CreateEnrollment creates an enrollment token (local socket only).
+func (c *Client) CreateEnrollment(ctx context.Context, req api.EnrollmentRequest) (*api.Enrollment, error) {
+	var out api.Enrollment
+	return &out, c.do(ctx, http.MethodPost, "/v1/admin/enrollments", req, &out)
+}
+
+// ListAgents lists the agent identities (local socket only).
+func (c *Client) ListAgents(ctx context.Context) ([]api.AgentIdentity, error) {
+	var out api.AgentList
+	return out.Agents, c.do(ctx, http.MethodGet, "/v1/admin/agents", nil, &out)
+}
+
+// RevokeAgent deletes an agent identity and its leases (local socket only).
+func (c *Client) RevokeAgent(ctx context.Context, id string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/admin/agents/"+esc(id), nil, nil)
 }

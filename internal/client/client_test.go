@@ -19,7 +19,7 @@ const token = "client-test-token"
 
 // controlPlane runs a real control plane (SQLite in a temporary directory, no checker, no deployer) on a
 // loopback test server.
-func controlPlane(t *testing.T) string {
+func controlPlane(t *testing.T) (string, *store.SQLite) {
 	t.Helper()
 	st, err := store.OpenSQLite(t.TempDir())
 	if err != nil {
@@ -33,7 +33,17 @@ func controlPlane(t *testing.T) string {
 	}
 	hs := httptest.NewServer(srv.Handler())
 	t.Cleanup(hs.Close)
-	return hs.URL
+	return hs.URL, st
+}
+
+// agentClient is a client with a new agent identity's credential.
+func agentClient(t *testing.T, url string, st *store.SQLite, name string) *client.Client {
+	t.Helper()
+	cred, err := st.CreateLocalAgent(t.Context(), "", name, "h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return newClient(t, url, cred.Credential)
 }
 
 func newClient(t *testing.T, endpoint, tok string) *client.Client {
@@ -55,7 +65,7 @@ func connector(name string) api.ConnectorSpec {
 }
 
 func TestRefusalsMatchTheSentinelErrors(t *testing.T) {
-	url := controlPlane(t)
+	url, st := controlPlane(t)
 	c := newClient(t, url, token)
 	ctx := t.Context()
 
@@ -88,11 +98,16 @@ func TestRefusalsMatchTheSentinelErrors(t *testing.T) {
 		t.Errorf("activation: %+v, %v", a, err)
 	}
 
-	lease, err := c.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, AgentID: "agent-1", Host: "h"})
+	if _, err := c.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, Host: "h"}); !errors.Is(err, client.ErrForbidden) {
+		t.Errorf("the operator token on the agent protocol: %v, want ErrForbidden", err)
+	}
+	operator := c
+	c = agentClient(t, url, st, "agent-1")
+	lease, err := c.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, AgentID: "agent-2", Host: "h"}); !errors.Is(err, client.ErrConflict) {
+	if _, err := agentClient(t, url, st, "agent-2").AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, Host: "h"}); !errors.Is(err, client.ErrConflict) {
 		t.Errorf("held lease: %v, want ErrConflict", err)
 	}
 	cp, err := c.Checkpoint(ctx, lease.ID, "Contact")
@@ -117,6 +132,7 @@ func TestRefusalsMatchTheSentinelErrors(t *testing.T) {
 	if _, err := c.Heartbeat(ctx, lease.ID, api.Heartbeat{}); !errors.Is(err, client.ErrLeaseLost) {
 		t.Errorf("heartbeat on a released lease: %v, want ErrLeaseLost", err)
 	}
+	c = operator
 	found, err := c.FindConnector(ctx, "sentinels")
 	if err != nil || found.ID != conn.ID {
 		t.Errorf("find: %+v, %v", found, err)

@@ -86,7 +86,11 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 			t.Fatal(err)
 		}
 		sup := supervisor.New(supervisor.Config{
-			Store: st, ControlPlaneURL: hs.URL, Token: accToken, Binary: testenv.Crmsync(t),
+			Store: st, ControlPlaneURL: hs.URL, Binary: testenv.Crmsync(t),
+			Credentials: func(ctx context.Context, connectorID string) (api.AgentCredential, error) {
+				return st.CreateLocalAgent(ctx, connectorID, "local:"+connectorID, "acc")
+			},
+			Revoke: func(ctx context.Context, agentID string) { _ = st.RevokeAgent(ctx, agentID, "supervisor") },
 			Output: logf, ReconcileInterval: time.Second, StopTimeout: 15 * time.Second, Backoff: 500 * time.Millisecond,
 		})
 		deployer = sup

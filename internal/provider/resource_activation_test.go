@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
@@ -375,7 +376,15 @@ func (a *scriptedAgent) status(rev int64) api.Status {
 
 // run plays the agent of the named connector until ctx ends.
 func (a *scriptedAgent) run(ctx context.Context, name string) {
-	c := a.env.Client
+	c := a.env.Client // the operator's: finding the connector
+	cred, err := a.env.Store.CreateLocalAgent(ctx, "", "scripted", "test")
+	if err != nil {
+		panic(err)
+	}
+	ag, err := client.New(client.Config{Endpoint: a.env.URL, Token: cred.Credential}) // the agent's own credential
+	if err != nil {
+		panic(err)
+	}
 	pause := func() bool {
 		select {
 		case <-ctx.Done():
@@ -392,17 +401,17 @@ func (a *scriptedAgent) run(ctx context.Context, name string) {
 		if act, err := c.GetActivation(ctx, conn.ID); err != nil || !act.Active {
 			continue
 		}
-		lease, err := c.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, AgentID: "scripted", Host: "test"})
+		lease, err := ag.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, Host: "test"})
 		if err != nil {
 			continue
 		}
 		for pause() {
-			hb, err := c.Heartbeat(ctx, lease.ID, api.Heartbeat{Status: a.status(lease.Revision)})
+			hb, err := ag.Heartbeat(ctx, lease.ID, api.Heartbeat{Status: a.status(lease.Revision)})
 			if err != nil {
 				break
 			}
 			if !hb.Active { // deactivated: release, as an agent drains and exits
-				_ = c.ReleaseLease(ctx, lease.ID)
+				_ = ag.ReleaseLease(ctx, lease.ID)
 				break
 			}
 		}

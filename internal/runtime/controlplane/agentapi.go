@@ -23,9 +23,15 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 	if !store.ValidID(store.PrefixConnector, req.ConnectorID) {
 		return invalid("connector_id", "%q is not a connector ID", truncate(req.ConnectorID, 80))
 	}
-	if err := matches("agent_id", req.AgentID, maxAgentID, agentIDRe, true, "an agent ID of letters, digits and . _ : @ -"); err != nil {
-		return err
+	// The lease is the calling identity's: a lease answer carries the connector's secrets to it alone.
+	me := principalOf(r).agent
+	if req.AgentID != "" && req.AgentID != me.ID {
+		return invalid("agent_id", "agent_id %q is not the calling agent's identity (%s); leave it out", truncate(req.AgentID, 80), me.ID)
 	}
+	if me.ConnectorID != "" && me.ConnectorID != req.ConnectorID {
+		return errorf(http.StatusForbidden, CodeForbidden, "connector_id", "this agent was enrolled for connector %s only", me.ConnectorID)
+	}
+	req.AgentID = me.ID
 	if err := text("host", req.Host, maxHost, false); err != nil {
 		return err
 	}
@@ -44,7 +50,7 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixLease)
+	id, err := s.ownLease(r)
 	if err != nil {
 		return err
 	}
@@ -72,7 +78,7 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixLease)
+	id, err := s.ownLease(r)
 	if err != nil {
 		return err
 	}
@@ -83,8 +89,8 @@ func (s *Server) releaseLease(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func leaseAndTable(r *http.Request) (string, string, error) {
-	id, err := pathID(r, store.PrefixLease)
+func (s *Server) leaseAndTable(r *http.Request) (string, string, error) {
+	id, err := s.ownLease(r)
 	if err != nil {
 		return "", "", err
 	}
@@ -96,7 +102,7 @@ func leaseAndTable(r *http.Request) (string, string, error) {
 }
 
 func (s *Server) loadCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	id, table, err := leaseAndTable(r)
+	id, table, err := s.leaseAndTable(r)
 	if err != nil {
 		return err
 	}
@@ -113,7 +119,7 @@ func (s *Server) loadCheckpoint(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) saveCheckpoint(w http.ResponseWriter, r *http.Request) error {
-	id, table, err := leaseAndTable(r)
+	id, table, err := s.leaseAndTable(r)
 	if err != nil {
 		return err
 	}
@@ -199,7 +205,7 @@ func validateCheckpoint(cp *api.Checkpoint) error {
 const maxIntents = 64
 
 func (s *Server) addDeadLetters(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixLease)
+	id, err := s.ownLease(r)
 	if err != nil {
 		return err
 	}
@@ -223,7 +229,7 @@ func (s *Server) addDeadLetters(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Server) retryableDeadLetters(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixLease)
+	id, err := s.ownLease(r)
 	if err != nil {
 		return err
 	}
@@ -256,7 +262,7 @@ func (s *Server) retryableDeadLetters(w http.ResponseWriter, r *http.Request) er
 }
 
 func (s *Server) resolveDeadLetter(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixLease)
+	id, err := s.ownLease(r)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,11 @@ func (e *env) raw(t *testing.T, method, path string, body []byte, header map[str
 	if err != nil {
 		t.Fatal(err)
 	}
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	tok := testToken
+	if strings.HasPrefix(path, "/v1/agent/") {
+		tok = e.credential(t, "raw-agent") // the agent protocol takes an agent credential
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range header {
 		if v == "" {
@@ -67,7 +71,7 @@ func TestEveryRouteButHealthRequiresTheToken(t *testing.T) {
 			"token alone": {"Authorization": testToken},
 		} {
 			status, body, h := e.raw(t, rt.method, path, []byte(`{}`), hdr)
-			if rt.public {
+			if rt.role == rolePublic {
 				if status != http.StatusOK {
 					t.Errorf("%s %s with a %s token: %d, want 200 (public)", rt.method, path, name, status)
 				}

@@ -107,7 +107,7 @@ func TestSecretsAreWriteOnly(t *testing.T) {
 		t.Errorf("preflight got secrets %v", e.checker.secrets)
 	}
 	e.checker.mu.Unlock()
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "a1", Host: "h"})
+	l, err := e.acquire(t, "a1", api.LeaseRequest{ConnectorID: c.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +139,7 @@ func TestASecretGivenByReferenceReplacesTheStoredOne(t *testing.T) {
 		t.Errorf("after moving to a reference: secrets_set %v, dataverse %+v", up.SecretsSet, up.Dataverse)
 	}
 	e.createMapping(t, c.ID, "Account")
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "a1", Host: "h"})
+	l, err := e.acquire(t, "a1", api.LeaseRequest{ConnectorID: c.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -252,55 +252,55 @@ func TestAStaleLeaseCannotWriteAfterANewAgentTookOver(t *testing.T) {
 	ctx := t.Context()
 	c := e.createConnector(t, "fenced")
 	e.createMapping(t, c.ID, "Contact")
-	a, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "agent-a", Host: "host-a"})
+	a, err := e.acquire(t, "agent-a", api.LeaseRequest{ConnectorID: c.ID, Host: "host-a"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.SaveCheckpoint(ctx, a.ID, api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{1}}); err != nil {
+	if err := e.by(a.ID).SaveCheckpoint(ctx, a.ID, api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{1}}); err != nil {
 		t.Fatal(err)
 	}
 	// While A's lease lives, B waits.
-	if _, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "agent-b", Host: "host-b"}); !errors.Is(err, client.ErrConflict) {
+	if _, err := e.acquire(t, "agent-b", api.LeaseRequest{ConnectorID: c.ID, Host: "host-b"}); !errors.Is(err, client.ErrConflict) {
 		t.Fatalf("B acquired a held lease: %v", err)
 	}
 	e.clock.Advance(11 * time.Second) // A stops renewing
-	b, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "agent-b", Host: "host-b"})
+	b, err := e.acquire(t, "agent-b", api.LeaseRequest{ConnectorID: c.ID, Host: "host-b"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cp, err := e.client.Checkpoint(ctx, b.ID, "Contact")
+	cp, err := e.by(b.ID).Checkpoint(ctx, b.ID, "Contact")
 	if err != nil || cp == nil || !bytes.Equal(cp.ReplayID, []byte{1}) {
 		t.Fatalf("B reads %+v, %v; want A's checkpoint", cp, err)
 	}
-	if err := e.client.SaveCheckpoint(ctx, b.ID, api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{2}}); err != nil {
+	if err := e.by(b.ID).SaveCheckpoint(ctx, b.ID, api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{2}}); err != nil {
 		t.Fatal(err)
 	}
 	// A wakes up: every write and renewal is refused.
 	for name, err := range map[string]error{
-		"checkpoint": e.client.SaveCheckpoint(ctx, a.ID, api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{1}}),
-		"dead letters": e.client.AddDeadLetters(ctx, a.ID, []api.DeadLetter{{Table: "Contact", RecordID: "003000000000001AAA",
+		"checkpoint": e.by(a.ID).SaveCheckpoint(ctx, a.ID, api.Checkpoint{Table: "Contact", Phase: "streaming", ReplayID: []byte{1}}),
+		"dead letters": e.by(a.ID).AddDeadLetters(ctx, a.ID, []api.DeadLetter{{Table: "Contact", RecordID: "003000000000001AAA",
 			Operation: "upsert", Code: "x", At: e.clock.Now()}}),
-		"resolve": e.client.ResolveDeadLetter(ctx, a.ID, api.ResolveRequest{Table: "Contact", RecordID: "003000000000001AAA", Before: e.clock.Now()}),
+		"resolve": e.by(a.ID).ResolveDeadLetter(ctx, a.ID, api.ResolveRequest{Table: "Contact", RecordID: "003000000000001AAA", Before: e.clock.Now()}),
 	} {
 		if !errors.Is(err, client.ErrLeaseLost) {
 			t.Errorf("stale %s write: %v, want lease lost", name, err)
 		}
 	}
-	if _, err := e.client.Heartbeat(ctx, a.ID, api.Heartbeat{}); !errors.Is(err, client.ErrLeaseLost) {
+	if _, err := e.by(a.ID).Heartbeat(ctx, a.ID, api.Heartbeat{}); !errors.Is(err, client.ErrLeaseLost) {
 		t.Errorf("stale heartbeat: %v, want lease lost", err)
 	}
-	if _, err := e.client.Checkpoint(ctx, a.ID, "Contact"); !errors.Is(err, client.ErrLeaseLost) {
+	if _, err := e.by(a.ID).Checkpoint(ctx, a.ID, "Contact"); !errors.Is(err, client.ErrLeaseLost) {
 		t.Errorf("stale checkpoint read: %v, want lease lost", err)
 	}
-	cp, err = e.client.Checkpoint(ctx, b.ID, "Contact")
+	cp, err = e.by(b.ID).Checkpoint(ctx, b.ID, "Contact")
 	if err != nil || !bytes.Equal(cp.ReplayID, []byte{2}) {
 		t.Errorf("B's checkpoint is %+v, %v; want B's own", cp, err)
 	}
 	// A stale release does not end B's lease.
-	if err := e.client.ReleaseLease(ctx, a.ID); err != nil {
+	if err := e.by(a.ID).ReleaseLease(ctx, a.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := e.client.Heartbeat(ctx, b.ID, api.Heartbeat{}); err != nil {
+	if _, err := e.by(b.ID).Heartbeat(ctx, b.ID, api.Heartbeat{}); err != nil {
 		t.Errorf("B lost its lease to A's release: %v", err)
 	}
 }
@@ -309,12 +309,12 @@ func TestAnExpiredLeaseNotTakenOverRenews(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.LeaseTTL = 10 * time.Second })
 	ctx := t.Context()
 	c := e.createConnector(t, "reattach")
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "agent-a", Host: "h"})
+	l, err := e.acquire(t, "agent-a", api.LeaseRequest{ConnectorID: c.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(time.Minute) // the control plane was down; nobody took the connector meanwhile
-	hb, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: "streaming", Revision: l.Revision}})
+	hb, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: "streaming", Revision: l.Revision}})
 	if err != nil {
 		t.Fatalf("the agent could not re-attach: %v", err)
 	}
@@ -475,7 +475,7 @@ func TestDeletingAnActiveConnectorDeactivatesItFirst(t *testing.T) {
 	if _, err := e.client.SetActivation(ctx, c.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "a", Host: "h"})
+	l, err := e.acquire(t, "a", api.LeaseRequest{ConnectorID: c.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -489,7 +489,7 @@ func TestDeletingAnActiveConnectorDeactivatesItFirst(t *testing.T) {
 	if len(entries) < 2 || entries[0].Action != "connector.delete" || entries[1].Action != "connector.deactivate" {
 		t.Errorf("audit: %+v; want deactivate, then delete", entries)
 	}
-	if _, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{}); !errors.Is(err, client.ErrLeaseLost) {
+	if _, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{}); !errors.Is(err, client.ErrLeaseLost) {
 		t.Errorf("the agent of a deleted connector heartbeats: %v", err)
 	}
 	if act, err := e.store.ListActive(ctx); err != nil || len(act) != 0 {
@@ -549,7 +549,7 @@ func TestDeadLettersCanBeRetriedAndDiscarded(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	c := e.createConnector(t, "dl")
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "a", Host: "h"})
+	l, err := e.acquire(t, "a", api.LeaseRequest{ConnectorID: c.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -559,12 +559,12 @@ func TestDeadLettersCanBeRetriedAndDiscarded(t *testing.T) {
 		dls = append(dls, api.DeadLetter{Table: "Contact", RecordID: fmt.Sprintf("0030000000000%02dAAA", i), Operation: "upsert", Code: "0x8004", Reason: "refused", At: now, FirstAt: now})
 	}
 	dls = append(dls, api.DeadLetter{Table: "Account", RecordID: "001000000000001AAA", Operation: "upsert", Code: "0x8004", Reason: "refused", At: now, FirstAt: now})
-	if err := e.client.AddDeadLetters(ctx, l.ID, dls); err != nil {
+	if err := e.by(l.ID).AddDeadLetters(ctx, l.ID, dls); err != nil {
 		t.Fatal(err)
 	}
 	// The same record again counts an attempt and keeps its first failure.
 	later := now.Add(time.Minute)
-	if err := e.client.AddDeadLetters(ctx, l.ID, []api.DeadLetter{{Table: "Contact", RecordID: dls[0].RecordID, Operation: "upsert", Code: "0x8004", Reason: "again", At: later}}); err != nil {
+	if err := e.by(l.ID).AddDeadLetters(ctx, l.ID, []api.DeadLetter{{Table: "Contact", RecordID: dls[0].RecordID, Operation: "upsert", Code: "0x8004", Reason: "again", At: later}}); err != nil {
 		t.Fatal(err)
 	}
 	list, err := e.client.DeadLetters(ctx, c.ID, "Contact", 2)
@@ -578,17 +578,17 @@ func TestDeadLettersCanBeRetriedAndDiscarded(t *testing.T) {
 	if err != nil || res.Affected != 2 {
 		t.Fatalf("retry: %+v, %v", res, err)
 	}
-	asked, err := e.client.RetryableDeadLetters(ctx, l.ID, "Contact", "retry_requested", time.Time{}, 100)
+	asked, err := e.by(l.ID).RetryableDeadLetters(ctx, l.ID, "Contact", "retry_requested", time.Time{}, 100)
 	if err != nil || len(asked) != 2 {
 		t.Errorf("the agent sees %d dead letters to retry (%v), want 2", len(asked), err)
 	}
-	if err := e.client.ResolveDeadLetter(ctx, l.ID, api.ResolveRequest{Table: "Contact", RecordID: dls[1].RecordID, Before: now}); err != nil {
+	if err := e.by(l.ID).ResolveDeadLetter(ctx, l.ID, api.ResolveRequest{Table: "Contact", RecordID: dls[1].RecordID, Before: now}); err != nil {
 		t.Fatal(err)
 	}
 	if list, _ := e.client.DeadLetters(ctx, c.ID, "", 0); list.Total != 6 {
 		t.Errorf("a resolve with before ≤ the failure removed it: total %d", list.Total)
 	}
-	if err := e.client.ResolveDeadLetter(ctx, l.ID, api.ResolveRequest{Table: "Contact", RecordID: dls[1].RecordID, Before: later}); err != nil {
+	if err := e.by(l.ID).ResolveDeadLetter(ctx, l.ID, api.ResolveRequest{Table: "Contact", RecordID: dls[1].RecordID, Before: later}); err != nil {
 		t.Fatal(err)
 	}
 	res, err = e.client.DiscardDeadLetters(ctx, c.ID, api.DeadLetterAction{Table: "Account"})
@@ -636,7 +636,7 @@ func TestAgentsCanSendLargeDeadLetterBatches(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()
 	c := e.createConnector(t, "bulky")
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "a", Host: "h"})
+	l, err := e.acquire(t, "a", api.LeaseRequest{ConnectorID: c.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -646,7 +646,7 @@ func TestAgentsCanSendLargeDeadLetterBatches(t *testing.T) {
 		dls[i] = api.DeadLetter{Table: "Contact", RecordID: fmt.Sprintf("003%012dAAA", i), Operation: "upsert", Code: "0x80040265", Reason: "refused", Payload: row, At: e.clock.Now()}
 	}
 	dls[0].Payload = strings.Repeat("y", 100<<10)
-	if err := e.client.AddDeadLetters(ctx, l.ID, dls); err != nil {
+	if err := e.by(l.ID).AddDeadLetters(ctx, l.ID, dls); err != nil {
 		t.Fatalf("a batch of 1000 dead letters: %v", err)
 	}
 	list, err := e.client.DeadLetters(ctx, c.ID, "Contact", 1)

@@ -18,6 +18,7 @@ type fuzzServer struct {
 	srv           *Server
 	connID, mapID string
 	leaseID       string
+	agentCred     string // the agent protocol's credential
 }
 
 func newFuzzServer(f *testing.F) *fuzzServer {
@@ -31,7 +32,11 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	if err != nil {
 		f.Fatal(err)
 	}
-	fs := &fuzzServer{srv: srv}
+	cred, err := st.CreateLocalAgent(f.Context(), "", "fuzz-agent", "fuzz")
+	if err != nil {
+		f.Fatal(err)
+	}
+	fs := &fuzzServer{srv: srv, agentCred: cred.Credential}
 	var conn api.Connector
 	fs.must(f, "POST", "/v1/connectors", connectorSpec("fuzzed"), &conn)
 	fs.connID = conn.ID
@@ -40,14 +45,18 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	fs.mapID = m.ID
 	fs.must(f, "PUT", "/v1/connectors/"+conn.ID+"/activation", api.ActivationRequest{Active: true}, nil)
 	var lease api.Lease
-	fs.must(f, "POST", "/v1/agent/leases", api.LeaseRequest{ConnectorID: conn.ID, AgentID: "fuzz-agent", Host: "fuzz", PID: 1}, &lease)
+	fs.must(f, "POST", "/v1/agent/leases", api.LeaseRequest{ConnectorID: conn.ID, Host: "fuzz", PID: 1}, &lease)
 	fs.leaseID = lease.ID
 	return fs
 }
 
 func (fs *fuzzServer) do(method, path string, body []byte) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, path, bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testToken)
+	tok := testToken
+	if strings.HasPrefix(path, "/v1/agent/") {
+		tok = fs.agentCred
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Content-Type", "application/json")
 	rec := httptest.NewRecorder()
 	fs.srv.Handler().ServeHTTP(rec, req)

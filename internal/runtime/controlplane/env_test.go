@@ -104,11 +104,65 @@ type env struct {
 	srv      *Server
 	http     *httptest.Server
 	store    *store.SQLite
-	client   *client.Client
+	client   *client.Client // the operator token's
 	checker  *fakeChecker
 	deployer *fakeDeployer
 	clock    *clock
 	dir      string
+
+	mu     sync.Mutex
+	agents map[string]*client.Client // by the tests' agent names
+	leases map[string]*client.Client // the client of the agent that took each lease
+	creds  map[string]string         // agent name → credential
+}
+
+// agent returns the client of a named agent identity (created on first use, for any connector).
+func (e *env) agent(t *testing.T, name string) *client.Client {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if c, ok := e.agents[name]; ok {
+		return c
+	}
+	cred, err := e.store.CreateLocalAgent(t.Context(), "", name, "test-host")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{Endpoint: e.http.URL, Token: cred.Credential, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.agents[name], e.creds[name] = c, cred.Credential
+	return c
+}
+
+// credential returns a named agent's credential.
+func (e *env) credential(t *testing.T, name string) string {
+	t.Helper()
+	e.agent(t, name)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.creds[name]
+}
+
+// acquire takes a lease as the named agent and remembers whose it is (by).
+func (e *env) acquire(t *testing.T, name string, req api.LeaseRequest) (*api.Lease, error) {
+	t.Helper()
+	c := e.agent(t, name)
+	l, err := c.AcquireLease(t.Context(), req)
+	if err == nil {
+		e.mu.Lock()
+		e.leases[l.ID] = c
+		e.mu.Unlock()
+	}
+	return l, err
+}
+
+// by returns the client of the agent that took a lease.
+func (e *env) by(leaseID string) *client.Client {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.leases[leaseID]
 }
 
 type envOption func(*Config)
@@ -123,7 +177,8 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	st.Now = clk.Now
-	e := &env{store: st, checker: &fakeChecker{checks: passingChecks()}, deployer: &fakeDeployer{}, clock: clk, dir: dir}
+	e := &env{store: st, checker: &fakeChecker{checks: passingChecks()}, deployer: &fakeDeployer{}, clock: clk, dir: dir,
+		agents: map[string]*client.Client{}, leases: map[string]*client.Client{}, creds: map[string]string{}}
 	cfg := Config{Store: st, Token: testToken, Checker: e.checker, Deployer: e.deployer, Now: clk.Now, Version: "test"}
 	for _, o := range opts {
 		o(&cfg)

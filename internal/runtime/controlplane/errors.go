@@ -16,6 +16,7 @@ import (
 // Stable error codes (api.Error.Code).
 const (
 	CodeUnauthenticated  = "unauthenticated"
+	CodeForbidden        = "forbidden"
 	CodeInvalidJSON      = "invalid_json"
 	CodeInvalidArgument  = "invalid_argument"
 	CodeNotFound         = "not_found"
@@ -63,6 +64,8 @@ func storeError(err error, field string) error {
 		return errorf(http.StatusNotFound, CodeNotFound, field, "%s", strings.TrimPrefix(err.Error(), "not found: "))
 	case errors.Is(err, store.ErrConflict):
 		return errorf(http.StatusConflict, CodeConflict, field, "%s", strings.TrimPrefix(err.Error(), "conflict: "))
+	case errors.Is(err, store.ErrUnauthenticated):
+		return errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "unauthenticated")
 	case errors.Is(err, store.ErrLeaseLost):
 		return errorf(http.StatusGone, CodeLeaseLost, "lease_id", "%s", strings.TrimPrefix(err.Error(), "lease lost: "))
 	}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"sort"
 	"strings"
@@ -77,6 +78,7 @@ type conformance struct {
 	e         *env
 	router    routers.Router
 	exercised map[string]bool
+	adminURL  string // the local socket's handler
 }
 
 type call struct {
@@ -89,6 +91,8 @@ type call struct {
 	// badRequest marks samples that break the document on purpose (the server must refuse them); only the
 	// answer is validated.
 	badRequest bool
+	// admin sends the call to the local socket's handler, without a credential.
+	admin bool
 }
 
 func (c *conformance) do(k call) []byte {
@@ -105,17 +109,24 @@ func (c *conformance) do(k call) []byte {
 		}
 	}
 	newReq := func() *http.Request {
-		req, err := http.NewRequestWithContext(t.Context(), k.method, c.e.http.URL+k.path, bytes.NewReader(body))
+		base := c.e.http.URL
+		if k.admin {
+			base = c.adminURL
+		}
+		req, err := http.NewRequestWithContext(t.Context(), k.method, base+k.path, bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
-		if !k.noAuth {
+		if !k.noAuth && !k.admin {
 			tok := k.token
 			if tok == "" {
 				tok = testToken
+				if strings.HasPrefix(k.path, "/v1/agent/") {
+					tok = c.e.credential(t, "conformance-agent") // the agent protocol takes an agent credential
+				}
 			}
 			req.Header.Set("Authorization", "Bearer "+tok)
 		}
@@ -175,12 +186,14 @@ func decodeAs[T any](t *testing.T, b []byte) T {
 func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	doc := loadOpenAPI(t)
 	e := newEnv(t, withSafeguards(&fakeSafeguards{instant: true}))
-	doc.Servers = openapi3.Servers{{URL: e.http.URL}}
+	adm := httptest.NewServer(e.srv.AdminHandler())
+	t.Cleanup(adm.Close)
+	doc.Servers = openapi3.Servers{{URL: e.http.URL}, {URL: adm.URL}}
 	router, err := gorillamux.NewRouter(doc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &conformance{t: t, e: e, router: router, exercised: map[string]bool{}}
+	c := &conformance{t: t, e: e, router: router, exercised: map[string]bool{}, adminURL: adm.URL}
 	e.checker.src, e.checker.dst, e.checker.count = mapping.StandardSource("Contact"), mapping.StandardDestination("contact"), 1234
 
 	c.do(call{method: "GET", path: "/healthz", want: 200, noAuth: true})
@@ -220,7 +233,7 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "GET", path: cp + "/status", want: 200})
 
 	lease := decodeAs[api.Lease](t, c.do(call{method: "POST", path: "/v1/agent/leases",
-		body: api.LeaseRequest{ConnectorID: conn.ID, AgentID: "agent-1", Host: "host-a", PID: 42}, want: 201}))
+		body: api.LeaseRequest{ConnectorID: conn.ID, Host: "host-a", PID: 42}, want: 201}))
 	lp := "/v1/agent/leases/" + lease.ID
 	now := e.clock.Now()
 	c.do(call{method: "POST", path: lp + "/heartbeat", body: api.Heartbeat{Status: api.Status{State: "initial_load", Revision: lease.Revision, StartedAt: now,
@@ -275,6 +288,17 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	e.checker.checks = append(passingChecks(), api.PreflightCheck{Name: "team_privileges", Message: "missing prvCreatecontact"})
 	e.checker.mu.Unlock()
 	c.do(call{method: "PUT", path: "/v1/connectors/" + other.ID + "/activation", body: api.ActivationRequest{Active: true}, want: 422})
+	// Agent identities: an enrollment token from the local socket, exchanged once, rotated, listed, revoked.
+	en := decodeAs[api.Enrollment](t, c.do(call{method: "POST", path: "/v1/admin/enrollments", admin: true,
+		body: api.EnrollmentRequest{ConnectorID: conn.ID, TTLSeconds: 600, Description: "conformance"}, want: 201}))
+	cred := decodeAs[api.AgentCredential](t, c.do(call{method: "POST", path: "/v1/agent/enroll", token: en.Token,
+		body: api.EnrollRequest{Name: "enrolled-1", Host: "h"}, want: 201}))
+	c.do(call{method: "POST", path: "/v1/agent/enroll", token: en.Token, body: api.EnrollRequest{Name: "again"}, want: 401})
+	c.do(call{method: "POST", path: "/v1/agent/credential", token: cred.Credential, want: 200})
+	c.do(call{method: "POST", path: "/v1/agent/leases", token: testToken, body: api.LeaseRequest{ConnectorID: conn.ID, Host: "h"}, want: 403})
+	c.do(call{method: "GET", path: "/v1/admin/agents", admin: true, want: 200})
+	c.do(call{method: "GET", path: "/v1/admin/agents", want: 403})
+	c.do(call{method: "DELETE", path: "/v1/admin/agents/" + cred.AgentID, admin: true, want: 204})
 	c.do(call{method: "DELETE", path: cp, want: 204})
 
 	var missed []string
@@ -295,6 +319,7 @@ var requestTypes = map[string]reflect.Type{
 	"ColumnOverride": reflect.TypeFor[mapping.ColumnOverride](), "ConnectorSpec": reflect.TypeFor[api.ConnectorSpec](),
 	"DataverseSettings": reflect.TypeFor[api.DataverseSettings](), "DeadLetter": reflect.TypeFor[api.DeadLetter](),
 	"DeadLetterAction": reflect.TypeFor[api.DeadLetterAction](), "DeadLetterBatch": reflect.TypeFor[api.DeadLetterBatch](),
+	"EnrollRequest": reflect.TypeFor[api.EnrollRequest](), "EnrollmentRequest": reflect.TypeFor[api.EnrollmentRequest](),
 	"Heartbeat": reflect.TypeFor[api.Heartbeat](), "Histogram": reflect.TypeFor[api.Histogram](), "Intent": reflect.TypeFor[api.Intent](), "Latency": reflect.TypeFor[api.Latency](),
 	"LeaseRequest": reflect.TypeFor[api.LeaseRequest](), "MappingSpec": reflect.TypeFor[api.MappingSpec](),
 	"OutOfBandEdit": reflect.TypeFor[api.OutOfBandEdit](), "OutOfBandStatus": reflect.TypeFor[api.OutOfBandStatus](),

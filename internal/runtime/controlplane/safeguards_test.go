@@ -123,14 +123,14 @@ func TestFirstActivationWaitsForItsBackupBeforeAnAgentMayStart(t *testing.T) {
 	if st.State != api.StateBackingUp || st.Backup == nil || st.Backup.ID != act.Backup.ID || !strings.Contains(st.Reason, "before the first sync") {
 		t.Fatalf("status %s (%s), backup %+v: want backing_up with the backup", st.State, st.Reason, st.Backup)
 	}
-	_, err = e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, AgentID: "a1", Host: "h"})
+	_, err = e.acquire(t, "a1", api.LeaseRequest{ConnectorID: conn.ID, Host: "h"})
 	if msg := conflictMessage(t, err); !strings.Contains(msg, "backing up") {
 		t.Errorf("lease refusal %q does not say a backup runs", msg)
 	}
 
 	deployed := e.deployer.count(conn.ID)
 	f.finish(t, act.Backup.ID)
-	if _, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, AgentID: "a1", Host: "h"}); err != nil {
+	if _, err := e.acquire(t, "a1", api.LeaseRequest{ConnectorID: conn.ID, Host: "h"}); err != nil {
 		t.Fatalf("the lease is refused after the backup completed: %v", err)
 	}
 	if e.deployer.count(conn.ID) != deployed {
@@ -166,7 +166,7 @@ func TestFirstActivationWithoutBackupDeploysAtOnceAndRemembersTheOption(t *testi
 	if act.Backup != nil || act.BackupBeforeFirstSync {
 		t.Fatalf("activation %+v: want no backup and the option false", act)
 	}
-	if _, err := e.client.AcquireLease(t.Context(), api.LeaseRequest{ConnectorID: conn.ID, AgentID: "a1", Host: "h"}); err != nil {
+	if _, err := e.acquire(t, "a1", api.LeaseRequest{ConnectorID: conn.ID, Host: "h"}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -295,13 +295,13 @@ func TestReconcileRequestsReachTheAgentUntilOneReportsThemDone(t *testing.T) {
 	if _, err := e.client.SetActivation(ctx, conn.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	lease, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: conn.ID, AgentID: "a1", Host: "h"})
+	lease, err := e.acquire(t, "a1", api.LeaseRequest{ConnectorID: conn.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	hb := func(done int64) int64 {
 		t.Helper()
-		resp, err := e.client.Heartbeat(ctx, lease.ID, api.Heartbeat{Status: api.Status{State: "streaming", Revision: lease.Revision, StartedAt: e.clock.Now(), ReconcileRequestID: done}})
+		resp, err := e.by(lease.ID).Heartbeat(ctx, lease.ID, api.Heartbeat{Status: api.Status{State: "streaming", Revision: lease.Revision, StartedAt: e.clock.Now(), ReconcileRequestID: done}})
 		if err != nil {
 			t.Fatal(err)
 		}

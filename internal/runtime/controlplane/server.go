@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -33,8 +35,10 @@ const (
 // Config configures a Server.
 type Config struct {
 	Store store.Store
-	// Token is the API token every route except /healthz requires as "Authorization: Bearer <token>".
-	Token string
+	// Token is the operator token: the public API's routes require it as "Authorization: Bearer <token>".
+	// Tokens are more operator tokens valid at the same time (rotation); SetTokens replaces them all.
+	Token  string
+	Tokens []string
 	// Checker runs activation preflight and live validation; nil answers both with 503 unavailable.
 	Checker Checker
 	// Deployer is told about every change of a connector's desired state; nil when nothing deploys agents.
@@ -67,56 +71,74 @@ type Server struct {
 	cfg     Config
 	log     *slog.Logger
 	mux     *http.ServeMux
-	token   [32]byte
+	tokens  atomic.Pointer[[][32]byte] // SHA-256 of the valid operator tokens
 	routes  []route
+	byPath  map[string]route // by mux pattern
 	metrics *metrics
 }
+
+// role is who may call a route. Each credential has one role and reaches only its routes: the operator token
+// never reaches the agent protocol (which hands out secrets), an agent credential never the public API.
+type role int
+
+const (
+	rolePublic   role = iota // no credential (/healthz)
+	roleOperator             // the operator token: the public API
+	roleAgent                // an agent credential: the agent protocol, for its own leases
+	roleEnroll               // an enrollment token: POST /v1/agent/enroll, once
+	roleAdmin                // the control plane's local socket (host access): enrollment tokens, agent identities
+)
 
 // route is one API operation; the router and the OpenAPI conformance test both read the table.
 type route struct {
 	method, path string
-	public       bool // served without the token (only /healthz)
+	role         role
 	handle       func(s *Server, w http.ResponseWriter, r *http.Request) error
 }
 
 // routeTable lists every operation of the API.
 var routeTable = []route{
-	{method: "GET", path: "/healthz", public: true, handle: (*Server).health},
-	{method: "GET", path: "/metrics", handle: (*Server).serveMetrics},
-	{method: "POST", path: "/v1/connectors", handle: (*Server).createConnector},
-	{method: "GET", path: "/v1/connectors", handle: (*Server).listConnectors},
-	{method: "GET", path: "/v1/connectors/{id}", handle: (*Server).getConnector},
-	{method: "PUT", path: "/v1/connectors/{id}", handle: (*Server).updateConnector},
-	{method: "DELETE", path: "/v1/connectors/{id}", handle: (*Server).deleteConnector},
-	{method: "POST", path: "/v1/connectors/{id}/mappings", handle: (*Server).createMapping},
-	{method: "GET", path: "/v1/connectors/{id}/mappings", handle: (*Server).listMappings},
-	{method: "GET", path: "/v1/mappings/{id}", handle: (*Server).getMapping},
-	{method: "PUT", path: "/v1/mappings/{id}", handle: (*Server).updateMapping},
-	{method: "DELETE", path: "/v1/mappings/{id}", handle: (*Server).deleteMapping},
-	{method: "GET", path: "/v1/predefined-mappings/{source_table}", handle: (*Server).predefinedMappings},
-	{method: "POST", path: "/v1/validate/mapping", handle: (*Server).validateMapping},
-	{method: "POST", path: "/v1/validate/team", handle: (*Server).validateTeam},
-	{method: "GET", path: "/v1/connectors/{id}/activation", handle: (*Server).getActivation},
-	{method: "PUT", path: "/v1/connectors/{id}/activation", handle: (*Server).setActivation},
-	{method: "GET", path: "/v1/connectors/{id}/status", handle: (*Server).status},
-	{method: "GET", path: "/v1/connectors/{id}/dead-letters", handle: (*Server).listDeadLetters},
-	{method: "POST", path: "/v1/connectors/{id}/dead-letters/retry", handle: (*Server).retryDeadLetters},
-	{method: "POST", path: "/v1/connectors/{id}/dead-letters/discard", handle: (*Server).discardDeadLetters},
-	{method: "GET", path: "/v1/audit", handle: (*Server).audit},
-	{method: "POST", path: "/v1/connectors/{id}/backups", handle: (*Server).createBackup},
-	{method: "GET", path: "/v1/backups", handle: (*Server).listBackups},
-	{method: "GET", path: "/v1/backups/{id}", handle: (*Server).getBackup},
-	{method: "POST", path: "/v1/backups/{id}/restore", handle: (*Server).restoreBackup},
-	{method: "GET", path: "/v1/restores/{id}", handle: (*Server).getRestore},
-	{method: "POST", path: "/v1/connectors/{id}/reconcile", handle: (*Server).reconcile},
-	{method: "POST", path: "/v1/agent/leases", handle: (*Server).acquireLease},
-	{method: "POST", path: "/v1/agent/leases/{id}/heartbeat", handle: (*Server).heartbeat},
-	{method: "DELETE", path: "/v1/agent/leases/{id}", handle: (*Server).releaseLease},
-	{method: "GET", path: "/v1/agent/leases/{id}/checkpoints/{table}", handle: (*Server).loadCheckpoint},
-	{method: "PUT", path: "/v1/agent/leases/{id}/checkpoints/{table}", handle: (*Server).saveCheckpoint},
-	{method: "POST", path: "/v1/agent/leases/{id}/dead-letters", handle: (*Server).addDeadLetters},
-	{method: "GET", path: "/v1/agent/leases/{id}/dead-letters", handle: (*Server).retryableDeadLetters},
-	{method: "POST", path: "/v1/agent/leases/{id}/dead-letters/resolve", handle: (*Server).resolveDeadLetter},
+	{method: "GET", path: "/healthz", role: rolePublic, handle: (*Server).health},
+	{method: "GET", path: "/metrics", role: roleOperator, handle: (*Server).serveMetrics},
+	{method: "POST", path: "/v1/connectors", role: roleOperator, handle: (*Server).createConnector},
+	{method: "GET", path: "/v1/connectors", role: roleOperator, handle: (*Server).listConnectors},
+	{method: "GET", path: "/v1/connectors/{id}", role: roleOperator, handle: (*Server).getConnector},
+	{method: "PUT", path: "/v1/connectors/{id}", role: roleOperator, handle: (*Server).updateConnector},
+	{method: "DELETE", path: "/v1/connectors/{id}", role: roleOperator, handle: (*Server).deleteConnector},
+	{method: "POST", path: "/v1/connectors/{id}/mappings", role: roleOperator, handle: (*Server).createMapping},
+	{method: "GET", path: "/v1/connectors/{id}/mappings", role: roleOperator, handle: (*Server).listMappings},
+	{method: "GET", path: "/v1/mappings/{id}", role: roleOperator, handle: (*Server).getMapping},
+	{method: "PUT", path: "/v1/mappings/{id}", role: roleOperator, handle: (*Server).updateMapping},
+	{method: "DELETE", path: "/v1/mappings/{id}", role: roleOperator, handle: (*Server).deleteMapping},
+	{method: "GET", path: "/v1/predefined-mappings/{source_table}", role: roleOperator, handle: (*Server).predefinedMappings},
+	{method: "POST", path: "/v1/validate/mapping", role: roleOperator, handle: (*Server).validateMapping},
+	{method: "POST", path: "/v1/validate/team", role: roleOperator, handle: (*Server).validateTeam},
+	{method: "GET", path: "/v1/connectors/{id}/activation", role: roleOperator, handle: (*Server).getActivation},
+	{method: "PUT", path: "/v1/connectors/{id}/activation", role: roleOperator, handle: (*Server).setActivation},
+	{method: "GET", path: "/v1/connectors/{id}/status", role: roleOperator, handle: (*Server).status},
+	{method: "GET", path: "/v1/connectors/{id}/dead-letters", role: roleOperator, handle: (*Server).listDeadLetters},
+	{method: "POST", path: "/v1/connectors/{id}/dead-letters/retry", role: roleOperator, handle: (*Server).retryDeadLetters},
+	{method: "POST", path: "/v1/connectors/{id}/dead-letters/discard", role: roleOperator, handle: (*Server).discardDeadLetters},
+	{method: "GET", path: "/v1/audit", role: roleOperator, handle: (*Server).audit},
+	{method: "POST", path: "/v1/connectors/{id}/backups", role: roleOperator, handle: (*Server).createBackup},
+	{method: "GET", path: "/v1/backups", role: roleOperator, handle: (*Server).listBackups},
+	{method: "GET", path: "/v1/backups/{id}", role: roleOperator, handle: (*Server).getBackup},
+	{method: "POST", path: "/v1/backups/{id}/restore", role: roleOperator, handle: (*Server).restoreBackup},
+	{method: "GET", path: "/v1/restores/{id}", role: roleOperator, handle: (*Server).getRestore},
+	{method: "POST", path: "/v1/connectors/{id}/reconcile", role: roleOperator, handle: (*Server).reconcile},
+	{method: "POST", path: "/v1/agent/enroll", role: roleEnroll, handle: (*Server).enroll},
+	{method: "POST", path: "/v1/agent/credential", role: roleAgent, handle: (*Server).rotateCredential},
+	{method: "POST", path: "/v1/agent/leases", role: roleAgent, handle: (*Server).acquireLease},
+	{method: "POST", path: "/v1/agent/leases/{id}/heartbeat", role: roleAgent, handle: (*Server).heartbeat},
+	{method: "DELETE", path: "/v1/agent/leases/{id}", role: roleAgent, handle: (*Server).releaseLease},
+	{method: "GET", path: "/v1/agent/leases/{id}/checkpoints/{table}", role: roleAgent, handle: (*Server).loadCheckpoint},
+	{method: "PUT", path: "/v1/agent/leases/{id}/checkpoints/{table}", role: roleAgent, handle: (*Server).saveCheckpoint},
+	{method: "POST", path: "/v1/agent/leases/{id}/dead-letters", role: roleAgent, handle: (*Server).addDeadLetters},
+	{method: "GET", path: "/v1/agent/leases/{id}/dead-letters", role: roleAgent, handle: (*Server).retryableDeadLetters},
+	{method: "POST", path: "/v1/agent/leases/{id}/dead-letters/resolve", role: roleAgent, handle: (*Server).resolveDeadLetter},
+	{method: "POST", path: "/v1/admin/enrollments", role: roleAdmin, handle: (*Server).createEnrollment},
+	{method: "GET", path: "/v1/admin/agents", role: roleAdmin, handle: (*Server).listAgents},
+	{method: "DELETE", path: "/v1/admin/agents/{id}", role: roleAdmin, handle: (*Server).revokeAgent},
 }
 
 // New checks the configuration and builds the server.
@@ -124,8 +146,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("controlplane: a Store is required")
 	}
+	tokens := append([]string{cfg.Token}, cfg.Tokens...)
 	if cfg.Token == "" {
-		return nil, errors.New("controlplane: an API token is required")
+		tokens = cfg.Tokens
+	}
+	if err := checkTokens(tokens); err != nil {
+		return nil, err
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -145,10 +171,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Version == "" {
 		cfg.Version = "dev"
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), token: sha256.Sum256([]byte(cfg.Token)), routes: routeTable}
+	s := &Server{cfg: cfg, log: cfg.Logger, mux: http.NewServeMux(), routes: routeTable, byPath: map[string]route{}}
+	_ = s.SetTokens(tokens)
 	s.metrics = newMetrics(s)
 	for _, rt := range s.routes {
 		h := rt.handle
+		s.byPath[rt.method+" "+rt.path] = rt
 		s.mux.HandleFunc(rt.method+" "+rt.path, func(w http.ResponseWriter, r *http.Request) {
 			if err := h(s, w, r); err != nil {
 				s.writeError(w, r, err)
@@ -158,8 +186,65 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Handler returns the API's http.Handler.
+// checkTokens refuses an empty set of operator tokens, an empty one, and one that would read as another
+// kind of credential.
+func checkTokens(tokens []string) error {
+	if len(tokens) == 0 {
+		return errors.New("controlplane: an API token is required")
+	}
+	for _, t := range tokens {
+		switch {
+		case t == "":
+			return errors.New("controlplane: an API token is empty")
+		case strings.HasPrefix(t, store.PrefixAgent), strings.HasPrefix(t, store.PrefixEnrollment):
+			return fmt.Errorf("controlplane: an operator token must not start with %s or %s (the forms of agent credentials and enrollment tokens)", store.PrefixAgent, store.PrefixEnrollment)
+		}
+	}
+	return nil
+}
+
+// SetTokens replaces the valid operator tokens (crmsync serve re-reads its token file on SIGHUP): requests
+// already authenticated go on, the next ones see the new set. Several tokens are valid at once, so a token
+// is rotated without downtime: add the new one, move the clients, remove the old one.
+func (s *Server) SetTokens(tokens []string) error {
+	if err := checkTokens(tokens); err != nil {
+		return err
+	}
+	sums := make([][32]byte, len(tokens))
+	for i, t := range tokens {
+		sums[i] = sha256.Sum256([]byte(t))
+	}
+	s.tokens.Store(&sums)
+	return nil
+}
+
+// Handler returns the API's http.Handler (the TCP listener's).
 func (s *Server) Handler() http.Handler { return http.HandlerFunc(s.serveHTTP) }
+
+// AdminHandler returns the handler of the control plane's local socket: the admin routes (enrollment
+// tokens, agent identities), authorized by access to the socket, which lives in the 0700 data directory.
+// It serves nothing else.
+func (s *Server) AdminHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.serveHTTP(w, r.WithContext(context.WithValue(r.Context(), adminKey{}, true)))
+	})
+}
+
+type adminKey struct{}
+
+// principal is who made a request.
+type principal struct {
+	role  role
+	agent api.AgentIdentity // roleAgent
+	token string            // roleEnroll: the enrollment token
+}
+
+type principalKey struct{}
+
+func principalOf(r *http.Request) principal {
+	p, _ := r.Context().Value(principalKey{}).(principal)
+	return p
+}
 
 // statusWriter remembers the status written.
 type statusWriter struct {
@@ -196,10 +281,29 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer s.finish(r, sw, route, start)
 	sw.Header().Set("Cache-Control", "no-store")
-	if pattern != "GET /healthz" && !s.authorized(r) {
-		sw.Header().Set("WWW-Authenticate", `Bearer realm="crmsync"`)
-		s.writeError(sw, r, errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "unauthenticated"))
-		return
+	rt, known := s.byPath[pattern]
+	admin, _ := r.Context().Value(adminKey{}).(bool)
+	switch {
+	case admin:
+		// The local socket serves the admin routes alone; access to it is the authorization.
+		if !known || rt.role != roleAdmin {
+			s.writeError(sw, r, errorf(http.StatusNotFound, CodeNotFound, "", "the local socket serves the admin routes only (/v1/admin/...)"))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, principal{role: roleAdmin}))
+	case known && rt.role == rolePublic:
+	default:
+		p, ok := s.authenticate(r)
+		if !ok {
+			sw.Header().Set("WWW-Authenticate", `Bearer realm="crmsync"`)
+			s.writeError(sw, r, errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "unauthenticated"))
+			return
+		}
+		if known && rt.role != p.role {
+			s.writeError(sw, r, forbidden(rt.role))
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), principalKey{}, p))
 	}
 	if pattern == "" {
 		// No route: run the mux's own 404/405 answer into a recorder to learn which, and answer in the API's
@@ -266,14 +370,49 @@ func (r *headerRecorder) Write(b []byte) (int, error) {
 }
 func (r *headerRecorder) WriteHeader(code int) { r.status = code }
 
-// authorized compares the bearer token in constant time (hashes first, so the length does not leak either).
-func (s *Server) authorized(r *http.Request) bool {
+// authenticate finds who the bearer credential is: an agent credential (agt_…), an enrollment token (enr_…,
+// checked when used) or an operator token, compared in constant time (hashes first, so the length does not
+// leak either).
+func (s *Server) authenticate(r *http.Request) (principal, bool) {
 	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") || tok == "" { // the scheme is case-insensitive (RFC 7235)
-		return false
+		return principal{}, false
+	}
+	switch {
+	case strings.HasPrefix(tok, store.PrefixAgent):
+		a, err := s.cfg.Store.AuthenticateAgent(r.Context(), tok)
+		if err != nil {
+			if !errors.Is(err, store.ErrUnauthenticated) {
+				s.log.ErrorContext(r.Context(), "authenticating an agent", "err", err)
+			}
+			return principal{}, false
+		}
+		return principal{role: roleAgent, agent: a}, true
+	case strings.HasPrefix(tok, store.PrefixEnrollment):
+		if _, _, ok := store.SplitCredential(store.PrefixEnrollment, tok); !ok {
+			return principal{}, false
+		}
+		return principal{role: roleEnroll, token: tok}, true
 	}
 	sum := sha256.Sum256([]byte(tok))
-	return subtle.ConstantTimeCompare(sum[:], s.token[:]) == 1
+	match := 0
+	for _, t := range *s.tokens.Load() {
+		match |= subtle.ConstantTimeCompare(sum[:], t[:])
+	}
+	return principal{role: roleOperator}, match == 1
+}
+
+// forbidden answers a credential of the wrong kind for a route.
+func forbidden(want role) *apiError {
+	switch want {
+	case roleAgent:
+		return errorf(http.StatusForbidden, CodeForbidden, "", "the agent protocol needs an agent credential: agents enroll (docs/security.md); the operator token never takes a lease")
+	case roleEnroll:
+		return errorf(http.StatusForbidden, CodeForbidden, "", "enrollment needs an enrollment token (crmsync agents enroll-token, on the control plane's host)")
+	case roleAdmin:
+		return errorf(http.StatusForbidden, CodeForbidden, "", "this route is served on the control plane's local socket only (crmsync agents …, on its host)")
+	}
+	return errorf(http.StatusForbidden, CodeForbidden, "", "this route needs the operator token")
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -31,7 +31,7 @@ func TestStatusFollowsTheConnectorThroughItsLife(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect("activated", api.StateDeploying, "waiting for an agent")
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "agent-1", Host: "worker-1", PID: 4242})
+	l, err := e.acquire(t, "agent-1", api.LeaseRequest{ConnectorID: c.ID, Host: "worker-1", PID: 4242})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,7 +39,7 @@ func TestStatusFollowsTheConnectorThroughItsLife(t *testing.T) {
 	now := e.clock.Now()
 	report := func(state string, tables ...api.TableStatus) {
 		t.Helper()
-		if _, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: state, Revision: l.Revision, StartedAt: now,
+		if _, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: state, Revision: l.Revision, StartedAt: now,
 			Tables: tables, SalesforceCalls: 12, DataverseCalls: 34, Throttled: 1}}); err != nil {
 			t.Fatal(err)
 		}
@@ -86,16 +86,16 @@ func TestStatusFollowsTheConnectorThroughItsLife(t *testing.T) {
 	expect("stuck", api.StateFailed, "agent stuck on revision 2 of 3")
 
 	// The agent moves on to the latest revision and then reports a failure.
-	if err := e.client.ReleaseLease(ctx, l.ID); err != nil {
+	if err := e.by(l.ID).ReleaseLease(ctx, l.ID); err != nil {
 		t.Fatal(err)
 	}
-	if l, err = e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "agent-2", Host: "worker-1"}); err != nil {
+	if l, err = e.acquire(t, "agent-2", api.LeaseRequest{ConnectorID: c.ID, Host: "worker-1"}); err != nil {
 		t.Fatal(err)
 	}
 	if l.Revision != 3 || l.Config.Revision != 3 || len(l.Config.Tables[0].ExcludeColumns) != 1 {
 		t.Errorf("the new lease carries revision %d: %+v", l.Revision, l.Config.Tables)
 	}
-	if _, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: api.PhaseFailed, Reason: "the Dataverse team lacks prvWritecontact", Revision: 3}}); err != nil {
+	if _, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: api.PhaseFailed, Reason: "the Dataverse team lacks prvWritecontact", Revision: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	expect("failed", api.StateFailed, "prvWritecontact")
@@ -103,7 +103,7 @@ func TestStatusFollowsTheConnectorThroughItsLife(t *testing.T) {
 	// The agent goes silent.
 	e.clock.Advance(31 * time.Second)
 	expect("silent after a failure", api.StateFailed, "prvWritecontact")
-	if _, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: api.PhaseStreaming, Revision: 3}}); err != nil {
+	if _, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: api.PhaseStreaming, Revision: 3}}); err != nil {
 		t.Fatal(err)
 	}
 	e.clock.Advance(31 * time.Second)
@@ -126,24 +126,24 @@ func TestHeartbeatTellsTheAgentWhatIsDesired(t *testing.T) {
 	if _, err := e.client.SetActivation(ctx, c.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: c.ID, AgentID: "a", Host: "h"})
+	l, err := e.acquire(t, "a", api.LeaseRequest{ConnectorID: c.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	hb, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: "streaming", Revision: l.Revision}})
+	hb, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{Status: api.Status{State: "streaming", Revision: l.Revision}})
 	if err != nil || !hb.Active || hb.DesiredRevision != l.Revision {
 		t.Fatalf("heartbeat %+v, %v", hb, err)
 	}
 	if _, err := e.client.UpdateMapping(ctx, m.ID, api.MappingSpec{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "ignore"}); err != nil {
 		t.Fatal(err)
 	}
-	if hb, err = e.client.Heartbeat(ctx, l.ID, api.Heartbeat{}); err != nil || hb.DesiredRevision != l.Revision+1 {
+	if hb, err = e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{}); err != nil || hb.DesiredRevision != l.Revision+1 {
 		t.Errorf("after a change: %+v, %v; want desired revision %d", hb, err, l.Revision+1)
 	}
 	if _, err := e.client.SetActivation(ctx, c.ID, false); err != nil {
 		t.Fatal(err)
 	}
-	if hb, err = e.client.Heartbeat(ctx, l.ID, api.Heartbeat{}); err != nil || hb.Active {
+	if hb, err = e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{}); err != nil || hb.Active {
 		t.Errorf("after deactivation: %+v, %v; want inactive", hb, err)
 	}
 }

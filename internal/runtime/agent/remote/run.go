@@ -22,7 +22,6 @@ package remote
 
 import (
 	"context"
-	crand "crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,7 +54,8 @@ func NewAgent(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, er
 type Options struct {
 	Client      *client.Client
 	ConnectorID string
-	// AgentID names this agent in leases and the audit log; random when empty.
+	// AgentID is the agent's identity, which its credential says already (empty: the control plane takes it
+	// from the credential).
 	AgentID string
 	// Host and PID describe the agent in status; the hostname and this process when empty.
 	Host string
@@ -90,16 +90,13 @@ func Run(ctx context.Context, o Options) error {
 	if o.AcquireBackoffMax <= 0 {
 		o.AcquireBackoffMax = 15 * time.Second
 	}
-	if o.AgentID == "" {
-		o.AgentID = randomID()
-	}
 	if o.Host == "" {
 		o.Host, _ = os.Hostname()
 	}
 	if o.PID == 0 {
 		o.PID = os.Getpid()
 	}
-	log := o.Logger.With("connector_id", o.ConnectorID, "agent_id", o.AgentID)
+	log := o.Logger.With("connector_id", o.ConnectorID)
 
 	lease, sent, err := acquire(ctx, o, log)
 	if err != nil {
@@ -116,7 +113,7 @@ func Run(ctx context.Context, o Options) error {
 			return agent.New(cfg, stores, log, opts...)
 		}
 	}
-	log = log.With("lease", lease.ID, "revision", lease.Revision)
+	log = log.With("agent_id", lease.AgentID, "revision", lease.Revision)
 	log.Info("lease acquired", "ttl_seconds", lease.TTLSeconds)
 	r := &runner{o: o, log: log, lease: lease, fence: newFence()}
 	r.stores = newStores(o.Client, lease.ID, r.fence)
@@ -354,5 +351,3 @@ func isNotFound(err error) bool {
 	var ce *client.Error
 	return errors.As(err, &ce) && ce.Status == http.StatusNotFound
 }
-
-func randomID() string { return crand.Text()[:16] }

@@ -75,10 +75,10 @@ func (f *fakeCP) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		var req api.LeaseRequest
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.ConnectorID != "c1" || req.AgentID == "" {
+		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.ConnectorID != "c1" {
 			f.t.Errorf("bad lease request %+v (%v)", req, err)
 		}
-		writeJSON(w, http.StatusCreated, api.Lease{ID: "L1", ConnectorID: "c1", AgentID: req.AgentID, Revision: 1,
+		writeJSON(w, http.StatusCreated, api.Lease{ID: "L1", ConnectorID: "c1", AgentID: "agt_test", Revision: 1,
 			TTLSeconds: 0.3, ExpiresAt: time.Now().Add(300 * time.Millisecond), Config: api.Config{Connector: "test"}})
 		return
 	case !strings.HasPrefix(p, "/v1/agent/leases/L1"):

@@ -51,6 +51,7 @@ type env struct {
 	// connector ID on their command line.
 	connectors []string
 	serveArgs  []string
+	hosts      int // agents started by hand, each as on a host of its own
 }
 
 func newEnv(t *testing.T, contacts, accounts int, serveArgs ...string) *env {
@@ -153,15 +154,31 @@ func (e *env) cleanup() {
 	}
 }
 
-// startAgent starts `crmsync agent --control-plane` by hand, as on another host, with the token in a file;
-// its output goes to the control plane's log.
-func (e *env) startAgent(connectorID string) *exec.Cmd {
+// enrollToken creates an enrollment token for a connector as an operator does on the control plane's host
+// (`crmsync agents enroll-token`), into a file.
+func (e *env) enrollToken(connectorID string) string {
 	e.t.Helper()
-	tokenFile := filepath.Join(e.dir, "token")
-	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+	out, err := exec.Command(testenv.Crmsync(e.t), "agents", "enroll-token", "--data-dir", filepath.Join(e.dir, "cp"), "--connector", connectorID).Output()
+	if err != nil {
+		e.t.Fatalf("crmsync agents enroll-token: %v", err)
+	}
+	f := filepath.Join(e.dir, "enroll-"+connectorID)
+	if err := os.WriteFile(f, out, 0o600); err != nil {
 		e.t.Fatal(err)
 	}
-	cmd := exec.Command(testenv.Crmsync(e.t), "agent", "--control-plane", "http://"+e.addr, "--connector", connectorID, "--token-file", tokenFile)
+	return f
+}
+
+// startAgent starts `crmsync agent --control-plane` by hand, as on another host: each call is another host,
+// with an identity of its own, enrolled with a token scoped to the connector; its output goes to the control
+// plane's log.
+func (e *env) startAgent(connectorID string) *exec.Cmd {
+	e.t.Helper()
+	e.hosts++
+	credFile := filepath.Join(e.dir, "agents", fmt.Sprintf("host-%d", e.hosts), "credential")
+	args := []string{"agent", "--control-plane", "http://" + e.addr, "--connector", connectorID, "--credential-file", credFile,
+		"--enroll-token-file", e.enrollToken(connectorID)}
+	cmd := exec.Command(testenv.Crmsync(e.t), args...)
 	cmd.Env = os.Environ()
 	logf, err := os.OpenFile(e.logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {

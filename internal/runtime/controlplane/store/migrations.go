@@ -104,6 +104,8 @@ CREATE INDEX audit_by_connector ON audit (connector_id, id);
 	migrationOperations,
 	// 4: backups and restores outlive their connector (operations.go).
 	migrationBackupsOutliveConnectors,
+	// 5: agent identities and enrollment tokens (agents.go).
+	migrationAgents,
 }
 
 // SchemaVersion is the schema version this binary writes.

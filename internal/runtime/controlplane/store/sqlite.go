@@ -42,7 +42,7 @@ const (
 	PrefixLease     = "lease_"
 )
 
-var idPattern = regexp.MustCompile(`^(con|map|lease|bak|rst)_[0-9a-f]{32}$`)
+var idPattern = regexp.MustCompile(`^(con|map|lease|bak|rst|agt|enr)_[0-9a-f]{32}$`)
 
 // NewID returns a fresh ID with the prefix: the prefix and a random UUID's 32 hex digits.
 func NewID(prefix string) string { return prefix + strings.ReplaceAll(uuid.NewString(), "-", "") }
@@ -985,8 +985,9 @@ ON CONFLICT (connector_id) DO UPDATE SET id = excluded.id, agent_id = excluded.a
 			c.ID, out.ID, req.AgentID, req.Host, req.PID, c.Revision, nanos(out.ExpiresAt), nanos(now), nanos(now)); err != nil {
 			return err
 		}
+		// The lease ID is the agent's to use: the audit log names the agent, never the lease.
 		return s.audit(ctx, tx, "agent:"+req.AgentID, "lease.acquire", c.ID, c.Revision,
-			map[string]any{"lease_id": out.ID, "host": req.Host, "pid": req.PID})
+			map[string]any{"host": req.Host, "pid": req.PID})
 	})
 	return out, err
 }
@@ -1028,7 +1029,7 @@ func (s *SQLite) ReleaseLease(ctx context.Context, leaseID string) error {
 		if _, err := tx.ExecContext(ctx, `DELETE FROM leases WHERE id = ?`, leaseID); err != nil {
 			return err
 		}
-		return s.audit(ctx, tx, "agent:"+l.AgentID, "lease.release", l.ConnectorID, l.Revision, map[string]string{"lease_id": leaseID})
+		return s.audit(ctx, tx, "agent:"+l.AgentID, "lease.release", l.ConnectorID, l.Revision, map[string]string{})
 	})
 }
 

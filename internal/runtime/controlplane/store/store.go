@@ -133,5 +133,23 @@ type Store interface {
 	RequestReconcile(ctx context.Context, connectorID, actor string) (api.ReconcileRequest, error)
 	ReconcileProgress(ctx context.Context, connectorID string, completed int64) (*api.ReconcileRequest, error)
 
+	// Agent identities (agents.go). Credentials are "<id>.<secret>"; only hashes are stored.
+	// CreateEnrollment creates a single-use enrollment token (the answer's Token, shown once).
+	CreateEnrollment(ctx context.Context, req api.EnrollmentRequest, actor string) (api.Enrollment, error)
+	// Enroll uses an enrollment token, once and within its lifetime, to create an agent identity
+	// (ErrUnauthenticated otherwise).
+	Enroll(ctx context.Context, token string, req api.EnrollRequest) (api.AgentCredential, error)
+	// CreateLocalAgent creates the identity of one local agent process (crmsync serve --local-agents).
+	CreateLocalAgent(ctx context.Context, connectorID, name, host string) (api.AgentCredential, error)
+	// AuthenticateAgent returns the identity of a credential (ErrUnauthenticated when it is not one).
+	AuthenticateAgent(ctx context.Context, credential string) (api.AgentIdentity, error)
+	// RotateAgentCredential issues a new credential; the current one works until the new one is used.
+	RotateAgentCredential(ctx context.Context, agentID string) (api.AgentCredential, error)
+	// RevokeAgent deletes an identity and its leases.
+	RevokeAgent(ctx context.Context, agentID, actor string) error
+	ListAgents(ctx context.Context) ([]api.AgentIdentity, error)
+	// LeaseHolder returns the agent and connector of a current lease (ErrLeaseLost when it is not one).
+	LeaseHolder(ctx context.Context, leaseID string) (agentID, connectorID string, err error)
+
 	Close() error
 }

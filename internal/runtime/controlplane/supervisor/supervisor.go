@@ -13,7 +13,9 @@
 //     agent: the running one re-attaches by heartbeat.
 //   - An agent that exits non-zero is restarted after a delay that doubles with each failure in a row (up
 //     to MaxBackoff) and resets once a run lasted StableAfter.
-//   - Agents get the API token through their environment (CRMSYNC_TOKEN), never on the command line.
+//   - Each agent process gets an identity of its own, scoped to its connector (Credentials), through an
+//     inherited pipe (--credential-fd): never on its command line, in its environment or in a file. The
+//     operator token is not in its environment. The identity is revoked (Revoke) when the process exits.
 //   - When Run's context ends, every agent it started gets SIGTERM (it drains and commits) and, after
 //     StopTimeout, SIGKILL; Run returns once they have all exited.
 //   - Changed never blocks; Run also reconciles every ReconcileInterval, so a missed notification (or a
@@ -29,6 +31,7 @@ import (
 	"os"
 	"os/exec"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -42,8 +45,10 @@ type Config struct {
 	Store store.Store
 	// ControlPlaneURL is the API's base URL as agents on this host reach it, e.g. https://127.0.0.1:8787.
 	ControlPlaneURL string
-	// Token is the API token agents use; passed to them as CRMSYNC_TOKEN.
-	Token string
+	// Credentials issues the agent credential of one agent process for a connector; Revoke ends it when the
+	// process has exited.
+	Credentials func(ctx context.Context, connectorID string) (api.AgentCredential, error)
+	Revoke      func(ctx context.Context, agentID string)
 	// CAFile is the CA agents trust for the control plane's TLS certificate (empty: the system roots).
 	CAFile string
 	// Binary is the crmsync executable; os.Executable() when empty.
@@ -164,8 +169,8 @@ func (s *Supervisor) Agents() []Agent {
 
 // Run supervises until ctx ends, then stops the agents it started (see the package comment).
 func (s *Supervisor) Run(ctx context.Context) error {
-	if s.cfg.Store == nil || s.cfg.ControlPlaneURL == "" || s.cfg.Token == "" {
-		return errors.New("supervisor: a store, the control plane URL and a token are required")
+	if s.cfg.Store == nil || s.cfg.ControlPlaneURL == "" || s.cfg.Credentials == nil {
+		return errors.New("supervisor: a store, the control plane URL and a credential issuer are required")
 	}
 	if s.cfg.Binary == "" {
 		bin, err := os.Executable()
@@ -242,14 +247,47 @@ func (s *Supervisor) reconcile(ctx context.Context) time.Time {
 			s.log.Error("reading the lease", "connector_id", id, "err", err)
 			continue
 		}
-		s.start(id)
+		s.start(ctx, id)
 	}
 	return next
 }
 
-// start launches one agent process for a connector.
-func (s *Supervisor) start(connectorID string) {
-	args := []string{"agent", "--control-plane", s.cfg.ControlPlaneURL, "--connector", connectorID}
+// credentialFD is the descriptor an agent reads its credential from: the first of exec.Cmd.ExtraFiles.
+const credentialFD = 3
+
+// start launches one agent process for a connector, with an identity of its own.
+func (s *Supervisor) start(ctx context.Context, connectorID string) {
+	log := s.log.With("connector_id", connectorID)
+	s.mu.Lock()
+	sl := s.slots[connectorID]
+	s.mu.Unlock()
+	failed := func(msg string, err error) {
+		log.Error(msg, "err", err, "binary", s.cfg.Binary)
+		s.mu.Lock()
+		sl.failures++
+		sl.nextStart = time.Now().Add(s.backoff(sl.failures))
+		s.mu.Unlock()
+	}
+	cred, err := s.cfg.Credentials(ctx, connectorID)
+	if err != nil {
+		failed("issuing an agent credential", err)
+		return
+	}
+	revoke := func() {
+		if s.cfg.Revoke != nil {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			s.cfg.Revoke(rctx, cred.AgentID)
+		}
+	}
+	// The credential goes through a pipe the agent inherits: it reads it once and the pipe is gone.
+	r, w, err := os.Pipe()
+	if err != nil {
+		revoke()
+		failed("creating the credential pipe", err)
+		return
+	}
+	args := []string{"agent", "--control-plane", s.cfg.ControlPlaneURL, "--connector", connectorID, "--credential-fd", strconv.Itoa(credentialFD)}
 	if s.cfg.CAFile != "" {
 		args = append(args, "--ca-file", s.cfg.CAFile)
 	}
@@ -259,30 +297,36 @@ func (s *Supervisor) start(connectorID string) {
 	if s.cfg.Environ != nil {
 		env = s.cfg.Environ(env)
 	}
-	cmd.Env = append(withoutVar(env, "CRMSYNC_TOKEN"), "CRMSYNC_TOKEN="+s.cfg.Token)
-	cmd.Env = append(cmd.Env, s.cfg.Env...)
+	// Nothing of the operator's credential reaches an agent.
+	cmd.Env = append(withoutVar(env, "CRMSYNC_TOKEN"), s.cfg.Env...)
+	cmd.ExtraFiles = []*os.File{r}
 	cmd.Stdout, cmd.Stderr = s.cfg.Output, s.cfg.Output
 	configure(cmd)
-	log := s.log.With("connector_id", connectorID)
-	s.mu.Lock()
-	sl := s.slots[connectorID]
-	s.mu.Unlock()
-	if err := cmd.Start(); err != nil {
-		log.Error("starting an agent", "err", err, "binary", s.cfg.Binary)
-		s.mu.Lock()
-		sl.failures++
-		sl.nextStart = time.Now().Add(s.backoff(sl.failures))
-		s.mu.Unlock()
+	err = cmd.Start()
+	_ = r.Close() // the child has its copy
+	if err != nil {
+		_ = w.Close()
+		revoke()
+		failed("starting an agent", err)
 		return
+	}
+	// A pipe holds far more than a credential: the write does not wait for the agent to read.
+	_, werr := io.WriteString(w, cred.Credential+"\n")
+	if cerr := w.Close(); werr == nil {
+		werr = cerr
+	}
+	if werr != nil {
+		log.Error("handing the agent its credential", "err", werr)
 	}
 	c := &child{connectorID: connectorID, cmd: cmd, started: time.Now(), done: make(chan struct{})}
 	s.mu.Lock()
 	sl.child = c
 	sl.starts++
 	s.mu.Unlock()
-	log.Info("agent started", "pid", cmd.Process.Pid)
+	log.Info("agent started", "pid", cmd.Process.Pid, "agent_id", cred.AgentID)
 	go func() {
 		c.err = cmd.Wait()
+		revoke() // the process is gone: so is its identity (and any lease it still held)
 		close(c.done)
 		select {
 		case s.exits <- c:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -30,16 +31,39 @@ func TestMain(m *testing.M) {
 }
 
 type startRecord struct {
-	Args  []string  `json:"args"`
-	Token string    `json:"token"`
-	At    time.Time `json:"at"`
-	PID   int       `json:"pid"`
+	Args       []string  `json:"args"`
+	Token      string    `json:"token"`      // CRMSYNC_TOKEN in its environment
+	Credential string    `json:"credential"` // what it read from the descriptor --credential-fd names
+	Env        []string  `json:"env"`
+	At         time.Time `json:"at"`
+	PID        int       `json:"pid"`
+}
+
+// readCredentialFD reads what the supervisor wrote into the descriptor --credential-fd names.
+func readCredentialFD(args []string) string {
+	for i, a := range args {
+		if a == "--credential-fd" && i+1 < len(args) {
+			var fd int
+			if _, err := fmt.Sscan(args[i+1], &fd); err != nil {
+				return "bad fd: " + err.Error()
+			}
+			f := os.NewFile(uintptr(fd), "credential")
+			b, err := io.ReadAll(f)
+			_ = f.Close()
+			if err != nil {
+				return "read: " + err.Error()
+			}
+			return strings.TrimSpace(string(b))
+		}
+	}
+	return ""
 }
 
 func fakeAgent(dir, mode string) int {
 	term := make(chan os.Signal, 1)
 	signal.Notify(term, syscall.SIGTERM)
-	rec := startRecord{Args: os.Args[1:], Token: os.Getenv("CRMSYNC_TOKEN"), At: time.Now(), PID: os.Getpid()}
+	rec := startRecord{Args: os.Args[1:], Token: os.Getenv("CRMSYNC_TOKEN"), Credential: readCredentialFD(os.Args), Env: os.Environ(),
+		At: time.Now(), PID: os.Getpid()}
 	b, _ := json.Marshal(rec)
 	connector := ""
 	for i, a := range os.Args {
@@ -104,8 +128,43 @@ func (f *fakeStore) set(fn func()) {
 	fn()
 }
 
+// fakeCredentials issues one agent credential per start and records revocations.
+type fakeCredentials struct {
+	mu      sync.Mutex
+	n       int
+	issued  map[string]string // credential → agent ID
+	revoked map[string]bool
+}
+
+func (f *fakeCredentials) issue(_ context.Context, connectorID string) (api.AgentCredential, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.n++
+	id := fmt.Sprintf("agt_%032x", f.n)
+	if f.issued == nil {
+		f.issued = map[string]string{}
+	}
+	cred := fmt.Sprintf("%s.secret-of-%s-%d", id, connectorID, f.n)
+	f.issued[cred] = id
+	return api.AgentCredential{AgentID: id, Credential: cred, ConnectorID: connectorID}, nil
+}
+
+func (f *fakeCredentials) revoke(_ context.Context, agentID string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.revoked[agentID] = true
+}
+
+func (f *fakeCredentials) state(cred string) (issued, revoked bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	id, ok := f.issued[cred]
+	return ok, f.revoked[id]
+}
+
 type harness struct {
 	dir   string
+	creds *fakeCredentials
 	store *fakeStore
 	sup   *supervisor.Supervisor
 	stop  context.CancelFunc
@@ -120,8 +179,9 @@ func start(t *testing.T, mode string, active []string, tweak func(*supervisor.Co
 		t.Fatal(err)
 	}
 	fs := &fakeStore{active: active, leases: map[string]api.Lease{}}
+	creds := &fakeCredentials{revoked: map[string]bool{}}
 	cfg := supervisor.Config{
-		Store: fs, ControlPlaneURL: "http://127.0.0.1:1", Token: "secret-token", Binary: bin,
+		Store: fs, ControlPlaneURL: "http://127.0.0.1:1", Credentials: creds.issue, Revoke: creds.revoke, Binary: bin,
 		Env: []string{"FAKE_AGENT_DIR=" + dir, "FAKE_AGENT_MODE=" + mode}, Logger: slog.New(slog.DiscardHandler),
 		ReconcileInterval: 50 * time.Millisecond, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second,
 		StopTimeout: 5 * time.Second,
@@ -129,7 +189,7 @@ func start(t *testing.T, mode string, active []string, tweak func(*supervisor.Co
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	h := &harness{dir: dir, store: fs, sup: supervisor.New(cfg), done: make(chan error, 1)}
+	h := &harness{dir: dir, store: fs, creds: creds, sup: supervisor.New(cfg), done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(t.Context())
 	h.stop = cancel
 	go func() { h.done <- h.sup.Run(ctx) }()
@@ -191,24 +251,48 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-func TestStartsOneAgentPerActiveConnectorWithTheTokenOnlyInItsEnvironment(t *testing.T) {
+// Issue 12: local agents get their credential without it crossing the command line or a file: each process
+// gets an identity of its own, scoped to its connector, through an inherited pipe; the operator token is not
+// in its environment; the identity is revoked when the process exits.
+func TestLocalAgentsGetTheirCredentialThroughAPipe(t *testing.T) {
+	t.Setenv("CRMSYNC_TOKEN", "operator-token-of-serve")
 	h := start(t, "run", []string{"c1", "c2"}, nil)
 	waitFor(t, 10*time.Second, "two agents", func() bool {
 		return len(h.sup.Agents()) == 2 && len(h.starts(t, "c1")) == 1 && len(h.starts(t, "c2")) == 1
 	})
+	seen := map[string]bool{}
 	for _, c := range []string{"c1", "c2"} {
 		r := h.starts(t, c)[0]
 		want := []string{"agent", "--control-plane", "http://127.0.0.1:1", "--connector", c}
 		if !slices.Equal(r.Args[:len(want)], want) {
 			t.Errorf("agent args %q, want them to start with %q", r.Args, want)
 		}
-		if r.Token != "secret-token" {
-			t.Errorf("agent got CRMSYNC_TOKEN=%q", r.Token)
+		if issued, _ := h.creds.state(r.Credential); !issued || !strings.Contains(r.Credential, "-of-"+c+"-") {
+			t.Errorf("agent of %s read %q from its descriptor; want a credential issued for it", c, r.Credential)
 		}
-		if strings.Contains(strings.Join(r.Args, " "), "secret-token") {
-			t.Errorf("the token is on the agent's command line: %q", r.Args)
+		if seen[r.Credential] {
+			t.Errorf("two agents share the credential %q", r.Credential)
+		}
+		seen[r.Credential] = true
+		if strings.Contains(strings.Join(r.Args, " "), r.Credential) || strings.Contains(strings.Join(r.Env, " "), r.Credential) {
+			t.Errorf("the credential is on the agent's command line or in its environment: %q", r.Args)
+		}
+		if r.Token != "" {
+			t.Errorf("the agent's environment holds the operator token (CRMSYNC_TOKEN=%q)", r.Token)
 		}
 	}
+	// An agent that exits has its identity revoked.
+	h.stop()
+	for cred := range seen {
+		waitFor(t, 10*time.Second, "the identity to be revoked", func() bool { _, revoked := h.creds.state(cred); return revoked })
+	}
+}
+
+func TestStartsOneAgentPerActiveConnectorAndNoDuplicate(t *testing.T) {
+	h := start(t, "run", []string{"c1", "c2"}, nil)
+	waitFor(t, 10*time.Second, "two agents", func() bool {
+		return len(h.sup.Agents()) == 2 && len(h.starts(t, "c1")) == 1 && len(h.starts(t, "c2")) == 1
+	})
 	// Reconciling again (notifications and ticks) starts no duplicate.
 	h.sup.Changed("c1")
 	h.reconciled(t, 3)
