@@ -78,6 +78,7 @@ func TestTheOperatorTokenReadsNoSecretOnAnyRoute(t *testing.T) {
 		"MappingSpec": func(api.Connector) any {
 			return api.MappingSpec{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}}
 		},
+		"ValidateTeamRequest": func(c api.Connector) any { return api.ValidateTeamRequest{ConnectorID: c.ID, TeamID: teamID} },
 		"ValidateRequest": func(c api.Connector) any {
 			return api.ValidateRequest{ConnectorID: c.ID, Live: true, Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}}
 		},
