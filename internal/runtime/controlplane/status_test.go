@@ -194,7 +194,7 @@ func TestMetricsCoverEveryConnectorsSyncFromTheAgentsReports(t *testing.T) {
 	if _, err := e.client.SetActivation(ctx, a.ID, true); err != nil {
 		t.Fatal(err)
 	}
-	l, err := e.client.AcquireLease(ctx, api.LeaseRequest{ConnectorID: a.ID, AgentID: "a", Host: "h"})
+	l, err := e.acquire(t, "a", api.LeaseRequest{ConnectorID: a.ID, Host: "h"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -209,10 +209,10 @@ func TestMetricsCoverEveryConnectorsSyncFromTheAgentsReports(t *testing.T) {
 			Received: 510, Written: 505, DeadLettered: 3, Skipped: 2, LagSeconds: 1.5, ReplayAt: now.Add(-time.Hour),
 			LatencyHistogram: &hist, OutOfBand: &api.OutOfBandStatus{Detected: 4, Repaired: 1},
 			Reconcile: &api.ReconcileResult{StartedAt: now.Add(-time.Minute), FinishedAt: now.Add(-30 * time.Second), Missing: 1, Healed: 1}}}}
-	if _, err := e.client.Heartbeat(ctx, l.ID, api.Heartbeat{Status: st}); err != nil {
+	if _, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{Status: st}); err != nil {
 		t.Fatal(err)
 	}
-	if err := e.client.AddDeadLetters(ctx, l.ID, []api.DeadLetter{{Table: "Contact", RecordID: "003000000000001AAA", Operation: "upsert", Code: "x", Reason: "r", At: now, FirstAt: now}}); err != nil {
+	if err := e.by(l.ID).AddDeadLetters(ctx, l.ID, []api.DeadLetter{{Table: "Contact", RecordID: "003000000000001AAA", Operation: "upsert", Code: "x", Reason: "r", At: now, FirstAt: now}}); err != nil {
 		t.Fatal(err)
 	}
 	body := get(t, e, "/metrics")
