@@ -85,7 +85,10 @@ func contains(list []string, s string) bool {
 // secrets through the API and through Terraform, and references resolved on the hosts: the Salesforce client
 // secret, the Salesforce private key and the Dataverse client secret each inline, by *_env and by *_file.
 // Six connectors use them and run real agents under `crmsync serve` (debug logs) and Terraform (TRACE
-// logs). No canary appears in the control plane's or the agents' logs, in any API answer (the agent
+// logs). The agent protocol's credentials are canaries too: an enrollment token made through the control
+// plane's local socket, and the agent credentials it was exchanged for (enrolled, then rotated); and the
+// lease route, which hands an agent its connector's secrets, is called with the operator token for every
+// connector (403). No canary appears in the control plane's or the agents' logs, in any API answer (the agent
 // protocol's lease, which hands the agent its secrets, aside), in the store's files (database, WAL), in
 // Terraform's plan and apply output or its provider logs; in Terraform state only inline values appear,
 // and only in the sensitive arguments of the connector that declares them inline (Terraform 1.8 keeps

@@ -103,7 +103,7 @@ func (p *crmsyncProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 				Optional:            true,
 			},
 			"token": schema.StringAttribute{
-				MarkdownDescription: "Bearer token of the control plane API (the token `crmsync serve` was started with). Falls back to the `" + EnvToken + "` environment variable, which keeps it out of configuration files.",
+				MarkdownDescription: "The control plane's operator token (one of the tokens `crmsync serve` was started with; it reaches the public API, never a secret). Falls back to the `" + EnvToken + "` environment variable, which keeps it out of configuration files.",
 				Optional:            true,
 				Sensitive:           true,
 			},
