@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 )
 

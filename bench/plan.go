@@ -16,9 +16,9 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // Config is one connector's agent configuration: what `crmsync agent --config FILE` reads (JSON or YAML,

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // SalesforceSettings says how a connector reaches its org. Secrets are write-only: ClientSecret and
@@ -70,9 +70,6 @@ type ConnectorList struct {
 	Connectors []Connector `json:"connectors"`
 }
 
-// MappingSpec is a table mapping as declared: mapping.TableConfig on the wire.
-type MappingSpec = mapping.TableConfig
-
 // EffectiveColumn is one column of a mapping's effective column list.
 type EffectiveColumn struct {
 	Source          string `json:"source"`
@@ -88,7 +85,8 @@ type EffectiveColumn struct {
 type TableMapping struct {
 	ID          string `json:"id"`
 	ConnectorID string `json:"connector_id"`
-	MappingSpec
+	// TableConfig is the mapping as declared (the OpenAPI document's MappingSpec).
+	mapping.TableConfig
 	// DestinationTable is filled in with the effective destination.
 	EffectiveColumns []EffectiveColumn `json:"effective_columns"`
 	Revision         int64             `json:"revision"` // the connector revision this version created
@@ -111,8 +109,8 @@ type PredefinedMappings struct {
 // ValidateRequest asks to validate a mapping without storing it. With Live, the connector's Salesforce
 // describe and Dataverse metadata are read and the live rules apply (ConnectorID required).
 type ValidateRequest struct {
-	ConnectorID string      `json:"connector_id,omitempty"`
-	Mapping     MappingSpec `json:"mapping" crmsync:"required"`
+	ConnectorID string              `json:"connector_id,omitempty"`
+	Mapping     mapping.TableConfig `json:"mapping" crmsync:"required"`
 	// OtherTables are the source tables of the connector's other mappings (for lookups); with a
 	// connector the stored ones are used when this is empty.
 	OtherTables []string `json:"other_tables,omitempty"`

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 )

@@ -207,7 +207,7 @@ func TestChaosControlPlaneDiskFullOrReadOnly(t *testing.T) {
 		} else {
 			t.Logf("create on a %s disk: %v", what, err)
 		}
-		m := e.maps["Contact"].MappingSpec
+		m := e.maps["Contact"].TableConfig
 		m.ExcludeColumns = []string{"fax"}
 		if _, err := e.c.UpdateMapping(cctx, e.maps["Contact"].ID, m); err == nil {
 			t.Errorf("updating a mapping on a %s disk answered success", what)
@@ -291,7 +291,7 @@ func TestChaosControlPlaneDiskFullOrReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(m.ExcludeColumns) != 0 {
-		t.Errorf("a mapping update refused on a full disk was stored: %+v", m.MappingSpec)
+		t.Errorf("a mapping update refused on a full disk was stored: %+v", m.TableConfig)
 	}
 	reconciledCP(t, e.settle(3*time.Minute))
 	e.finish(int(faults), faults)

@@ -15,10 +15,10 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/chaos"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // The generative test of change (issue 13): random sequences, from a printed seed, of the routine changes an
@@ -170,7 +170,7 @@ func runGenerativeEnv(t *testing.T, seed uint64, perEnv int, st *genStats) (comp
 	for _, src := range []string{"Account", "Contact"} {
 		m := e.maps[src]
 		m.RepairOutOfBandEdits = true
-		e.updateMapping(m.ID, m.MappingSpec)
+		e.updateMapping(m.ID, m.TableConfig)
 		e.maps[src] = m
 	}
 	e.runAgents()
@@ -296,7 +296,7 @@ func (e *genEnv) randomOp(t *testing.T, rng *rand.Rand) string {
 		v := rng.IntN(len(contactVariants))
 		m := e.maps["Contact"]
 		m.Columns, m.ExcludeColumns = contactVariants[v].columns, contactVariants[v].exclude
-		if _, err := e.c.UpdateMapping(ctx, m.ID, m.MappingSpec); err != nil {
+		if _, err := e.c.UpdateMapping(ctx, m.ID, m.TableConfig); err != nil {
 			return fmt.Sprintf("mapping %s refused (%v)", contactVariants[v].name, err)
 		}
 		e.maps["Contact"] = m

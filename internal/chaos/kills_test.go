@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
@@ -103,7 +103,7 @@ func TestChaosProcessKills(t *testing.T) {
 
 	// 3. During roll-outs: the first adds new_region, then fax is excluded and included again in turns
 	// (every inclusion re-syncs the table); the last leaves fax included.
-	contact := e.maps["Contact"].MappingSpec
+	contact := e.maps["Contact"].TableConfig
 	faxExcluded := false
 	for i := 0; i < budget["roll-out"] || faxExcluded; i++ {
 		switch {
@@ -170,7 +170,7 @@ func TestChaosProcessKills(t *testing.T) {
 }
 
 // updateMapping updates a mapping, retrying while the control plane is down.
-func (e *cpEnv) updateMapping(id string, spec api.MappingSpec) {
+func (e *cpEnv) updateMapping(id string, spec mapping.TableConfig) {
 	e.t.Helper()
 	var err error
 	deadline := time.Now().Add(time.Minute)

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // Error is a refusal from the control plane.
@@ -290,7 +291,7 @@ func (c *Client) DeleteConnector(ctx context.Context, id string) error {
 }
 
 // CreateMapping calls POST /v1/connectors/{id}/mappings.
-func (c *Client) CreateMapping(ctx context.Context, connectorID string, spec api.MappingSpec) (*api.TableMapping, error) {
+func (c *Client) CreateMapping(ctx context.Context, connectorID string, spec mapping.TableConfig) (*api.TableMapping, error) {
 	var out api.TableMapping
 	return &out, c.do(ctx, http.MethodPost, "/v1/connectors/"+esc(connectorID)+"/mappings", spec, &out)
 }
@@ -308,7 +309,7 @@ func (c *Client) GetMapping(ctx context.Context, id string) (*api.TableMapping, 
 }
 
 // UpdateMapping calls PUT /v1/mappings/{id}.
-func (c *Client) UpdateMapping(ctx context.Context, id string, spec api.MappingSpec) (*api.TableMapping, error) {
+func (c *Client) UpdateMapping(ctx context.Context, id string, spec mapping.TableConfig) (*api.TableMapping, error) {
 	var out api.TableMapping
 	return &out, c.do(ctx, http.MethodPut, "/v1/mappings/"+esc(id), spec, &out)
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
@@ -91,7 +92,7 @@ func TestRefusalsMatchTheSentinelErrors(t *testing.T) {
 	if _, err := c.CreateConnector(ctx, bad); !errors.As(err, &ce) || ce.Status != 400 || ce.Body.Field != "team_id" {
 		t.Errorf("bad team: %v, want 400 naming team_id", err)
 	}
-	if _, err := c.CreateMapping(ctx, conn.ID, api.MappingSpec{SourceTable: "Contact", UsePredefined: true}); err != nil {
+	if _, err := c.CreateMapping(ctx, conn.ID, mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}); err != nil {
 		t.Fatal(err)
 	}
 	if a, err := c.GetActivation(ctx, conn.ID); err != nil || a.Active || a.DesiredRevision != 2 {

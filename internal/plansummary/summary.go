@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // Summary is what a plan changes in crmsync, per connector and table, with the consequences for the data.

@@ -17,7 +17,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-go/tftypes"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 func resourceSchema(t *testing.T, r resource.Resource) rschema.Schema {
@@ -132,7 +132,7 @@ func TestConnectorFromAPI_keepsInlineSecretsOnlyWhileStored(t *testing.T) {
 
 func TestTableMappingFromAPI_keepsEmptyCollectionsAsConfigured(t *testing.T) {
 	ctx := context.Background()
-	tm := &api.TableMapping{ID: "map_1", ConnectorID: "con_1", MappingSpec: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true},
+	tm := &api.TableMapping{ID: "map_1", ConnectorID: "con_1", TableConfig: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true},
 		EffectiveColumns: []api.EffectiveColumn{{Source: "Id", Destination: "contactid", SourceType: "id", Predefined: true, Key: true}}}
 	emptyMap, _ := types.MapValue(columnOverrideType, nil)
 	emptySet, _ := types.SetValue(types.StringType, nil)
@@ -308,7 +308,7 @@ func TestTableMappingFromAPI_roundTripsRepairOutOfBandEdits(t *testing.T) {
 	ctx := context.Background()
 	for _, repair := range []bool{false, true} {
 		tm := &api.TableMapping{ID: "map_1", ConnectorID: "con_1",
-			MappingSpec: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, RepairOutOfBandEdits: repair}}
+			TableConfig: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, RepairOutOfBandEdits: repair}}
 		var m tableMappingModel
 		if d := m.fromAPI(ctx, tm, nil); d.HasError() {
 			t.Fatal(d)

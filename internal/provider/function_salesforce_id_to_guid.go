@@ -5,7 +5,7 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework/function"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 )
 
 var _ function.Function = (*salesforceIDToGUIDFunction)(nil)

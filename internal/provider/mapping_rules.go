@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // This file turns the pure mapping rules into plan diagnostics: static validation (no network), problem

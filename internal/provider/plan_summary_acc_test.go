@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/plansummary"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 )
 
 // updateGolden rewrites the plans and summaries of internal/plansummary/testdata from this run:
@@ -145,7 +145,7 @@ var planScenarios = []planScenario{
 		}
 		for _, m := range ms {
 			if m.SourceTable == "Contact" {
-				spec := m.MappingSpec
+				spec := m.TableConfig
 				spec.ExcludeColumns = append(spec.ExcludeColumns, "fax")
 				if _, err := env.Client.UpdateMapping(ctx, m.ID, spec); err != nil {
 					t.Fatal(err)

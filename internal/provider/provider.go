@@ -2,7 +2,7 @@
 //
 // The provider talks only to the crmsync control plane API, through internal/client. Resources convert
 // between their tfsdk models and the api wire types with one converter per type; plan-time mapping
-// validation uses the pure rules of internal/runtime/mapping (no network) and asks the control plane for the
+// validation uses the pure rules of internal/mapping (no network) and asks the control plane for the
 // live rules.
 package provider
 

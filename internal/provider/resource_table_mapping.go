@@ -26,7 +26,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 var (
@@ -641,7 +641,7 @@ func (m *tableMappingModel) tableConfig(ctx context.Context) (tc mapping.TableCo
 }
 
 // toSpec converts a planned model (every value known) to the API's mapping spec.
-func (m *tableMappingModel) toSpec(ctx context.Context) (api.MappingSpec, diag.Diagnostics) {
+func (m *tableMappingModel) toSpec(ctx context.Context) (mapping.TableConfig, diag.Diagnostics) {
 	tc, known, diags := m.tableConfig(ctx)
 	if !known && !diags.HasError() {
 		diags.AddError("Table mapping not fully known", "A value of the table mapping is still unknown at apply. This is a bug in the crmsync provider; please report it.")

@@ -15,7 +15,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/tfjsonpath"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // mappingConfig is a connector with a Contact mapping whose body is given.
@@ -121,7 +121,7 @@ func TestAccTableMapping_basic(t *testing.T) {
 				},
 				Check: func(*terraform.State) error {
 					if m := contactMapping(t, cp); !m.RepairOutOfBandEdits {
-						return fmt.Errorf("the control plane's mapping does not ask for repairs: %+v", m.MappingSpec)
+						return fmt.Errorf("the control plane's mapping does not ask for repairs: %+v", m.TableConfig)
 					}
 					return nil
 				},
@@ -221,7 +221,7 @@ func TestAccTableMapping_outOfBandEditShowsInPlan(t *testing.T) {
 			{
 				PreConfig: func() {
 					m := contactMapping(t, cp)
-					spec := m.MappingSpec
+					spec := m.TableConfig
 					spec.ExcludeColumns = nil
 					spec.Columns = map[string]mapping.ColumnOverride{"jobtitle": {Source: "Title"}}
 					spec.RepairOutOfBandEdits = true

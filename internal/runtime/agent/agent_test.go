@@ -6,11 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 func TestInitialLoadCopiesEveryRecordFieldByField(t *testing.T) {

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"

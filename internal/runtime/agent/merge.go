@@ -6,8 +6,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // Record merges. Salesforce merges up to three contacts or accounts (SOAP merge, the UI, Apex): the losers

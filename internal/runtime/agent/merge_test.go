@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // Issue 19, item 7: Salesforce merges the events of one transaction that make the same change to several

@@ -11,10 +11,10 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // Reconciliation compares a table's two sides in full at a small, known API cost:

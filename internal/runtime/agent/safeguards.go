@@ -12,8 +12,8 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // safeguards runs the agent's two data checks on every streaming table, one at a time in one goroutine:

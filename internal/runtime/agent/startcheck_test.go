@@ -11,9 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/localstore"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 )
 
 // newQuiet builds an agent on the env's configuration with its state in a fresh directory.

@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
 

@@ -15,9 +15,9 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // table runs one table mapping: load, then stream, with re-syncs when the stream cannot resume.

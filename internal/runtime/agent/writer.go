@@ -9,7 +9,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 )
 

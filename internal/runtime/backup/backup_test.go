@@ -15,11 +15,11 @@ import (
 	"testing"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/backup"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // env is a Dataverse sandbox with a client and a small dataset written the way the sync writes (as the

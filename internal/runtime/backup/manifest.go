@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // raw sends one request and decodes the error body when the status is not 2xx.
@@ -144,10 +144,10 @@ func TestBadInputIsRefusedNamingTheField(t *testing.T) {
 		{"connector ID for a mapping", "GET", "/v1/mappings/" + c.ID, nil, 400, CodeInvalidArgument, "id"},
 		{"bad lease ID", "POST", "/v1/agent/leases/nope/heartbeat", []byte(`{"status":{}}`), 400, CodeInvalidArgument, "id"},
 		{"unknown connector", "GET", "/v1/connectors/con_0123456789abcdef0123456789abcdef", nil, 404, CodeNotFound, "id"},
-		{"bad table name", "POST", "/v1/connectors/" + c.ID + "/mappings", mustJSON(t, api.MappingSpec{SourceTable: "Contact; DROP"}), 400, CodeInvalidArgument, "source_table"},
-		{"mapping problem", "POST", "/v1/connectors/" + c.ID + "/mappings", mustJSON(t, api.MappingSpec{SourceTable: "Account", UsePredefined: true,
+		{"bad table name", "POST", "/v1/connectors/" + c.ID + "/mappings", mustJSON(t, mapping.TableConfig{SourceTable: "Contact; DROP"}), 400, CodeInvalidArgument, "source_table"},
+		{"mapping problem", "POST", "/v1/connectors/" + c.ID + "/mappings", mustJSON(t, mapping.TableConfig{SourceTable: "Account", UsePredefined: true,
 			Columns: map[string]mapping.ColumnOverride{"accountid": {Source: "Name"}}}), 400, CodeInvalidArgument, "columns.accountid.source"},
-		{"mapping table twice", "POST", "/v1/connectors/" + c.ID + "/mappings", mustJSON(t, api.MappingSpec{SourceTable: "contact", UsePredefined: true}), 409, CodeConflict, "source_table"},
+		{"mapping table twice", "POST", "/v1/connectors/" + c.ID + "/mappings", mustJSON(t, mapping.TableConfig{SourceTable: "contact", UsePredefined: true}), 409, CodeConflict, "source_table"},
 		{"taken name", "POST", "/v1/connectors", mustJSON(t, connectorSpec("base")), 409, CodeConflict, "name"},
 		{"bad limit", "GET", "/v1/audit?limit=0", nil, 400, CodeInvalidArgument, "limit"},
 		{"bad audit connector", "GET", "/v1/audit?connector_id=x", nil, 400, CodeInvalidArgument, "connector_id"},
@@ -176,7 +176,7 @@ func TestBadInputIsRefusedNamingTheField(t *testing.T) {
 func TestMappingErrorsComeBackWithEveryProblem(t *testing.T) {
 	e := newEnv(t)
 	c := e.createConnector(t, "problems")
-	spec := api.MappingSpec{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "explode",
+	spec := mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "explode",
 		Columns: map[string]mapping.ColumnOverride{"contactid": {Source: "Email"}}}
 	status, body, _ := e.raw(t, "POST", "/v1/connectors/"+c.ID+"/mappings", mustJSON(t, spec), nil)
 	if status != 400 || body.Code != CodeInvalidArgument {

@@ -16,8 +16,8 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
@@ -165,7 +165,7 @@ func TestEveryChangeBumpsTheRevisionAndNotifiesTheDeployer(t *testing.T) {
 		do   func() error
 	}{
 		{"create mapping", func() error {
-			_, err := e.client.CreateMapping(ctx, c.ID, api.MappingSpec{SourceTable: "Contact", UsePredefined: true})
+			_, err := e.client.CreateMapping(ctx, c.ID, mapping.TableConfig{SourceTable: "Contact", UsePredefined: true})
 			return err
 		}},
 		{"update connector", func() error {
@@ -186,11 +186,11 @@ func TestEveryChangeBumpsTheRevisionAndNotifiesTheDeployer(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			_, err = e.client.UpdateMapping(ctx, ms[0].ID, api.MappingSpec{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}})
+			_, err = e.client.UpdateMapping(ctx, ms[0].ID, mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}})
 			return err
 		}},
 		{"add a second mapping", func() error {
-			_, err := e.client.CreateMapping(ctx, c.ID, api.MappingSpec{SourceTable: "Account", UsePredefined: true})
+			_, err := e.client.CreateMapping(ctx, c.ID, mapping.TableConfig{SourceTable: "Account", UsePredefined: true})
 			return err
 		}},
 		{"delete mapping", func() error {
@@ -335,13 +335,13 @@ func TestConcurrentUpdatesOfOneMappingLeaveAConsistentState(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			spec := api.MappingSpec{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{
+			spec := mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{
 				"jobtitle": {Source: "Title"}, fmt.Sprintf("new_field%d", i): {Source: fmt.Sprintf("Field%d__c", i)}}}
 			if _, err := e.client.UpdateMapping(ctx, m.ID, spec); err != nil {
 				errs <- err
 			}
 			// Conflicting creates of one table: exactly one may win.
-			if _, err := e.client.CreateMapping(ctx, c.ID, api.MappingSpec{SourceTable: "Account", UsePredefined: true}); err != nil && !errors.Is(err, client.ErrConflict) {
+			if _, err := e.client.CreateMapping(ctx, c.ID, mapping.TableConfig{SourceTable: "Account", UsePredefined: true}); err != nil && !errors.Is(err, client.ErrConflict) {
 				errs <- err
 			}
 		}()
@@ -385,7 +385,7 @@ func TestConcurrentUpdatesOfOneMappingLeaveAConsistentState(t *testing.T) {
 		}
 	}
 	got, _ := json.Marshal(contact)
-	want, _ := json.Marshal(final.MappingSpec)
+	want, _ := json.Marshal(final.TableConfig)
 	var wantSpec mapping.TableConfig
 	_ = json.Unmarshal(want, &wantSpec)
 	wantSpec.DestinationTable = "" // the stored spec keeps the declared (empty) destination
@@ -462,7 +462,7 @@ func TestActivationWithoutMappingsOrCheckerIsRefused(t *testing.T) {
 	if _, err := e2.client.SetActivation(t.Context(), c2.ID, true); !errors.As(err, &ce) || ce.Status != 503 || ce.Body.Code != CodeUnavailable {
 		t.Errorf("activating without a checker: %v, want 503 unavailable", err)
 	}
-	if _, err := e2.client.ValidateMapping(t.Context(), api.ValidateRequest{ConnectorID: c2.ID, Live: true, Mapping: api.MappingSpec{SourceTable: "Contact"}}); !errors.As(err, &ce) || ce.Status != 503 {
+	if _, err := e2.client.ValidateMapping(t.Context(), api.ValidateRequest{ConnectorID: c2.ID, Live: true, Mapping: mapping.TableConfig{SourceTable: "Contact"}}); !errors.As(err, &ce) || ce.Status != 503 {
 		t.Errorf("live validation without a checker: %v, want 503", err)
 	}
 }
@@ -508,7 +508,7 @@ func TestLiveValidationUsesTheConnectorsSchemas(t *testing.T) {
 	e.checker.mu.Lock()
 	e.checker.src, e.checker.dst, e.checker.count = src, dst, 4321
 	e.checker.mu.Unlock()
-	spec := api.MappingSpec{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{
+	spec := mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{
 		"new_region": {Source: "Region__c"}, "new_missing": {Source: "Nope__c"}}}
 	static, err := e.client.ValidateMapping(ctx, api.ValidateRequest{Mapping: spec})
 	if err != nil || static.Live || static.EstimatedRecords != nil {

@@ -75,7 +75,7 @@ func TestMappingCRUDRoundTripsThroughTheClient(t *testing.T) {
 	if err != nil || len(ms) != 2 {
 		t.Fatalf("list: %v, %v", ms, err)
 	}
-	spec := con.MappingSpec
+	spec := con.TableConfig
 	spec.ExcludeColumns = []string{"fax"}
 	up, err := e.client.UpdateMapping(ctx, con.ID, spec)
 	if err != nil {

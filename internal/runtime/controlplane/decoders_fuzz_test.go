@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 )
 
@@ -41,7 +42,7 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 	fs.must(f, "POST", "/v1/connectors", connectorSpec("fuzzed"), &conn)
 	fs.connID = conn.ID
 	var m api.TableMapping
-	fs.must(f, "POST", "/v1/connectors/"+conn.ID+"/mappings", api.MappingSpec{SourceTable: "Contact", UsePredefined: true}, &m)
+	fs.must(f, "POST", "/v1/connectors/"+conn.ID+"/mappings", mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}, &m)
 	fs.mapID = m.ID
 	fs.must(f, "PUT", "/v1/connectors/"+conn.ID+"/activation", api.ActivationRequest{Active: true}, nil)
 	var lease api.Lease
@@ -144,7 +145,7 @@ func (fs *fuzzServer) path(p string) string {
 func FuzzPublicAPIRequestDecoders(f *testing.F) {
 	fs := newFuzzServer(f)
 	spec, _ := json.Marshal(connectorSpec("seeded"))
-	mapping, _ := json.Marshal(api.MappingSpec{SourceTable: "Account", UsePredefined: true, ExcludeColumns: []string{"fax"}})
+	mapping, _ := json.Marshal(mapping.TableConfig{SourceTable: "Account", UsePredefined: true, ExcludeColumns: []string{"fax"}})
 	for i := range publicWrites {
 		f.Add(uint8(i), []byte(`{}`))
 		f.Add(uint8(i), []byte(`{"name":"x","unknown":1}`))

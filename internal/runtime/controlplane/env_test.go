@@ -14,8 +14,8 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 )
 
 const testToken = "test-token-0123456789"
@@ -249,7 +249,7 @@ func (e *env) createConnector(t *testing.T, name string) api.Connector {
 
 func (e *env) createMapping(t *testing.T, connID, source string) api.TableMapping {
 	t.Helper()
-	m, err := e.client.CreateMapping(t.Context(), connID, api.MappingSpec{SourceTable: source, UsePredefined: true})
+	m, err := e.client.CreateMapping(t.Context(), connID, mapping.TableConfig{SourceTable: source, UsePredefined: true})
 	if err != nil {
 		t.Fatal(err)
 	}

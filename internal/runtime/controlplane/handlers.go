@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 )
 
 // actorAPI names API callers in the audit log (there is one token, so one identity).
@@ -190,7 +190,7 @@ func (s *Server) deleteConnector(w http.ResponseWriter, r *http.Request) error {
 
 // staticProblems resolves and validates a mapping statically, given the other source tables of its
 // connector.
-func staticProblems(spec api.MappingSpec, others []api.TableMapping, exceptID string) ([]mapping.Column, mapping.Problems) {
+func staticProblems(spec mapping.TableConfig, others []api.TableMapping, exceptID string) ([]mapping.Column, mapping.Problems) {
 	sources := []string{spec.SourceTable}
 	synced := map[string]string{spec.SourceTable: spec.Destination()}
 	for _, m := range others {
@@ -224,7 +224,7 @@ func (s *Server) createMapping(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var spec api.MappingSpec
+	var spec mapping.TableConfig
 	if err := decodeJSON(r, &spec); err != nil {
 		return err
 	}
@@ -238,7 +238,7 @@ func (s *Server) createMapping(w http.ResponseWriter, r *http.Request) error {
 	if _, probs := staticProblems(spec, others, ""); probs.HasErrors() {
 		return rejectProblems(probs)
 	}
-	if err := s.preflightMappings(r.Context(), connID, append(slices.Clone(others), api.TableMapping{ConnectorID: connID, MappingSpec: spec})); err != nil {
+	if err := s.preflightMappings(r.Context(), connID, append(slices.Clone(others), api.TableMapping{ConnectorID: connID, TableConfig: spec})); err != nil {
 		return err
 	}
 	m, err := s.cfg.Store.CreateMapping(r.Context(), connID, spec, actorAPI)
@@ -281,7 +281,7 @@ func (s *Server) updateMapping(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var spec api.MappingSpec
+	var spec mapping.TableConfig
 	if err := decodeJSON(r, &spec); err != nil {
 		return err
 	}
@@ -302,7 +302,7 @@ func (s *Server) updateMapping(w http.ResponseWriter, r *http.Request) error {
 	proposed := slices.Clone(others)
 	for i := range proposed {
 		if proposed[i].ID == id {
-			proposed[i].MappingSpec = spec
+			proposed[i].TableConfig = spec
 		}
 	}
 	if err := s.preflightMappings(r.Context(), cur.ConnectorID, proposed); err != nil {
@@ -356,7 +356,7 @@ func (s *Server) predefinedMappings(w http.ResponseWriter, r *http.Request) erro
 	if canonical == "" {
 		return errorf(http.StatusNotFound, CodeNotFound, "source_table", "%s has no predefined mappings; tables that have: %s", source, strings.Join(names, ", "))
 	}
-	spec := api.MappingSpec{SourceTable: canonical, UsePredefined: true}
+	spec := mapping.TableConfig{SourceTable: canonical, UsePredefined: true}
 	writeJSON(w, http.StatusOK, api.PredefinedMappings{
 		SourceTable:      canonical,
 		DestinationTable: spec.Destination(),
@@ -396,7 +396,7 @@ func (s *Server) validateMapping(w http.ResponseWriter, r *http.Request) error {
 		if err := validateTable("other_tables["+strconv.Itoa(i)+"]", t); err != nil {
 			return err
 		}
-		others = append(others, api.TableMapping{MappingSpec: api.MappingSpec{SourceTable: t}})
+		others = append(others, api.TableMapping{TableConfig: mapping.TableConfig{SourceTable: t}})
 	}
 	var conn api.Connector
 	if req.ConnectorID != "" {
@@ -609,7 +609,7 @@ func (s *Server) preflightChange(ctx context.Context, conn api.Connector, secret
 // changeProblems are, for the live validation of a mapping of an active connector, the preflight checks the
 // change would fail beyond the mapping rules the validation already reports (the team's privileges on the
 // mapping's tables and lookups, the change topic): what the API would refuse the change for, shown at plan.
-func (s *Server) changeProblems(ctx context.Context, conn api.Connector, secrets store.Secrets, spec api.MappingSpec) ([]mapping.Problem, error) {
+func (s *Server) changeProblems(ctx context.Context, conn api.Connector, secrets store.Secrets, spec mapping.TableConfig) ([]mapping.Problem, error) {
 	act, err := s.cfg.Store.GetActivation(ctx, conn.ID)
 	if err != nil {
 		return nil, storeError(err, "connector_id")
@@ -621,7 +621,7 @@ func (s *Server) changeProblems(ctx context.Context, conn api.Connector, secrets
 	if err != nil {
 		return nil, storeError(err, "connector_id")
 	}
-	proposed := []api.TableMapping{{ConnectorID: conn.ID, MappingSpec: spec}}
+	proposed := []api.TableMapping{{ConnectorID: conn.ID, TableConfig: spec}}
 	for _, m := range stored {
 		if !strings.EqualFold(m.SourceTable, spec.SourceTable) {
 			proposed = append(proposed, m)

@@ -4,8 +4,8 @@ import (
 	"context"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 )
 
 // Checker talks to Salesforce and Dataverse on the control plane's behalf: activation preflight and live

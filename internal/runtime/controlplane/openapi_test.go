@@ -20,7 +20,7 @@ import (
 	"github.com/getkin/kin-openapi/routers/gorillamux"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/strictjson"
 )
 
@@ -208,19 +208,19 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "GET", path: cp, want: 200})
 	spec.Salesforce.PrivateKey, spec.Salesforce.APIVersion = "", "63.0"
 	c.do(call{method: "PUT", path: cp, body: spec, want: 200})
-	acc := decodeAs[api.TableMapping](t, c.do(call{method: "POST", path: cp + "/mappings", body: api.MappingSpec{SourceTable: "Account", UsePredefined: true}, want: 201}))
-	con := decodeAs[api.TableMapping](t, c.do(call{method: "POST", path: cp + "/mappings", body: api.MappingSpec{
+	acc := decodeAs[api.TableMapping](t, c.do(call{method: "POST", path: cp + "/mappings", body: mapping.TableConfig{SourceTable: "Account", UsePredefined: true}, want: 201}))
+	con := decodeAs[api.TableMapping](t, c.do(call{method: "POST", path: cp + "/mappings", body: mapping.TableConfig{
 		SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"},
 		Columns: map[string]mapping.ColumnOverride{"jobtitle": {Source: "Title", Truncate: true}},
 	}, want: 201}))
 	c.do(call{method: "GET", path: cp + "/mappings", want: 200})
 	c.do(call{method: "GET", path: "/v1/mappings/" + con.ID, want: 200})
-	c.do(call{method: "PUT", path: "/v1/mappings/" + con.ID, body: api.MappingSpec{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "ignore"}, want: 200})
+	c.do(call{method: "PUT", path: "/v1/mappings/" + con.ID, body: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "ignore"}, want: 200})
 	c.do(call{method: "GET", path: "/v1/predefined-mappings/contact", want: 200})
-	c.do(call{method: "POST", path: "/v1/validate/mapping", body: api.ValidateRequest{Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}}, want: 200})
+	c.do(call{method: "POST", path: "/v1/validate/mapping", body: api.ValidateRequest{Mapping: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}}, want: 200})
 	c.do(call{method: "POST", path: "/v1/validate/team", body: api.ValidateTeamRequest{ConnectorID: conn.ID, TeamID: "0b0b0b0b-1111-4222-8333-944445555666"}, want: 200})
 	c.do(call{method: "POST", path: "/v1/validate/mapping", body: api.ValidateRequest{ConnectorID: conn.ID, Live: true,
-		Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{"nope": {Source: "Missing__c"}}}}, want: 200})
+		Mapping: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, Columns: map[string]mapping.ColumnOverride{"nope": {Source: "Missing__c"}}}}, want: 200})
 	c.do(call{method: "GET", path: cp + "/activation", want: 200})
 	c.do(call{method: "PUT", path: cp + "/activation", body: api.ActivationRequest{Active: true}, want: 200})
 	c.do(call{method: "GET", path: cp + "/status", want: 200})
@@ -281,9 +281,9 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "GET", path: "/v1/connectors/con_00000000000000000000000000000000", want: 404})
 	c.do(call{method: "GET", path: "/v1/predefined-mappings/Opportunity", want: 404})
 	c.do(call{method: "POST", path: lp + "/heartbeat", body: api.Heartbeat{Status: api.Status{State: "streaming", StartedAt: now}}, want: 410})
-	c.do(call{method: "POST", path: cp + "/mappings", body: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}, want: 409})
+	c.do(call{method: "POST", path: cp + "/mappings", body: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}, want: 409})
 	other := decodeAs[api.Connector](t, c.do(call{method: "POST", path: "/v1/connectors", body: connectorSpec("failing"), want: 201}))
-	c.do(call{method: "POST", path: "/v1/connectors/" + other.ID + "/mappings", body: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}, want: 201})
+	c.do(call{method: "POST", path: "/v1/connectors/" + other.ID + "/mappings", body: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}, want: 201})
 	e.checker.mu.Lock()
 	e.checker.checks = append(passingChecks(), api.PreflightCheck{Name: "team_privileges", Message: "missing prvCreatecontact"})
 	e.checker.mu.Unlock()
@@ -321,7 +321,7 @@ var requestTypes = map[string]reflect.Type{
 	"DeadLetterAction": reflect.TypeFor[api.DeadLetterAction](), "DeadLetterBatch": reflect.TypeFor[api.DeadLetterBatch](),
 	"EnrollRequest": reflect.TypeFor[api.EnrollRequest](), "EnrollmentRequest": reflect.TypeFor[api.EnrollmentRequest](),
 	"Heartbeat": reflect.TypeFor[api.Heartbeat](), "Histogram": reflect.TypeFor[api.Histogram](), "Intent": reflect.TypeFor[api.Intent](), "Latency": reflect.TypeFor[api.Latency](),
-	"LeaseRequest": reflect.TypeFor[api.LeaseRequest](), "MappingSpec": reflect.TypeFor[api.MappingSpec](),
+	"LeaseRequest": reflect.TypeFor[api.LeaseRequest](), "MappingSpec": reflect.TypeFor[mapping.TableConfig](),
 	"OutOfBandEdit": reflect.TypeFor[api.OutOfBandEdit](), "OutOfBandStatus": reflect.TypeFor[api.OutOfBandStatus](),
 	"ReconcileDifference": reflect.TypeFor[api.ReconcileDifference](), "ReconcileResult": reflect.TypeFor[api.ReconcileResult](),
 	"ResolveRequest": reflect.TypeFor[api.ResolveRequest](), "RestoreRequest": reflect.TypeFor[api.RestoreRequest](),

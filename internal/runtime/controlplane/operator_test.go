@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // Issue 12 finding 2 and "Done means": with only the operator token, every route of the API is called with
@@ -76,11 +76,11 @@ func TestTheOperatorTokenReadsNoSecretOnAnyRoute(t *testing.T) {
 			return s
 		},
 		"MappingSpec": func(api.Connector) any {
-			return api.MappingSpec{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}}
+			return mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}}
 		},
 		"ValidateTeamRequest": func(c api.Connector) any { return api.ValidateTeamRequest{ConnectorID: c.ID, TeamID: teamID} },
 		"ValidateRequest": func(c api.Connector) any {
-			return api.ValidateRequest{ConnectorID: c.ID, Live: true, Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}}
+			return api.ValidateRequest{ConnectorID: c.ID, Live: true, Mapping: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}}
 		},
 		"ActivationRequest": func(api.Connector) any { return api.ActivationRequest{Active: true} },
 		"DeadLetterAction":  func(api.Connector) any { return api.DeadLetterAction{Table: "Contact"} },

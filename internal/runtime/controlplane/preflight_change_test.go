@@ -8,7 +8,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // TestChangesOfAnActiveConnectorRerunTheAffectedPreflightChecks: a team or mapping change of an active
@@ -82,11 +82,11 @@ func TestChangesOfAnActiveConnectorRerunTheAffectedPreflightChecks(t *testing.T)
 	spec.TeamID = weakTeam
 	_, err = e.client.UpdateConnector(ctx, c.ID, spec)
 	refused("team change", err, "team_privileges", "prvCreateContact, prvWriteContact")
-	mspec := m.MappingSpec
+	mspec := m.TableConfig
 	mspec.Columns = map[string]mapping.ColumnOverride{"new_nowhere": {Source: "Title"}}
 	_, err = e.client.UpdateMapping(ctx, m.ID, mspec)
 	refused("mapping change", err, "mappings", "new_nowhere")
-	_, err = e.client.CreateMapping(ctx, c.ID, api.MappingSpec{SourceTable: "Account", UsePredefined: true, Columns: mspec.Columns})
+	_, err = e.client.CreateMapping(ctx, c.ID, mapping.TableConfig{SourceTable: "Account", UsePredefined: true, Columns: mspec.Columns})
 	refused("mapping creation", err, "new_nowhere")
 	got, err := e.client.GetConnector(ctx, c.ID)
 	if err != nil || got.TeamID != teamID || got.Revision != c.Revision+1 {
@@ -141,7 +141,7 @@ func TestLiveValidationOfAnActiveConnectorsMappingShowsTheChecksTheChangeWouldFa
 		return checks
 	}
 	e.checker.mu.Unlock()
-	spec := api.MappingSpec{SourceTable: "Account", UsePredefined: true}
+	spec := mapping.TableConfig{SourceTable: "Account", UsePredefined: true}
 	preflightProblems := func() []string {
 		t.Helper()
 		res, err := e.client.ValidateMapping(ctx, api.ValidateRequest{ConnectorID: c.ID, Live: true, Mapping: spec})

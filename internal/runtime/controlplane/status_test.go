@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 func TestStatusFollowsTheConnectorThroughItsLife(t *testing.T) {
@@ -70,7 +71,7 @@ func TestStatusFollowsTheConnectorThroughItsLife(t *testing.T) {
 	report(api.PhaseResync, api.TableStatus{Table: "Contact", Destination: "contact", Phase: api.PhaseResync, Reason: "replay ID expired"})
 
 	// A config change: the agent runs the old revision for a while, then it is stuck.
-	spec := api.MappingSpec{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}}
+	spec := mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, ExcludeColumns: []string{"fax"}}
 	ms, err := e.client.ListMappings(ctx, c.ID)
 	if err != nil {
 		t.Fatal(err)
@@ -134,7 +135,7 @@ func TestHeartbeatTellsTheAgentWhatIsDesired(t *testing.T) {
 	if err != nil || !hb.Active || hb.DesiredRevision != l.Revision {
 		t.Fatalf("heartbeat %+v, %v", hb, err)
 	}
-	if _, err := e.client.UpdateMapping(ctx, m.ID, api.MappingSpec{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "ignore"}); err != nil {
+	if _, err := e.client.UpdateMapping(ctx, m.ID, mapping.TableConfig{SourceTable: "Contact", UsePredefined: true, DeleteBehaviour: "ignore"}); err != nil {
 		t.Fatal(err)
 	}
 	if hb, err = e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{}); err != nil || hb.DesiredRevision != l.Revision+1 {

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
@@ -92,7 +93,7 @@ func secretChanges(spec api.ConnectorSpec) store.Secrets {
 
 // validateMappingNames checks a mapping spec's names and sizes; the mapping rules themselves are
 // mapping.Resolve and mapping.Validate's.
-func validateMappingNames(spec api.MappingSpec) error {
+func validateMappingNames(spec mapping.TableConfig) error {
 	if err := matches("source_table", spec.SourceTable, maxTableName, sfNamePattern, true, "a Salesforce object API name such as Contact"); err != nil {
 		return err
 	}

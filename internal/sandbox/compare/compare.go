@@ -14,9 +14,9 @@ import (
 	"strings"
 	"unicode/utf16"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // Kinds of column values.

@@ -12,7 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 )
 
 func guidString(g [16]byte) string { return uuid.UUID(g).String() }

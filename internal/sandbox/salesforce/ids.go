@@ -6,7 +6,7 @@ import (
 	"math/big"
 	"sync"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 )
 
 // Key prefixes of the Ids the emulator issues (spec section 3).

@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 )
 
 // Spec 2.4 and 2.5: the daily API budget is counted on every REST and Bulk call, enforced with 403

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 )
 
 func TestVersionsListNeedsNoSessionAndEndsAtTheConfiguredVersion(t *testing.T) {

@@ -11,10 +11,10 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/clock"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce/cdc"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce/schema"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 // table holds one object's records in Id order. Records are never removed (deletes are soft), so a

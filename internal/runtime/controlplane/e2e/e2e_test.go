@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
@@ -275,7 +275,7 @@ func TestMappingChangeRollsTheAgentAndFillsTheAddedColumn(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	spec := maps["Contact"].MappingSpec
+	spec := maps["Contact"].TableConfig
 	spec.Columns = map[string]mapping.ColumnOverride{"new_region": {Source: "Region__c"}}
 	m, err := e.c.UpdateMapping(t.Context(), maps["Contact"].ID, spec)
 	if err != nil {

@@ -21,6 +21,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
 )
 
@@ -186,13 +187,13 @@ func TestAListenerNamedByAConnectorNeverGetsTheControlPlanesHost(t *testing.T) {
 	if _, err := c.UpdateConnector(ctx, conn.ID, upd); err == nil {
 		t.Error("an update referencing the data directory's key was accepted")
 	}
-	if _, err := c.CreateMapping(ctx, conn.ID, api.MappingSpec{SourceTable: "Contact", UsePredefined: true}); err != nil {
+	if _, err := c.CreateMapping(ctx, conn.ID, mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.SetActivation(ctx, conn.ID, true); !errors.Is(err, client.ErrPreflightFailed) {
 		t.Errorf("activating toward a listener that refuses everything: %v; want preflight_failed", err)
 	}
-	_, _ = c.ValidateMapping(ctx, api.ValidateRequest{ConnectorID: conn.ID, Mapping: api.MappingSpec{SourceTable: "Contact", UsePredefined: true}, Live: true})
+	_, _ = c.ValidateMapping(ctx, api.ValidateRequest{ConnectorID: conn.ID, Mapping: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}, Live: true})
 	stop()
 
 	got, n := listener.seen()

@@ -14,10 +14,10 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/backup"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 func guid(t *testing.T, id string) string {
@@ -278,7 +278,7 @@ func TestReconcileOnDemandHealsThroughTheAgent(t *testing.T) {
 	conn, maps := e.createConnector(spec)
 	m := maps["Contact"]
 	m.RepairOutOfBandEdits = true
-	if _, err := e.c.UpdateMapping(ctx, m.ID, m.MappingSpec); err != nil {
+	if _, err := e.c.UpdateMapping(ctx, m.ID, m.TableConfig); err != nil {
 		t.Fatal(err)
 	}
 	no := false

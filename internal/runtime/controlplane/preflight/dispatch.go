@@ -12,9 +12,9 @@ import (
 	"strings"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 

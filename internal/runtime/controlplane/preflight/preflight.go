@@ -32,9 +32,9 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
@@ -388,7 +388,7 @@ func requiredPrivileges(sc *schemas, mappings []api.TableMapping) []string {
 		if src == nil || dst == nil {
 			continue
 		}
-		cols, _ := mapping.Resolve(m.MappingSpec, sources)
+		cols, _ := mapping.Resolve(m.TableConfig, sources)
 		for _, col := range cols {
 			f, ok1 := src.Field(col.Source)
 			d, ok2 := dst.Column(col.Destination)
@@ -493,10 +493,10 @@ func (c *Checker) mappings(sc *schemas, mappings []api.TableMapping, sfOK, dvOK 
 			}
 			schemas.Dest = sc.dests[m.Destination()]
 		} else {
-			schemas = mapping.StaticSchemas(m.MappingSpec, synced)
+			schemas = mapping.StaticSchemas(m.TableConfig, synced)
 		}
-		cols, probs := mapping.Resolve(m.MappingSpec, sources)
-		probs = append(probs, mapping.Validate(m.MappingSpec, cols, schemas)...)
+		cols, probs := mapping.Resolve(m.TableConfig, sources)
+		probs = append(probs, mapping.Validate(m.TableConfig, cols, schemas)...)
 		for _, p := range probs {
 			line := fmt.Sprintf("%s → %s: %s: %s", m.SourceTable, m.Destination(), p.Path, p.Message)
 			if p.Severity == mapping.Error {

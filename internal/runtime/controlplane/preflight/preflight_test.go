@@ -14,9 +14,9 @@ import (
 	"testing"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	sfemu "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
@@ -47,8 +47,8 @@ func newEnv(t *testing.T, sfCfg sfemu.Config) *env {
 	}}
 	secrets := store.Secrets{"salesforce.private_key": string(i.Salesforce.PrivateKeyPEM), "dataverse.client_secret": i.Dataverse.ClientSecret}
 	maps := []api.TableMapping{
-		{ID: "m1", ConnectorID: "c1", MappingSpec: mapping.TableConfig{SourceTable: "Account", UsePredefined: true}},
-		{ID: "m2", ConnectorID: "c1", MappingSpec: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}},
+		{ID: "m1", ConnectorID: "c1", TableConfig: mapping.TableConfig{SourceTable: "Account", UsePredefined: true}},
+		{ID: "m2", ConnectorID: "c1", TableConfig: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}},
 	}
 	return &env{sb: sb, conn: conn, secrets: secrets, maps: maps}
 }
@@ -178,7 +178,7 @@ func TestSecretReferencesThisHostCannotResolveAreWarnings(t *testing.T) {
 func TestMappingErrorsFailWithTheirPathAndUnknownObjectsHaveNoTopic(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})
 	e.maps[1].Columns = map[string]mapping.ColumnOverride{"new_region": {Source: "Region__c"}}
-	e.maps = append(e.maps, api.TableMapping{ID: "m3", MappingSpec: mapping.TableConfig{SourceTable: "Widget__c", DestinationTable: "new_widget"}})
+	e.maps = append(e.maps, api.TableMapping{ID: "m3", TableConfig: mapping.TableConfig{SourceTable: "Widget__c", DestinationTable: "new_widget"}})
 	checks := byName(t, e.checker().Preflight(t.Context(), e.conn, e.secrets, e.maps))
 	m := checks["mappings"]
 	if m.OK {

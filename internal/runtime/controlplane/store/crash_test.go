@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // TestHelperStoreWriter is not a test: run by TestAKillMidWriteLeavesTheStoreConsistent as a child process, it

@@ -30,7 +30,7 @@ CREATE TABLE mappings (
 	id           TEXT PRIMARY KEY,
 	connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
 	source_key   TEXT NOT NULL,           -- lower-cased source table: one mapping per table
-	spec         TEXT NOT NULL,           -- api.MappingSpec as JSON
+	spec         TEXT NOT NULL,           -- mapping.TableConfig as JSON
 	revision     INTEGER NOT NULL,
 	created_at   INTEGER NOT NULL,
 	updated_at   INTEGER NOT NULL,

@@ -18,7 +18,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver (pure Go)
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/statedir"
 )
 
@@ -531,7 +531,7 @@ func scanMapping(r scanner) (api.TableMapping, error) {
 	if err := r.Scan(&m.ID, &m.ConnectorID, &spec, &m.Revision, &created, &updated); err != nil {
 		return m, err
 	}
-	if err := json.Unmarshal([]byte(spec), &m.MappingSpec); err != nil {
+	if err := json.Unmarshal([]byte(spec), &m.TableConfig); err != nil {
 		return m, fmt.Errorf("mapping %s: stored spec: %w", m.ID, err)
 	}
 	m.CreatedAt, m.UpdatedAt = fromNanos(created), fromNanos(updated)
@@ -545,7 +545,7 @@ func mappingSpecs(ctx context.Context, tx *sql.Tx, connectorID string) ([]mappin
 	}
 	out := make([]mapping.TableConfig, len(ms))
 	for i, m := range ms {
-		out[i] = m.MappingSpec
+		out[i] = m.TableConfig
 	}
 	return out, nil
 }
@@ -578,13 +578,13 @@ func withEffective(ms []api.TableMapping, all []api.TableMapping) {
 		synced[m.SourceTable] = m.Destination()
 	}
 	for i := range ms {
-		ms[i].EffectiveColumns = EffectiveColumns(ms[i].MappingSpec, sources, synced)
+		ms[i].EffectiveColumns = EffectiveColumns(ms[i].TableConfig, sources, synced)
 		ms[i].DestinationTable = ms[i].Destination()
 	}
 }
 
 // EffectiveColumns resolves a mapping against the other synced tables and the built-in catalog's types.
-func EffectiveColumns(spec api.MappingSpec, sources []string, synced map[string]string) []api.EffectiveColumn {
+func EffectiveColumns(spec mapping.TableConfig, sources []string, synced map[string]string) []api.EffectiveColumn {
 	cols, _ := mapping.Resolve(spec, sources)
 	_ = mapping.Validate(spec, cols, mapping.StaticSchemas(spec, synced)) // fills the types it knows
 	out := make([]api.EffectiveColumn, len(cols))
@@ -625,7 +625,7 @@ func (s *SQLite) sourceTaken(ctx context.Context, tx *sql.Tx, connectorID, sourc
 }
 
 // CreateMapping implements Store.
-func (s *SQLite) CreateMapping(ctx context.Context, connectorID string, spec api.MappingSpec, actor string) (api.TableMapping, error) {
+func (s *SQLite) CreateMapping(ctx context.Context, connectorID string, spec mapping.TableConfig, actor string) (api.TableMapping, error) {
 	var out api.TableMapping
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := getConnector(ctx, tx, connectorID); err != nil {
@@ -686,7 +686,7 @@ func (s *SQLite) ListMappings(ctx context.Context, connectorID string) ([]api.Ta
 }
 
 // UpdateMapping implements Store. As with connectors, an update that changes nothing keeps the revision.
-func (s *SQLite) UpdateMapping(ctx context.Context, id string, spec api.MappingSpec, actor string) (api.TableMapping, error) {
+func (s *SQLite) UpdateMapping(ctx context.Context, id string, spec mapping.TableConfig, actor string) (api.TableMapping, error) {
 	var out api.TableMapping
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		cur, err := scanMapping(tx.QueryRowContext(ctx, `SELECT `+mappingCols+` FROM mappings WHERE id = ?`, id))
@@ -699,7 +699,7 @@ func (s *SQLite) UpdateMapping(ctx context.Context, id string, spec api.MappingS
 		if err := s.sourceTaken(ctx, tx, cur.ConnectorID, spec.SourceTable, id); err != nil {
 			return err
 		}
-		oldSpec, _ := json.Marshal(cur.MappingSpec)
+		oldSpec, _ := json.Marshal(cur.TableConfig)
 		newSpec, err := json.Marshal(spec)
 		if err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // Errors callers branch on (compare with errors.Is).
@@ -60,10 +61,10 @@ type Store interface {
 	ConnectorSecrets(ctx context.Context, id string) (Secrets, error)
 
 	// Table mappings. A connector maps each source table at most once (ErrConflict).
-	CreateMapping(ctx context.Context, connectorID string, spec api.MappingSpec, actor string) (api.TableMapping, error)
+	CreateMapping(ctx context.Context, connectorID string, spec mapping.TableConfig, actor string) (api.TableMapping, error)
 	GetMapping(ctx context.Context, id string) (api.TableMapping, error)
 	ListMappings(ctx context.Context, connectorID string) ([]api.TableMapping, error)
-	UpdateMapping(ctx context.Context, id string, spec api.MappingSpec, actor string) (api.TableMapping, error)
+	UpdateMapping(ctx context.Context, id string, spec mapping.TableConfig, actor string) (api.TableMapping, error)
 	DeleteMapping(ctx context.Context, id string, actor string) error
 
 	// RevisionConfig returns the agent configuration recorded at a revision (secrets not included).

@@ -7,10 +7,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	dvemu "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
 )
 
 func startEnv(t *testing.T) (*sandbox.Sandbox, *dataverse.Client) {

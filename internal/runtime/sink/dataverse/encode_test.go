@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 func TestBulkBodyDecodesToTheSameRowsAsEncodingJSON(t *testing.T) {

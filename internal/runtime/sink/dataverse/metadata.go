@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // WhoAmIResponse is the WhoAmI function's answer.

@@ -8,7 +8,7 @@ import (
 	"net/http"
 	"net/url"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // Row is a row body: column → JSON value, binds as "<nav>@odata.bind".

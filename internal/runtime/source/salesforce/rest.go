@@ -8,7 +8,7 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 // Session returns the current session, requesting a token when there is none. It is the credentials

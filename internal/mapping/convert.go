@@ -9,8 +9,8 @@ import (
 	"time"
 	"unicode/utf16"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/jsonrow"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sfid"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 )
 
 // Plan is a compiled table mapping: it turns Salesforce records into Dataverse row bodies. Build it with
