@@ -96,7 +96,9 @@ func TestGUIDIsUUIDv5OfThe18CharacterId(t *testing.T) {
 		if want := uuid.NewSHA1(Namespace, []byte(id18)); err != nil || g != want {
 			t.Fatalf("GUID(%q) = %v, %v; want %v", id, g, err, want)
 		}
-		if allocs := testing.AllocsPerRun(1, func() { _, _ = GUID(id) }); allocs != 0 {
+		// Averaged over 100 runs: a single run also counts what another goroutine allocates meanwhile (it failed
+		// once under load), while an allocation of GUID itself shows in every run.
+		if allocs := testing.AllocsPerRun(100, func() { _, _ = GUID(id) }); allocs != 0 {
 			t.Fatalf("GUID allocates %v times", allocs)
 		}
 	}
