@@ -84,3 +84,15 @@ type HistoryTable struct {
 	LatencyP50 float64 `json:"latency_p50,omitempty"`
 	LatencyP95 float64 `json:"latency_p95,omitempty"`
 }
+
+// SignInRequest is POST /ui/session: the operator's API token, exchanged for a status page session.
+type SignInRequest struct {
+	Token string `json:"token" crmsync:"required"`
+}
+
+// UISession is a status page session: its CSRF token (sent back as X-CSRF-Token with every request that
+// changes something) and when it ends at the latest. The session itself is an HttpOnly cookie.
+type UISession struct {
+	CSRFToken string    `json:"csrf_token"`
+	ExpiresAt time.Time `json:"expires_at"`
+}

@@ -79,6 +79,8 @@ type conformance struct {
 	router    routers.Router
 	exercised map[string]bool
 	adminURL  string // the local socket's handler
+	// lastCookie is the last status page session cookie set.
+	lastCookie string
 }
 
 type call struct {
@@ -93,6 +95,8 @@ type call struct {
 	badRequest bool
 	// admin sends the call to the local socket's handler, without a credential.
 	admin bool
+	// header is added to the request (the status page's session cookie and CSRF token).
+	header map[string]string
 }
 
 func (c *conformance) do(k call) []byte {
@@ -120,6 +124,9 @@ func (c *conformance) do(k call) []byte {
 		if body != nil {
 			req.Header.Set("Content-Type", "application/json")
 		}
+		for h, v := range k.header {
+			req.Header.Set(h, v)
+		}
 		if !k.noAuth && !k.admin {
 			tok := k.token
 			if tok == "" {
@@ -145,7 +152,7 @@ func (c *conformance) do(k call) []byte {
 			}
 			return nil
 		}}}
-	if !k.badRequest && !k.noAuth {
+	if !k.badRequest && (!k.noAuth || route.Operation.Security != nil && len(*route.Operation.Security) == 0) {
 		if err := openapi3filter.ValidateRequest(t.Context(), in); err != nil {
 			t.Errorf("%s: the sample request breaks the document: %v", op, err)
 		}
@@ -170,6 +177,11 @@ func (c *conformance) do(k call) []byte {
 	}
 	if resp.StatusCode < 300 {
 		c.exercised[op] = true
+	}
+	for _, ck := range resp.Cookies() {
+		if ck.Name == "crmsync_session" {
+			c.lastCookie = ck.Value
+		}
 	}
 	return got
 }
@@ -197,6 +209,22 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	e.checker.src, e.checker.dst, e.checker.count = mapping.StandardSource("Contact"), mapping.StandardDestination("contact"), 1234
 
 	c.do(call{method: "GET", path: "/healthz", want: 200, noAuth: true})
+	// The status page: its files, and a session opened with the token, used instead of the bearer token.
+	for _, ct := range []string{"text/html", "text/javascript", "text/css"} {
+		openapi3filter.RegisterBodyDecoder(ct, openapi3filter.FileBodyDecoder)
+	}
+	c.do(call{method: "GET", path: "/ui/", want: 200, noAuth: true})
+	c.do(call{method: "GET", path: "/ui/app.js", want: 200, noAuth: true})
+	c.do(call{method: "GET", path: "/ui/uPlot.min.css", want: 200, noAuth: true})
+	c.do(call{method: "GET", path: "/ui/nope.js", want: 404, noAuth: true})
+	c.do(call{method: "POST", path: "/ui/session", body: api.SignInRequest{Token: "wrong"}, want: 401, noAuth: true})
+	sess := decodeAs[api.UISession](t, c.do(call{method: "POST", path: "/ui/session", body: api.SignInRequest{Token: testToken}, want: 200, noAuth: true}))
+	cookie := map[string]string{"Cookie": "crmsync_session=" + c.lastCookie}
+	c.do(call{method: "GET", path: "/ui/session", want: 200, noAuth: true, header: cookie})
+	c.do(call{method: "GET", path: "/ui/session", want: 401, noAuth: true})
+	if sess.CSRFToken == "" {
+		t.Error("the session has no CSRF token")
+	}
 	spec := connectorSpec("conformance")
 	spec.Salesforce.Auth, spec.Salesforce.Username, spec.Salesforce.PrivateKey = "jwt_bearer", "int@acme.example", testKey(t)
 	spec.Salesforce.ClientSecret = ""
@@ -231,6 +259,16 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 	c.do(call{method: "POST", path: "/v1/backups/" + bak.ID + "/restore", body: api.RestoreRequest{DeleteCreated: true}, want: 409})
 	c.do(call{method: "POST", path: cp + "/reconcile", want: 202})
 	c.do(call{method: "GET", path: cp + "/status", want: 200})
+	c.do(call{method: "GET", path: cp + "/history", want: 200})
+	c.do(call{method: "GET", path: cp + "/history?since=" + time.Now().Add(-time.Hour).UTC().Format(time.RFC3339), want: 200})
+	// With the session cookie instead of the token: reads, and changes with the CSRF token only.
+	c.do(call{method: "GET", path: cp + "/status", want: 200, noAuth: true, header: cookie})
+	c.do(call{method: "POST", path: cp + "/dead-letters/retry", body: api.DeadLetterAction{Table: "Contact"}, want: 401, noAuth: true, header: cookie})
+	withCSRF := map[string]string{"Cookie": cookie["Cookie"], "X-CSRF-Token": sess.CSRFToken}
+	c.do(call{method: "POST", path: cp + "/dead-letters/retry", body: api.DeadLetterAction{Table: "Contact"}, want: 200, noAuth: true, header: withCSRF})
+	c.do(call{method: "POST", path: "/v1/agent/leases", body: api.LeaseRequest{ConnectorID: conn.ID, AgentID: "ui", Host: "h"}, want: 401, noAuth: true, header: withCSRF})
+	c.do(call{method: "DELETE", path: "/ui/session", want: 204, noAuth: true, header: cookie})
+	c.do(call{method: "GET", path: cp + "/status", want: 401, noAuth: true, header: cookie})
 
 	lease := decodeAs[api.Lease](t, c.do(call{method: "POST", path: "/v1/agent/leases",
 		body: api.LeaseRequest{ConnectorID: conn.ID, Host: "host-a", PID: 42}, want: 201}))
@@ -325,7 +363,7 @@ var requestTypes = map[string]reflect.Type{
 	"OutOfBandEdit": reflect.TypeFor[api.OutOfBandEdit](), "OutOfBandStatus": reflect.TypeFor[api.OutOfBandStatus](),
 	"ReconcileDifference": reflect.TypeFor[api.ReconcileDifference](), "ReconcileResult": reflect.TypeFor[api.ReconcileResult](),
 	"ResolveRequest": reflect.TypeFor[api.ResolveRequest](), "RestoreRequest": reflect.TypeFor[api.RestoreRequest](),
-	"SalesforceSettings": reflect.TypeFor[api.SalesforceSettings](), "Status": reflect.TypeFor[api.Status](),
+	"SalesforceSettings": reflect.TypeFor[api.SalesforceSettings](), "SignInRequest": reflect.TypeFor[api.SignInRequest](), "Status": reflect.TypeFor[api.Status](),
 	"TableStatus": reflect.TypeFor[api.TableStatus](), "Tuning": reflect.TypeFor[api.Tuning](),
 	"ValidateRequest": reflect.TypeFor[api.ValidateRequest](), "ValidateTeamRequest": reflect.TypeFor[api.ValidateTeamRequest](),
 }

@@ -97,7 +97,9 @@ func TestTheOperatorTokenReadsNoSecretOnAnyRoute(t *testing.T) {
 		"ResolveRequest": func(api.Connector) any {
 			return api.ResolveRequest{Table: "Contact", RecordID: "003000000000001AAA", Before: now}
 		},
-		"EnrollRequest":     func(api.Connector) any { return api.EnrollRequest{Name: "operator", Host: "h"} },
+		"EnrollRequest": func(api.Connector) any { return api.EnrollRequest{Name: "operator", Host: "h"} },
+		// The status page's sign-in with the operator token: its answer (a CSRF token) is searched too.
+		"SignInRequest":     func(api.Connector) any { return api.SignInRequest{Token: testToken} },
 		"EnrollmentRequest": func(c api.Connector) any { return api.EnrollmentRequest{ConnectorID: c.ID} },
 	}
 	pathFor := func(tmpl string, c api.Connector) string {
@@ -114,7 +116,7 @@ func TestTheOperatorTokenReadsNoSecretOnAnyRoute(t *testing.T) {
 		case strings.HasPrefix(tmpl, "/v1/admin/agents/"):
 			id = "agt_0123456789abcdef0123456789abcdef"
 		}
-		return strings.NewReplacer("{id}", id, "{source_table}", "Contact", "{table}", "Contact").Replace(tmpl)
+		return strings.NewReplacer("{id}", id, "{source_table}", "Contact", "{table}", "Contact", "{file}", "app.js").Replace(tmpl)
 	}
 	type op struct{ method, path, schema string }
 	var ops []op

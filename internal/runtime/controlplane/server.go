@@ -75,6 +75,8 @@ type Server struct {
 	routes  []route
 	byPath  map[string]route // by mux pattern
 	metrics *metrics
+	// sessions are the status page's signed-in sessions (ui.go).
+	sessions sessions
 }
 
 // role is who may call a route. Each credential has one role and reaches only its routes: the operator token
@@ -99,6 +101,14 @@ type route struct {
 // routeTable lists every operation of the API.
 var routeTable = []route{
 	{method: "GET", path: "/healthz", role: rolePublic, handle: (*Server).health},
+	// The status page: its files and its sign-in are public (they hold no data); the page then reads the
+	// operator routes with a session cookie instead of the token (ui.go).
+	{method: "GET", path: "/ui/", role: rolePublic, handle: (*Server).uiIndex},
+	{method: "GET", path: "/ui/{file}", role: rolePublic, handle: (*Server).uiAsset},
+	{method: "POST", path: "/ui/session", role: rolePublic, handle: (*Server).signIn},
+	{method: "GET", path: "/ui/session", role: rolePublic, handle: (*Server).getSession},
+	{method: "DELETE", path: "/ui/session", role: rolePublic, handle: (*Server).signOut},
+	{method: "GET", path: "/v1/connectors/{id}/history", role: roleOperator, handle: (*Server).history},
 	{method: "GET", path: "/metrics", role: roleOperator, handle: (*Server).serveMetrics},
 	{method: "POST", path: "/v1/connectors", role: roleOperator, handle: (*Server).createConnector},
 	{method: "GET", path: "/v1/connectors", role: roleOperator, handle: (*Server).listConnectors},
@@ -294,6 +304,10 @@ func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	case known && rt.role == rolePublic:
 	default:
 		p, ok := s.authenticate(r)
+		if !ok && known && rt.role == roleOperator && r.Header.Get("Authorization") == "" && s.sessionAuthorized(r) {
+			// The status page's session cookie stands for the operator token it was opened with.
+			p, ok = principal{role: roleOperator}, true
+		}
 		if !ok {
 			sw.Header().Set("WWW-Authenticate", `Bearer realm="crmsync"`)
 			s.writeError(sw, r, errorf(http.StatusUnauthorized, CodeUnauthenticated, "", "unauthenticated"))
