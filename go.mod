@@ -5,6 +5,7 @@ go 1.26.8
 require (
 	github.com/AzureAD/microsoft-authentication-library-for-go v1.10.1
 	github.com/chromedp/chromedp v0.23.1
+	github.com/creack/pty v1.1.24
 	github.com/developerforce/pub-sub-api/go v0.0.0-20240903201136-0ba470114fd8
 	github.com/getkin/kin-openapi v0.153.0
 	github.com/golang-jwt/jwt/v5 v5.3.1

@@ -49,17 +49,36 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 15*time.Minute, "bound of the whole demo")
 	flag.Parse()
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// Ctrl-C, a kill, or the terminal going away (SIGHUP) stop the demo cleanly: it stops what it started.
+	// SIGPIPE is caught, not fatal: with `make demo | tee log`, Ctrl-C also kills tee, and the demo's next
+	// write to stdout would otherwise kill it before it stops its children; writes just fail instead.
+	signal.Ignore(syscall.SIGPIPE)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	ctx, cancel := context.WithTimeout(ctx, o.timeout)
 	d := &demo{options: o, started: time.Now()}
 	err := d.run(ctx)
+	interrupted := ctx.Err() != nil && errors.Is(context.Cause(ctx), context.Canceled)
 	cancel()
 	stop()
 	d.stopAll()
-	if err != nil {
+	switch {
+	case interrupted:
+		fmt.Fprintf(os.Stderr, "\ndemo interrupted; everything it started is stopped\nlogs: %s\n", d.dir)
+		os.Exit(130)
+	case err != nil:
 		fmt.Fprintf(os.Stderr, "\ndemo failed: %v\nlogs: %s\n", err, d.dir)
 		os.Exit(1)
 	}
+}
+
+// interruptOnce makes cmd a process group of its own, so the terminal's Ctrl-C does not reach it, and has
+// the context's end send it one interrupt: Terraform sees a single Ctrl-C (two make it abandon its work
+// mid-flight, "Two interrupts received ... data loss may have occurred") and stops as it would in a
+// terminal.
+func interruptOnce(cmd *exec.Cmd) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
+	cmd.WaitDelay = 60 * time.Second
 }
 
 type options struct {
@@ -89,6 +108,7 @@ type demo struct {
 	changes       []string
 	changeKinds   []string
 	changeLatency time.Duration
+	changesMade   int
 }
 
 // proc is a process the demo started.
@@ -300,9 +320,8 @@ func (d *demo) apply(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "terraform"), "apply", //nolint:gosec // ./bin/terraform, fixed arguments
 		"-auto-approve", "-input=false", "-no-color", "-compact-warnings")
 	cmd.Dir, cmd.Env = d.tfDir, append(os.Environ(), d.tfEnv...)
-	// On Ctrl-C or the demo's timeout, Terraform gets an interrupt and time to stop cleanly, as in a terminal.
-	cmd.Cancel = func() error { return cmd.Process.Signal(os.Interrupt) }
-	cmd.WaitDelay = 30 * time.Second
+	// On Ctrl-C or the demo's timeout, Terraform gets one interrupt and time to stop cleanly.
+	interruptOnce(cmd)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		return err
@@ -394,6 +413,7 @@ func (d *demo) planAgain(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "terraform"), "plan", //nolint:gosec // ./bin/terraform, fixed arguments
 		"-detailed-exitcode", "-input=false", "-no-color")
 	cmd.Dir, cmd.Env = d.tfDir, append(os.Environ(), d.tfEnv...)
+	interruptOnce(cmd)
 	out, err := cmd.CombinedOutput()
 	_ = os.WriteFile(filepath.Join(d.dir, "terraform-plan.log"), out, 0o600)
 	var exit *exec.ExitError
@@ -423,6 +443,7 @@ func (d *demo) showStatus(ctx context.Context) error {
 
 func (d *demo) crmsync(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, filepath.Join(d.bin, "crmsync"), args...) //nolint:gosec // ./bin/crmsync with the demo's arguments
+	interruptOnce(cmd)
 	cmd.Env = append(os.Environ(), "CRMSYNC_ENDPOINT="+d.endpoint, "CRMSYNC_TOKEN="+d.token)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -449,13 +470,9 @@ func (d *demo) changeSalesforce(ctx context.Context) error {
 	const title, phone = "Chief Demo Officer", "+1 555 0100"
 	before, _ := d.dataverseRow(ctx, updated)
 	start := time.Now()
-	var tx struct {
-		IDs [][]string `json:"ids"`
-	}
-	if err := d.adminPost(ctx, "/salesforce/transaction", map[string]any{"operations": []map[string]any{
-		{"op": "update", "object": "Contact", "id": updated, "fields": map[string]any{"Title": title, "Phone": phone}},
-		{"op": "delete", "object": "Contact", "id": deleted},
-	}}, &tx); err != nil {
+	// The named update and delete come last: change events apply in commit order, so once the Contact
+	// table's position passes their replay IDs, every change before them is in Dataverse too.
+	if err := d.adminPost(ctx, "/salesforce/mutate", map[string]any{"object": "Contact", "count": 25, "omit_ids": true}, nil); err != nil {
 		return err
 	}
 	var gen struct {
@@ -464,8 +481,19 @@ func (d *demo) changeSalesforce(ctx context.Context) error {
 	if err := d.adminPost(ctx, "/salesforce/generate", map[string]any{"object": "Contact", "count": 5}, &gen); err != nil {
 		return err
 	}
-	if err := d.adminPost(ctx, "/salesforce/mutate", map[string]any{"object": "Contact", "count": 25, "omit_ids": true}, nil); err != nil {
+	var tx struct {
+		IDs       [][]string `json:"ids"`
+		ReplayIDs []uint64   `json:"replay_ids"`
+	}
+	if err := d.adminPost(ctx, "/salesforce/transaction", map[string]any{"operations": []map[string]any{
+		{"op": "update", "object": "Contact", "id": updated, "fields": map[string]any{"Title": title, "Phone": phone}},
+		{"op": "delete", "object": "Contact", "id": deleted},
+	}}, &tx); err != nil {
 		return err
+	}
+	var last uint64
+	for _, r := range tx.ReplayIDs {
+		last = max(last, r)
 	}
 	var created []string
 	for _, g := range gen.IDs {
@@ -474,11 +502,16 @@ func (d *demo) changeSalesforce(ctx context.Context) error {
 	d.changes = []string{fmt.Sprintf("updated %s (Title, Phone)", updated), fmt.Sprintf("deleted %s", deleted),
 		fmt.Sprintf("created %d contacts", len(created)), "changed 25 random contacts"}
 	d.changeKinds = []string{"1 update", "1 delete", fmt.Sprintf("%d creates", len(created)), "25 random updates"}
+	d.changesMade = d.changeCount(len(created))
 	for _, c := range d.changes {
 		fmt.Println("    salesforce | " + c)
 	}
 
-	err := waitUntil(ctx, nil, 2*time.Minute, "the changes to reach Dataverse", func() bool {
+	err := waitUntil(ctx, nil, 2*time.Minute, "all the changes to reach Dataverse", func() bool {
+		// Every change written: the Contact table's reported position is past the last one's replay ID.
+		if !d.contactPositionPast(ctx, last) {
+			return false
+		}
 		row, ok := d.dataverseRow(ctx, updated)
 		if !ok || row["jobtitle"] != title || row["telephone1"] != phone {
 			return false
@@ -503,8 +536,30 @@ func (d *demo) changeSalesforce(ctx context.Context) error {
 	fmt.Printf("    dataverse  |   jobtitle   %q -> %q\n", before["jobtitle"], after["jobtitle"])
 	fmt.Printf("    dataverse  |   telephone1 %q -> %q\n", before["telephone1"], after["telephone1"])
 	fmt.Printf("    dataverse  | contact of %s deleted; %d new contacts present\n", deleted, len(created))
-	fmt.Printf("    every change is in Dataverse %.1fs after it was made in Salesforce\n", d.changeLatency.Seconds())
+	fmt.Printf("    all %d changes are in Dataverse %.1fs after they were made in Salesforce\n", d.changeCount(len(created)), d.changeLatency.Seconds())
 	return nil
+}
+
+// changeCount is how many record changes changeSalesforce made: 25 random updates, the creates, one update
+// and one delete.
+func (d *demo) changeCount(created int) int { return 25 + created + 2 }
+
+// contactPositionPast says whether the Contact table's status reports a replay position at or past id.
+func (d *demo) contactPositionPast(ctx context.Context, id uint64) bool {
+	c, err := d.cp.FindConnector(ctx, connectorName)
+	if err != nil {
+		return false
+	}
+	st, err := d.cp.Status(ctx, c.ID)
+	if err != nil {
+		return false
+	}
+	for _, t := range st.Tables {
+		if t.Table == "Contact" {
+			return t.Position >= id
+		}
+	}
+	return false
 }
 
 func (d *demo) summary(ctx context.Context) error {
@@ -553,7 +608,7 @@ func (d *demo) summary(ctx context.Context) error {
 		{"Account → account", fmt.Sprintf("%d in Salesforce, %d in Dataverse (%s)", sf.Records["Account"].Live, dvAccounts, match(sf.Records["Account"].Live, dvAccounts))},
 		{"terraform apply", fmt.Sprintf("%.1fs, including the initial load of %d records", d.loadTime.Seconds(), d.loadedRecords)},
 		{"plan after apply", plan},
-		{"changes in Salesforce", fmt.Sprintf("%s: all in Dataverse after %.1fs", strings.Join(d.changeKinds, ", "), d.changeLatency.Seconds())},
+		{"changes in Salesforce", fmt.Sprintf("%s: all %d in Dataverse after %.1fs", strings.Join(d.changeKinds, ", "), d.changesMade, d.changeLatency.Seconds())},
 		{"connector", fmt.Sprintf("%s, revision %d of %d deployed, lag %.1fs, %d dead letters", st.State, st.DeployedRevision, st.LatestRevision, st.LagSeconds, st.DeadLetters)},
 		{"API usage", fmt.Sprintf("%d Salesforce calls, %d Dataverse requests (%d throttled)", st.SalesforceCalls, st.DataverseCalls, st.Throttled)},
 		{"demo", fmt.Sprintf("%.0fs in all", time.Since(d.started).Seconds())},
