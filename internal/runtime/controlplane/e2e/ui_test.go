@@ -34,10 +34,15 @@ func browser(t *testing.T) string {
 	return ""
 }
 
-// newBrowser starts a headless Chromium with an empty profile and returns a tab's context.
+// newBrowser starts a headless Chromium with an empty profile and returns a tab's context. Its HOME and XDG
+// directories are the test's: Chromium writes crash reports and dconf files there, never in the user's home.
 func newBrowser(t *testing.T, exe string) context.Context {
 	t.Helper()
+	home := t.TempDir()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.Env("HOME="+home, "XDG_CONFIG_HOME="+filepath.Join(home, ".config"), "XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
+			"XDG_RUNTIME_DIR="+filepath.Join(home, "run")),
+		chromedp.Flag("disable-crash-reporter", true), chromedp.Flag("disable-breakpad", true),
 		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.UserDataDir(t.TempDir()),
 		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true), chromedp.WindowSize(1280, 1000))
