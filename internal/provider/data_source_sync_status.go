@@ -213,11 +213,11 @@ func (d *syncStatusDataSource) Schema(_ context.Context, _ datasource.SchemaRequ
 			"retention_seconds":     float("Change event retention of Salesforce (72 h)."),
 			"initial_load_complete": schema.BoolAttribute{Computed: true, MarkdownDescription: "Whether every table finished its initial load (all tables streaming)."},
 			"dead_letters":          num("Records Dataverse refused (or that could not be mapped), stored for retry."),
-			"salesforce_calls":      num("Salesforce API calls the agent made."),
-			"dataverse_requests":    num("Dataverse Web API requests the agent made."),
-			"dataverse_throttled":   num("Dataverse requests answered 429 (service protection) and retried."),
+			"salesforce_calls":      num("Salesforce API calls the connector's agents made since its first activation (every revision and restart added up)."),
+			"dataverse_requests":    num("Dataverse Web API requests the connector's agents made since its first activation."),
+			"dataverse_throttled":   num("Dataverse requests answered 429 (service protection) and retried, since the first activation."),
 			"out_of_band_edits": num("Synced rows found changed in Dataverse by someone other than the agent, over every table, since " +
-				"the agent started (a row edited twice counts twice). Details per table in `tables[*].out_of_band`."),
+				"the connector's first activation (a row edited twice counts twice). Details per table in `tables[*].out_of_band`."),
 			"out_of_band_edits_repaired": num("Of `out_of_band_edits`, the rows rewritten from Salesforce (tables whose mapping sets " +
 				"`repair_out_of_band_edits`)."),
 			"backup": schema.SingleNestedAttribute{
@@ -282,9 +282,9 @@ func (d *syncStatusDataSource) Schema(_ context.Context, _ datasource.SchemaRequ
 					"load_done":          num("Records written by the current or last load."),
 					"load_total":         num("Records the load expects (0 when unknown)."),
 					"load_percent":       float("`load_done` as a percentage of `load_total` (100 when streaming)."),
-					"received":           num("Records and changes received."),
-					"written":            num("Records written to Dataverse."),
-					"dead_lettered":      num("Records dead-lettered."),
+					"received":           num("Records and changes received since the connector's first activation (every agent, every revision, added up)."),
+					"written":            num("Records written to Dataverse, since the first activation."),
+					"dead_lettered":      num("Records dead-lettered, since the first activation."),
 					"skipped":            num("Changes skipped (no mapped field changed, or older than what was written)."),
 					"lag_seconds":        float("Now minus the commit time of the last applied change."),
 					"replay_age_seconds": float("Age of the stored replay position."),
@@ -295,7 +295,7 @@ func (d *syncStatusDataSource) Schema(_ context.Context, _ datasource.SchemaRequ
 						MarkdownDescription: "Synced rows of the table changed in Dataverse by someone other than the agent since it " +
 							"wrote them, as the agent checks every `tuning.out_of_band_interval`; null until the first check.",
 						Attributes: map[string]schema.Attribute{
-							"detected":   num("Such rows found since the agent started (a row edited twice counts twice)."),
+							"detected":   num("Such rows found since the connector's first activation (a row edited twice counts twice)."),
 							"repaired":   num("Those rewritten from Salesforce."),
 							"repair":     boolean("Whether the table mapping asks for repairs (`repair_out_of_band_edits`)."),
 							"checked_at": computed("When the agent last checked (RFC 3339)."),
