@@ -28,12 +28,8 @@ import (
 // contactPlan is the predefined Contact mapping as the agent compiles it, rows owned by team.
 func contactPlan(team string) (*mapping.Plan, error) {
 	cfg := mapping.TableConfig{SourceTable: "Contact", UsePredefined: true}
-	synced := map[string]string{"Contact": "contact", "Account": "account"}
-	cols, probs := mapping.Resolve(cfg, []string{"Contact", "Account"})
-	if probs.HasErrors() {
-		return nil, fmt.Errorf("resolving the predefined Contact mapping: %v", probs)
-	}
-	p, probs := mapping.Compile(cfg, cols, mapping.Schemas{Source: mapping.StandardSource("Contact"), Dest: mapping.StandardDestination("contact"), SyncedTables: synced},
+	synced := mapping.Siblings{"Contact": "contact", "Account": "account"}
+	p, probs := mapping.Compile(cfg, mapping.Effective(cfg, synced), mapping.Live{Source: mapping.StandardSource("Contact"), Dest: mapping.StandardDestination("contact")},
 		mapping.Tables{DestOf: synced, EntitySetOf: map[string]string{"account": "accounts", "contact": "contacts"}, OwnerTeamID: team})
 	if p == nil {
 		return nil, fmt.Errorf("compiling the predefined Contact mapping: %v", probs)

@@ -12,15 +12,17 @@ import (
 // Config is one connector's agent configuration: what `crmsync agent --config FILE` reads (JSON or YAML,
 // see docs/agent.md) and what the control plane hands an agent with its lease. Secrets are referenced by
 // environment variable (*_env) or file (*_file) and resolved on the agent's own host; inline values are
-// accepted for the control plane's lease but never required.
+// accepted for the control plane's lease but never required. Each table carries its effective columns,
+// resolved once by whoever made the config (Resolve): the control plane when it stores a revision, LoadConfig
+// when it reads a file; the agent compiles what it is given.
 type Config struct {
-	Connector  string                `json:"connector" crmsync:"required"`
-	Revision   int64                 `json:"revision,omitempty"`
-	Salesforce SalesforceConfig      `json:"salesforce" crmsync:"required"`
-	Dataverse  DataverseConfig       `json:"dataverse" crmsync:"required"`
-	TeamID     string                `json:"team_id" crmsync:"required"`
-	Tables     []mapping.TableConfig `json:"tables" crmsync:"required"`
-	Tuning     Tuning                `json:"tuning,omitzero"`
+	Connector  string             `json:"connector" crmsync:"required"`
+	Revision   int64              `json:"revision,omitempty"`
+	Salesforce SalesforceConfig   `json:"salesforce" crmsync:"required"`
+	Dataverse  DataverseConfig    `json:"dataverse" crmsync:"required"`
+	TeamID     string             `json:"team_id" crmsync:"required"`
+	Tables     []mapping.Resolved `json:"tables" crmsync:"required"`
+	Tuning     Tuning             `json:"tuning,omitzero"`
 }
 
 // SalesforceConfig says how to reach and authenticate to the org.
@@ -194,8 +196,10 @@ func (c *Config) Problems() []error {
 			errs = append(errs, fmt.Errorf("%s: %s is mapped twice", field, t.SourceTable))
 		}
 		seen[key] = true
-		cols, probs := mapping.Resolve(t, c.SourceTables())
-		probs = append(probs, mapping.Validate(t, cols, mapping.StaticSchemas(t, synced))...)
+		if len(t.EffectiveColumns) == 0 {
+			errs = append(errs, fmt.Errorf("%s (%s): effective_columns is empty: the config was not resolved (Config.Resolve; the control plane and LoadConfig resolve every config they make)", field, t.SourceTable))
+		}
+		_, probs := mapping.Check(t.TableConfig, synced, nil)
 		for _, p := range probs.Errors() {
 			errs = append(errs, fmt.Errorf("%s (%s): %s: %s", field, t.SourceTable, p.Path, p.Message))
 		}
@@ -203,18 +207,13 @@ func (c *Config) Problems() []error {
 	return errs
 }
 
-// SourceTables returns the source objects of every table mapping.
-func (c *Config) SourceTables() []string {
-	out := make([]string, len(c.Tables))
-	for i, t := range c.Tables {
-		out[i] = t.SourceTable
-	}
-	return out
-}
+// Resolve fills every table's effective columns, resolving its declaration among the connector's other
+// tables (mapping.ResolveAll).
+func (c *Config) Resolve() { c.Tables = mapping.ResolveAll(mapping.Declared(c.Tables)) }
 
 // SyncedTables maps each source object to its destination table.
-func (c *Config) SyncedTables() map[string]string {
-	out := make(map[string]string, len(c.Tables))
+func (c *Config) SyncedTables() mapping.Siblings {
+	out := make(mapping.Siblings, len(c.Tables))
 	for _, t := range c.Tables {
 		out[t.SourceTable] = t.Destination()
 	}

@@ -70,28 +70,17 @@ type ConnectorList struct {
 	Connectors []Connector `json:"connectors"`
 }
 
-// EffectiveColumn is one column of a mapping's effective column list.
-type EffectiveColumn struct {
-	Source          string `json:"source"`
-	Destination     string `json:"destination"`
-	SourceType      string `json:"source_type,omitempty"`
-	DestinationType string `json:"destination_type,omitempty"`
-	Predefined      bool   `json:"predefined"`
-	Truncate        bool   `json:"truncate,omitempty"`
-	Key             bool   `json:"key,omitempty"`
-}
-
 // TableMapping is a stored table mapping.
 type TableMapping struct {
 	ID          string `json:"id"`
 	ConnectorID string `json:"connector_id"`
 	// TableConfig is the mapping as declared (the OpenAPI document's MappingSpec).
 	mapping.TableConfig
-	// DestinationTable is filled in with the effective destination.
-	EffectiveColumns []EffectiveColumn `json:"effective_columns"`
-	Revision         int64             `json:"revision"` // the connector revision this version created
-	CreatedAt        time.Time         `json:"created_at"`
-	UpdatedAt        time.Time         `json:"updated_at"`
+	// DestinationTable is filled in with the effective destination; EffectiveColumns are mapping.Effective's.
+	EffectiveColumns []mapping.Column `json:"effective_columns"`
+	Revision         int64            `json:"revision"` // the connector revision this version created
+	CreatedAt        time.Time        `json:"created_at"`
+	UpdatedAt        time.Time        `json:"updated_at"`
 }
 
 // MappingList is the answer of GET /v1/connectors/{id}/mappings.
@@ -101,9 +90,9 @@ type MappingList struct {
 
 // PredefinedMappings is the answer of GET /v1/predefined-mappings/{source_table}.
 type PredefinedMappings struct {
-	SourceTable      string            `json:"source_table"`
-	DestinationTable string            `json:"destination_table"`
-	Columns          []EffectiveColumn `json:"columns"`
+	SourceTable      string           `json:"source_table"`
+	DestinationTable string           `json:"destination_table"`
+	Columns          []mapping.Column `json:"columns"`
 }
 
 // ValidateRequest asks to validate a mapping without storing it. With Live, the connector's Salesforce
@@ -134,7 +123,7 @@ type ValidateTeamResponse struct {
 // ValidateResponse lists every problem and the effective columns.
 type ValidateResponse struct {
 	Problems         []mapping.Problem `json:"problems"`
-	EffectiveColumns []EffectiveColumn `json:"effective_columns"`
+	EffectiveColumns []mapping.Column  `json:"effective_columns"`
 	// EstimatedRecords is the number of source records a (re-)sync of the table would copy, when live.
 	EstimatedRecords *int64 `json:"estimated_records,omitempty"`
 	Live             bool   `json:"live"`

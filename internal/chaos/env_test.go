@@ -237,7 +237,9 @@ func (e *env) startAgent(stateDir string) *running {
 		e.t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(logf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	a, err := agent.New(e.cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, log)
+	cfg := e.cfg
+	cfg.Resolve() // the test made the config (and may have changed its tables): it resolves it, as the control plane does
+	a, err := agent.New(cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, log)
 	if err != nil {
 		store.Close()
 		logf.Close()

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -72,10 +73,13 @@ type Tables struct {
 	DefaultTrunc bool
 }
 
-// Compile builds a Plan from the effective columns of a table config, validated against both schemas.
-// It fails when validation finds errors.
-func Compile(cfg TableConfig, cols []Column, s Schemas, t Tables) (*Plan, Problems) {
-	probs := Validate(cfg, cols, s)
+// Compile builds a Plan from the effective columns of a table config (as ResolveAll gave them), validated
+// against both sides' live schemas; t.DestOf are the connector's synced tables. It fails when validation
+// finds errors.
+func Compile(cfg TableConfig, cols []Column, live Live, t Tables) (*Plan, Problems) {
+	cols = slices.Clone(cols) // validate types them from the schemas; the caller's columns stay as given
+	s := sides{Source: live.Source, Dest: live.Dest, SyncedTables: t.DestOf}
+	probs := validate(cfg, cols, s)
 	if probs.HasErrors() {
 		return nil, probs
 	}

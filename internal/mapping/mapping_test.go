@@ -24,7 +24,7 @@ func hasProblem(ps Problems, code, column, path string) bool {
 }
 
 func TestPredefinedContactMappingMatchesArchitecture(t *testing.T) {
-	cols, probs := Resolve(contactConfig(), []string{"Contact", "Account"})
+	cols, probs := resolve(contactConfig(), []string{"Contact", "Account"})
 	if len(probs) != 0 {
 		t.Fatalf("problems: %v", probs)
 	}
@@ -48,7 +48,7 @@ func TestPredefinedContactMappingMatchesArchitecture(t *testing.T) {
 }
 
 func TestAccountLookupNeedsAccountSynced(t *testing.T) {
-	cols, _ := Resolve(contactConfig(), []string{"Contact"})
+	cols, _ := resolve(contactConfig(), []string{"Contact"})
 	for _, c := range cols {
 		if c.Destination == "parentcustomerid" {
 			t.Fatal("parentcustomerid is mapped although Account is not synced")
@@ -60,7 +60,7 @@ func TestOverridesAndExclusions(t *testing.T) {
 	cfg := contactConfig()
 	cfg.Columns = map[string]ColumnOverride{"new_region": {Source: "Region__c"}, "telephone1": {Source: "MobilePhone"}}
 	cfg.ExcludeColumns = []string{"fax"}
-	cols, probs := Resolve(cfg, []string{"Contact"})
+	cols, probs := resolve(cfg, []string{"Contact"})
 	if len(probs) != 0 {
 		t.Fatalf("problems: %v", probs)
 	}
@@ -80,10 +80,10 @@ func TestOverridesAndExclusions(t *testing.T) {
 }
 
 func TestResetIsRemovingAllOverrides(t *testing.T) {
-	plain, _ := Resolve(contactConfig(), nil)
+	plain, _ := resolve(contactConfig(), nil)
 	cfg := contactConfig()
 	cfg.Columns = map[string]ColumnOverride{}
-	again, _ := Resolve(cfg, nil)
+	again, _ := resolve(cfg, nil)
 	if len(plain) != len(again) {
 		t.Fatalf("an empty override map must give the predefined mapping: %d vs %d", len(plain), len(again))
 	}
@@ -98,7 +98,7 @@ func TestResolveReportsConfigProblemsWithPaths(t *testing.T) {
 	}
 	cfg.ExcludeColumns = []string{"contactid", "nosuch"}
 	cfg.DeleteBehaviour = "explode"
-	_, probs := Resolve(cfg, nil)
+	_, probs := resolve(cfg, nil)
 	for _, w := range []struct{ code, col, path string }{
 		{CodeBadConfig, "contactid", "columns.contactid.source"},
 		{CodeTwoSources, "department", "columns.department.source"},
@@ -115,8 +115,8 @@ func TestResolveReportsConfigProblemsWithPaths(t *testing.T) {
 
 func TestStaticValidationOfPredefinedMappings(t *testing.T) {
 	cfg := contactConfig()
-	cols, _ := Resolve(cfg, []string{"Contact", "Account"})
-	probs := Validate(cfg, cols, StaticSchemas(cfg, bothSynced))
+	cols, _ := resolve(cfg, []string{"Contact", "Account"})
+	probs := validate(cfg, cols, staticSchemas(cfg, bothSynced))
 	if probs.HasErrors() {
 		t.Fatalf("the predefined contact mapping must have no errors: %v", probs.Errors())
 	}
@@ -147,11 +147,11 @@ func TestValidationFindsEveryProblem(t *testing.T) {
 		"assistantname": {Source: "Description"}, // longer, warning
 	}
 	cfg.ExcludeColumns = []string{"lastname"} // required
-	cols, probs := Resolve(cfg, []string{"Contact"})
+	cols, probs := resolve(cfg, []string{"Contact"})
 	if len(probs) != 0 {
 		t.Fatalf("resolve: %v", probs)
 	}
-	probs = Validate(cfg, cols, StaticSchemas(cfg, map[string]string{"Contact": "contact"}))
+	probs = validate(cfg, cols, staticSchemas(cfg, map[string]string{"Contact": "contact"}))
 	for _, w := range []struct{ code, col, path string }{
 		{CodeUnknownDestination, "nosuchcolumn", "columns.nosuchcolumn.source"},
 		{CodeUnknownSource, "jobtitle", "columns.jobtitle.source"},
@@ -175,12 +175,12 @@ func TestValidationFindsEveryProblem(t *testing.T) {
 func TestStaticValidationSkipsCustomNamesButLiveDoesNot(t *testing.T) {
 	cfg := contactConfig()
 	cfg.Columns = map[string]ColumnOverride{"new_region": {Source: "Region__c"}}
-	cols, _ := Resolve(cfg, nil)
-	if probs := Validate(cfg, cols, StaticSchemas(cfg, nil)); probs.HasErrors() {
+	cols, _ := resolve(cfg, nil)
+	if probs := validate(cfg, cols, staticSchemas(cfg, nil)); probs.HasErrors() {
 		t.Fatalf("static validation must not reject custom names: %v", probs)
 	}
-	live := Schemas{Source: StandardSource("Contact"), Dest: StandardDestination("contact")}
-	probs := Validate(cfg, cols, live)
+	live := sides{Source: StandardSource("Contact"), Dest: StandardDestination("contact")}
+	probs := validate(cfg, cols, live)
 	if !hasProblem(probs, CodeUnknownSource, "new_region", "") || !hasProblem(probs, CodeUnknownDestination, "new_region", "") {
 		t.Errorf("live validation must reject names the schemas lack: %v", probs)
 	}
@@ -188,8 +188,8 @@ func TestStaticValidationSkipsCustomNamesButLiveDoesNot(t *testing.T) {
 
 func TestLookupTargetMustBeSynced(t *testing.T) {
 	cfg := TableConfig{SourceTable: "Account", UsePredefined: true, Columns: map[string]ColumnOverride{"primarycontactid": {Source: "OwnerId"}}}
-	cols, _ := Resolve(cfg, nil)
-	probs := Validate(cfg, cols, StaticSchemas(cfg, bothSynced))
+	cols, _ := resolve(cfg, nil)
+	probs := validate(cfg, cols, staticSchemas(cfg, bothSynced))
 	if !hasProblem(probs, CodeLookupTargetNotSynced, "primarycontactid", "columns.primarycontactid.source") {
 		t.Errorf("OwnerId (User) into primarycontactid must be rejected: %v", probs)
 	}
@@ -197,11 +197,11 @@ func TestLookupTargetMustBeSynced(t *testing.T) {
 
 func compileContact(t *testing.T, cfg TableConfig) *Plan {
 	t.Helper()
-	cols, probs := Resolve(cfg, []string{"Contact", "Account"})
+	cols, probs := resolve(cfg, []string{"Contact", "Account"})
 	if probs.HasErrors() {
 		t.Fatal(probs)
 	}
-	p, probs := Compile(cfg, cols, Schemas{Source: StandardSource("Contact"), Dest: StandardDestination("contact"), SyncedTables: bothSynced},
+	p, probs := Compile(cfg, cols, Live{Source: StandardSource("Contact"), Dest: StandardDestination("contact")},
 		Tables{DestOf: bothSynced, EntitySetOf: map[string]string{"account": "accounts", "contact": "contacts"}, OwnerTeamID: "11111111-2222-3333-4444-555555555555"})
 	if p == nil {
 		t.Fatal(probs)
@@ -292,8 +292,8 @@ func TestTooLongValuesAreRejectedOrTruncated(t *testing.T) {
 
 func TestNumbersIntoAccountColumns(t *testing.T) {
 	cfg := TableConfig{SourceTable: "Account", UsePredefined: true}
-	cols, _ := Resolve(cfg, nil)
-	p, probs := Compile(cfg, cols, Schemas{Source: StandardSource("Account"), Dest: StandardDestination("account")}, Tables{})
+	cols, _ := resolve(cfg, nil)
+	p, probs := Compile(cfg, cols, Live{Source: StandardSource("Account"), Dest: StandardDestination("account")}, Tables{})
 	if p == nil {
 		t.Fatal(probs)
 	}

@@ -24,10 +24,10 @@ func ExcludePath(i int) string { return fmt.Sprintf("exclude_columns[%d]", i) }
 // PrimaryKey returns the primary-key column of a destination table: <table>id.
 func PrimaryKey(destTable string) string { return strings.ToLower(destTable) + "id" }
 
-// Resolve computes the effective column mappings of one table config, sorted by destination with the key
+// resolve computes the effective column mappings of one table config, sorted by destination with the key
 // first. syncedSources are the source objects of every table mapping of the connector, for predefined pairs
 // that need another table synced. It needs no schema: the problems it reports are about the config itself.
-func Resolve(cfg TableConfig, syncedSources []string) ([]Column, Problems) {
+func resolve(cfg TableConfig, syncedSources []string) ([]Column, Problems) {
 	var probs Problems
 	if strings.TrimSpace(cfg.SourceTable) == "" {
 		probs = append(probs, Problem{Severity: Error, Code: CodeBadConfig, Path: PathSourceTable, Message: "source_table must name a Salesforce object, for example Contact"})
@@ -119,9 +119,9 @@ func Resolve(cfg TableConfig, syncedSources []string) ([]Column, Problems) {
 	return cols, probs
 }
 
-// Schemas are the two sides' schemas for Validate. A nil side means "unknown": static validation uses the
+// sides are the two sides' schemas for validate. A nil side means "unknown": static validation uses the
 // catalog (StandardSource/StandardDestination) and skips custom fields it cannot know.
-type Schemas struct {
+type sides struct {
 	Source *SourceSchema
 	Dest   *DestSchema
 	// Static marks validation without live schemas: names the catalog cannot know (custom fields and
@@ -132,14 +132,14 @@ type Schemas struct {
 	SyncedTables map[string]string
 }
 
-// StaticSchemas returns the catalog's schemas for a table config.
-func StaticSchemas(cfg TableConfig, synced map[string]string) Schemas {
-	return Schemas{Source: StandardSource(cfg.SourceTable), Dest: StandardDestination(cfg.Destination()), Static: true, SyncedTables: synced}
+// staticSchemas returns the catalog's schemas for a table config.
+func staticSchemas(cfg TableConfig, synced map[string]string) sides {
+	return sides{Source: StandardSource(cfg.SourceTable), Dest: StandardDestination(cfg.Destination()), Static: true, SyncedTables: synced}
 }
 
-// Validate checks effective columns (from Resolve) against both schemas, filling in their types, and
+// validate checks effective columns (from resolve) against both schemas, filling in their types, and
 // returns every problem found. cfg gives the paths problems point at.
-func Validate(cfg TableConfig, cols []Column, s Schemas) Problems {
+func validate(cfg TableConfig, cols []Column, s sides) Problems {
 	var probs Problems
 	src, dst := s.Source, s.Dest
 	if src == nil {

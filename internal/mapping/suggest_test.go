@@ -33,10 +33,10 @@ func TestDidYouMean(t *testing.T) {
 func TestUnknownSourceSuggestsTheClosestField(t *testing.T) {
 	cfg := contactConfig()
 	cfg.Columns = map[string]ColumnOverride{"jobtitle": {Source: "Titel"}}
-	cols, _ := Resolve(cfg, []string{"Contact", "Account"})
-	for _, schemas := range []Schemas{StaticSchemas(cfg, bothSynced), {Source: StaticSchemas(cfg, bothSynced).Source, Dest: StaticSchemas(cfg, bothSynced).Dest, SyncedTables: bothSynced}} {
+	cols, _ := resolve(cfg, []string{"Contact", "Account"})
+	for _, schemas := range []sides{staticSchemas(cfg, bothSynced), {Source: staticSchemas(cfg, bothSynced).Source, Dest: staticSchemas(cfg, bothSynced).Dest, SyncedTables: bothSynced}} {
 		var found bool
-		for _, p := range Validate(cfg, cols, schemas) {
+		for _, p := range validate(cfg, cols, schemas) {
 			if p.Code == CodeUnknownSource {
 				found = true
 				if !strings.Contains(p.Message, `did you mean "Title"?`) {

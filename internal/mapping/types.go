@@ -1,10 +1,3 @@
-// Package mapping holds crmsync's column-mapping rules (ARCHITECTURE.md section 4): the predefined mappings
-// of Contact and Account, the data-type compatibility table, overrides and exclusions, validation that reports
-// every problem with the column it concerns, and the value transforms from Salesforce to Dataverse.
-//
-// It is pure: no I/O, no clocks, no globals that change. The agent compiles a Plan from it; the control plane
-// and the provider's plan-time validation call Resolve and Validate with either the built-in catalog of
-// standard columns (static rules) or schemas read live from both services.
 package mapping
 
 import (
@@ -127,7 +120,7 @@ func (c TableConfig) Destination() string {
 type Column struct {
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
-	// SourceType and DestinationType are filled in by Validate when schemas are known.
+	// SourceType and DestinationType are filled in when a schema knows them.
 	SourceType      string `json:"source_type,omitempty"`
 	DestinationType string `json:"destination_type,omitempty"`
 	Predefined      bool   `json:"predefined"`
@@ -161,7 +154,7 @@ const (
 	CodeNotCheckedStatically  = "not_checked_statically"
 )
 
-// Problem is one finding of Resolve or Validate.
+// Problem is one finding of Check or Compile.
 type Problem struct {
 	Severity Severity `json:"severity"`
 	Code     string   `json:"code"`

@@ -30,10 +30,10 @@ func FuzzResolveAndValidate(f *testing.F) {
 		synced := map[string]string{"Contact": "contact", "Account": "account"}
 		synced[cfg.SourceTable] = cfg.Destination()
 		sources := []string{"Contact", "Account", cfg.SourceTable}
-		cols, probs := Resolve(cfg, sources)
-		probs = append(probs, Validate(cfg, cols, StaticSchemas(cfg, synced))...)
-		cols2, probs2 := Resolve(cfg, sources)
-		probs2 = append(probs2, Validate(cfg, cols2, StaticSchemas(cfg, synced))...)
+		cols, probs := resolve(cfg, sources)
+		probs = append(probs, validate(cfg, cols, staticSchemas(cfg, synced))...)
+		cols2, probs2 := resolve(cfg, sources)
+		probs2 = append(probs2, validate(cfg, cols2, staticSchemas(cfg, synced))...)
 		if !reflect.DeepEqual(probs, probs2) || !reflect.DeepEqual(cols, cols2) {
 			t.Fatalf("two validations of %s differ:\n%v\n%v", data, probs, probs2)
 		}
@@ -49,7 +49,7 @@ func FuzzResolveAndValidate(f *testing.F) {
 		if src == nil || dst == nil {
 			return
 		}
-		plan, _ := Compile(cfg, cols, Schemas{Source: src, Dest: dst, SyncedTables: synced},
+		plan, _ := Compile(cfg, cols, Live{Source: src, Dest: dst},
 			Tables{DestOf: synced, EntitySetOf: map[string]string{"account": "accounts", "contact": "contacts"}, OwnerTeamID: "11111111-2222-3333-4444-555555555555"})
 		if plan == nil {
 			return

@@ -133,7 +133,7 @@ func TestConnectorFromAPI_keepsInlineSecretsOnlyWhileStored(t *testing.T) {
 func TestTableMappingFromAPI_keepsEmptyCollectionsAsConfigured(t *testing.T) {
 	ctx := context.Background()
 	tm := &api.TableMapping{ID: "map_1", ConnectorID: "con_1", TableConfig: mapping.TableConfig{SourceTable: "Contact", UsePredefined: true},
-		EffectiveColumns: []api.EffectiveColumn{{Source: "Id", Destination: "contactid", SourceType: "id", Predefined: true, Key: true}}}
+		EffectiveColumns: []mapping.Column{{Source: "Id", Destination: "contactid", SourceType: "id", Predefined: true, Key: true}}}
 	emptyMap, _ := types.MapValue(columnOverrideType, nil)
 	emptySet, _ := types.SetValue(types.StringType, nil)
 	for _, prior := range []*tableMappingModel{

@@ -10,7 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 var (
@@ -93,7 +93,7 @@ func (d *predefinedMappingsDataSource) Read(ctx context.Context, req datasource.
 }
 
 // effectiveColumnValue converts one API effective column to its object value.
-func effectiveColumnValue(c api.EffectiveColumn) attr.Value {
+func effectiveColumnValue(c mapping.Column) attr.Value {
 	return types.ObjectValueMust(effectiveColumnType.AttrTypes, map[string]attr.Value{
 		"source":           types.StringValue(c.Source),
 		"destination":      types.StringValue(c.Destination),

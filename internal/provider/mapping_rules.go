@@ -17,41 +17,26 @@ import (
 // paths as Terraform attribute paths, and the consequences of a change (what gets re-synced, what stops
 // being updated).
 
-// staticProblems runs every rule that needs nothing but the configuration: mapping.Resolve, then
-// mapping.Validate against the built-in catalog of standard columns. Custom fields and columns (Region__c,
-// new_region) are left to the live rules.
+// staticProblems runs every rule that needs nothing but the configuration: mapping.Check against the built-in
+// catalog of standard columns. Custom fields and columns (Region__c, new_region) are left to the live rules.
 //
 // Other table mappings of the connector are not visible here, so tables a predefined lookup needs (Account
 // for Contact's parentcustomerid) are assumed synced; the live rules and the activation preflight check the
 // connector's real mappings.
 func staticProblems(cfg mapping.TableConfig) mapping.Problems {
-	synced := assumedSynced(cfg)
-	cols, probs := mapping.Resolve(cfg, keys(synced))
-	if cfg.SourceTable == "" {
-		return probs
-	}
-	probs = append(probs, mapping.Validate(cfg, cols, mapping.StaticSchemas(cfg, synced))...)
+	_, probs := mapping.Check(cfg, assumedSynced(cfg), nil)
 	return probs
 }
 
 // assumedSynced is the table itself plus the tables its predefined lookups need.
-func assumedSynced(cfg mapping.TableConfig) map[string]string {
-	synced := map[string]string{cfg.SourceTable: cfg.Destination()}
+func assumedSynced(cfg mapping.TableConfig) mapping.Siblings {
+	synced := mapping.SiblingsOf(cfg)
 	for _, p := range mapping.Predefined(cfg.SourceTable) {
 		if p.RequiresSynced != "" {
 			synced[p.RequiresSynced] = mapping.TableConfig{SourceTable: p.RequiresSynced}.Destination()
 		}
 	}
 	return synced
-}
-
-func keys(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // problemKey identifies a problem across the static and live runs, so a live run reports only what the static
@@ -233,15 +218,7 @@ func columnChanges(before, after []effectiveColumn) (added, removed []effectiveC
 	return added, removed
 }
 
-func effectiveFromResolved(cols []mapping.Column) []effectiveColumn {
-	out := make([]effectiveColumn, len(cols))
-	for i, c := range cols {
-		out[i] = effectiveColumn{Source: c.Source, Destination: c.Destination, Truncate: c.Truncate}
-	}
-	return out
-}
-
-func effectiveFromAPI(cols []api.EffectiveColumn) []effectiveColumn {
+func effectiveOf(cols []mapping.Column) []effectiveColumn {
 	out := make([]effectiveColumn, len(cols))
 	for i, c := range cols {
 		out[i] = effectiveColumn{Source: c.Source, Destination: c.Destination, Truncate: c.Truncate}

@@ -436,19 +436,18 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 	resp.Diagnostics.Append(diags...)
 	after := live.columns
 	if predicted != nil {
-		after = effectiveFromAPI(predicted)
+		after = effectiveOf(predicted)
 	}
 	if after == nil {
 		// Without the control plane's answer, assume the connector's other tables stay as they are: a
 		// predefined lookup column present before is still backed by its table.
-		synced := []string{tc.SourceTable}
+		synced := mapping.SiblingsOf(tc)
 		for _, p := range mapping.Predefined(tc.SourceTable) {
 			if p.RequiresSynced != "" && containsDestination(before, p.Destination) {
-				synced = append(synced, p.RequiresSynced)
+				synced[p.RequiresSynced] = mapping.TableConfig{SourceTable: p.RequiresSynced}.Destination()
 			}
 		}
-		cols, _ := mapping.Resolve(tc, synced)
-		after = effectiveFromResolved(cols)
+		after = effectiveOf(mapping.Effective(tc, synced))
 	}
 	added, removed := columnChanges(before, after)
 	if len(added) > 0 {
@@ -460,10 +459,10 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 }
 
 // predictEffective computes the effective columns the control plane will store for the planned mapping, with
-// the rules it uses (mapping.Resolve against the connector's synced tables, types from the built-in catalog),
+// the rules it uses (mapping.Effective among the connector's synced tables, types from the built-in catalog),
 // so the plan shows the exact column changes instead of "known after apply". It needs the connector's other
 // mappings and returns nil when they cannot be listed (a connector created by this apply, no control plane).
-func (r *tableMappingResource) predictEffective(ctx context.Context, connectorID, id types.String, tc mapping.TableConfig) []api.EffectiveColumn {
+func (r *tableMappingResource) predictEffective(ctx context.Context, connectorID, id types.String, tc mapping.TableConfig) []mapping.Column {
 	if r.data == nil || r.data.Client == nil || connectorID.IsUnknown() || connectorID.IsNull() {
 		return nil
 	}
@@ -472,23 +471,13 @@ func (r *tableMappingResource) predictEffective(ctx context.Context, connectorID
 		tflog.Debug(ctx, "listing the connector's mappings failed; effective columns are known after apply", map[string]any{"error": err.Error()})
 		return nil
 	}
-	sources := []string{tc.SourceTable}
-	synced := map[string]string{tc.SourceTable: tc.Destination()}
+	siblings := mapping.Siblings{}
 	for _, m := range ms {
-		if m.ID == id.ValueString() || strings.EqualFold(m.SourceTable, tc.SourceTable) {
-			continue
+		if m.ID != id.ValueString() {
+			siblings[m.SourceTable] = m.Destination()
 		}
-		sources = append(sources, m.SourceTable)
-		synced[m.SourceTable] = m.Destination()
 	}
-	cols, _ := mapping.Resolve(tc, sources)
-	_ = mapping.Validate(tc, cols, mapping.StaticSchemas(tc, synced)) // fills the types the catalog knows
-	out := make([]api.EffectiveColumn, len(cols))
-	for i, c := range cols {
-		out[i] = api.EffectiveColumn{Source: c.Source, Destination: c.Destination, SourceType: c.SourceType,
-			DestinationType: c.DestinationType, Predefined: c.Predefined, Truncate: c.Truncate, Key: c.Key}
-	}
-	return out
+	return mapping.Effective(tc, siblings)
 }
 
 // liveResult is what the control plane said about a planned mapping.
@@ -549,7 +538,7 @@ func (r *tableMappingResource) liveCheck(ctx context.Context, connectorID types.
 			reported[problemKey(p)] = true
 		}
 		addProblems(diags, res.Problems, tc, reported, true)
-		out.columns = effectiveFromAPI(res.EffectiveColumns)
+		out.columns = effectiveOf(res.EffectiveColumns)
 		out.checked = true
 	}
 	if res.EstimatedRecords != nil {
@@ -697,7 +686,7 @@ func (m *tableMappingModel) fromAPI(ctx context.Context, tm *api.TableMapping, p
 
 // effectiveMap keys effective columns by destination: a map, so a change shows as the columns it adds and
 // drops rather than as every later column of a list shifting.
-func effectiveMap(cols []api.EffectiveColumn) (types.Map, diag.Diagnostics) {
+func effectiveMap(cols []mapping.Column) (types.Map, diag.Diagnostics) {
 	vals := make(map[string]attr.Value, len(cols))
 	for _, c := range cols {
 		vals[c.Destination] = effectiveColumnValue(c)

@@ -167,10 +167,9 @@ func (a *Agent) prepare(ctx context.Context) error {
 	byDest := map[string]*table{}
 	var tables []*table
 	for _, tc := range a.cfg.Tables {
-		cols, probs := mapping.Resolve(tc, a.cfg.SourceTables())
-		schemas := mapping.Schemas{Source: describes[tc.SourceTable].SourceSchema(), Dest: dests[tc.Destination()], SyncedTables: synced}
-		plan, cprobs := mapping.Compile(tc, cols, schemas, mapping.Tables{DestOf: synced, EntitySetOf: entitySets, OwnerTeamID: a.cfg.TeamID})
-		probs = append(probs, cprobs...)
+		// The effective columns come resolved with the config; Compile checks them against the live schemas.
+		live := mapping.Live{Source: describes[tc.SourceTable].SourceSchema(), Dest: dests[tc.Destination()]}
+		plan, probs := mapping.Compile(tc.TableConfig, tc.EffectiveColumns, live, mapping.Tables{DestOf: synced, EntitySetOf: entitySets, OwnerTeamID: a.cfg.TeamID})
 		for _, p := range probs {
 			if p.Severity == mapping.Error {
 				errs = append(errs, fmt.Errorf("%s → %s: %s: %s", tc.SourceTable, tc.Destination(), p.Path, p.Message))
@@ -188,7 +187,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 			}
 		}
 		t := &table{
-			a: a, cfg: tc, plan: plan, types: types, topic: changeTopic(describes[tc.SourceTable].Name),
+			a: a, cfg: tc.TableConfig, plan: plan, types: types, topic: changeTopic(describes[tc.SourceTable].Name),
 			log:    a.log.With("table", tc.SourceTable),
 			loaded: make(chan struct{}),
 			w: &writer{dv: a.dv, plan: plan, dead: a.stores.DeadLetters, batchSize: a.tuning.BatchSize,

@@ -62,6 +62,9 @@ func LoadConfig(path string) (*Config, error) {
 			*p = filepath.Join(base, *p)
 		}
 	}
+	// The file declares the mappings; their effective columns are resolved here, as the control plane does for
+	// a revision (any in the file, a revision's config saved as it was, are resolved again).
+	cfg.Resolve()
 	// A required key left out is reported once, by strictjson.
 	errs := []error{}
 	left := map[string]bool{}

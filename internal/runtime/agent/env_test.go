@@ -46,10 +46,10 @@ func newEnv(t testing.TB, contacts, accounts int) *env {
 			EnvironmentURL: info.Dataverse.EnvironmentURL, AuthorityURL: info.Dataverse.AuthorityURL, TenantID: info.Dataverse.TenantID,
 			ClientID: info.Dataverse.ClientID, ClientSecret: info.Dataverse.ClientSecret, CAFile: info.Dataverse.CAFile,
 		},
-		Tables: []mapping.TableConfig{
+		Tables: mapping.ResolveAll([]mapping.TableConfig{
 			{SourceTable: "Account", UsePredefined: true},
 			{SourceTable: "Contact", UsePredefined: true},
-		},
+		}),
 		Tuning: agent.Tuning{FlushInterval: agent.Duration(50 * time.Millisecond)},
 	}
 	return &env{sb: sb, dir: dir, cfg: cfg}
@@ -80,7 +80,9 @@ func (e *env) start(t *testing.T, stateDir string) *running {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
-	a, err := agent.New(e.cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, log)
+	cfg := e.cfg
+	cfg.Resolve() // the test made the config (and may have changed its tables): it resolves it, as the control plane does
+	a, err := agent.New(cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, log)
 	if err != nil {
 		store.Close()
 		t.Fatal(err)

@@ -30,8 +30,8 @@ func TestARevertedMappingChangeNeverResumesTheOldRevisionsLoad(t *testing.T) {
 	if err := e.sb.Dataverse.RevokeTeamPrivileges(team, "prvWriteContact"); err != nil {
 		t.Fatal(err)
 	}
-	e.cfg.Tables = []mapping.TableConfig{r1[0], {SourceTable: "Contact", UsePredefined: true,
-		Columns: map[string]mapping.ColumnOverride{"fax": {Source: "MobilePhone"}, "jobtitle": {Source: "Title"}}}}
+	e.cfg.Tables = mapping.ResolveAll([]mapping.TableConfig{r1[0].TableConfig, {SourceTable: "Contact", UsePredefined: true,
+		Columns: map[string]mapping.ColumnOverride{"fax": {Source: "MobilePhone"}, "jobtitle": {Source: "Title"}}}})
 	e.cfg.Revision = 2
 	r = e.start(t, state)
 	waitFor(t, time.Minute, "the re-sync to start and be refused", func() bool {

@@ -78,10 +78,10 @@ func firstIDs(t *testing.T, e *env, object string, n int) []string {
 
 func TestOutOfBandEditsAreReportedWithWhoAndColumnsAndRepairedWhenAsked(t *testing.T) {
 	e := newEnv(t, 30, 10)
-	e.cfg.Tables = []mapping.TableConfig{
+	e.cfg.Tables = mapping.ResolveAll([]mapping.TableConfig{
 		{SourceTable: "Account", UsePredefined: true},
 		{SourceTable: "Contact", UsePredefined: true, RepairOutOfBandEdits: true},
-	}
+	})
 	e.cfg.Tuning.OutOfBandInterval = agent.Duration(time.Second) // the shortest the table of bounds accepts
 	e.cfg.Tuning.ReconcileInterval = agent.Duration(-1)
 	r := e.start(t, "")
@@ -223,7 +223,7 @@ func TestReconcileOf100kUnchangedRowsCost(t *testing.T) {
 		n = 5_000
 	}
 	e := newEnv(t, n, 0)
-	e.cfg.Tables = []mapping.TableConfig{{SourceTable: "Contact", UsePredefined: true}}
+	e.cfg.Tables = mapping.ResolveAll([]mapping.TableConfig{{SourceTable: "Contact", UsePredefined: true}})
 	e.cfg.Tuning.OutOfBandInterval = agent.Duration(-1)
 	e.cfg.Tuning.ReconcileInterval = agent.Duration(-1)
 	e.cfg.Tuning.BatchSize = 1000

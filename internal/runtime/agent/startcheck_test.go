@@ -32,7 +32,7 @@ func newQuiet(t *testing.T, cfg agent.Config, opts ...agent.Option) (*agent.Agen
 func TestAnUnknownSourceTableFailsAtStart(t *testing.T) {
 	e := newEnv(t, 5, 2)
 	cfg := e.cfg
-	cfg.Tables = []mapping.TableConfig{{SourceTable: "Invoice__c", DestinationTable: "contact", Columns: map[string]mapping.ColumnOverride{"lastname": {Source: "Name"}}}}
+	cfg.Tables = mapping.ResolveAll([]mapping.TableConfig{{SourceTable: "Invoice__c", DestinationTable: "contact", Columns: map[string]mapping.ColumnOverride{"lastname": {Source: "Name"}}}})
 	a, err := newQuiet(t, cfg)
 	if err != nil {
 		t.Fatal(err)

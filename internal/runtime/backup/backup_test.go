@@ -102,7 +102,7 @@ func (e *env) seed(t *testing.T, n int) {
 }
 
 func (e *env) sources() []backup.Source {
-	return backup.SourcesOf([]mapping.TableConfig{{SourceTable: "Account", UsePredefined: true}, {SourceTable: "Contact", UsePredefined: true}})
+	return backup.SourcesOf(mapping.ResolveAll([]mapping.TableConfig{{SourceTable: "Account", UsePredefined: true}, {SourceTable: "Contact", UsePredefined: true}}))
 }
 
 // export runs a backup of contact and account into dir with tiny pages, so chunking and resuming show.

@@ -149,17 +149,13 @@ type Source struct {
 	DeleteBehaviour string
 }
 
-// SourcesOf derives the tables and columns to back up from a connector's table mappings.
-func SourcesOf(tables []mapping.TableConfig) []Source {
-	sources := make([]string, len(tables))
-	for i, t := range tables {
-		sources[i] = t.SourceTable
-	}
+// SourcesOf derives the tables and columns to back up from a connector revision's table mappings and the
+// effective columns they carry.
+func SourcesOf(tables []mapping.Resolved) []Source {
 	out := make([]Source, 0, len(tables))
 	for _, t := range tables {
-		cols, _ := mapping.Resolve(t, sources)
 		s := Source{SourceTable: t.SourceTable, Table: t.Destination(), DeleteBehaviour: t.DeleteBehaviour}
-		for _, c := range cols {
+		for _, c := range t.EffectiveColumns {
 			s.Columns = append(s.Columns, c.Destination)
 		}
 		out = append(out, s)

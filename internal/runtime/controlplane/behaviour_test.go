@@ -381,7 +381,7 @@ func TestConcurrentUpdatesOfOneMappingLeaveAConsistentState(t *testing.T) {
 	var contact mapping.TableConfig
 	for _, tc := range cfg.Tables {
 		if tc.SourceTable == "Contact" {
-			contact = tc
+			contact = tc.TableConfig
 		}
 	}
 	got, _ := json.Marshal(contact)

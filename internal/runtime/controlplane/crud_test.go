@@ -5,8 +5,8 @@ import (
 	"slices"
 	"testing"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
 func TestConnectorCRUDRoundTripsThroughTheClient(t *testing.T) {
@@ -67,7 +67,7 @@ func TestMappingCRUDRoundTripsThroughTheClient(t *testing.T) {
 	if con.DestinationTable != "contact" || len(con.EffectiveColumns) == 0 || !con.EffectiveColumns[0].Key {
 		t.Errorf("contact mapping: %+v", con)
 	}
-	hasParent := slices.ContainsFunc(con.EffectiveColumns, func(c api.EffectiveColumn) bool { return c.Destination == "parentcustomerid" })
+	hasParent := slices.ContainsFunc(con.EffectiveColumns, func(c mapping.Column) bool { return c.Destination == "parentcustomerid" })
 	if !hasParent {
 		t.Error("Contact with Account synced lacks parentcustomerid")
 	}
@@ -81,7 +81,7 @@ func TestMappingCRUDRoundTripsThroughTheClient(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if up.Revision != 4 || slices.ContainsFunc(up.EffectiveColumns, func(c api.EffectiveColumn) bool { return c.Destination == "fax" }) {
+	if up.Revision != 4 || slices.ContainsFunc(up.EffectiveColumns, func(c mapping.Column) bool { return c.Destination == "fax" }) {
 		t.Errorf("updated: revision %d, columns %+v", up.Revision, up.EffectiveColumns)
 	}
 	got, err := e.client.GetMapping(ctx, con.ID)

@@ -188,21 +188,16 @@ func (s *Server) deleteConnector(w http.ResponseWriter, r *http.Request) error {
 
 // Mappings.
 
-// staticProblems resolves and validates a mapping statically, given the other source tables of its
-// connector.
-func staticProblems(spec mapping.TableConfig, others []api.TableMapping, exceptID string) ([]mapping.Column, mapping.Problems) {
-	sources := []string{spec.SourceTable}
-	synced := map[string]string{spec.SourceTable: spec.Destination()}
+// siblingsOf returns the tables of a mapping's connector besides the mapping itself: others, except the
+// mapping with ID exceptID (the one a change replaces).
+func siblingsOf(others []api.TableMapping, exceptID string) mapping.Siblings {
+	out := make(mapping.Siblings, len(others))
 	for _, m := range others {
-		if m.ID == exceptID || strings.EqualFold(m.SourceTable, spec.SourceTable) {
-			continue
+		if m.ID != exceptID {
+			out[m.SourceTable] = m.Destination()
 		}
-		sources = append(sources, m.SourceTable)
-		synced[m.SourceTable] = m.Destination()
 	}
-	cols, probs := mapping.Resolve(spec, sources)
-	probs = append(probs, mapping.Validate(spec, cols, mapping.StaticSchemas(spec, synced))...)
-	return cols, probs
+	return out
 }
 
 // rejectProblems refuses a mapping with errors: the first error's path is the field, every error is in
@@ -235,7 +230,7 @@ func (s *Server) createMapping(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "id")
 	}
-	if _, probs := staticProblems(spec, others, ""); probs.HasErrors() {
+	if _, probs := mapping.Check(spec, siblingsOf(others, ""), nil); probs.HasErrors() {
 		return rejectProblems(probs)
 	}
 	if err := s.preflightMappings(r.Context(), connID, append(slices.Clone(others), api.TableMapping{ConnectorID: connID, TableConfig: spec})); err != nil {
@@ -296,7 +291,7 @@ func (s *Server) updateMapping(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError(err, "id")
 	}
-	if _, probs := staticProblems(spec, others, id); probs.HasErrors() {
+	if _, probs := mapping.Check(spec, siblingsOf(others, id), nil); probs.HasErrors() {
 		return rejectProblems(probs)
 	}
 	proposed := slices.Clone(others)
@@ -360,18 +355,9 @@ func (s *Server) predefinedMappings(w http.ResponseWriter, r *http.Request) erro
 	writeJSON(w, http.StatusOK, api.PredefinedMappings{
 		SourceTable:      canonical,
 		DestinationTable: spec.Destination(),
-		Columns:          store.EffectiveColumns(spec, names, tables),
+		Columns:          mapping.Effective(spec, tables),
 	})
 	return nil
-}
-
-func effective(cols []mapping.Column) []api.EffectiveColumn {
-	out := make([]api.EffectiveColumn, len(cols))
-	for i, c := range cols {
-		out[i] = api.EffectiveColumn{Source: c.Source, Destination: c.Destination, SourceType: c.SourceType,
-			DestinationType: c.DestinationType, Predefined: c.Predefined, Truncate: c.Truncate, Key: c.Key}
-	}
-	return out
 }
 
 // validateMapping validates without storing: statically always, and with Live against the connector's
@@ -416,7 +402,7 @@ func (s *Server) validateMapping(w http.ResponseWriter, r *http.Request) error {
 		return invalid("connector_id", "live validation needs connector_id: the connector whose Salesforce org and Dataverse environment are described")
 	}
 	spec := req.Mapping
-	cols, probs := staticProblems(spec, others, "")
+	cols, probs := mapping.Check(spec, siblingsOf(others, ""), nil)
 	resp := api.ValidateResponse{Live: req.Live}
 	if req.Live {
 		if s.cfg.Checker == nil {
@@ -432,15 +418,7 @@ func (s *Server) validateMapping(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return errorf(http.StatusBadGateway, CodeUnavailable, "connector_id", "describing %s and %s: %s", spec.SourceTable, spec.Destination(), err.Error())
 		}
-		sources := []string{spec.SourceTable}
-		synced := map[string]string{spec.SourceTable: spec.Destination()}
-		for _, m := range others {
-			if !strings.EqualFold(m.SourceTable, spec.SourceTable) {
-				sources, synced[m.SourceTable] = append(sources, m.SourceTable), m.Destination()
-			}
-		}
-		cols, probs = mapping.Resolve(spec, sources)
-		probs = append(probs, mapping.Validate(spec, cols, mapping.Schemas{Source: src, Dest: dst, SyncedTables: synced})...)
+		cols, probs = mapping.Check(spec, siblingsOf(others, ""), &mapping.Live{Source: src, Dest: dst})
 		resp.EstimatedRecords = &n
 		more, err := s.changeProblems(r.Context(), conn, secrets, spec)
 		if err != nil {
@@ -452,7 +430,10 @@ func (s *Server) validateMapping(w http.ResponseWriter, r *http.Request) error {
 	if resp.Problems == nil {
 		resp.Problems = []mapping.Problem{}
 	}
-	resp.EffectiveColumns = effective(cols)
+	resp.EffectiveColumns = cols
+	if resp.EffectiveColumns == nil {
+		resp.EffectiveColumns = []mapping.Column{}
+	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
 }

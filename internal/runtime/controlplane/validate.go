@@ -92,7 +92,7 @@ func secretChanges(spec api.ConnectorSpec) store.Secrets {
 }
 
 // validateMappingNames checks a mapping spec's names and sizes; the mapping rules themselves are
-// mapping.Resolve and mapping.Validate's.
+// mapping.Check's.
 func validateMappingNames(spec mapping.TableConfig) error {
 	if err := matches("source_table", spec.SourceTable, maxTableName, sfNamePattern, true, "a Salesforce object API name such as Contact"); err != nil {
 		return err

@@ -40,10 +40,10 @@ func AgentConfig(info sandbox.Info) api.Config {
 			EnvironmentURL: info.Dataverse.EnvironmentURL, AuthorityURL: info.Dataverse.AuthorityURL, TenantID: info.Dataverse.TenantID,
 			ClientID: info.Dataverse.ClientID, ClientSecret: info.Dataverse.ClientSecret, CAFile: info.Dataverse.CAFile,
 		},
-		Tables: []mapping.TableConfig{
+		Tables: mapping.ResolveAll([]mapping.TableConfig{
 			{SourceTable: "Account", UsePredefined: true},
 			{SourceTable: "Contact", UsePredefined: true},
-		},
+		}),
 	}
 }
 

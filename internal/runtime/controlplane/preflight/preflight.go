@@ -370,7 +370,6 @@ func (c *Checker) changeTopics(ctx context.Context, s *sides, sc *schemas, mappi
 // on each destination table, append-to on each table a synced lookup points at.
 func requiredPrivileges(sc *schemas, mappings []api.TableMapping) []string {
 	synced := syncedTables(mappings)
-	sources := sourceTables(mappings)
 	var out []string
 	add := func(p string) {
 		if !slices.Contains(out, p) {
@@ -388,8 +387,7 @@ func requiredPrivileges(sc *schemas, mappings []api.TableMapping) []string {
 		if src == nil || dst == nil {
 			continue
 		}
-		cols, _ := mapping.Resolve(m.TableConfig, sources)
-		for _, col := range cols {
+		for _, col := range mapping.Effective(m.TableConfig, synced) {
 			f, ok1 := src.Field(col.Source)
 			d, ok2 := dst.Column(col.Destination)
 			if !ok1 || !ok2 || f.Type != "reference" || (d.AttributeType != "Lookup" && d.AttributeType != "Customer") {
@@ -459,18 +457,11 @@ func destSchema(sc *schemas, m api.TableMapping) *mapping.DestSchema {
 	return mapping.StandardDestination(m.Destination())
 }
 
-func syncedTables(mappings []api.TableMapping) map[string]string {
-	out := map[string]string{}
+// syncedTables are the tables of the mappings checked together (the connector's, or a change's proposal).
+func syncedTables(mappings []api.TableMapping) mapping.Siblings {
+	out := mapping.Siblings{}
 	for _, m := range mappings {
 		out[m.SourceTable] = m.Destination()
-	}
-	return out
-}
-
-func sourceTables(mappings []api.TableMapping) []string {
-	out := make([]string, len(mappings))
-	for i, m := range mappings {
-		out[i] = m.SourceTable
 	}
 	return out
 }
@@ -481,22 +472,18 @@ func (c *Checker) mappings(sc *schemas, mappings []api.TableMapping, sfOK, dvOK 
 		ch.Message = "the connector has no table mappings"
 		return ch
 	}
-	synced, sources := syncedTables(mappings), sourceTables(mappings)
+	synced := syncedTables(mappings)
 	var errs, warns []string
 	for _, m := range mappings {
-		schemas := mapping.Schemas{SyncedTables: synced}
+		var live *mapping.Live // static rules when a side cannot be read
 		if sfOK && dvOK {
-			// A missing describe or table definition is reported by Validate as an unknown table.
-			schemas.Source, schemas.Dest = nil, nil
+			// A missing describe or table definition is reported by mapping.Check as an unknown table.
+			live = &mapping.Live{Dest: sc.dests[m.Destination()]}
 			if d := sc.describes[m.SourceTable]; d != nil {
-				schemas.Source = d.SourceSchema()
+				live.Source = d.SourceSchema()
 			}
-			schemas.Dest = sc.dests[m.Destination()]
-		} else {
-			schemas = mapping.StaticSchemas(m.TableConfig, synced)
 		}
-		cols, probs := mapping.Resolve(m.TableConfig, sources)
-		probs = append(probs, mapping.Validate(m.TableConfig, cols, schemas)...)
+		_, probs := mapping.Check(m.TableConfig, synced, live)
 		for _, p := range probs {
 			line := fmt.Sprintf("%s → %s: %s: %s", m.SourceTable, m.Destination(), p.Path, p.Message)
 			if p.Severity == mapping.Error {

@@ -466,10 +466,9 @@ func configOf(c api.Connector, rev int64, tables []mapping.TableConfig) api.Conf
 			EnvironmentURL: dv.EnvironmentURL, AuthorityURL: dv.AuthorityURL, TenantID: dv.TenantID, ClientID: dv.ClientID,
 			ClientSecretEnv: dv.ClientSecretEnv, ClientSecretFile: dv.ClientSecretFile, CAFile: dv.CAFile,
 		},
-		Tables: tables,
-	}
-	if cfg.Tables == nil {
-		cfg.Tables = []mapping.TableConfig{}
+		// The one place the effective columns of an agent's tables are resolved: the agent, backups and
+		// restores use the revision's.
+		Tables: mapping.ResolveAll(tables),
 	}
 	if c.Tuning != nil {
 		cfg.Tuning = *c.Tuning
@@ -571,28 +570,14 @@ func listMappings(ctx context.Context, tx *sql.Tx, connectorID string) ([]api.Ta
 // withEffective fills each mapping's effective destination and columns, given all of the connector's
 // mappings (lookups depend on which tables are synced).
 func withEffective(ms []api.TableMapping, all []api.TableMapping) {
-	sources := make([]string, len(all))
-	synced := make(map[string]string, len(all))
-	for i, m := range all {
-		sources[i] = m.SourceTable
-		synced[m.SourceTable] = m.Destination()
+	siblings := make(mapping.Siblings, len(all))
+	for _, m := range all {
+		siblings[m.SourceTable] = m.Destination()
 	}
 	for i := range ms {
-		ms[i].EffectiveColumns = EffectiveColumns(ms[i].TableConfig, sources, synced)
+		ms[i].EffectiveColumns = mapping.Effective(ms[i].TableConfig, siblings)
 		ms[i].DestinationTable = ms[i].Destination()
 	}
-}
-
-// EffectiveColumns resolves a mapping against the other synced tables and the built-in catalog's types.
-func EffectiveColumns(spec mapping.TableConfig, sources []string, synced map[string]string) []api.EffectiveColumn {
-	cols, _ := mapping.Resolve(spec, sources)
-	_ = mapping.Validate(spec, cols, mapping.StaticSchemas(spec, synced)) // fills the types it knows
-	out := make([]api.EffectiveColumn, len(cols))
-	for i, c := range cols {
-		out[i] = api.EffectiveColumn{Source: c.Source, Destination: c.Destination, SourceType: c.SourceType,
-			DestinationType: c.DestinationType, Predefined: c.Predefined, Truncate: c.Truncate, Key: c.Key}
-	}
-	return out
 }
 
 func (s *SQLite) getMapping(ctx context.Context, tx *sql.Tx, id string) (api.TableMapping, error) {
@@ -761,9 +746,23 @@ func (s *SQLite) RevisionConfig(ctx context.Context, connectorID string, revisio
 		if err != nil {
 			return err
 		}
-		return json.Unmarshal([]byte(b), &cfg)
+		cfg, err = decodeRevision(b)
+		return err
 	})
 	return cfg, err
+}
+
+// decodeRevision reads a revision's agent config. Revisions stored before they carried effective columns get
+// them resolved now, as writeRevision does.
+func decodeRevision(b string) (api.Config, error) {
+	var cfg api.Config
+	if err := json.Unmarshal([]byte(b), &cfg); err != nil {
+		return cfg, err
+	}
+	if slices.ContainsFunc(cfg.Tables, func(t mapping.Resolved) bool { return len(t.EffectiveColumns) == 0 }) {
+		cfg.Resolve()
+	}
+	return cfg, nil
 }
 
 // Activation.
@@ -969,7 +968,7 @@ func (s *SQLite) AcquireLease(ctx context.Context, req api.LeaseRequest, ttl tim
 		if err := tx.QueryRowContext(ctx, `SELECT config FROM revisions WHERE connector_id = ? AND revision = ?`, c.ID, c.Revision).Scan(&b); err != nil {
 			return fmt.Errorf("connector %s revision %d: %w", c.ID, c.Revision, err)
 		}
-		if err := json.Unmarshal([]byte(b), &out.Config); err != nil {
+		if out.Config, err = decodeRevision(b); err != nil {
 			return err
 		}
 		sec, err := s.secretsOf(ctx, tx, c.ID)
