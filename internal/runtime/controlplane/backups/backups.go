@@ -39,9 +39,17 @@ import (
 // ClientFactory builds a connector's clients on this host (preflight.Checker.Clients).
 type ClientFactory func(conn api.Connector, secrets store.Secrets) (*salesforce.Client, *dataverse.Client, error)
 
+// Store is what backups and restores use: the connector's settings, secrets and revisions, and the
+// backups' and restores' records.
+type Store interface {
+	store.Connectors
+	store.Backups
+	store.Restores
+}
+
 // Config configures a Manager.
 type Config struct {
-	Store store.Store
+	Store Store
 	// DataDir is the control plane's data directory; backups go to DataDir/backups/<connector>/<backup>.
 	DataDir string
 	Clients ClientFactory

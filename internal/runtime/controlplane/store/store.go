@@ -1,7 +1,14 @@
-// Package store is the control plane's persistent state behind one interface: connectors with their
-// encrypted inline secrets, table mappings, config revisions, activation, agent leases, checkpoints, dead
-// letters, the last reported status and the audit log. The SQLite implementation (pure Go) is the default; a
-// PostgreSQL one can satisfy the same interface for several control-plane replicas.
+// Package store owns the control plane's persistent state, one small interface per aggregate: connectors
+// with their encrypted inline secrets and config revisions (Connectors), table mappings (Mappings),
+// activation (Activations), agent leases (Leases), agent identities and enrollment (Agents), checkpoints with
+// their durable intents and on-demand reconciliations (Checkpoints, Reconciliations), the agents' reports and
+// their history (Statuses), dead letters (DeadLetters), backups and restores (Backups, Restores) and the audit
+// log (AuditLog). Store is their union; each caller depends on the interfaces it uses.
+//
+// The SQLite implementation (pure Go) is the default: sqlite.go opens it, sqlite_migrations.go versions its
+// schema, and one sqlite_<aggregate>.go file implements each interface. A second implementation (PostgreSQL,
+// for several control-plane replicas) is the same set of files; ids.go, credentials.go and crypto.go are
+// shared.
 //
 // Contracts: every method is safe for concurrent use and atomic (a crash at any instant leaves the store
 // consistent: each method is one transaction). Every change to a connector or one of its mappings bumps the
@@ -25,6 +32,8 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrConflict  = errors.New("conflict")   // a unique name taken, a lease held by another live agent, a mapping of the same table
 	ErrLeaseLost = errors.New("lease lost") // the lease is not the connector's current one
+	// ErrUnauthenticated is an unknown, wrong, used or expired credential; callers answer it with no detail.
+	ErrUnauthenticated = errors.New("unauthenticated")
 )
 
 // Secrets are the write-only secrets of a connector, by name: "salesforce.client_secret",
@@ -48,9 +57,9 @@ type LeaseInfo struct {
 	ExpiresAt time.Time
 }
 
-// Store is the control plane's state.
-type Store interface {
-	// Connectors. actor names who made the change in the audit log ("api", "agent:<id>").
+// Connectors are connectors with their secrets, and the agent configuration of each revision. actor names
+// who made a change in the audit log ("api", "agent:<id>").
+type Connectors interface {
 	CreateConnector(ctx context.Context, spec api.ConnectorSpec, secrets Secrets, actor string) (api.Connector, error)
 	GetConnector(ctx context.Context, id string) (api.Connector, error)
 	FindConnector(ctx context.Context, name string) (api.Connector, error)
@@ -59,25 +68,32 @@ type Store interface {
 	// DeleteConnector removes a connector with its mappings, activation, leases, checkpoints and dead letters.
 	DeleteConnector(ctx context.Context, id string, actor string) error
 	ConnectorSecrets(ctx context.Context, id string) (Secrets, error)
+	// RevisionConfig returns the agent configuration recorded at a revision (secrets not included), every
+	// table with its effective columns.
+	RevisionConfig(ctx context.Context, connectorID string, revision int64) (api.Config, error)
+}
 
-	// Table mappings. A connector maps each source table at most once (ErrConflict).
+// Mappings are a connector's table mappings. A connector maps each source table at most once (ErrConflict).
+type Mappings interface {
 	CreateMapping(ctx context.Context, connectorID string, spec mapping.TableConfig, actor string) (api.TableMapping, error)
 	GetMapping(ctx context.Context, id string) (api.TableMapping, error)
 	ListMappings(ctx context.Context, connectorID string) ([]api.TableMapping, error)
 	UpdateMapping(ctx context.Context, id string, spec mapping.TableConfig, actor string) (api.TableMapping, error)
 	DeleteMapping(ctx context.Context, id string, actor string) error
+}
 
-	// RevisionConfig returns the agent configuration recorded at a revision (secrets not included).
-	RevisionConfig(ctx context.Context, connectorID string, revision int64) (api.Config, error)
-
-	// Activation.
+// Activations say which connectors run.
+type Activations interface {
 	GetActivation(ctx context.Context, connectorID string) (api.Activation, error)
 	SetActivation(ctx context.Context, connectorID string, active bool, preflight []api.PreflightCheck, actor string) (api.Activation, error)
 	// ListActive returns the active connectors' activations (the supervisor's work list).
 	ListActive(ctx context.Context) ([]api.Activation, error)
+}
 
-	// Leases. AcquireLease grants the connector's lease to an agent when no other lease is live (renewed
-	// within its TTL), replacing an expired one; the lease carries the connector's latest revision.
+// Leases are the agents' claims on connectors.
+type Leases interface {
+	// AcquireLease grants the connector's lease to an agent when no other lease is live (renewed within its
+	// TTL), replacing an expired one; the lease carries the connector's latest revision.
 	AcquireLease(ctx context.Context, req api.LeaseRequest, ttl time.Duration) (api.Lease, error)
 	// RenewLease extends a current lease and stores the agent's status.
 	RenewLease(ctx context.Context, leaseID string, ttl time.Duration, status api.Status) (api.Lease, error)
@@ -87,54 +103,12 @@ type Store interface {
 	// CurrentAgent returns the connector's current lease with its agent's host, pid and times, for status
 	// (ErrNotFound when none). The lease may have expired: compare ExpiresAt with the time.
 	CurrentAgent(ctx context.Context, connectorID string) (LeaseInfo, error)
+	// LeaseHolder returns the agent and connector of a current lease (ErrLeaseLost when it is not one).
+	LeaseHolder(ctx context.Context, leaseID string) (agentID, connectorID string, err error)
+}
 
-	// Checkpoints, fenced by the lease.
-	LoadCheckpoint(ctx context.Context, leaseID, table string) (*api.Checkpoint, error) // nil, nil when none
-	SaveCheckpoint(ctx context.Context, leaseID string, cp api.Checkpoint) error
-	ListCheckpoints(ctx context.Context, connectorID string) ([]api.Checkpoint, error)
-
-	// Dead letters: the agent's (fenced by the lease) and the API's.
-	AddDeadLetters(ctx context.Context, leaseID string, dls []api.DeadLetter) error
-	RetryableDeadLetters(ctx context.Context, leaseID string, f DeadLetterFilter) ([]api.DeadLetter, error)
-	ResolveDeadLetter(ctx context.Context, leaseID, table, recordID string, before time.Time) error
-	ListDeadLetters(ctx context.Context, connectorID string, f DeadLetterFilter) ([]api.DeadLetter, int64, error)
-	// MarkDeadLettersForRetry sets the code of the selected dead letters to retry_requested (the agent
-	// retries them); DiscardDeadLetters deletes them. Both return how many were affected.
-	MarkDeadLettersForRetry(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
-	// DeadLetterCounts counts the connector's dead letters by table (for the metrics).
-	DeadLetterCounts(ctx context.Context, connectorID string) (map[string]int64, error)
-	DiscardDeadLetters(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
-
-	// Status: the last status an agent reported, with when. Its counters (records, calls, out-of-band edits,
-	// the latency histogram) add up every agent the connector has had, so they only grow across revisions
-	// and restarts.
-	LastStatus(ctx context.Context, connectorID string) (*api.Status, time.Time, error)
-	// StatusHistory returns the reports kept since then (one per HistoryInterval at most, for
-	// HistoryRetention), oldest first, counters as in LastStatus.
-	StatusHistory(ctx context.Context, connectorID string, since time.Time) ([]api.HistoryPoint, error)
-
-	// Audit log, newest first.
-	Audit(ctx context.Context, connectorID string, limit int) ([]api.AuditEntry, error)
-
-	// Safeguards (issue 9). A connector has at most one unfinished backup and one running restore
-	// (ErrConflict). While a blocking backup is unfinished, AcquireLease refuses the connector (ErrConflict)
-	// and its activation's Backup says why.
-	CreateBackup(ctx context.Context, b api.Backup, actor string) (api.Backup, error)
-	UpdateBackup(ctx context.Context, b api.Backup) error
-	GetBackup(ctx context.Context, id string) (api.Backup, error)
-	ListBackups(ctx context.Context, connectorID string) ([]api.Backup, error)
-	UnfinishedBackups(ctx context.Context) ([]api.Backup, error)
-	SetBackupOption(ctx context.Context, connectorID string, on bool) error
-	CreateRestore(ctx context.Context, r api.Restore, actor string) (api.Restore, error)
-	UpdateRestore(ctx context.Context, r api.Restore) error
-	GetRestore(ctx context.Context, id string) (api.Restore, error)
-	RunningRestores(ctx context.Context) ([]api.Restore, error)
-	// RequestReconcile records an on-demand reconciliation; ReconcileProgress records the latest request an
-	// agent completed and returns the latest one still to do (nil when none).
-	RequestReconcile(ctx context.Context, connectorID, actor string) (api.ReconcileRequest, error)
-	ReconcileProgress(ctx context.Context, connectorID string, completed int64) (*api.ReconcileRequest, error)
-
-	// Agent identities (agents.go). Credentials are "<id>.<secret>"; only hashes are stored.
+// Agents are agent identities and their enrollment. Credentials are "<id>.<secret>"; only hashes are stored.
+type Agents interface {
 	// CreateEnrollment creates a single-use enrollment token (the answer's Token, shown once).
 	CreateEnrollment(ctx context.Context, req api.EnrollmentRequest, actor string) (api.Enrollment, error)
 	// Enroll uses an enrollment token, once and within its lifetime, to create an agent identity
@@ -149,8 +123,91 @@ type Store interface {
 	// RevokeAgent deletes an identity and its leases.
 	RevokeAgent(ctx context.Context, agentID, actor string) error
 	ListAgents(ctx context.Context) ([]api.AgentIdentity, error)
-	// LeaseHolder returns the agent and connector of a current lease (ErrLeaseLost when it is not one).
-	LeaseHolder(ctx context.Context, leaseID string) (agentID, connectorID string, err error)
+}
 
+// Checkpoints are each table's sync position and the work it owes (durable intents), written by the agent
+// (fenced by the lease) and by the control plane (a restore's re-sync).
+type Checkpoints interface {
+	LoadCheckpoint(ctx context.Context, leaseID, table string) (*api.Checkpoint, error) // nil, nil when none
+	SaveCheckpoint(ctx context.Context, leaseID string, cp api.Checkpoint) error
+	ListCheckpoints(ctx context.Context, connectorID string) ([]api.Checkpoint, error)
+}
+
+// Reconciliations are on-demand reconciliation requests.
+type Reconciliations interface {
+	// RequestReconcile records an on-demand reconciliation; ReconcileProgress records the latest request an
+	// agent completed and returns the latest one still to do (nil when none).
+	RequestReconcile(ctx context.Context, connectorID, actor string) (api.ReconcileRequest, error)
+	ReconcileProgress(ctx context.Context, connectorID string, completed int64) (*api.ReconcileRequest, error)
+}
+
+// Statuses are the agents' reports (RenewLease stores them).
+type Statuses interface {
+	// LastStatus returns the last status an agent reported, with when. Its counters (records, calls,
+	// out-of-band edits, the latency histogram) add up every agent the connector has had, so they only grow
+	// across revisions and restarts.
+	LastStatus(ctx context.Context, connectorID string) (*api.Status, time.Time, error)
+	// StatusHistory returns the reports kept since then (one per HistoryInterval at most, for
+	// HistoryRetention), oldest first, counters as in LastStatus.
+	StatusHistory(ctx context.Context, connectorID string, since time.Time) ([]api.HistoryPoint, error)
+}
+
+// DeadLetters are the records Dataverse refused: the agent's (fenced by the lease) and the API's.
+type DeadLetters interface {
+	AddDeadLetters(ctx context.Context, leaseID string, dls []api.DeadLetter) error
+	RetryableDeadLetters(ctx context.Context, leaseID string, f DeadLetterFilter) ([]api.DeadLetter, error)
+	ResolveDeadLetter(ctx context.Context, leaseID, table, recordID string, before time.Time) error
+	ListDeadLetters(ctx context.Context, connectorID string, f DeadLetterFilter) ([]api.DeadLetter, int64, error)
+	// MarkDeadLettersForRetry sets the code of the selected dead letters to retry_requested (the agent
+	// retries them); DiscardDeadLetters deletes them. Both return how many were affected.
+	MarkDeadLettersForRetry(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
+	DiscardDeadLetters(ctx context.Context, connectorID string, f DeadLetterFilter, actor string) (int64, error)
+	// DeadLetterCounts counts the connector's dead letters by table (for the metrics).
+	DeadLetterCounts(ctx context.Context, connectorID string) (map[string]int64, error)
+}
+
+// Backups are backups of a connector's Dataverse tables. A connector has at most one unfinished backup
+// (ErrConflict). While a blocking backup is unfinished, AcquireLease refuses the connector (ErrConflict) and
+// its activation's Backup says why. Backups outlive their connector.
+type Backups interface {
+	CreateBackup(ctx context.Context, b api.Backup, actor string) (api.Backup, error)
+	UpdateBackup(ctx context.Context, b api.Backup) error
+	GetBackup(ctx context.Context, id string) (api.Backup, error)
+	ListBackups(ctx context.Context, connectorID string) ([]api.Backup, error)
+	UnfinishedBackups(ctx context.Context) ([]api.Backup, error)
+	// SetBackupOption records whether the connector's first activation takes a backup.
+	SetBackupOption(ctx context.Context, connectorID string, on bool) error
+}
+
+// Restores are restores of a backup into a connector's tables; a connector has at most one running
+// (ErrConflict).
+type Restores interface {
+	CreateRestore(ctx context.Context, r api.Restore, actor string) (api.Restore, error)
+	UpdateRestore(ctx context.Context, r api.Restore) error
+	GetRestore(ctx context.Context, id string) (api.Restore, error)
+	RunningRestores(ctx context.Context) ([]api.Restore, error)
+}
+
+// AuditLog is the record of every change and who made it; it outlives what it describes.
+type AuditLog interface {
+	// Audit returns a connector's entries (every connector's when connectorID is empty), newest first, at
+	// most limit (100 when 0).
+	Audit(ctx context.Context, connectorID string, limit int) ([]api.AuditEntry, error)
+}
+
+// Store is the control plane's state: every aggregate.
+type Store interface {
+	Connectors
+	Mappings
+	Activations
+	Leases
+	Agents
+	Checkpoints
+	Reconciliations
+	Statuses
+	DeadLetters
+	Backups
+	Restores
+	AuditLog
 	Close() error
 }

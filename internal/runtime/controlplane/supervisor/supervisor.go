@@ -40,9 +40,15 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 )
 
+// Store is what the supervisor reads: the active connectors and their current leases.
+type Store interface {
+	store.Activations
+	store.Leases
+}
+
 // Config configures a Supervisor.
 type Config struct {
-	Store store.Store
+	Store Store
 	// ControlPlaneURL is the API's base URL as agents on this host reach it, e.g. https://127.0.0.1:8787.
 	ControlPlaneURL string
 	// Credentials issues the agent credential of one agent process for a connector; Revoke ends it when the

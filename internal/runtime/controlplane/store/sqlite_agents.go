@@ -2,87 +2,16 @@ package store
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
 	"database/sql"
-	"encoding/base64"
 	"errors"
-	"fmt"
-	"strings"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
-// Agent identities and enrollment tokens. Credentials have the form "<id>.<secret>" (as Kubernetes bootstrap
-// tokens do): the ID is public, for lists and the audit log; the secret is 32 random bytes, and only its
-// SHA-256 is stored, so the database never holds a usable credential.
-
-// ID prefixes of agent identities and enrollment tokens.
-const (
-	PrefixAgent      = "agt_"
-	PrefixEnrollment = "enr_"
-)
-
-// ErrUnauthenticated is an unknown, wrong, used or expired credential; callers answer it with no detail.
-var ErrUnauthenticated = errors.New("unauthenticated")
-
-// Bounds of an enrollment token's lifetime.
-const (
-	DefaultEnrollmentTTL = time.Hour
-	MaxEnrollmentTTL     = 24 * time.Hour
-)
-
 // How long an agent's last_seen may lag before an authenticated call writes it again: a heartbeat per second
 // must not cost a write each.
 const lastSeenEvery = 30 * time.Second
-
-// migrationAgents adds agent identities and enrollment tokens.
-const migrationAgents = `
-CREATE TABLE agents (
-	id           TEXT PRIMARY KEY,          -- agt_<32 hex>
-	name         TEXT NOT NULL,
-	host         TEXT NOT NULL DEFAULT '',
-	kind         TEXT NOT NULL,             -- enrolled, local
-	connector_id TEXT NOT NULL DEFAULT '',  -- the one connector it may lease; '' for any
-	secret_hash  BLOB NOT NULL,             -- SHA-256 of the credential's secret
-	next_hash    BLOB,                      -- a rotated secret not used yet; the current one works until it is
-	created_at   INTEGER NOT NULL,
-	last_seen_at INTEGER NOT NULL DEFAULT 0,
-	rotated_at   INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE enrollments (
-	id           TEXT PRIMARY KEY,          -- enr_<32 hex>
-	secret_hash  BLOB NOT NULL,
-	connector_id TEXT NOT NULL DEFAULT '',
-	description  TEXT NOT NULL DEFAULT '',
-	expires_at   INTEGER NOT NULL,
-	used_at      INTEGER NOT NULL DEFAULT 0,
-	agent_id     TEXT NOT NULL DEFAULT '',
-	created_at   INTEGER NOT NULL
-);`
-
-func newSecret() (string, []byte, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", nil, err
-	}
-	s := base64.RawURLEncoding.EncodeToString(b)
-	h := sha256.Sum256([]byte(s))
-	return s, h[:], nil
-}
-
-// SplitCredential splits "<id>.<secret>" and checks the ID's kind.
-func SplitCredential(prefix, cred string) (id, secret string, ok bool) {
-	id, secret, ok = strings.Cut(cred, ".")
-	return id, secret, ok && ValidID(prefix, id) && secret != ""
-}
-
-func sameHash(secret string, hash []byte) bool {
-	h := sha256.Sum256([]byte(secret))
-	return len(hash) == len(h) && subtle.ConstantTimeCompare(h[:], hash) == 1
-}
 
 func (s *SQLite) insertAgent(ctx context.Context, tx *sql.Tx, kind, connectorID, name, host string) (api.AgentCredential, error) {
 	secret, hash, err := newSecret()
@@ -280,17 +209,4 @@ func (s *SQLite) ListAgents(ctx context.Context) ([]api.AgentIdentity, error) {
 		return rows.Err()
 	})
 	return out, err
-}
-
-// LeaseHolder implements Store.
-func (s *SQLite) LeaseHolder(ctx context.Context, leaseID string) (agentID, connectorID string, err error) {
-	err = s.tx(ctx, func(tx *sql.Tx) error {
-		l, err := s.leaseBy(ctx, tx, `id = ?`, leaseID)
-		if errors.Is(err, sql.ErrNoRows) {
-			return fmt.Errorf("%w: lease %s is not its connector's current lease", ErrLeaseLost, leaseID)
-		}
-		agentID, connectorID = l.AgentID, l.ConnectorID
-		return err
-	})
-	return agentID, connectorID, err
 }

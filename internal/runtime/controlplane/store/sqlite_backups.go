@@ -11,45 +11,6 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
-// ID prefixes of the safeguards (issue 9).
-const (
-	PrefixBackup  = "bak_"
-	PrefixRestore = "rst_"
-)
-
-// migrationSafeguards (schema version 2) adds backups, restores, on-demand reconciliation requests and the
-// first activation's backup option.
-const migrationSafeguards = `
-ALTER TABLE activations ADD COLUMN backup_before_first_sync INTEGER NOT NULL DEFAULT 1;
-CREATE TABLE backups (
-	id           TEXT PRIMARY KEY,
-	connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
-	state        TEXT NOT NULL,
-	trigger_kind TEXT NOT NULL,
-	blocking     INTEGER NOT NULL,        -- holds back the agent of a first activation until complete
-	data         TEXT NOT NULL,           -- api.Backup as JSON
-	created_at   INTEGER NOT NULL,
-	updated_at   INTEGER NOT NULL
-);
-CREATE INDEX backups_by_connector ON backups (connector_id, created_at);
-CREATE TABLE restores (
-	id           TEXT PRIMARY KEY,
-	backup_id    TEXT NOT NULL,
-	connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
-	state        TEXT NOT NULL,
-	data         TEXT NOT NULL,           -- api.Restore as JSON
-	created_at   INTEGER NOT NULL,
-	updated_at   INTEGER NOT NULL
-);
-CREATE INDEX restores_by_connector ON restores (connector_id, created_at);
-CREATE TABLE reconcile_requests (
-	connector_id TEXT PRIMARY KEY REFERENCES connectors (id) ON DELETE CASCADE,
-	request_id   INTEGER NOT NULL,        -- the latest request
-	requested_at INTEGER NOT NULL,
-	completed    INTEGER NOT NULL DEFAULT 0 -- the latest request an agent reported done
-);
-`
-
 // unfinishedBackup is the SQL list of states a backup can still move from.
 const unfinishedBackup = `('` + api.BackupPending + `', '` + api.BackupRunning + `', '` + api.BackupRetrying + `')`
 
@@ -116,18 +77,6 @@ func (s *SQLite) UpdateBackup(ctx context.Context, b api.Backup) error {
 	})
 }
 
-func scanJSON[T any](r scanner, what string) (T, error) {
-	var v T
-	var data string
-	if err := r.Scan(&data); err != nil {
-		return v, err
-	}
-	if err := json.Unmarshal([]byte(data), &v); err != nil {
-		return v, fmt.Errorf("stored %s: %w", what, err)
-	}
-	return v, nil
-}
-
 // GetBackup implements Store.
 func (s *SQLite) GetBackup(ctx context.Context, id string) (api.Backup, error) {
 	var out api.Backup
@@ -139,23 +88,6 @@ func (s *SQLite) GetBackup(ctx context.Context, id string) (api.Backup, error) {
 		return err
 	})
 	return out, err
-}
-
-func listJSON[T any](ctx context.Context, tx *sql.Tx, what, q string, args ...any) ([]T, error) {
-	rows, err := tx.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	out := []T{}
-	for rows.Next() {
-		v, err := scanJSON[T](rows, what)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, v)
-	}
-	return out, rows.Err()
 }
 
 // ListBackups implements Store: newest first; every connector's when connectorID is empty.
@@ -301,51 +233,6 @@ func (s *SQLite) RunningRestores(ctx context.Context) ([]api.Restore, error) {
 	return out, err
 }
 
-// RequestReconcile implements Store: the connector's next request ID.
-func (s *SQLite) RequestReconcile(ctx context.Context, connectorID, actor string) (api.ReconcileRequest, error) {
-	out := api.ReconcileRequest{ConnectorID: connectorID}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if _, err := getConnector(ctx, tx, connectorID); err != nil {
-			return err
-		}
-		now := s.Now()
-		if err := tx.QueryRowContext(ctx, `INSERT INTO reconcile_requests (connector_id, request_id, requested_at) VALUES (?, 1, ?)
-ON CONFLICT (connector_id) DO UPDATE SET request_id = request_id + 1, requested_at = excluded.requested_at RETURNING request_id`,
-			connectorID, nanos(now)).Scan(&out.RequestID); err != nil {
-			return err
-		}
-		out.RequestedAt = now
-		return s.audit(ctx, tx, actor, "connector.reconcile", connectorID, 0, map[string]any{"request_id": out.RequestID})
-	})
-	return out, err
-}
-
-// ReconcileProgress implements Store: it records the latest request an agent completed and returns the
-// connector's latest request when it is still to do (nil otherwise).
-func (s *SQLite) ReconcileProgress(ctx context.Context, connectorID string, completed int64) (*api.ReconcileRequest, error) {
-	var out *api.ReconcileRequest
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if completed > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE reconcile_requests SET completed = MAX(completed, ?) WHERE connector_id = ?`, completed, connectorID); err != nil {
-				return err
-			}
-		}
-		var id, at, done int64
-		err := tx.QueryRowContext(ctx, `SELECT request_id, requested_at, completed FROM reconcile_requests WHERE connector_id = ?`, connectorID).Scan(&id, &at, &done)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if id > done {
-			out = &api.ReconcileRequest{ConnectorID: connectorID, RequestID: id, RequestedAt: fromNanos(at)}
-		}
-		return nil
-	})
-	return out, err
-}
-
 // backupGate refuses an agent's lease while a first activation's backup runs.
 func backupGate(ctx context.Context, tx *sql.Tx, connectorID string) error {
 	b, err := blockingBackup(ctx, tx, connectorID)
@@ -382,6 +269,25 @@ func (s *SQLite) owedAfterRestore(ctx context.Context, tx *sql.Tx, r api.Restore
 			api.Intent{Kind: api.IntentDeletes, Reason: why + ": deletions since the backup", Since: b.CreatedAt.Add(-restoreDeletesMargin), At: now},
 			api.Intent{Kind: api.IntentReconcile, Reason: why + ": reconciliation", At: now})
 		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// cancelBackupsOf cancels a deleted connector's unfinished backups (DeleteConnector's transaction).
+func cancelBackupsOf(ctx context.Context, tx *sql.Tx, connectorID string, now time.Time) error {
+	bs, err := listJSON[api.Backup](ctx, tx, "backup", `SELECT data FROM backups WHERE connector_id = ? AND state IN `+unfinishedBackup, connectorID)
+	if err != nil {
+		return err
+	}
+	for _, b := range bs {
+		b.State, b.Blocking, b.Error, b.UpdatedAt = api.BackupCancelled, false, "the connector was deleted before the backup finished", now
+		data, err := json.Marshal(b)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE backups SET state = ?, blocking = 0, data = ?, updated_at = ? WHERE id = ?`, b.State, string(data), nanos(now), b.ID); err != nil {
 			return err
 		}
 	}

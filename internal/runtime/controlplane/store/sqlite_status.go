@@ -10,52 +10,38 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
-// migrationOperations (schema version 3) keeps, beside a connector's last report, which lease made it and
-// the counters of the connector's earlier agents (so status and metrics count since the first activation,
-// not since the last restart), and a bounded history of reports for the status page's charts.
-const migrationOperations = `
-ALTER TABLE agent_status ADD COLUMN lease_id TEXT NOT NULL DEFAULT '';
-ALTER TABLE agent_status ADD COLUMN totals TEXT NOT NULL DEFAULT '';  -- statusTotals as JSON: earlier agents' counters
-CREATE TABLE status_history (
-	connector_id TEXT NOT NULL REFERENCES connectors (id) ON DELETE CASCADE,
-	at           INTEGER NOT NULL,
-	data         TEXT NOT NULL,           -- api.HistoryPoint as JSON
-	PRIMARY KEY (connector_id, at)
-);
-`
-
-// migrationBackupsOutliveConnectors (schema version 4): backups and restores are no longer deleted with their
-// connector (the foreign keys cascaded): a destroyed connector's backups stay listable and restorable into
-// another connector of the same environment. SQLite cannot drop a foreign key, so both tables are rebuilt.
-const migrationBackupsOutliveConnectors = `
-CREATE TABLE backups_v4 (
-	id           TEXT PRIMARY KEY,
-	connector_id TEXT NOT NULL,           -- no foreign key: a backup outlives its connector
-	state        TEXT NOT NULL,
-	trigger_kind TEXT NOT NULL,
-	blocking     INTEGER NOT NULL,
-	data         TEXT NOT NULL,           -- api.Backup as JSON
-	created_at   INTEGER NOT NULL,
-	updated_at   INTEGER NOT NULL
-);
-INSERT INTO backups_v4 SELECT id, connector_id, state, trigger_kind, blocking, data, created_at, updated_at FROM backups;
-DROP TABLE backups;
-ALTER TABLE backups_v4 RENAME TO backups;
-CREATE INDEX backups_by_connector ON backups (connector_id, created_at);
-CREATE TABLE restores_v4 (
-	id           TEXT PRIMARY KEY,
-	backup_id    TEXT NOT NULL,
-	connector_id TEXT NOT NULL,           -- the connector restored into; no foreign key, like backups
-	state        TEXT NOT NULL,
-	data         TEXT NOT NULL,           -- api.Restore as JSON
-	created_at   INTEGER NOT NULL,
-	updated_at   INTEGER NOT NULL
-);
-INSERT INTO restores_v4 SELECT id, backup_id, connector_id, state, data, created_at, updated_at FROM restores;
-DROP TABLE restores;
-ALTER TABLE restores_v4 RENAME TO restores;
-CREATE INDEX restores_by_connector ON restores (connector_id, created_at);
-`
+// LastStatus implements Store: nil (and a zero time) when no agent reported yet. The counters add up the
+// connector's earlier agents (storeReport).
+func (s *SQLite) LastStatus(ctx context.Context, connectorID string) (*api.Status, time.Time, error) {
+	var out *api.Status
+	var at int64
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		var b, tb string
+		err := tx.QueryRowContext(ctx, `SELECT data, reported_at, totals FROM agent_status WHERE connector_id = ?`, connectorID).Scan(&b, &at, &tb)
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out = &api.Status{}
+		if err := json.Unmarshal([]byte(b), out); err != nil {
+			return err
+		}
+		if tb != "" {
+			var totals statusTotals
+			if err := json.Unmarshal([]byte(tb), &totals); err != nil {
+				return err
+			}
+			totals.apply(out)
+		}
+		return nil
+	})
+	if out == nil {
+		return nil, time.Time{}, err
+	}
+	return out, fromNanos(at), err
+}
 
 // History bounds: one point per HistoryInterval at most, kept for HistoryRetention (6 h at one point per 10 s
 // is 2,160 points, a few hundred KiB per connector).
@@ -262,45 +248,4 @@ func (s *SQLite) StatusHistory(ctx context.Context, connectorID string, since ti
 		out = []api.HistoryPoint{}
 	}
 	return out, err
-}
-
-// DeadLetterCounts implements Store.
-func (s *SQLite) DeadLetterCounts(ctx context.Context, connectorID string) (map[string]int64, error) {
-	out := map[string]int64{}
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT tbl, COUNT(*) FROM dead_letters WHERE connector_id = ? GROUP BY tbl`, connectorID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var t string
-			var n int64
-			if err := rows.Scan(&t, &n); err != nil {
-				return err
-			}
-			out[t] = n
-		}
-		return rows.Err()
-	})
-	return out, err
-}
-
-// cancelBackupsOf cancels a deleted connector's unfinished backups (DeleteConnector's transaction).
-func cancelBackupsOf(ctx context.Context, tx *sql.Tx, connectorID string, now time.Time) error {
-	bs, err := listJSON[api.Backup](ctx, tx, "backup", `SELECT data FROM backups WHERE connector_id = ? AND state IN `+unfinishedBackup, connectorID)
-	if err != nil {
-		return err
-	}
-	for _, b := range bs {
-		b.State, b.Blocking, b.Error, b.UpdatedAt = api.BackupCancelled, false, "the connector was deleted before the backup finished", now
-		data, err := json.Marshal(b)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE backups SET state = ?, blocking = 0, data = ?, updated_at = ? WHERE id = ?`, b.State, string(data), nanos(now), b.ID); err != nil {
-			return err
-		}
-	}
-	return nil
 }
