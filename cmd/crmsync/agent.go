@@ -32,24 +32,25 @@ import (
 
 func newAgentCommand() *cobra.Command {
 	var (
-		configFile   string
-		stateDir     string
-		listen       string
-		logFormat    string
-		logLevel     string
-		controlPlane string
-		connectorID  string
-		credFile     string
-		enrollFile   string
-		credFD       int
-		caFile       string
-		withPprof    bool
-		allowLoose   bool
-		allowHosts   []string
+		configFile    string
+		stateDir      string
+		listen        string
+		logFormat     string
+		logLevel      string
+		controlPlane  string
+		connectorID   string
+		credFile      string
+		enrollFile    string
+		credFD        int
+		caFile        string
+		withPprof     bool
+		allowLoose    bool
+		allowHosts    []string
+		maxConnectors int
 	)
 	cmd := &cobra.Command{
-		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL --connector ID)",
-		Short: "Run one connector's sync: initial load, then change data capture",
+		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL[,URL…] [--connector ID | --max-connectors N])",
+		Short: "Run a connector's sync (initial load, then change data capture), or join a pool of agents",
 		Long: `Runs one connector's sync.
 
 Standalone (--config, --state-dir): reads the connector from a JSON or YAML file (see docs/agent.md), keeps
@@ -64,7 +65,14 @@ deactivated or a newer revision is desired (the supervisor of crmsync serve then
 exits non-zero at once when its lease is lost. It authenticates with an agent credential of its own, never the
 operator token: --credential-file (rotated at every start), created the first time by enrolling with
 --enroll-token-file (a single-use token from 'crmsync agents enroll-token' on the control plane's host).
-/status and /metrics are served only when --listen is given.`,
+/status and /metrics are served only when --listen is given.
+
+In a pool (--control-plane without --connector): checks in with the control plane every few seconds and runs
+the connectors it is given, up to --max-connectors, each as above but all in this process; gives connectors
+back when the control plane balances them onto a new agent; on SIGTERM drains, commits and releases every
+lease, then exits 0. Several pool agents may share one enrolled identity (a Kubernetes Deployment's pods share
+their credential Secret): each is told apart by its host name. --control-plane may list several replicas'
+URLs, separated by commas: the agent moves to the next when one fails. See docs/scaling.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			logger, err := newLogger(logFormat, logLevel)
@@ -75,8 +83,8 @@ operator token: --credential-file (rotated at every start), created the first ti
 				if configFile != "" || stateDir != "" {
 					return errors.New("--config and --state-dir are for standalone mode; under a control plane the configuration and state come from it")
 				}
-				if controlPlane == "" || connectorID == "" {
-					return errors.New("--control-plane and --connector go together")
+				if controlPlane == "" {
+					return errors.New("--connector needs --control-plane")
 				}
 				if !cmd.Flags().Changed("listen") {
 					listen = ""
@@ -84,8 +92,18 @@ operator token: --credential-file (rotated at every start), created the first ti
 				if len(allowHosts) > 0 {
 					return errors.New("--allow-host is for standalone mode; under a control plane the destination policy comes from it (crmsync serve --allow-host)")
 				}
-				return runRemoteAgent(cmd.Context(), logger, remoteFlags{endpoint: controlPlane, connectorID: connectorID, credFile: credFile,
-					enrollFile: enrollFile, credFD: credFD, caFile: caFile, listen: listen}, agentOptions(allowLoose))
+				rf := remoteFlags{endpoint: controlPlane, connectorID: connectorID, credFile: credFile,
+					enrollFile: enrollFile, credFD: credFD, caFile: caFile, listen: listen}
+				if connectorID == "" {
+					if maxConnectors < 1 {
+						return fmt.Errorf("--max-connectors %d must be at least 1", maxConnectors)
+					}
+					return runPoolAgent(cmd.Context(), logger, rf, maxConnectors, agentOptions(allowLoose))
+				}
+				if cmd.Flags().Changed("max-connectors") {
+					return errors.New("--max-connectors is for a pool agent (without --connector)")
+				}
+				return runRemoteAgent(cmd.Context(), logger, rf, agentOptions(allowLoose))
 			}
 			if configFile == "" || stateDir == "" {
 				return errors.New("--config and --state-dir are required (or --control-plane and --connector)")
@@ -140,8 +158,9 @@ operator token: --credential-file (rotated at every start), created the first ti
 	f.StringVar(&configFile, "config", "", "connector configuration file (JSON or YAML)")
 	f.StringVar(&stateDir, "state-dir", "", "directory for the local state database (created if missing)")
 	f.StringVar(&listen, "listen", "127.0.0.1:9464", "address for /status and /metrics (port 0 picks one; under a control plane only when given)")
-	f.StringVar(&controlPlane, "control-plane", "", "control plane URL, e.g. https://crmsync.internal:8787 (control-plane mode)")
-	f.StringVar(&connectorID, "connector", "", "ID of the connector to run (control-plane mode)")
+	f.StringVar(&controlPlane, "control-plane", "", "control plane URL, e.g. https://crmsync.internal:8787, or several replicas' separated by commas, tried in turn (control-plane mode)")
+	f.StringVar(&connectorID, "connector", "", "ID of the connector to run (control-plane mode); without it the agent joins the pool and runs what the control plane gives it")
+	f.IntVar(&maxConnectors, "max-connectors", 10, "pool mode: how many connectors this agent runs at most")
 	f.StringVar(&credFile, "credential-file", "", "control-plane mode: the agent's credential (0600); rotated at every start")
 	f.StringVar(&enrollFile, "enroll-token-file", "", "control-plane mode: an enrollment token (crmsync agents enroll-token) exchanged for a credential into --credential-file when it does not exist yet")
 	f.IntVar(&credFD, "credential-fd", 0, "control-plane mode: read the credential from this inherited descriptor (crmsync serve's local agents)")
@@ -250,6 +269,13 @@ func agentCredential(ctx context.Context, logger *slog.Logger, f remoteFlags) (s
 	case err != nil:
 		return "", err
 	}
+	if !writable(f.credFile) {
+		// A mounted secret (a Kubernetes Secret volume is read-only), shared by a pool's processes: a rotation
+		// could not be saved, and one process's rotation would be lost to the others'. Revoke and re-enroll to
+		// replace it (docs/scaling.md).
+		logger.Info("the credential file is read-only: used as it is, not rotated", "credential_file", f.credFile)
+		return cred, nil
+	}
 	// Rotate at every start: a credential lives no longer than the process that used it.
 	c, err := newClient(cred)
 	if err != nil {
@@ -268,6 +294,22 @@ func agentCredential(ctx context.Context, logger *slog.Logger, f remoteFlags) (s
 		return cred, nil
 	}
 	return nc.Credential, nil
+}
+
+// writable reports whether the credential file can be replaced: its directory takes a new file and the file
+// itself opens for writing (a read-only mount refuses both).
+func writable(path string) bool {
+	f, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		return false
+	}
+	_ = f.Close()
+	probe, err := os.CreateTemp(filepath.Dir(path), ".crmsync-probe-*")
+	if err != nil {
+		return false
+	}
+	_ = probe.Close()
+	return os.Remove(probe.Name()) == nil
 }
 
 // readSecretFile reads a credential file, refusing one group or others can read.

@@ -6,7 +6,11 @@
 // values carrying the HTTP status and the API's stable error code (ErrNotFound, ErrUnauthenticated,
 // ErrLeaseLost and friends match with errors.Is); network failures are wrapped with the endpoint named.
 // Idempotent requests (GET, PUT, DELETE) are retried on network errors and 502/503/504 a few times with
-// backoff; POSTs are not.
+// backoff; POSTs only when the connection could not be made (nothing was sent).
+//
+// Several control planes (replicas on one PostgreSQL, docs/scaling.md) are given as one comma-separated
+// Endpoint, "URL[,URL…]": the client uses one until it fails (a connection refused or reset, a timeout,
+// 502/503/504), then the next, in turn; a retry goes to the next one at once.
 package client
 
 import (
@@ -23,6 +27,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -76,7 +81,9 @@ var (
 
 // Config configures a Client.
 type Config struct {
-	Endpoint string // e.g. https://crmsync.internal:8787
+	// Endpoint is the control plane's URL, e.g. https://crmsync.internal:8787, or several replicas' URLs
+	// separated by commas, tried in turn.
+	Endpoint string
 	// Token is the bearer credential: the operator token, an agent credential or an enrollment token.
 	Token string
 	// UnixSocket, when set, reaches the control plane through its local socket (DATA_DIR/crmsync.sock), where
@@ -91,21 +98,37 @@ type Config struct {
 
 // Client talks to one control plane. Safe for concurrent use.
 type Client struct {
-	cfg      Config
-	http     *http.Client
-	requests atomic.Int64
+	cfg       Config
+	endpoints []string
+	current   atomic.Int64 // index into endpoints of the one in use
+	http      *http.Client
+	requests  atomic.Int64
+}
+
+// ParseEndpoints splits "URL[,URL…]" and checks each is an http:// or https:// URL.
+func ParseEndpoints(s string) ([]string, error) {
+	var out []string
+	for _, e := range strings.Split(s, ",") {
+		e = strings.TrimRight(strings.TrimSpace(e), "/")
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("endpoint %q must be an http:// or https:// URL (several: separated by commas)", e)
+		}
+		out = append(out, e)
+	}
+	return out, nil
 }
 
 // New validates the configuration and returns a Client; it makes no request.
 func New(cfg Config) (*Client, error) {
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("endpoint %q must be an http:// or https:// URL", cfg.Endpoint)
+	endpoints, err := ParseEndpoints(cfg.Endpoint)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Token == "" && cfg.UnixSocket == "" {
 		return nil, errors.New("a control plane API token is required")
 	}
-	cfg.Endpoint = strings.TrimRight(cfg.Endpoint, "/")
+	cfg.Endpoint = strings.Join(endpoints, ",")
 	if cfg.Timeout == 0 {
 		cfg.Timeout = 30 * time.Second
 	}
@@ -133,11 +156,31 @@ func New(cfg Config) (*Client, error) {
 			return d.DialContext(ctx, "unix", sock)
 		}
 	}
-	return &Client{cfg: cfg, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}, nil
+	return &Client{cfg: cfg, endpoints: endpoints, http: &http.Client{Transport: tr, Timeout: cfg.Timeout}}, nil
 }
 
-// Endpoint returns the control plane's base URL.
-func (c *Client) Endpoint() string { return c.cfg.Endpoint }
+// Endpoint returns the base URL of the control plane in use (of the replicas given, the one answering).
+func (c *Client) Endpoint() string { return c.endpoints[int(c.current.Load())%len(c.endpoints)] }
+
+// Endpoints returns every control plane URL the client was given.
+func (c *Client) Endpoints() []string { return slices.Clone(c.endpoints) }
+
+// failover moves to the next endpoint after base failed (unless another call moved already).
+func (c *Client) failover(base string) {
+	if len(c.endpoints) == 1 {
+		return
+	}
+	i := c.current.Load()
+	if c.endpoints[int(i)%len(c.endpoints)] == base {
+		c.current.CompareAndSwap(i, (i+1)%int64(len(c.endpoints)))
+	}
+}
+
+// notSent reports whether a transport error happened before the request left: no connection was made.
+func notSent(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
 
 // Requests returns how many HTTP requests the client sent (retries included).
 func (c *Client) Requests() int64 { return c.requests.Load() }
@@ -152,12 +195,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 	}
 	idempotent := method != http.MethodPost
+	// Three retries, and one more per further replica, so that every replica is tried.
+	maxRetries := 3 + len(c.endpoints) - 1
 	for attempt := 0; ; attempt++ {
 		var rd io.Reader
 		if body != nil {
 			rd = bytes.NewReader(body)
 		}
-		req, err := http.NewRequestWithContext(ctx, method, c.cfg.Endpoint+path, rd)
+		base := c.Endpoint()
+		req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 		if err != nil {
 			return err
 		}
@@ -177,17 +223,21 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			if idempotent && attempt < 3 {
-				if serr := sleep(ctx, attempt); serr != nil {
+			c.failover(base)
+			if (idempotent || notSent(err)) && attempt < maxRetries {
+				if serr := c.pause(ctx, attempt); serr != nil {
 					return serr
 				}
 				continue
 			}
-			return fmt.Errorf("control plane %s %s: %w", method, c.cfg.Endpoint+path, err)
+			return fmt.Errorf("control plane %s %s: %w", method, base+path, err)
 		}
 		retry, err := c.read(resp, out)
-		if retry && idempotent && attempt < 3 {
-			if serr := sleep(ctx, attempt); serr != nil {
+		if retry {
+			c.failover(base)
+		}
+		if retry && idempotent && attempt < maxRetries {
+			if serr := c.pause(ctx, attempt); serr != nil {
 				return serr
 			}
 			continue
@@ -226,6 +276,14 @@ func (c *Client) read(resp *http.Response, out any) (retry bool, err error) {
 		return false, fmt.Errorf("decoding the control plane's answer: %w", err)
 	}
 	return false, nil
+}
+
+// pause waits before a retry: not at all for the first try of each further replica, then with backoff.
+func (c *Client) pause(ctx context.Context, attempt int) error {
+	if attempt < len(c.endpoints)-1 {
+		return ctx.Err()
+	}
+	return sleep(ctx, attempt-(len(c.endpoints)-1))
 }
 
 func sleep(ctx context.Context, attempt int) error {
@@ -414,6 +472,12 @@ func (c *Client) Audit(ctx context.Context, connectorID string, limit int) ([]ap
 }
 
 // Agent protocol.
+
+// PoolCheckIn calls POST /v1/agent/pool (a pool agent's check-in).
+func (c *Client) PoolCheckIn(ctx context.Context, req api.PoolRequest) (*api.PoolAnswer, error) {
+	var out api.PoolAnswer
+	return &out, c.do(ctx, http.MethodPost, "/v1/agent/pool", req, &out)
+}
 
 // AcquireLease calls POST /v1/agent/leases; ErrConflict while another live agent holds the connector.
 func (c *Client) AcquireLease(ctx context.Context, req api.LeaseRequest) (*api.Lease, error) {

@@ -99,7 +99,7 @@ func (p *crmsyncProvider) Schema(_ context.Context, _ provider.SchemaRequest, re
 		MarkdownDescription: "Declare Salesforce to Microsoft Dataverse sync connectors, their column mappings and their activation, run by the crmsync control plane (`crmsync serve`).",
 		Attributes: map[string]schema.Attribute{
 			"endpoint": schema.StringAttribute{
-				MarkdownDescription: "Base URL of the crmsync control plane API, for example `https://crmsync.internal:8787`. Falls back to the `" + EnvEndpoint + "` environment variable.",
+				MarkdownDescription: "Base URL of the crmsync control plane API, for example `https://crmsync.internal:8787`, or the URLs of several control-plane replicas separated by commas (`https://cp-0:8787,https://cp-1:8787`), tried in turn: the provider moves to the next one when a replica does not answer. Falls back to the `" + EnvEndpoint + "` environment variable.",
 				Optional:            true,
 			},
 			"token": schema.StringAttribute{

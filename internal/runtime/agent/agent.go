@@ -101,6 +101,7 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 	a.dv, err = dataverse.New(dataverse.Config{
 		EnvironmentURL: cfg.Dataverse.EnvironmentURL, AuthorityURL: cfg.Dataverse.AuthorityURL, TenantID: cfg.Dataverse.TenantID,
 		ClientID: cfg.Dataverse.ClientID, ClientSecret: dvSecret, CAFile: cfg.Dataverse.CAFile, CheckHost: check,
+		Fence: o.fence,
 	})
 	if err != nil {
 		return nil, err
@@ -116,6 +117,13 @@ type options struct {
 	policy            bool
 	hosts             policy.Hosts
 	refs              policy.Refs
+	fence             func() (string, error)
+}
+
+// WithWriteFence makes every Dataverse write ask fence first (dataverse.Config.Fence): an agent running
+// under a lease refuses to write once the lease is not surely its own, and tags each write with it.
+func WithWriteFence(fence func() (tag string, err error)) Option {
+	return func(o *options) { o.fence = fence }
 }
 
 // WithPolicy makes the agent keep to a destination and a reference policy (package policy): its connector's

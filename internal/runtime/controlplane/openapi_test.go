@@ -274,6 +274,7 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 		body: api.LeaseRequest{ConnectorID: conn.ID, Host: "host-a", PID: 42}, want: 201}))
 	lp := "/v1/agent/leases/" + lease.ID
 	now := e.clock.Now()
+	c.do(call{method: "POST", path: "/v1/agent/pool", body: api.PoolRequest{Host: "host-a", MaxConnectors: 4, Running: []string{conn.ID}}, want: 200})
 	c.do(call{method: "POST", path: lp + "/heartbeat", body: api.Heartbeat{Status: api.Status{State: "initial_load", Revision: lease.Revision, StartedAt: now,
 		Tables: []api.TableStatus{{Table: "Contact", Destination: "contact", Phase: "initial_load", LoadDone: 10, LoadTotal: 100, Received: 10, Written: 9, DeadLettered: 1,
 			ReplayAt: now.Add(-time.Hour), Position: 77, Latency: &api.Latency{Samples: 3, P50: 0.1, P95: 0.2, P99: 0.3, Max: 0.4},
@@ -360,7 +361,7 @@ var requestTypes = map[string]reflect.Type{
 	"EnrollRequest": reflect.TypeFor[api.EnrollRequest](), "EnrollmentRequest": reflect.TypeFor[api.EnrollmentRequest](),
 	"Heartbeat": reflect.TypeFor[api.Heartbeat](), "Histogram": reflect.TypeFor[api.Histogram](), "Intent": reflect.TypeFor[api.Intent](), "Latency": reflect.TypeFor[api.Latency](),
 	"LeaseRequest": reflect.TypeFor[api.LeaseRequest](), "MappingSpec": reflect.TypeFor[mapping.TableConfig](),
-	"OutOfBandEdit": reflect.TypeFor[api.OutOfBandEdit](), "OutOfBandStatus": reflect.TypeFor[api.OutOfBandStatus](),
+	"OutOfBandEdit": reflect.TypeFor[api.OutOfBandEdit](), "PoolRequest": reflect.TypeFor[api.PoolRequest](), "OutOfBandStatus": reflect.TypeFor[api.OutOfBandStatus](),
 	"ReconcileDifference": reflect.TypeFor[api.ReconcileDifference](), "ReconcileResult": reflect.TypeFor[api.ReconcileResult](),
 	"ResolveRequest": reflect.TypeFor[api.ResolveRequest](), "RestoreRequest": reflect.TypeFor[api.RestoreRequest](),
 	"SalesforceSettings": reflect.TypeFor[api.SalesforceSettings](), "SignInRequest": reflect.TypeFor[api.SignInRequest](), "Status": reflect.TypeFor[api.Status](),

@@ -87,6 +87,9 @@ func TestTheOperatorTokenReadsNoSecretOnAnyRoute(t *testing.T) {
 		"RestoreRequest":    func(api.Connector) any { return api.RestoreRequest{} },
 		"LeaseRequest":      func(c api.Connector) any { return api.LeaseRequest{ConnectorID: c.ID, AgentID: "operator", Host: "h"} },
 		"Heartbeat":         func(api.Connector) any { return api.Heartbeat{Status: status} },
+		"PoolRequest": func(c api.Connector) any {
+			return api.PoolRequest{Host: "h", MaxConnectors: 5, Running: []string{c.ID}}
+		},
 		"Checkpoint": func(api.Connector) any {
 			return api.Checkpoint{Table: "Contact", Phase: "streaming", LoadDone: 1, LoadTotal: 1, UpdatedAt: now}
 		},

@@ -49,6 +49,9 @@ type Config struct {
 	Logger     *slog.Logger
 	// LeaseTTL is how long an agent's lease lives without a heartbeat (30 s when zero).
 	LeaseTTL time.Duration
+	// PoolInterval is how often pool agents check in (DefaultPoolInterval when zero); a member not seen for
+	// max(LeaseTTL, 3 intervals) leaves the pool.
+	PoolInterval time.Duration
 	// MaxBodyBytes caps request bodies (1 MiB when zero); AgentMaxBodyBytes those of the agent protocol
 	// (/v1/agent/..., 32 MiB when zero).
 	MaxBodyBytes      int64
@@ -138,6 +141,7 @@ var routeTable = []route{
 	{method: "POST", path: "/v1/connectors/{id}/reconcile", role: roleOperator, handle: (*Server).reconcile},
 	{method: "POST", path: "/v1/agent/enroll", role: roleEnroll, handle: (*Server).enroll},
 	{method: "POST", path: "/v1/agent/credential", role: roleAgent, handle: (*Server).rotateCredential},
+	{method: "POST", path: "/v1/agent/pool", role: roleAgent, handle: (*Server).poolCheckIn},
 	{method: "POST", path: "/v1/agent/leases", role: roleAgent, handle: (*Server).acquireLease},
 	{method: "POST", path: "/v1/agent/leases/{id}/heartbeat", role: roleAgent, handle: (*Server).heartbeat},
 	{method: "DELETE", path: "/v1/agent/leases/{id}", role: roleAgent, handle: (*Server).releaseLease},
@@ -168,6 +172,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = DefaultLeaseTTL
+	}
+	if cfg.PoolInterval <= 0 {
+		cfg.PoolInterval = DefaultPoolInterval
 	}
 	if cfg.MaxBodyBytes <= 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes

@@ -14,6 +14,11 @@
 //     that could not be renewed before it expired, trips a fence: every store call fails from then on and Run
 //     returns an error wrapping ErrLeaseLost at once, without waiting for the agent; the process is expected
 //     to exit, so a stale agent never writes over its successor.
+//   - Every Dataverse write of the default engine asks the lease first (agent.WithWriteFence): it is refused
+//     once the fence tripped or the lease's local deadline (counted from when the granting or renewing
+//     request left, so never later than the control plane's) is less than a margin away. A process that
+//     runs several connectors (the agent pool) therefore never writes under a lease another agent may hold,
+//     even before Run returns. Each write carries LeaseTag(lease ID) in dataverse.FenceHeader.
 //   - An agent that cannot run (its configuration does not fit the live schemas, a secret reference cannot
 //     be resolved on this host) keeps its lease and heartbeats a failed status with the reason, until the
 //     control plane asks for a new revision or deactivation: status then says why nothing is synced, and
@@ -22,12 +27,15 @@ package remote
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
@@ -73,6 +81,19 @@ type Options struct {
 	MinHeartbeatGap time.Duration
 	// AcquireBackoffMax caps the wait between lease attempts; 15 s when zero.
 	AcquireBackoffMax time.Duration
+	// AcquireOnce gives up at once (ErrHeld) when another live agent holds the lease, instead of waiting for
+	// it: a pool agent moves on to other work.
+	AcquireOnce bool
+}
+
+// ErrHeld is Run's error with AcquireOnce when another live agent holds the connector.
+var ErrHeld = errors.New("another agent holds the connector's lease")
+
+// LeaseTag is what a lease's Dataverse writes carry in dataverse.FenceHeader: a digest of the lease ID
+// (which stays between the agent and the control plane).
+func LeaseTag(leaseID string) string {
+	sum := sha256.Sum256([]byte(leaseID))
+	return hex.EncodeToString(sum[:8])
 }
 
 // Run acquires the lease and runs the agent under it until told to stop (see the package comment).
@@ -105,19 +126,19 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return err
 	}
+	log = log.With("agent_id", lease.AgentID, "revision", lease.Revision)
+	log.Info("lease acquired", "ttl_seconds", lease.TTLSeconds)
+	r := &runner{o: o, log: log, lease: lease, fence: newFence(), tag: LeaseTag(lease.ID)}
+	r.stores = newStores(o.Client, lease.ID, r.fence)
+	r.setExpires(sent.Add(r.ttl()))
 	if defaultEngine {
 		// The agent keeps to the control plane's destination and reference policy, which comes with the lease
-		// (the defaults when an older control plane sends none).
-		opts := append([]agent.Option{agent.WithPolicy(policy.FromAPI(lease.Policy))}, o.AgentOptions...)
-		o.NewEngine = func(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, error) {
+		// (the defaults when an older control plane sends none), and writes only while the lease is its own.
+		opts := append([]agent.Option{agent.WithPolicy(policy.FromAPI(lease.Policy)), agent.WithWriteFence(r.mayWrite)}, o.AgentOptions...)
+		r.o.NewEngine = func(cfg api.Config, stores agent.Stores, log *slog.Logger) (Engine, error) {
 			return agent.New(cfg, stores, log, opts...)
 		}
 	}
-	log = log.With("agent_id", lease.AgentID, "revision", lease.Revision)
-	log.Info("lease acquired", "ttl_seconds", lease.TTLSeconds)
-	r := &runner{o: o, log: log, lease: lease, fence: newFence()}
-	r.stores = newStores(o.Client, lease.ID, r.fence)
-	r.expires = sent.Add(r.ttl())
 	return r.run(ctx)
 }
 
@@ -129,7 +150,11 @@ func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time
 	wait := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		sent := time.Now()
-		lease, err := o.Client.AcquireLease(ctx, req)
+		// The request is not cancelled with ctx: a lease granted while the agent was told to stop would stay
+		// held until it expired. The run that follows sees ctx ended and releases it at once.
+		actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		lease, err := o.Client.AcquireLease(actx, req)
+		cancel()
 		if err == nil {
 			return lease, sent, nil
 		}
@@ -137,6 +162,8 @@ func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time
 			return nil, time.Time{}, ctx.Err()
 		}
 		switch {
+		case errors.Is(err, client.ErrConflict) && o.AcquireOnce:
+			return nil, time.Time{}, fmt.Errorf("connector %s: %w (%w)", o.ConnectorID, ErrHeld, err)
 		case errors.Is(err, client.ErrConflict):
 			if attempt == 1 {
 				log.Info("another agent holds the connector's lease; waiting for it", "err", err)
@@ -165,10 +192,29 @@ type runner struct {
 	fence  *fence
 	stores *Stores
 
+	tag string // LeaseTag of the lease
+
 	engine  Engine
-	failed  *api.Status // the status reported when the engine could not be built or stopped on its own
-	expires time.Time   // local-clock deadline of the lease: renewed by each successful heartbeat
+	failed  *api.Status  // the status reported when the engine could not be built or stopped on its own
+	expires atomic.Int64 // local-clock deadline of the lease (Unix ns): renewed by each successful heartbeat
 	lastHB  time.Time
+}
+
+func (r *runner) setExpires(t time.Time) { r.expires.Store(t.UnixNano()) }
+
+func (r *runner) deadline() time.Time { return time.Unix(0, r.expires.Load()) }
+
+// mayWrite is the engine's write fence: the lease must not be lost and its local deadline must be more than
+// a margin away (a tenth of the TTL, at most 2 s: the time a write may take to arrive).
+func (r *runner) mayWrite() (string, error) {
+	if err := r.fence.check(); err != nil {
+		return "", err
+	}
+	margin := min(r.ttl()/10, 2*time.Second)
+	if time.Until(r.deadline()) < margin {
+		return "", fmt.Errorf("%w: its renewal is overdue (it expires at %s)", ErrLeaseLost, r.deadline().Format(time.RFC3339Nano))
+	}
+	return r.tag, nil
 }
 
 func (r *runner) ttl() time.Duration {
@@ -272,11 +318,11 @@ func (r *runner) run(ctx context.Context) error {
 			if errors.Is(err, ErrLeaseLost) {
 				return r.lost(cancelAgent, err)
 			}
-			if time.Now().After(r.expires) {
+			if time.Now().After(r.deadline()) {
 				// Another agent may hold the connector by now: stop before writing anything more.
-				return r.lost(cancelAgent, fmt.Errorf("the lease expired at %s without renewal (%w)", r.expires.Format(time.RFC3339), err))
+				return r.lost(cancelAgent, fmt.Errorf("the lease expired at %s without renewal (%w)", r.deadline().Format(time.RFC3339), err))
 			}
-			r.log.Warn("heartbeat failed; retrying", "err", err, "lease_expires", r.expires)
+			r.log.Warn("heartbeat failed; retrying", "err", err, "lease_expires", r.deadline())
 			continue
 		}
 		if reason != "" {
@@ -302,7 +348,7 @@ func (r *runner) heartbeat(ctx context.Context) (string, error) {
 		}
 		return "", err
 	}
-	r.expires = sent.Add(r.ttl())
+	r.setExpires(sent.Add(r.ttl()))
 	if rq, ok := r.engine.(interface{ RequestReconcile(id int64) }); ok && resp.ReconcileRequestID > 0 {
 		rq.RequestReconcile(resp.ReconcileRequestID) // carried out in the background; never blocks
 	}

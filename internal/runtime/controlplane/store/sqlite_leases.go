@@ -39,8 +39,9 @@ func (s *SQLite) currentLease(ctx context.Context, tx *sql.Tx, leaseID string) (
 	return l, err
 }
 
-// AcquireLease implements Store. The same agent asking again (it restarted) gets a new lease at once; another
-// agent waits until the current lease expires. The returned Config holds the decrypted inline secrets.
+// AcquireLease implements Store. The same agent asking again from the same host (it restarted) gets a new
+// lease at once; another agent, or the same identity on another host, waits until the current lease expires.
+// The returned Config holds the decrypted inline secrets.
 func (s *SQLite) AcquireLease(ctx context.Context, req api.LeaseRequest, ttl time.Duration) (api.Lease, error) {
 	var out api.Lease
 	err := s.tx(ctx, func(tx *sql.Tx) error {
@@ -54,7 +55,9 @@ func (s *SQLite) AcquireLease(ctx context.Context, req api.LeaseRequest, ttl tim
 		case errors.Is(err, sql.ErrNoRows):
 		case err != nil:
 			return err
-		case cur.ExpiresAt.After(now) && cur.AgentID != req.AgentID:
+		case cur.ExpiresAt.After(now) && (cur.AgentID != req.AgentID || cur.host != req.Host):
+			// One identity may run as several processes (a pool's pods share their credential): only the same
+			// process asking again, on its host, takes the lease over before it expires.
 			return fmt.Errorf("%w: agent %s on %s holds connector %s until %s", ErrConflict, cur.AgentID, cur.host, req.ConnectorID, cur.ExpiresAt.Format(time.RFC3339))
 		}
 		if err := backupGate(ctx, tx, c.ID); err != nil {

@@ -106,6 +106,8 @@ CREATE INDEX audit_by_connector ON audit (connector_id, id);
 	migrationBackupsOutliveConnectors,
 	// 5: agent identities and enrollment tokens (sqlite_agents.go).
 	migrationAgents,
+	// 6: the agent pool's members (pool.go).
+	migrationPool,
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -209,5 +209,6 @@ type Store interface {
 	Backups
 	Restores
 	AuditLog
+	Pool
 	Close() error
 }

@@ -88,6 +88,9 @@ func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 		if err := c.gate.wait(ctx); err != nil {
 			return nil, err
 		}
+		if err := c.fence(&r); err != nil {
+			return nil, err
+		}
 		if err := c.limiter.acquire(ctx); err != nil {
 			return nil, err
 		}
@@ -143,6 +146,23 @@ func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 		}
 		return nil, apiError(r, resp)
 	}
+}
+
+// fence asks Config.Fence before a write and tags it; a refusal is final.
+func (c *Client) fence(r *request) error {
+	if c.cfg.Fence == nil || r.method == http.MethodGet {
+		return nil
+	}
+	tag, err := c.cfg.Fence()
+	if err != nil {
+		return fmt.Errorf("dataverse %s %s not sent: %w", r.method, r.path, err)
+	}
+	r.header = r.header.Clone()
+	if r.header == nil {
+		r.header = http.Header{}
+	}
+	r.header.Set(FenceHeader, tag)
+	return nil
 }
 
 // send makes one HTTP exchange and reads the whole body (answers are small, bulk writes answer 204).

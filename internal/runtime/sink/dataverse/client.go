@@ -54,7 +54,15 @@ type Config struct {
 	// CheckHost, when set, is asked before every request (token requests, redirects and paging links
 	// included): an error refuses it (the destination policy).
 	CheckHost egress.Check
+	// Fence, when set, is asked before every write request (any method but GET) and before each of its
+	// retries: an error refuses the write at once, unretried (an agent whose lease is no longer surely its
+	// own must not write); otherwise the tag it returns is sent in the FenceHeader header, so a write can be
+	// traced to the lease it was made under.
+	Fence func() (tag string, err error)
 }
+
+// FenceHeader carries a write's lease tag (Config.Fence); Dataverse ignores it.
+const FenceHeader = "X-Crmsync-Lease"
 
 func (c *Config) validate() error {
 	var errs []error
