@@ -47,6 +47,7 @@ func newAgentCommand() *cobra.Command {
 		allowLoose    bool
 		allowHosts    []string
 		maxConnectors int
+		enrollOnly    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL[,URL…] [--connector ID | --max-connectors N])",
@@ -94,6 +95,13 @@ URLs, separated by commas: the agent moves to the next when one fails. See docs/
 				}
 				rf := remoteFlags{endpoint: controlPlane, connectorID: connectorID, credFile: credFile,
 					enrollFile: enrollFile, credFD: credFD, caFile: caFile, listen: listen}
+				if enrollOnly {
+					if enrollFile == "" || credFile == "" {
+						return errors.New("--enroll-only needs --enroll-token-file and --credential-file")
+					}
+					_, err := agentCredential(cmd.Context(), logger, rf)
+					return err
+				}
 				if connectorID == "" {
 					if maxConnectors < 1 {
 						return fmt.Errorf("--max-connectors %d must be at least 1", maxConnectors)
@@ -161,6 +169,7 @@ URLs, separated by commas: the agent moves to the next when one fails. See docs/
 	f.StringVar(&controlPlane, "control-plane", "", "control plane URL, e.g. https://crmsync.internal:8787, or several replicas' separated by commas, tried in turn (control-plane mode)")
 	f.StringVar(&connectorID, "connector", "", "ID of the connector to run (control-plane mode); without it the agent joins the pool and runs what the control plane gives it")
 	f.IntVar(&maxConnectors, "max-connectors", 10, "pool mode: how many connectors this agent runs at most")
+	f.BoolVar(&enrollOnly, "enroll-only", false, "control-plane mode: enroll with --enroll-token-file into --credential-file (or rotate it) and exit, e.g. to make a Kubernetes Secret")
 	f.StringVar(&credFile, "credential-file", "", "control-plane mode: the agent's credential (0600); rotated at every start")
 	f.StringVar(&enrollFile, "enroll-token-file", "", "control-plane mode: an enrollment token (crmsync agents enroll-token) exchanged for a credential into --credential-file when it does not exist yet")
 	f.IntVar(&credFD, "credential-fd", 0, "control-plane mode: read the credential from this inherited descriptor (crmsync serve's local agents)")
@@ -318,7 +327,7 @@ func readSecretFile(flag, path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", flag, err)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" {
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" && !ownGroupOnly(fi) {
 		return "", fmt.Errorf("%s %s has mode %04o: it must be readable by its owner only (chmod 600 %s)", flag, path, perm, path)
 	}
 	b, err := os.ReadFile(path)
