@@ -226,9 +226,8 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 					"client_secret": schema.StringAttribute{
 						MarkdownDescription: "Consumer secret of the connected app, inline: sensitive, but **stored in Terraform state**. " +
 							"Prefer `client_secret_wo` or a reference (`client_secret_env`, `client_secret_file`); the plan warns.",
-						Optional:   true,
-						Sensitive:  true,
-						Validators: []validator.String{inlineSecret("client_secret")},
+						Optional:  true,
+						Sensitive: true,
 					},
 					"client_secret_wo": schema.StringAttribute{
 						MarkdownDescription: "Consumer secret of the connected app, write-only (Terraform 1.11+, OpenTofu 1.11+): sent to the control " +
@@ -259,7 +258,7 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 							"state**. Prefer `private_key_file`, `private_key_env` or `private_key_wo`; the plan warns.",
 						Optional:   true,
 						Sensitive:  true,
-						Validators: []validator.String{pemPrivateKey(), inlineSecret("private_key")},
+						Validators: []validator.String{pemPrivateKey()},
 					},
 					"private_key_wo": schema.StringAttribute{
 						MarkdownDescription: "PEM private key that signs JWT bearer assertions, write-only (Terraform 1.11+, OpenTofu 1.11+): " +
@@ -323,9 +322,8 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 					"client_secret": schema.StringAttribute{
 						MarkdownDescription: "Client secret of the app registration, inline: sensitive, but **stored in Terraform state**. " +
 							"Prefer `client_secret_wo` or a reference (`client_secret_env`, `client_secret_file`); the plan warns.",
-						Optional:   true,
-						Sensitive:  true,
-						Validators: []validator.String{inlineSecret("client_secret")},
+						Optional:  true,
+						Sensitive: true,
 					},
 					"client_secret_wo": schema.StringAttribute{
 						MarkdownDescription: "Client secret of the app registration, write-only (Terraform 1.11+, OpenTofu 1.11+): sent to the " +
@@ -561,6 +559,7 @@ func (r *connectorResource) ModifyPlan(ctx context.Context, req resource.ModifyP
 		r.warnDestroy(ctx, req, resp)
 		return
 	}
+	warnInlineSecrets(ctx, req.Config, &resp.Diagnostics)
 	var sfPlan, sfState *salesforceModel
 	resp.Diagnostics.Append(req.Plan.GetAttribute(ctx, path.Root("salesforce"), &sfPlan)...)
 	if !req.State.Raw.IsNull() {

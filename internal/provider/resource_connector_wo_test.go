@@ -308,4 +308,14 @@ func TestAccConnector_inlineSecretWarns(t *testing.T) {
 	if !run.Has("warning", "Inline secret stored in Terraform state", want) {
 		t.Fatalf("no warning about the inline secret naming %s: %v", want, run.Diagnostics)
 	}
+	// Once per plan: Terraform validates the configuration twice in a plan, so a validator's warning showed twice.
+	n := 0
+	for _, d := range run.Warnings() {
+		if d.Summary == "Inline secret stored in Terraform state" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("the inline secret's warning shows %d times in one plan, want once: %v", n, run.Diagnostics)
+	}
 }

@@ -12,7 +12,10 @@ import (
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
+	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
@@ -258,32 +261,27 @@ func durationFromAPI(d api.Duration, prior types.String) types.String {
 	return types.StringValue(shortDuration(time.Duration(d)))
 }
 
-// inlineSecretValidator warns, deprecation-style, when a secret is given inline: Terraform keeps it in state in
-// clear. The message names the forms that keep it out: the write-only argument where the CLI supports it
-// (Terraform and OpenTofu 1.11 and later say so in their capabilities), the references everywhere.
-type inlineSecretValidator struct{ name string }
-
-func inlineSecret(name string) validator.String { return inlineSecretValidator{name: name} }
-
-func (v inlineSecretValidator) Description(context.Context) string {
-	return fmt.Sprintf("warns that an inline %s is stored in Terraform state", v.name)
+// inlineSecrets are the inline secret arguments: Terraform keeps their values in state in clear.
+var inlineSecrets = []path.Path{
+	path.Root("salesforce").AtName("client_secret"),
+	path.Root("salesforce").AtName("private_key"),
+	path.Root("dataverse").AtName("client_secret"),
 }
 
-func (v inlineSecretValidator) MarkdownDescription(ctx context.Context) string {
-	return v.Description(ctx)
-}
-
-func (v inlineSecretValidator) ValidateString(_ context.Context, req validator.StringRequest, resp *validator.StringResponse) {
-	if req.ConfigValue.IsNull() {
-		return
+// warnInlineSecrets warns, deprecation-style, for each secret given inline, naming the forms that keep it out of
+// state: the write-only argument (Terraform and OpenTofu 1.11 and later) and the references. It runs from
+// ModifyPlan, once per plan: an attribute validator runs in both of Terraform's validations of a plan, so its
+// warning showed twice.
+func warnInlineSecrets(ctx context.Context, config tfsdk.Config, diags *diag.Diagnostics) {
+	for _, p := range inlineSecrets {
+		var v types.String
+		if d := config.GetAttribute(ctx, p, &v); d.HasError() || v.IsNull() {
+			continue
+		}
+		name := p.Steps()[len(p.Steps())-1].String()
+		diags.AddAttributeWarning(p, "Inline secret stored in Terraform state", fmt.Sprintf(
+			"%[1]s is stored in Terraform state (and in saved plans) in clear, sensitive or not. Use %[1]s_wo with "+
+				"%[1]s_wo_version instead (write-only, Terraform or OpenTofu 1.11 and later: kept in neither plan nor "+
+				"state, ephemeral values accepted), or a reference resolved on the agent's host: %[1]s_env or %[1]s_file.", name))
 	}
-	detail := fmt.Sprintf("%s is stored in Terraform state (and in saved plans) in clear, sensitive or not. ", v.name)
-	if req.ClientCapabilities.WriteOnlyAttributesAllowed {
-		detail += fmt.Sprintf("Use %[1]s_wo with %[1]s_wo_version instead (write-only: kept in neither plan nor state, ephemeral values "+
-			"accepted), or a reference resolved on the agent's host: %[1]s_env or %[1]s_file.", v.name)
-	} else {
-		detail += fmt.Sprintf("Use a reference resolved on the agent's host instead, %[1]s_env or %[1]s_file; with Terraform 1.11 or "+
-			"OpenTofu 1.11 and later, %[1]s_wo (write-only) keeps it out of state too.", v.name)
-	}
-	resp.Diagnostics.AddAttributeWarning(req.Path, "Inline secret stored in Terraform state", detail)
 }
