@@ -15,6 +15,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
@@ -30,6 +31,16 @@ func (f *apiFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.tokenFile, "token-file", "", "file holding the API token (default: $CRMSYNC_TOKEN)")
 	fl.StringVar(&f.caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
 	fl.BoolVar(&f.asJSON, "json", false, "print the API's JSON")
+}
+
+// connector returns the client for what and the ID of the connector arg names (an ID or a name).
+func (f *apiFlags) connector(ctx context.Context, what, arg string) (*client.Client, string, error) {
+	c, err := f.client(what)
+	if err != nil {
+		return nil, "", err
+	}
+	id, err := resolveConnector(ctx, c, arg)
+	return c, id, err
 }
 
 func (f *apiFlags) client(what string) (*client.Client, error) {
@@ -74,12 +85,8 @@ func newBackupCreateCommand() *cobra.Command {
 (printing progress) and prints where it is. Interrupting the command does not stop the backup.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client("backup")
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			id, err := resolveConnector(ctx, c, args[0])
+			c, id, err := f.connector(ctx, "backup", args[0])
 			if err != nil {
 				return err
 			}
@@ -95,7 +102,7 @@ func newBackupCreateCommand() *cobra.Command {
 						fmt.Fprintln(out, line)
 						last = line
 					}
-					if err := sleepCtx(ctx, pollEvery); err != nil {
+					if err := retry.Sleep(ctx, pollEvery); err != nil {
 						return fmt.Errorf("stopped waiting (the backup %s goes on): %w", b.ID, err)
 					}
 					if b, err = c.GetBackup(ctx, b.ID); err != nil {
@@ -217,7 +224,7 @@ created again, say) to restore with; a connector of another environment is refus
 			}
 			out := cmd.OutOrStdout()
 			for !noWait && r.State == api.RestoreRunning {
-				if err := sleepCtx(ctx, pollEvery); err != nil {
+				if err := retry.Sleep(ctx, pollEvery); err != nil {
 					return fmt.Errorf("stopped waiting (restore %s goes on): %w", r.ID, err)
 				}
 				if r, err = c.GetRestore(ctx, r.ID); err != nil {
@@ -290,15 +297,4 @@ func groupDigits(n int64) string {
 		b.WriteRune(c)
 	}
 	return b.String()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }

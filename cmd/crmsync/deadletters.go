@@ -50,11 +50,7 @@ func newDeadLettersListCommand() *cobra.Command {
 		Short: "List a connector's dead letters with their reasons",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client("dead-letters")
-			if err != nil {
-				return err
-			}
-			id, err := resolveConnector(cmd.Context(), c, args[0])
+			c, id, err := f.connector(cmd.Context(), "dead-letters", args[0])
 			if err != nil {
 				return err
 			}
@@ -103,11 +99,7 @@ func newDeadLettersShowCommand() *cobra.Command {
 		Short: "Show one record's dead letter: the whole reason and the refused payload",
 		Args:  cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client("dead-letters")
-			if err != nil {
-				return err
-			}
-			id, err := resolveConnector(cmd.Context(), c, args[0])
+			c, id, err := f.connector(cmd.Context(), "dead-letters", args[0])
 			if err != nil {
 				return err
 			}
@@ -172,11 +164,7 @@ func newDeadLettersActionCommand(action, short string) *cobra.Command {
 			case all && table != "":
 				return usageError("--all and --table: give one")
 			}
-			c, err := f.client("dead-letters")
-			if err != nil {
-				return err
-			}
-			id, err := resolveConnector(cmd.Context(), c, args[0])
+			c, id, err := f.connector(cmd.Context(), "dead-letters", args[0])
 			if err != nil {
 				return err
 			}

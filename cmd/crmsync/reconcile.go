@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
 
 func newReconcileCommand() *cobra.Command {
@@ -27,12 +28,8 @@ that are missing or different by re-reading them from Salesforce. It prints each
 calls it cost; the results also show in 'crmsync status'. The connector must be active.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := f.client("reconcile")
-			if err != nil {
-				return err
-			}
 			ctx := cmd.Context()
-			id, err := resolveConnector(ctx, c, args[0])
+			c, id, err := f.connector(ctx, "reconcile", args[0])
 			if err != nil {
 				return err
 			}
@@ -61,7 +58,7 @@ calls it cost; the results also show in 'crmsync status'. The connector must be 
 				if time.Now().After(deadline) {
 					return fmt.Errorf("reconciliation %d is not done after %s (state %s); it goes on in the agent: see crmsync status", req.RequestID, timeout, st.State)
 				}
-				if err := sleepCtx(ctx, pollEvery); err != nil {
+				if err := retry.Sleep(ctx, pollEvery); err != nil {
 					return err
 				}
 			}

@@ -19,7 +19,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backups"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backupjobs"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
@@ -174,10 +174,7 @@ func checkListen(listen string, tlsOn, insecure bool) error {
 	if tlsOn || insecure {
 		return nil
 	}
-	if host == "localhost" {
-		return nil
-	}
-	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+	if api.IsLoopback(host) {
 		return nil
 	}
 	return fmt.Errorf("--listen %s is not a loopback address: give --tls-cert and --tls-key, or --insecure-listen to send the API token in clear", listen)
@@ -281,7 +278,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	// Backups and restores run here, their files under the data directory, with clients that resolve a
 	// connector's references only within the reference policy the operator gave.
 	backupClients := preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts, Refs: refs})
-	safe := backups.New(backups.Config{Store: st, DataDir: o.dataDir, Clients: backupClients.Clients, Deployer: deployer, Logger: logger})
+	safe := backupjobs.New(backupjobs.Config{Store: st, DataDir: o.dataDir, Clients: backupClients.Clients, Deployer: deployer, Logger: logger})
 	safeCtx, stopSafe := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopSafe(); safe.Wait() }()
 	if err := safe.Start(safeCtx); err != nil { //nolint:contextcheck // jobs outlive the signal: they stop after the agents

@@ -107,6 +107,32 @@ func IsLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// schemeProblem is crmsync's one rule for the URLs it connects to: https, or plain http to a loopback host
+// only (local emulators and tests). It says what is wrong with u, "" when nothing.
+func schemeProblem(u *url.URL) string {
+	switch {
+	case u.Scheme == "https", u.Scheme == "http" && IsLoopback(u.Hostname()):
+		return ""
+	case u.Scheme == "http":
+		return "must use https (plain http is accepted for loopback hosts only)"
+	default:
+		return "must be an https URL, not " + u.Scheme
+	}
+}
+
+// CheckServiceURL checks a URL a client connects to (a service's endpoint, or one a token answer names): an
+// absolute URL following crmsync's rule, https or plain http to a loopback host only.
+func CheckServiceURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" || !u.IsAbs() {
+		return fmt.Errorf("%q is not an absolute URL", raw)
+	}
+	if p := schemeProblem(u); p != "" {
+		return fmt.Errorf("%q %s", raw, p)
+	}
+	return nil
+}
+
 // CheckURL checks an absolute https URL without credentials, query or fragment; plain http is accepted for
 // loopback hosts only (local emulators, tests).
 func CheckURL(field, v string, required bool) *FieldError {
@@ -117,13 +143,8 @@ func CheckURL(field, v string, required bool) *FieldError {
 	if err != nil || u.Host == "" || !u.IsAbs() {
 		return Invalid(field, "%s %q is not an absolute URL such as https://login.salesforce.com", field, Truncate(v, 100))
 	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && IsLoopback(u.Hostname()):
-	case u.Scheme == "http":
-		return Invalid(field, "%s must use https (plain http is accepted for loopback hosts only)", field)
-	default:
-		return Invalid(field, "%s must be an https URL, not %s", field, u.Scheme)
+	if p := schemeProblem(u); p != "" {
+		return Invalid(field, "%s %s", field, p)
 	}
 	if u.User != nil {
 		return Invalid(field, "%s must not carry credentials", field)

@@ -22,7 +22,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -34,6 +33,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
 
 // Error is a refusal from the control plane.
@@ -286,18 +286,10 @@ func (c *Client) pause(ctx context.Context, attempt int) error {
 	return sleep(ctx, attempt-(len(c.endpoints)-1))
 }
 
-func sleep(ctx context.Context, attempt int) error {
-	d := 200 * time.Millisecond << attempt
-	d += time.Duration(rand.Int64N(int64(d / 2)))
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
+// backoff is the wait before the n-th retry of one replica: 200 to 300 ms, doubling.
+var backoff = retry.Policy{Base: 300 * time.Millisecond, Jitter: 1.0 / 3}
+
+func sleep(ctx context.Context, attempt int) error { return retry.Sleep(ctx, backoff.Delay(attempt)) }
 
 func esc(s string) string { return url.PathEscape(s) }
 

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -56,11 +57,7 @@ func resolve(cfg TableConfig, syncedSources []string) ([]Column, Problems) {
 	}
 
 	// Overrides, in a stable order so problems come out the same way every time.
-	dests := make([]string, 0, len(cfg.Columns))
-	for d := range cfg.Columns {
-		dests = append(dests, d)
-	}
-	sort.Strings(dests)
+	dests := slices.Sorted(maps.Keys(cfg.Columns))
 	seen := map[string]string{}
 	for _, d := range dests {
 		o := cfg.Columns[d]

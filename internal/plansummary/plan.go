@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -148,7 +150,7 @@ const (
 
 func actionOf(actions []string) action {
 	switch {
-	case len(actions) == 2 && contains(actions, "create") && contains(actions, "delete"):
+	case len(actions) == 2 && slices.Contains(actions, "create") && slices.Contains(actions, "delete"):
 		return actReplace
 	case len(actions) == 1 && actions[0] == "create":
 		return actCreate
@@ -160,15 +162,6 @@ func actionOf(actions []string) action {
 		return actRead
 	}
 	return actNone
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // value helpers: untyped JSON navigated without assertions that can panic.
@@ -228,12 +221,7 @@ func marked(m any, path ...string) bool {
 // sortedKeys returns the keys of the object v, sorted.
 func sortedKeys(v any) []string {
 	m, _ := v.(map[string]any)
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
+	return slices.Sorted(maps.Keys(m))
 }
 
 // changedKeys lists the keys of two objects whose values differ, sorted.
@@ -308,11 +296,7 @@ func (p *plan) references() map[string]string {
 				}
 			}
 		}
-		names := make([]string, 0, len(m.ModuleCalls))
-		for name := range m.ModuleCalls {
-			names = append(names, name)
-		}
-		sort.Strings(names)
+		names := slices.Sorted(maps.Keys(m.ModuleCalls))
 		for _, name := range names {
 			walk(prefix+"module."+name+".", m.ModuleCalls[name].Module, depth+1)
 		}

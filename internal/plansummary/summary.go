@@ -3,7 +3,9 @@ package plansummary
 import (
 	"context"
 	"fmt"
+	"maps"
 	"reflect"
+	"slices"
 	"sort"
 	"strings"
 
@@ -389,11 +391,7 @@ func secretChanges(ch change) []Item {
 }
 
 func settingChanges(ch change) []Item {
-	names := make([]string, 0, len(connectorSettings))
-	for n := range connectorSettings {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(connectorSettings))
 	var items []Item
 	for _, n := range names {
 		block, arg, _ := strings.Cut(n, ".")
@@ -724,7 +722,7 @@ func (b *builder) drift() {
 			continue
 		}
 		switch {
-		case rc.Type == typeActivation && contains(d.Attributes, "health"):
+		case rc.Type == typeActivation && slices.Contains(d.Attributes, "health"):
 			d.Text = fmt.Sprintf("The agent is not healthy (health = %s): this apply redeploys it.", str(rc.Change.After, "health"))
 		default:
 			d.Text = "Changed outside Terraform (through the API or another tool): this apply sets it back to the configuration."

@@ -16,7 +16,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backups"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backupjobs"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/supervisor"
@@ -91,7 +91,7 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 				return st.CreateLocalAgent(ctx, connectorID, "local:"+connectorID, "acc")
 			},
 			Revoke: func(ctx context.Context, agentID string) { _ = st.RevokeAgent(ctx, agentID, "supervisor") },
-			Output: logf, ReconcileInterval: time.Second, StopTimeout: 15 * time.Second, Backoff: 500 * time.Millisecond,
+			Output: logf, ConvergeInterval: time.Second, StopTimeout: 15 * time.Second, Backoff: 500 * time.Millisecond,
 		})
 		deployer = sup
 		ctx, cancel := context.WithCancel(context.Background())
@@ -124,7 +124,7 @@ func startSyncEnv(t *testing.T, opts syncOptions) *syncEnv {
 	refs := policy.Refs{Dirs: []string{filepath.Dir(env.sb.Info.Salesforce.PrivateKeyFile)}, EnvPrefixes: []string{"CRMSYNC_"}}
 	checker := preflight.NewChecker(preflight.Config{Logger: slog.New(slog.DiscardHandler), Hosts: hosts, Refs: refs})
 	// Backups run beside the API, with the checker's clients and their files under the store's directory.
-	safe := backups.New(backups.Config{Store: st, DataDir: filepath.Join(dir, "cp"), Clients: checker.Clients, Deployer: deployer,
+	safe := backupjobs.New(backupjobs.Config{Store: st, DataDir: filepath.Join(dir, "cp"), Clients: checker.Clients, Deployer: deployer,
 		RetryMin: 200 * time.Millisecond, RetryMax: 2 * time.Second})
 	safeCtx, stopSafe := context.WithCancel(context.Background())
 	if err := safe.Start(safeCtx); err != nil {

@@ -1,6 +1,7 @@
 package provider
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -26,6 +27,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
 
 var (
@@ -537,7 +539,7 @@ func notDone(st *api.ConnectorStatus, revision int64, waitFor string) string {
 	for _, t := range st.Tables {
 		switch {
 		case t.Phase == api.PhaseFailed:
-			lines = append(lines, fmt.Sprintf("table %s failed%s", t.Table, reasonSuffix(firstNonEmpty(t.Reason, t.LastError))))
+			lines = append(lines, fmt.Sprintf("table %s failed%s", t.Table, reasonSuffix(cmp.Or(t.Reason, t.LastError))))
 		case waitFor == waitForInitialLoad && t.Phase != api.PhaseStreaming:
 			lines = append(lines, fmt.Sprintf("table %s is %s: %s", t.Table, t.Phase, loadProgress(t.TableStatus)))
 		}
@@ -694,8 +696,8 @@ func preflightList(checks []api.PreflightCheck) (types.List, diag.Diagnostics) {
 
 // poll calls check every pollInterval (backing off to 5 s) until it reports done, fails, or ctx ends.
 func poll(ctx context.Context, check func() (bool, error)) error {
-	wait := pollInterval
-	for {
+	backoff := retry.Policy{Base: pollInterval, Max: max(pollInterval, 5*time.Second)}
+	for n := 0; ; n++ {
 		done, err := check()
 		if err != nil {
 			return err
@@ -703,15 +705,8 @@ func poll(ctx context.Context, check func() (bool, error)) error {
 		if done {
 			return nil
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		if wait < 5*time.Second {
-			wait += wait / 2
+		if err := retry.Sleep(ctx, backoff.Delay(n)); err != nil {
+			return err
 		}
 	}
 }
@@ -721,13 +716,4 @@ func reasonSuffix(reason string) string {
 		return ""
 	}
 	return ": " + reason
-}
-
-func firstNonEmpty(s ...string) string {
-	for _, v := range s {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -710,11 +712,7 @@ func (m *tableMappingModel) effectiveColumns(ctx context.Context) ([]effectiveCo
 	}
 	var cols map[string]effectiveColumnModel
 	diags := m.EffectiveColumns.ElementsAs(ctx, &cols, false)
-	dests := make([]string, 0, len(cols))
-	for d := range cols {
-		dests = append(dests, d)
-	}
-	sort.Strings(dests)
+	dests := slices.Sorted(maps.Keys(cols))
 	out := make([]effectiveColumn, len(dests))
 	for i, d := range dests {
 		out[i] = effectiveColumn{Source: cols[d].Source.ValueString(), Destination: d}

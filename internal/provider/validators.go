@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/pem"
 	"fmt"
-	"net"
-	"net/url"
 	"regexp"
 	"strings"
 	"time"
@@ -77,39 +75,9 @@ func (httpURLValidator) ValidateString(_ context.Context, req validator.StringRe
 	if req.ConfigValue.IsNull() || req.ConfigValue.IsUnknown() {
 		return
 	}
-	if err := checkHTTPURL(req.ConfigValue.ValueString()); err != nil {
-		resp.Diagnostics.AddAttributeError(req.Path, "Invalid URL", err.Error())
+	if fe := api.CheckURL(req.Path.String(), req.ConfigValue.ValueString(), false); fe != nil {
+		resp.Diagnostics.AddAttributeError(req.Path, "Invalid URL", fe.Message)
 	}
-}
-
-func checkHTTPURL(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || !u.IsAbs() || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL such as https://login.salesforce.com", s)
-	}
-	switch {
-	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
-	case u.Scheme == "http":
-		return fmt.Errorf("%q must use https (plain http is accepted for loopback hosts only)", s)
-	default:
-		return fmt.Errorf("%q must be an https URL, not %s", s, u.Scheme)
-	}
-	if u.User != nil {
-		return fmt.Errorf("%q must not carry credentials", s)
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return fmt.Errorf("%q must not carry a query or a fragment", s)
-	}
-	return nil
-}
-
-func isLoopback(host string) bool {
-	if strings.EqualFold(host, "localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // absolutePathValidator accepts absolute paths: files are read by the agent on its own host, whose working

@@ -128,6 +128,13 @@ func AppendGUID(b []byte, g [16]byte) []byte {
 	return b
 }
 
+// IsSyncGUID reports whether a Dataverse key can be the GUID of a Salesforce Id (GUID gives UUIDv5s): rows
+// people create get other GUIDs and are never the sync's.
+func IsSyncGUID(key string) bool {
+	u, err := uuid.Parse(key)
+	return err == nil && u.Version() == 5 && u.Variant() == uuid.RFC4122
+}
+
 // MustGUID is GUID for Ids already known to be valid; it panics otherwise.
 func MustGUID(id string) uuid.UUID {
 	g, err := GUID(id)

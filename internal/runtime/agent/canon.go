@@ -10,9 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/google/uuid"
-
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 )
 
@@ -194,9 +193,5 @@ func differingColumns(cols []canonColumn, a, b []string) []string {
 	return out
 }
 
-// syncShapedKey reports whether a key can be the GUID of a Salesforce Id: crmsync's GUIDs are UUIDv5. Rows
-// people create get other GUIDs and are never the sync's.
-func syncShapedKey(key string) bool {
-	u, err := uuid.Parse(key)
-	return err == nil && u.Version() == 5 && u.Variant() == uuid.RFC4122
-}
+// syncShapedKey is sfid.IsSyncGUID, under the name the agent's pipeline files call.
+func syncShapedKey(key string) bool { return sfid.IsSyncGUID(key) }

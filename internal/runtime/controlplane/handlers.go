@@ -3,9 +3,9 @@ package controlplane
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -92,19 +92,6 @@ func (s *Server) listConnectors(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, api.ConnectorList{Connectors: cs})
-	return nil
-}
-
-func (s *Server) getConnector(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixConnector)
-	if err != nil {
-		return err
-	}
-	c, err := s.cfg.Store.GetConnector(r.Context(), id)
-	if err != nil {
-		return storeError(err, "id")
-	}
-	writeJSON(w, http.StatusOK, c)
 	return nil
 }
 
@@ -258,19 +245,6 @@ func (s *Server) listMappings(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-func (s *Server) getMapping(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixMapping)
-	if err != nil {
-		return err
-	}
-	m, err := s.cfg.Store.GetMapping(r.Context(), id)
-	if err != nil {
-		return storeError(err, "id")
-	}
-	writeJSON(w, http.StatusOK, m)
-	return nil
-}
-
 func (s *Server) updateMapping(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, store.PrefixMapping)
 	if err != nil {
@@ -339,15 +313,11 @@ func (s *Server) predefinedMappings(w http.ResponseWriter, r *http.Request) erro
 		return err
 	}
 	tables := mapping.PredefinedTables()
+	names := slices.Sorted(maps.Keys(tables))
 	var canonical string
-	names := make([]string, 0, len(tables))
-	for t := range tables {
-		names = append(names, t)
-		if strings.EqualFold(t, source) {
-			canonical = t
-		}
+	if i := slices.IndexFunc(names, func(t string) bool { return strings.EqualFold(t, source) }); i >= 0 {
+		canonical = names[i]
 	}
-	sort.Strings(names)
 	if canonical == "" {
 		return errorf(http.StatusNotFound, CodeNotFound, "source_table", "%s has no predefined mappings; tables that have: %s", source, strings.Join(names, ", "))
 	}
@@ -439,19 +409,6 @@ func (s *Server) validateMapping(w http.ResponseWriter, r *http.Request) error {
 }
 
 // Activation.
-
-func (s *Server) getActivation(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixConnector)
-	if err != nil {
-		return err
-	}
-	a, err := s.cfg.Store.GetActivation(r.Context(), id)
-	if err != nil {
-		return storeError(err, "id")
-	}
-	writeJSON(w, http.StatusOK, a)
-	return nil
-}
 
 // setActivation activates (after every preflight check passed; nothing is stored or deployed otherwise) or
 // deactivates. Activating an active connector changes nothing and runs no checks: the call is idempotent.

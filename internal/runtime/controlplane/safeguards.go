@@ -13,7 +13,7 @@ import (
 )
 
 // Safeguards runs backups and restores on the control plane's host, where the backup files live and the
-// connectors' secrets are; package backups implements it. The store records every backup and restore, so
+// connectors' secrets are; package backupjobs implements it. The store records every backup and restore, so
 // the API reads them from there.
 type Safeguards interface {
 	// StartBackup records a backup of the connector at its current revision and starts it in the
@@ -216,19 +216,6 @@ func backupEnvironment(b api.Backup) string {
 func sameEnvironment(a, b string) bool {
 	norm := func(u string) string { return strings.TrimRight(strings.ToLower(strings.TrimSpace(u)), "/") }
 	return norm(a) == norm(b)
-}
-
-func (s *Server) getRestore(w http.ResponseWriter, r *http.Request) error {
-	id, err := pathID(r, store.PrefixRestore)
-	if err != nil {
-		return err
-	}
-	rs, err := s.cfg.Store.GetRestore(r.Context(), id)
-	if err != nil {
-		return storeError(err, "id")
-	}
-	writeJSON(w, http.StatusOK, rs)
-	return nil
 }
 
 // Reconciliation.

@@ -101,6 +101,23 @@ type route struct {
 	handle       func(s *Server, w http.ResponseWriter, r *http.Request) error
 }
 
+// getOne answers the GET of one stored thing: the ID in the path (of prefix's kind), read from the store with
+// get (a method expression such as store.Store.GetConnector).
+func getOne[T any](prefix string, get func(store.Store, context.Context, string) (T, error)) func(*Server, http.ResponseWriter, *http.Request) error {
+	return func(s *Server, w http.ResponseWriter, r *http.Request) error {
+		id, err := pathID(r, prefix)
+		if err != nil {
+			return err
+		}
+		v, err := get(s.cfg.Store, r.Context(), id)
+		if err != nil {
+			return storeError(err, "id")
+		}
+		writeJSON(w, http.StatusOK, v)
+		return nil
+	}
+}
+
 // routeTable lists every operation of the API.
 var routeTable = []route{
 	{method: "GET", path: "/healthz", role: rolePublic, handle: (*Server).health},
@@ -115,18 +132,18 @@ var routeTable = []route{
 	{method: "GET", path: "/metrics", role: roleOperator, handle: (*Server).serveMetrics},
 	{method: "POST", path: "/v1/connectors", role: roleOperator, handle: (*Server).createConnector},
 	{method: "GET", path: "/v1/connectors", role: roleOperator, handle: (*Server).listConnectors},
-	{method: "GET", path: "/v1/connectors/{id}", role: roleOperator, handle: (*Server).getConnector},
+	{method: "GET", path: "/v1/connectors/{id}", role: roleOperator, handle: getOne(store.PrefixConnector, store.Store.GetConnector)},
 	{method: "PUT", path: "/v1/connectors/{id}", role: roleOperator, handle: (*Server).updateConnector},
 	{method: "DELETE", path: "/v1/connectors/{id}", role: roleOperator, handle: (*Server).deleteConnector},
 	{method: "POST", path: "/v1/connectors/{id}/mappings", role: roleOperator, handle: (*Server).createMapping},
 	{method: "GET", path: "/v1/connectors/{id}/mappings", role: roleOperator, handle: (*Server).listMappings},
-	{method: "GET", path: "/v1/mappings/{id}", role: roleOperator, handle: (*Server).getMapping},
+	{method: "GET", path: "/v1/mappings/{id}", role: roleOperator, handle: getOne(store.PrefixMapping, store.Store.GetMapping)},
 	{method: "PUT", path: "/v1/mappings/{id}", role: roleOperator, handle: (*Server).updateMapping},
 	{method: "DELETE", path: "/v1/mappings/{id}", role: roleOperator, handle: (*Server).deleteMapping},
 	{method: "GET", path: "/v1/predefined-mappings/{source_table}", role: roleOperator, handle: (*Server).predefinedMappings},
 	{method: "POST", path: "/v1/validate/mapping", role: roleOperator, handle: (*Server).validateMapping},
 	{method: "POST", path: "/v1/validate/team", role: roleOperator, handle: (*Server).validateTeam},
-	{method: "GET", path: "/v1/connectors/{id}/activation", role: roleOperator, handle: (*Server).getActivation},
+	{method: "GET", path: "/v1/connectors/{id}/activation", role: roleOperator, handle: getOne(store.PrefixConnector, store.Store.GetActivation)},
 	{method: "PUT", path: "/v1/connectors/{id}/activation", role: roleOperator, handle: (*Server).setActivation},
 	{method: "GET", path: "/v1/connectors/{id}/status", role: roleOperator, handle: (*Server).status},
 	{method: "GET", path: "/v1/connectors/{id}/dead-letters", role: roleOperator, handle: (*Server).listDeadLetters},
@@ -137,7 +154,7 @@ var routeTable = []route{
 	{method: "GET", path: "/v1/backups", role: roleOperator, handle: (*Server).listBackups},
 	{method: "GET", path: "/v1/backups/{id}", role: roleOperator, handle: (*Server).getBackup},
 	{method: "POST", path: "/v1/backups/{id}/restore", role: roleOperator, handle: (*Server).restoreBackup},
-	{method: "GET", path: "/v1/restores/{id}", role: roleOperator, handle: (*Server).getRestore},
+	{method: "GET", path: "/v1/restores/{id}", role: roleOperator, handle: getOne(store.PrefixRestore, store.Store.GetRestore)},
 	{method: "POST", path: "/v1/connectors/{id}/reconcile", role: roleOperator, handle: (*Server).reconcile},
 	{method: "POST", path: "/v1/agent/enroll", role: roleEnroll, handle: (*Server).enroll},
 	{method: "POST", path: "/v1/agent/credential", role: roleAgent, handle: (*Server).rotateCredential},

@@ -3,9 +3,10 @@ package controlplane
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"regexp"
-	"sort"
+	"slices"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
@@ -103,11 +104,7 @@ func validateMappingNames(spec mapping.TableConfig) error {
 	if len(spec.Columns) > maxColumns {
 		return invalid("columns", "columns has %d entries; the limit is %d", len(spec.Columns), maxColumns)
 	}
-	dests := make([]string, 0, len(spec.Columns))
-	for d := range spec.Columns {
-		dests = append(dests, d)
-	}
-	sort.Strings(dests)
+	dests := slices.Sorted(maps.Keys(spec.Columns))
 	for _, d := range dests {
 		if err := matches("columns", d, maxColumnName, dvNamePattern, true, "a Dataverse column logical name"); err != nil {
 			return invalid("columns."+truncate(d, maxColumnName), "column %q is not a Dataverse column logical name", truncate(d, maxColumnName))

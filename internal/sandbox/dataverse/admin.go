@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 )
 
@@ -49,7 +50,7 @@ func (e *Emulator) appendStored(b []byte, v *rowView) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, c.Logical)
+		b = jsonrow.AppendString(b, c.Logical)
 		b = append(b, ':')
 		b = appendValue(b, val)
 	}

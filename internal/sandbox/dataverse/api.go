@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // maxBody caps request bodies; Dataverse fails bulk payloads over 116.85 MB (spec 4.7).
@@ -378,16 +380,16 @@ func (e *Emulator) fail(c *opCtx, err *apiError) response {
 
 func (e *Emulator) serviceDocument() response {
 	b := []byte(`{"@odata.context":`)
-	b = appendJSONString(b, e.baseURL()+"$metadata")
+	b = jsonrow.AppendString(b, e.baseURL()+"$metadata")
 	b = append(b, `,"value":[`...)
 	for i, t := range e.tables {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"name":`...)
-		b = appendJSONString(b, t.Set)
+		b = jsonrow.AppendString(b, t.Set)
 		b = append(b, `,"kind":"EntitySet","url":`...)
-		b = appendJSONString(b, t.Set)
+		b = jsonrow.AppendString(b, t.Set)
 		b = append(b, '}')
 	}
 	b = append(b, `,{"name":"EntityDefinitions","kind":"EntitySet","url":"EntityDefinitions"}]}`...)
@@ -397,7 +399,7 @@ func (e *Emulator) serviceDocument() response {
 // whoAmI answers spec 2.3.
 func (e *Emulator) whoAmI(c *opCtx) response {
 	b := []byte(`{"@odata.context":`)
-	b = appendJSONString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse")
+	b = jsonrow.AppendString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse")
 	b = append(b, `,"BusinessUnitId":"`...)
 	b = appendGUID(b, e.rootBU)
 	b = append(b, `","UserId":"`...)

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/http"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // Bulk messages (spec 4.7): POST <set>/Microsoft.Dynamics.CRM.{CreateMultiple|UpdateMultiple|UpsertMultiple}
@@ -158,7 +160,7 @@ func (e *Emulator) serveBulk(c *opCtx, t *table, msg string, body []byte) respon
 			return response{status: http.StatusNoContent}, nil
 		}
 		b := []byte(`{"@odata.context":`)
-		b = appendJSONString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse")
+		b = jsonrow.AppendString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.CreateMultipleResponse")
 		b = append(b, `,"Ids":[`...)
 		b = append(b, ids...)
 		b = append(b, "]}"...)

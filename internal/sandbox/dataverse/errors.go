@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // Error codes of spec 6.2 and 7.1 (hex strings, as the Web API sends them).
@@ -85,12 +87,12 @@ func errOutOfRange(attr, entity string, v any) *apiError {
 func errorBody(e *apiError, annotations bool) []byte {
 	var b []byte
 	b = append(b, `{"error":{"code":`...)
-	b = appendJSONString(b, e.code)
+	b = jsonrow.AppendString(b, e.code)
 	b = append(b, `,"message":`...)
-	b = appendJSONString(b, e.message)
+	b = jsonrow.AppendString(b, e.message)
 	if annotations && e.code != "" {
 		b = append(b, `,"@Microsoft.PowerApps.CDS.ErrorDetails.OperationStatus":"0","@Microsoft.PowerApps.CDS.HelpLink":`...)
-		b = appendJSONString(b, "http://go.microsoft.com/fwlink/?LinkID=398563&error=Microsoft.Crm.CrmException%3a"+strings.TrimPrefix(e.code, "0x")+"&client=platform")
+		b = jsonrow.AppendString(b, "http://go.microsoft.com/fwlink/?LinkID=398563&error=Microsoft.Crm.CrmException%3a"+strings.TrimPrefix(e.code, "0x")+"&client=platform")
 	}
 	b = append(b, "}}"...)
 	return b
@@ -136,34 +138,4 @@ func errorResponse(e *apiError, annotations bool) response {
 		r.set("Retry-After", fmt.Sprint(int64((e.retryAfter+time.Second-1)/time.Second)))
 	}
 	return r
-}
-
-// appendJSONString appends s as a JSON string literal (encoding/json's escaping of control characters,
-// quotes and backslashes; HTML characters are left alone, as Dataverse does).
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

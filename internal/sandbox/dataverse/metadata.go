@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"strings"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // Metadata (spec 3): EntityDefinitions as a collection or keyed by LogicalName or MetadataId, with $select,
@@ -28,7 +30,7 @@ func (m omap) MarshalJSON() ([]byte, error) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
-		b.Write(appendJSONString(nil, p.k))
+		b.Write(jsonrow.AppendString(nil, p.k))
 		b.WriteByte(':')
 		v, err := json.Marshal(p.v)
 		if err != nil {

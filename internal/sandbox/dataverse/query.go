@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // Reads (spec 5): $select, $filter, $orderby, $top, $count, server-driven paging with Prefer:
@@ -445,7 +447,7 @@ func (e *Emulator) serveQuery(c *opCtx, t *table, rawQuery string) response {
 
 	b := make([]byte, 0, 256+len(rows)*512)
 	b = append(b, `{"@odata.context":`...)
-	b = appendJSONString(b, e.baseURL()+"$metadata#"+t.Set+selectContext(sel))
+	b = jsonrow.AppendString(b, e.baseURL()+"$metadata#"+t.Set+selectContext(sel))
 	if q.get("$count") == "true" {
 		b = append(b, `,"@odata.count":`...)
 		b = strconv.AppendInt(b, int64(min(total, maxPage)), 10)
@@ -473,7 +475,7 @@ func (e *Emulator) serveQuery(c *opCtx, t *table, rawQuery string) response {
 		}
 		next := cursor{keys: last.keys, id: last.id, returned: returned, page: page}
 		b = append(b, `,"@odata.nextLink":`...)
-		b = appendJSONString(b, nextLinkFor(c.reqURL, skipTokenFor(next)))
+		b = jsonrow.AppendString(b, nextLinkFor(c.reqURL, skipTokenFor(next)))
 	}
 	b = append(b, '}')
 	resp := jsonResponse(http.StatusOK, b)
@@ -524,7 +526,7 @@ func (e *Emulator) serveRetrieve(c *opCtx, t *table, id [16]byte, rawQuery strin
 		return resp
 	}
 	b := []byte(`{"@odata.context":`)
-	b = appendJSONString(b, e.baseURL()+"$metadata#"+t.Set+selectContext(sel)+"/$entity")
+	b = jsonrow.AppendString(b, e.baseURL()+"$metadata#"+t.Set+selectContext(sel)+"/$entity")
 	b = append(b, ',')
 	b = e.appendRowMembers(b, c, &v, sel)
 	b = append(b, '}')
@@ -548,7 +550,7 @@ func (e *Emulator) serveCount(c *opCtx, t *table) response {
 func (e *Emulator) appendRowMembers(b []byte, c *opCtx, v *rowView, sel []*column) []byte {
 	t := v.t
 	b = append(b, `"@odata.etag":`...)
-	b = appendJSONString(b, etag(v.r.version))
+	b = jsonrow.AppendString(b, etag(v.r.version))
 	cols := sel
 	if cols == nil {
 		cols = t.cols
@@ -575,28 +577,28 @@ func (e *Emulator) appendProperty(b []byte, c *opCtx, v *rowView, col *column) [
 	if c.prefs.anyAnnotations() && !val.isNull() {
 		if s, ok := e.formatted(col, val); ok && c.prefs.wantAnnotation("OData.Community.Display.V1.FormattedValue") {
 			b = append(b, ',')
-			b = appendJSONString(b, col.prop+"@OData.Community.Display.V1.FormattedValue")
+			b = jsonrow.AppendString(b, col.prop+"@OData.Community.Display.V1.FormattedValue")
 			b = append(b, ':')
-			b = appendJSONString(b, s)
+			b = jsonrow.AppendString(b, s)
 		}
 		if isLookup(col) {
 			target := e.tables[val.tbl]
 			if c.prefs.wantAnnotation("Microsoft.Dynamics.CRM.associatednavigationproperty") {
 				b = append(b, ',')
-				b = appendJSONString(b, col.prop+"@Microsoft.Dynamics.CRM.associatednavigationproperty")
+				b = jsonrow.AppendString(b, col.prop+"@Microsoft.Dynamics.CRM.associatednavigationproperty")
 				b = append(b, ':')
-				b = appendJSONString(b, navNameFor(v.t, col, target))
+				b = jsonrow.AppendString(b, navNameFor(v.t, col, target))
 			}
 			if c.prefs.wantAnnotation("Microsoft.Dynamics.CRM.lookuplogicalname") {
 				b = append(b, ',')
-				b = appendJSONString(b, col.prop+"@Microsoft.Dynamics.CRM.lookuplogicalname")
+				b = jsonrow.AppendString(b, col.prop+"@Microsoft.Dynamics.CRM.lookuplogicalname")
 				b = append(b, ':')
-				b = appendJSONString(b, target.Logical)
+				b = jsonrow.AppendString(b, target.Logical)
 			}
 		}
 	}
 	b = append(b, ',')
-	b = appendJSONString(b, col.prop)
+	b = jsonrow.AppendString(b, col.prop)
 	b = append(b, ':')
 	return appendValue(b, val)
 }

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // Security model (spec 8): privileges named prv<Action><EntitySchemaName>, roles that grant privileges at a
@@ -258,20 +260,20 @@ func (e *Emulator) retrievePrivileges(c *opCtx, p *principal, responseType strin
 	}
 	sort.Slice(grants, func(i, j int) bool { return grants[i].p.name < grants[j].p.name })
 	b := []byte(`{"@odata.context":`)
-	b = appendJSONString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM."+responseType)
+	b = jsonrow.AppendString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM."+responseType)
 	b = append(b, `,"RolePrivileges":[`...)
 	for i, g := range grants {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"Depth":`...)
-		b = appendJSONString(b, g.depth)
+		b = jsonrow.AppendString(b, g.depth)
 		b = append(b, `,"PrivilegeId":"`...)
 		b = appendGUID(b, g.p.id)
 		b = append(b, `","BusinessUnitId":"`...)
 		b = appendGUID(b, e.rootBU)
 		b = append(b, `","PrivilegeName":`...)
-		b = appendJSONString(b, g.p.name)
+		b = jsonrow.AppendString(b, g.p.name)
 		b = append(b, `,"RecordFilterId":null,"RecordFilterUniqueName":null}`...)
 	}
 	b = append(b, "]}"...)
@@ -319,9 +321,9 @@ func (e *Emulator) retrievePrincipalAccess(c *opCtx, p *principal, rawQuery stri
 		rights = strings.Join(names, ", ")
 	}
 	b := []byte(`{"@odata.context":`)
-	b = appendJSONString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.RetrievePrincipalAccessResponse")
+	b = jsonrow.AppendString(b, e.baseURL()+"$metadata#Microsoft.Dynamics.CRM.RetrievePrincipalAccessResponse")
 	b = append(b, `,"AccessRights":`...)
-	b = appendJSONString(b, rights)
+	b = jsonrow.AppendString(b, rights)
 	b = append(b, '}')
 	return jsonResponse(http.StatusOK, b)
 }
@@ -329,14 +331,14 @@ func (e *Emulator) retrievePrincipalAccess(c *opCtx, p *principal, rawQuery stri
 // teamRoles answers teams(<id>)/teamroles_association.
 func (e *Emulator) teamRoles(c *opCtx, tm *teamInfo) response {
 	b := []byte(`{"@odata.context":`)
-	b = appendJSONString(b, e.baseURL()+"$metadata#roles(name,roleid)")
+	b = jsonrow.AppendString(b, e.baseURL()+"$metadata#roles(name,roleid)")
 	b = append(b, `,"value":[`...)
 	for i, r := range tm.roles {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"@odata.etag":"W/\"1\"","name":`...)
-		b = appendJSONString(b, r.name)
+		b = jsonrow.AppendString(b, r.name)
 		b = append(b, `,"roleid":"`...)
 		b = appendGUID(b, r.id)
 		b = append(b, `"}`...)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 )
 
@@ -219,7 +220,7 @@ func plausibleEmail(s string) bool {
 func appendValue(b []byte, v value) []byte {
 	switch v.kind {
 	case vString:
-		return appendJSONString(b, v.s)
+		return jsonrow.AppendString(b, v.s)
 	case vInt:
 		return strconv.AppendInt(b, v.i, 10)
 	case vBool:

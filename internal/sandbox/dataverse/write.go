@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
 
 // field is one member of a JSON payload object; payload order is kept so the first bad member is the one
@@ -485,7 +487,7 @@ func (e *Emulator) writeResponse(c *opCtx, res writeResult, sel []*column, post 
 		v.e = e
 		v.load(t, res.slot)
 		b := []byte(`{"@odata.context":`)
-		b = appendJSONString(b, e.baseURL()+"$metadata#"+t.Set+selectContext(sel)+"/$entity")
+		b = jsonrow.AppendString(b, e.baseURL()+"$metadata#"+t.Set+selectContext(sel)+"/$entity")
 		b = append(b, ',')
 		b = e.appendRowMembers(b, c, &v, sel)
 		b = append(b, '}')
@@ -547,7 +549,7 @@ func (e *Emulator) serveProperty(c *opCtx, t *table, id [16]byte, col *column, m
 			return response{status: http.StatusNoContent}
 		}
 		b := []byte(`{"@odata.context":`)
-		b = appendJSONString(b, e.baseURL()+"$metadata#"+t.Set+"("+guidString(id)+")/"+col.prop)
+		b = jsonrow.AppendString(b, e.baseURL()+"$metadata#"+t.Set+"("+guidString(id)+")/"+col.prop)
 		b = append(b, `,"value":`...)
 		b = appendValue(b, val)
 		return jsonResponse(http.StatusOK, append(b, '}'))

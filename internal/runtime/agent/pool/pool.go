@@ -29,7 +29,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"slices"
 	"sync"
@@ -37,6 +36,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/remote"
 )
 
@@ -125,7 +125,7 @@ func (p *pool) loop(ctx context.Context) error {
 			// Backoff up to one check-in interval: a check-in is cheap, and the agent must learn soon when
 			// the control plane is back.
 			failures++
-			wait = min(100*time.Millisecond<<min(failures, 8), poll)
+			wait = retry.Policy{Base: 100 * time.Millisecond, Max: poll}.Delay(failures)
 			if errors.Is(err, client.ErrUnauthenticated) || errors.Is(err, client.ErrForbidden) {
 				return fmt.Errorf("the control plane refuses this agent's credential: %w", err)
 			}
@@ -138,7 +138,7 @@ func (p *pool) loop(ctx context.Context) error {
 			poll = p
 		}
 		// Jitter spreads the members' check-ins.
-		wait = poll - poll/5 + rand.N(poll/5+1)
+		wait = retry.Policy{Base: poll, Jitter: 0.2}.Delay(0)
 	}
 }
 

@@ -32,7 +32,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"sync/atomic"
@@ -40,6 +39,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
@@ -147,7 +147,8 @@ func Run(ctx context.Context, o Options) error {
 // left, the safe start of the lease's lifetime on this host's clock.
 func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time.Time, error) {
 	req := api.LeaseRequest{ConnectorID: o.ConnectorID, AgentID: o.AgentID, Host: o.Host, PID: o.PID}
-	wait := 500 * time.Millisecond
+	// 500 to 750 ms, doubling up to AcquireBackoffMax (and half of it more at random).
+	backoff := retry.Policy{Base: 750 * time.Millisecond, Max: o.AcquireBackoffMax * 3 / 2, Jitter: 1.0 / 3}
 	for attempt := 1; ; attempt++ {
 		sent := time.Now()
 		// The request is not cancelled with ctx: a lease granted while the agent was told to stop would stay
@@ -173,14 +174,8 @@ func acquire(ctx context.Context, o Options, log *slog.Logger) (*api.Lease, time
 		default:
 			return nil, time.Time{}, fmt.Errorf("acquiring the lease of connector %s: %w", o.ConnectorID, err)
 		}
-		d := wait + rand.N(wait/2+1)
-		wait = min(wait*2, o.AcquireBackoffMax)
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, time.Time{}, ctx.Err()
+		if err := retry.Sleep(ctx, backoff.Delay(attempt-1)); err != nil {
+			return nil, time.Time{}, err
 		}
 	}
 }

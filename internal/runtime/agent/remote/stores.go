@@ -11,6 +11,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 )
 
@@ -146,12 +147,8 @@ func (s *Stores) retry(ctx context.Context, call func() error) error {
 		if err == nil || attempt >= s.transientRetries || !transient(err) || ctx.Err() != nil {
 			return err
 		}
-		t := time.NewTimer(s.retryDelay << attempt)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
+		if err := retry.Sleep(ctx, retry.Policy{Base: s.retryDelay}.Delay(attempt)); err != nil {
+			return err
 		}
 	}
 }

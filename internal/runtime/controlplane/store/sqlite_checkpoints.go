@@ -113,25 +113,11 @@ func (s *SQLite) addIntents(ctx context.Context, tx *sql.Tx, connectorID, table 
 
 // ListCheckpoints implements Store.
 func (s *SQLite) ListCheckpoints(ctx context.Context, connectorID string) ([]api.Checkpoint, error) {
-	out := []api.Checkpoint{}
+	var out []api.Checkpoint
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, `SELECT data FROM checkpoints WHERE connector_id = ? ORDER BY tbl`, connectorID)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var b string
-			if err := rows.Scan(&b); err != nil {
-				return err
-			}
-			var cp api.Checkpoint
-			if err := json.Unmarshal([]byte(b), &cp); err != nil {
-				return err
-			}
-			out = append(out, cp)
-		}
-		return rows.Err()
+		var err error
+		out, err = listJSON[api.Checkpoint](ctx, tx, "checkpoint", `SELECT data FROM checkpoints WHERE connector_id = ? ORDER BY tbl`, connectorID)
+		return err
 	})
 	return out, err
 }

@@ -6,8 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
@@ -93,11 +93,7 @@ func (s *SQLite) writeSecrets(ctx context.Context, tx *sql.Tx, id string, change
 	if !changed {
 		return false, nil
 	}
-	set := make([]string, 0, len(cur))
-	for k := range cur {
-		set = append(set, k)
-	}
-	sort.Strings(set)
+	set := slices.Sorted(maps.Keys(cur))
 	setJSON, _ := json.Marshal(set)
 	var sealed []byte
 	if len(cur) > 0 {

@@ -226,23 +226,9 @@ func (s *SQLite) StatusHistory(ctx context.Context, connectorID string, since ti
 		if since.After(time.Unix(0, 0)) {
 			from = nanos(since)
 		}
-		rows, err := tx.QueryContext(ctx, `SELECT data FROM status_history WHERE connector_id = ? AND at >= ? ORDER BY at`, connectorID, from)
-		if err != nil {
-			return err
-		}
-		defer rows.Close()
-		for rows.Next() {
-			var b string
-			if err := rows.Scan(&b); err != nil {
-				return err
-			}
-			var p api.HistoryPoint
-			if err := json.Unmarshal([]byte(b), &p); err != nil {
-				return err
-			}
-			out = append(out, p)
-		}
-		return rows.Err()
+		var err error
+		out, err = listJSON[api.HistoryPoint](ctx, tx, "status history point", `SELECT data FROM status_history WHERE connector_id = ? AND at >= ? ORDER BY at`, connectorID, from)
+		return err
 	})
 	if out == nil {
 		out = []api.HistoryPoint{}

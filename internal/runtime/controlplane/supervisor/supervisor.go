@@ -18,7 +18,7 @@
 //     operator token is not in its environment. The identity is revoked (Revoke) when the process exits.
 //   - When Run's context ends, every agent it started gets SIGTERM (it drains and commits) and, after
 //     StopTimeout, SIGKILL; Run returns once they have all exited.
-//   - Changed never blocks; Run also reconciles every ReconcileInterval, so a missed notification (or a
+//   - Changed never blocks; Run also converges every ConvergeInterval, so a missed notification (or a
 //     lease that expired) is noticed anyway.
 package supervisor
 
@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 )
 
@@ -71,8 +72,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Output receives the agents' stdout and stderr; os.Stderr when nil.
 	Output io.Writer
-	// ReconcileInterval is how often the active connectors are re-read; 5 s when zero.
-	ReconcileInterval time.Duration
+	// ConvergeInterval is how often the active connectors are re-read and the agents brought in line with
+	// them (converge); 5 s when zero.
+	ConvergeInterval time.Duration
 	// StopTimeout bounds the agents' drain at shutdown before they are killed; 30 s when zero.
 	StopTimeout time.Duration
 	// Backoff is the first restart delay after a failure, doubling up to MaxBackoff; 1 s and 1 min when zero.
@@ -127,8 +129,8 @@ func New(cfg Config) *Supervisor {
 	if cfg.Output == nil {
 		cfg.Output = os.Stderr
 	}
-	if cfg.ReconcileInterval <= 0 {
-		cfg.ReconcileInterval = 5 * time.Second
+	if cfg.ConvergeInterval <= 0 {
+		cfg.ConvergeInterval = 5 * time.Second
 	}
 	if cfg.StopTimeout <= 0 {
 		cfg.StopTimeout = 30 * time.Second
@@ -155,7 +157,7 @@ func (s *Supervisor) Changed(connectorID string) {
 	s.log.Debug("connector changed", "connector_id", connectorID)
 	select {
 	case s.changed <- struct{}{}:
-	default: // a reconcile is already pending; it reads every connector
+	default: // a convergence is already pending; it reads every connector
 	}
 }
 
@@ -186,13 +188,13 @@ func (s *Supervisor) Run(ctx context.Context) error {
 		s.cfg.Binary = bin
 	}
 	defer close(s.closed)
-	tick := time.NewTicker(s.cfg.ReconcileInterval)
+	tick := time.NewTicker(s.cfg.ConvergeInterval)
 	defer tick.Stop()
 	// wake fires when the earliest restart delay has passed.
 	wake := time.NewTimer(0)
 	defer wake.Stop()
 	for {
-		if next := s.reconcile(ctx); !next.IsZero() {
+		if next := s.converge(ctx); !next.IsZero() {
 			wake.Reset(max(0, time.Until(next)))
 		}
 		select {
@@ -208,9 +210,9 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	}
 }
 
-// reconcile starts an agent for every active connector that has none, unless a live agent holds its lease or
+// converge starts an agent for every active connector that has none, unless a live agent holds its lease or
 // its restart delay has not passed. It returns the earliest pending restart (zero: none).
-func (s *Supervisor) reconcile(ctx context.Context) time.Time {
+func (s *Supervisor) converge(ctx context.Context) time.Time {
 	acts, err := s.cfg.Store.ListActive(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
@@ -368,8 +370,7 @@ func (s *Supervisor) exited(c *child) {
 }
 
 func (s *Supervisor) backoff(failures int) time.Duration {
-	d := s.cfg.Backoff << min(failures-1, 16)
-	return min(d, s.cfg.MaxBackoff)
+	return retry.Policy{Base: s.cfg.Backoff, Max: s.cfg.MaxBackoff}.Delay(failures - 1)
 }
 
 // stopAll asks every agent to drain (SIGTERM) and kills those still running after StopTimeout.

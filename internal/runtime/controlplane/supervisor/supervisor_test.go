@@ -99,7 +99,7 @@ type fakeStore struct {
 	mu     sync.Mutex
 	active []string
 	leases map[string]api.Lease
-	lists  int // ListActive calls: one per reconcile
+	lists  int // ListActive calls: one per convergence
 }
 
 func (f *fakeStore) ListActive(context.Context) ([]api.Activation, error) {
@@ -183,7 +183,7 @@ func start(t *testing.T, mode string, active []string, tweak func(*supervisor.Co
 	cfg := supervisor.Config{
 		Store: fs, ControlPlaneURL: "http://127.0.0.1:1", Credentials: creds.issue, Revoke: creds.revoke, Binary: bin,
 		Env: []string{"FAKE_AGENT_DIR=" + dir, "FAKE_AGENT_MODE=" + mode}, Logger: slog.New(slog.DiscardHandler),
-		ReconcileInterval: 50 * time.Millisecond, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second,
+		ConvergeInterval: 50 * time.Millisecond, Backoff: 100 * time.Millisecond, MaxBackoff: time.Second,
 		StopTimeout: 5 * time.Second,
 	}
 	if tweak != nil {
@@ -227,13 +227,13 @@ func (h *harness) starts(t *testing.T, connector string) []startRecord {
 	return out
 }
 
-// reconciled waits until the supervisor has reconciled n more times: whatever it would start, it has
+// converged waits until the supervisor has converged n more times: whatever it would start, it has
 // started by then (a bound on "nothing happened" without a bare sleep).
-func (h *harness) reconciled(t *testing.T, n int) {
+func (h *harness) converged(t *testing.T, n int) {
 	t.Helper()
 	var from int
 	h.store.set(func() { from = h.store.lists })
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d reconciles", n), func() bool {
+	waitFor(t, 10*time.Second, fmt.Sprintf("%d convergences", n), func() bool {
 		var now int
 		h.store.set(func() { now = h.store.lists })
 		return now >= from+n
@@ -293,9 +293,9 @@ func TestStartsOneAgentPerActiveConnectorAndNoDuplicate(t *testing.T) {
 	waitFor(t, 10*time.Second, "two agents", func() bool {
 		return len(h.sup.Agents()) == 2 && len(h.starts(t, "c1")) == 1 && len(h.starts(t, "c2")) == 1
 	})
-	// Reconciling again (notifications and ticks) starts no duplicate.
+	// Converging again (notifications and ticks) starts no duplicate.
 	h.sup.Changed("c1")
-	h.reconciled(t, 3)
+	h.converged(t, 3)
 	if n := len(h.starts(t, "c1")); n != 1 {
 		t.Errorf("%d agents were started for one running connector", n)
 	}
@@ -320,7 +320,7 @@ func TestRestartsADeadAgentWithGrowingDelays(t *testing.T) {
 func TestStartsTheNextRevisionAtOnceWhenTheOldAgentExitsCleanly(t *testing.T) {
 	h := start(t, "drain-after", []string{"c1"}, func(c *supervisor.Config) {
 		c.Backoff = 5 * time.Second // a clean exit must not wait for this
-		c.ReconcileInterval = time.Minute
+		c.ConvergeInterval = time.Minute
 	})
 	waitFor(t, 5*time.Second, "a second agent right after the first exited 0", func() bool { return len(h.starts(t, "c1")) >= 2 })
 }
@@ -332,7 +332,7 @@ func TestLeavesAConnectorAloneWhileALiveAgentHoldsItsLease(t *testing.T) {
 		h.store.active = []string{"c1"}
 	})
 	h.sup.Changed("c1")
-	h.reconciled(t, 3)
+	h.converged(t, 3)
 	if n := len(h.starts(t, "c1")); n != 0 {
 		t.Fatalf("%d agents started while another live agent held the lease", n)
 	}
@@ -349,7 +349,7 @@ func TestDeactivatedConnectorGetsNoAgent(t *testing.T) {
 	h.store.set(func() { h.store.active = nil })
 	h.sup.Changed("c1")
 	waitFor(t, 5*time.Second, "the agent to exit", func() bool { return len(h.sup.Agents()) == 0 })
-	h.reconciled(t, 3)
+	h.converged(t, 3)
 	if n := len(h.starts(t, "c1")); n != 1 {
 		t.Errorf("%d agents were started for a deactivated connector", n)
 	}

@@ -2,17 +2,19 @@ package dataverse
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
 
 // Dataverse error codes the sync branches on (specs/dataverse-api.md section 6.2).
@@ -104,7 +106,7 @@ func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 				return nil, fmt.Errorf("dataverse %s %s: %w", r.method, r.path, err)
 			}
 			c.Stats.add("retries", 1)
-			if err := sleepCtx(ctx, backoff(attempt, 0)); err != nil {
+			if err := retry.Sleep(ctx, backoff.Wait(attempt, 0)); err != nil {
 				return nil, err
 			}
 			attempt++
@@ -120,9 +122,9 @@ func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 		case resp.Status == http.StatusTooManyRequests:
 			c.Stats.add("throttled", 1)
 			c.limiter.onThrottle()
-			wait := retryAfter(resp)
+			wait := retry.After(resp.Header, time.Now())
 			if wait <= 0 {
-				wait = time.Second << min(throttles, 6) // no header: exponential, as Microsoft's SDKs do
+				wait = throttleBackoff.Delay(throttles) // no header: exponential, as Microsoft's SDKs do
 			}
 			throttles++
 			// A throttled request is retried for as long as it takes: the service tells how long to wait,
@@ -138,7 +140,7 @@ func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 			resp.Status == http.StatusGatewayTimeout || resp.Status == http.StatusInternalServerError) &&
 			r.idempotent && attempt < c.cfg.MaxRetries:
 			c.Stats.add("retries", 1)
-			if err := sleepCtx(ctx, backoff(attempt, retryAfter(resp))); err != nil {
+			if err := retry.Sleep(ctx, backoff.Wait(attempt, retry.After(resp.Header, time.Now()))); err != nil {
 				return nil, err
 			}
 			attempt++
@@ -188,7 +190,7 @@ func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 	req.Header.Set("OData-MaxVersion", "4.0")
 	req.Header.Set("OData-Version", "4.0")
 	if r.body != nil {
-		req.Header.Set("Content-Type", cmpOr(r.ctype, "application/json; charset=utf-8"))
+		req.Header.Set("Content-Type", cmp.Or(r.ctype, "application/json; charset=utf-8"))
 	}
 	for k, vs := range r.header {
 		for _, v := range vs {
@@ -229,43 +231,6 @@ func apiError(r request, a *answer) *APIError {
 	return e
 }
 
-func retryAfter(resp *answer) time.Duration {
-	if s := resp.Header.Get("Retry-After"); s != "" {
-		if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
-			return time.Duration(n * float64(time.Second))
-		}
-	}
-	return 0
-}
-
-func backoff(attempt int, floor time.Duration) time.Duration {
-	d := 250 * time.Millisecond << min(attempt, 6)
-	d = min(d, 30*time.Second)
-	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-	return max(d, floor)
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return nil
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
-
 // throttleGate holds every request of the client until the latest Retry-After has passed: Dataverse counts
 // per user, so any request sent early would be throttled again and lengthen the wait.
 type throttleGate struct {
@@ -293,7 +258,7 @@ func (g *throttleGate) wait(ctx context.Context) error {
 		if d <= 0 {
 			return nil
 		}
-		if err := sleepCtx(ctx, d); err != nil {
+		if err := retry.Sleep(ctx, d); err != nil {
 			return err
 		}
 	}
@@ -395,3 +360,11 @@ func (l *limiter) SetMax(hint int) {
 	}
 	l.mu.Unlock()
 }
+
+// backoff is the wait between retries of failed requests: 250 ms doubling per attempt, capped at 16 s, with
+// jitter; at least the Retry-After the service sends. throttleBackoff is the wait after a 429 that names none:
+// 1 s doubling, capped at 64 s.
+var (
+	backoff         = retry.Policy{Base: 250 * time.Millisecond, Max: 16 * time.Second, Jitter: 0.5}
+	throttleBackoff = retry.Policy{Base: time.Second, Max: 64 * time.Second}
+)

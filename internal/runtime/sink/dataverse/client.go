@@ -16,7 +16,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,6 +27,7 @@ import (
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 )
@@ -75,7 +76,7 @@ func (c *Config) validate() error {
 	for _, u := range []struct{ name, value string }{{"environment_url", c.EnvironmentURL}, {"authority_url", c.AuthorityURL}} {
 		if u.value == "" {
 			errs = append(errs, fmt.Errorf("dataverse %s is required", u.name))
-		} else if err := checkURL(u.value); err != nil {
+		} else if err := api.CheckServiceURL(u.value); err != nil {
 			errs = append(errs, fmt.Errorf("dataverse %s: %w", u.name, err))
 		}
 	}
@@ -97,24 +98,6 @@ func (c *Config) validate() error {
 		c.MaxConcurrency = 8
 	}
 	return errors.Join(errs...)
-}
-
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", raw)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		host := u.Hostname()
-		if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
-			return nil
-		}
-		return fmt.Errorf("%q uses plain http on a non-loopback host; use https", raw)
-	}
-	return fmt.Errorf("%q must use https", raw)
 }
 
 // Stats counts requests by kind and throttling. Safe for concurrent use.
@@ -144,11 +127,10 @@ func (s *Stats) Get(kind string) int64 {
 func (s *Stats) Snapshot() map[string]int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int64, len(s.counts))
-	for k, v := range s.counts {
-		out[k] = v
+	if s.counts == nil {
+		return map[string]int64{}
 	}
-	return out
+	return maps.Clone(s.counts)
 }
 
 // Client talks to one environment. Safe for concurrent use.

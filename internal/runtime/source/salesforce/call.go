@@ -2,19 +2,20 @@ package salesforce
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
 
 // ErrAPILimit is matched (errors.Is) by an *APIError for REQUEST_LIMIT_EXCEEDED: the org's daily API budget
@@ -88,7 +89,7 @@ func (c *Client) call(ctx context.Context, r request) (*http.Response, error) {
 			return nil, err
 		}
 		req.Header.Set("Authorization", "Bearer "+sess.AccessToken)
-		req.Header.Set("Accept", cmpOr(r.accept, "application/json"))
+		req.Header.Set("Accept", cmp.Or(r.accept, "application/json"))
 		if r.ctype != "" {
 			req.Header.Set("Content-Type", r.ctype)
 		}
@@ -109,7 +110,7 @@ func (c *Client) call(ctx context.Context, r request) (*http.Response, error) {
 			if !r.idempotent || attempt >= c.cfg.MaxRetries {
 				return nil, fmt.Errorf("salesforce %s %s: %w", r.method, r.path, err)
 			}
-			if err := c.sleep(ctx, backoff(attempt, 0)); err != nil {
+			if err := c.sleep(ctx, backoff.Wait(attempt, 0)); err != nil {
 				return nil, err
 			}
 			continue
@@ -125,7 +126,7 @@ func (c *Client) call(ctx context.Context, r request) (*http.Response, error) {
 			c.tokens.Invalidate(sess.AccessToken)
 			continue
 		case retryable(resp.StatusCode) && r.idempotent && attempt < c.cfg.MaxRetries:
-			if err := c.sleep(ctx, backoff(attempt, retryAfter(resp))); err != nil {
+			if err := c.sleep(ctx, backoff.Wait(attempt, retry.After(resp.Header, time.Now()))); err != nil {
 				return nil, err
 			}
 			continue
@@ -170,23 +171,6 @@ func readAPIError(resp *http.Response, method, path string) *APIError {
 	return e
 }
 
-func retryAfter(resp *http.Response) time.Duration {
-	if s := resp.Header.Get("Retry-After"); s != "" {
-		if n, err := strconv.Atoi(s); err == nil && n >= 0 {
-			return time.Duration(n) * time.Second
-		}
-	}
-	return 0
-}
-
-// backoff is 250 ms doubling per attempt, capped at 15 s, with jitter; at least floor.
-func backoff(attempt int, floor time.Duration) time.Duration {
-	d := 250 * time.Millisecond << min(attempt, 6)
-	d = min(d, 15*time.Second)
-	d = d/2 + time.Duration(rand.Int64N(int64(d/2)+1))
-	return max(d, floor)
-}
-
 // getJSON performs an idempotent GET and decodes the JSON answer into out.
 func (c *Client) getJSON(ctx context.Context, kind, path string, query url.Values, out any) error {
 	resp, err := c.call(ctx, request{kind: kind, method: http.MethodGet, path: path, query: query, idempotent: true})
@@ -202,9 +186,6 @@ func (c *Client) getJSON(ctx context.Context, kind, path string, query url.Value
 
 func (c *Client) dataPath(rest string) string { return "/services/data/v" + c.cfg.APIVersion + rest }
 
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}
+// backoff is the wait between retries: 250 ms doubling per attempt, capped at 15 s, with jitter; at least
+// the Retry-After the org sends.
+var backoff = retry.Policy{Base: 250 * time.Millisecond, Max: 15 * time.Second, Jitter: 0.5}

@@ -276,15 +276,15 @@ func (c *schemaCodec) decodeGeneric(payload []byte, types FieldTypes) (*ChangeEv
 	if ms, ok := hdr["commitTimestamp"].(int64); ok {
 		ev.CommitTimestamp = time.UnixMilli(ms).UTC()
 	}
-	ev.RecordIDs = strings_(hdr["recordIds"])
+	ev.RecordIDs = stringList(hdr["recordIds"])
 	var err error
-	if ev.ChangedFields, err = c.decodeBitmap(strings_(hdr["changedFields"])); err != nil {
+	if ev.ChangedFields, err = c.decodeBitmap(stringList(hdr["changedFields"])); err != nil {
 		return nil, fmt.Errorf("changedFields: %w", err)
 	}
-	if ev.NulledFields, err = c.decodeBitmap(strings_(hdr["nulledFields"])); err != nil {
+	if ev.NulledFields, err = c.decodeBitmap(stringList(hdr["nulledFields"])); err != nil {
 		return nil, fmt.Errorf("nulledFields: %w", err)
 	}
-	if ev.DiffFields, err = c.decodeBitmap(strings_(hdr["diffFields"])); err != nil {
+	if ev.DiffFields, err = c.decodeBitmap(stringList(hdr["diffFields"])); err != nil {
 		return nil, fmt.Errorf("diffFields: %w", err)
 	}
 	for i, f := range c.fields {
@@ -348,7 +348,8 @@ func convertValue(field string, v any, types FieldTypes) any {
 	return v
 }
 
-func strings_(v any) []string {
+// stringList returns the strings of a decoded Avro array (header fields such as recordIds), skipping others.
+func stringList(v any) []string {
 	arr, _ := v.([]any)
 	out := make([]string, 0, len(arr))
 	for _, x := range arr {

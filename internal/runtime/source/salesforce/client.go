@@ -16,15 +16,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"net"
+	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 )
@@ -98,7 +99,7 @@ func (c *Config) validate() error {
 	}
 	for _, u := range []struct{ name, value string }{{"login_url", c.LoginURL}, {"instance_url", c.InstanceURL}} {
 		if u.value != "" {
-			if err := checkURL(u.value); err != nil {
+			if err := api.CheckServiceURL(u.value); err != nil {
 				errs = append(errs, fmt.Errorf("salesforce %s: %w", u.name, err))
 			}
 		}
@@ -110,32 +111,6 @@ func (c *Config) validate() error {
 		c.MaxRetries = 5
 	}
 	return errors.Join(errs...)
-}
-
-// checkURL accepts https URLs, and http only for loopback hosts.
-func checkURL(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Host == "" {
-		return fmt.Errorf("%q is not an absolute URL", raw)
-	}
-	switch u.Scheme {
-	case "https":
-		return nil
-	case "http":
-		if isLoopback(u.Hostname()) {
-			return nil
-		}
-		return fmt.Errorf("%q uses plain http on a non-loopback host; use https", raw)
-	}
-	return fmt.Errorf("%q must use https", raw)
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // TLSConfig returns a TLS configuration trusting the system roots plus caFile (when set).
@@ -186,11 +161,10 @@ func (s *Stats) Total() int64 { return s.total.Load() }
 func (s *Stats) Snapshot() map[string]int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	out := make(map[string]int64, len(s.counts))
-	for k, v := range s.counts {
-		out[k] = v
+	if s.counts == nil {
+		return map[string]int64{}
 	}
-	return out
+	return maps.Clone(s.counts)
 }
 
 // Client talks to one org. Safe for concurrent use.
@@ -219,7 +193,7 @@ func New(cfg Config) (*Client, error) {
 	// The timeout also bounds a body that stops arriving halfway, which the transport alone would wait for
 	// until the caller's context ends.
 	hc := &http.Client{Transport: egress.Guard(httpstall.Transport(tr, cfg.Timeout), cfg.CheckHost)}
-	c := &Client{cfg: cfg, http: hc, sleep: sleepCtx}
+	c := &Client{cfg: cfg, http: hc, sleep: retry.Sleep}
 	c.tokens = newTokenSource(&c.cfg, hc)
 	return c, nil
 }
@@ -229,14 +203,3 @@ func (c *Client) Config() Config { return c.cfg }
 
 // HTTPClient returns the client's underlying HTTP client (TLS settings included), for the Pub/Sub dialer.
 func (c *Client) HTTPClient() *http.Client { return c.http }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}

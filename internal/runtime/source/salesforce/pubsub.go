@@ -18,7 +18,9 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	eventbusv1 "github.com/crmsync/terraform-provider-crmsync/internal/proto/eventbus/v1"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
 
 // Pub/Sub API errors the caller acts on.
@@ -62,7 +64,7 @@ func (c *Client) DialPubSub(addr string, plaintext bool) (*PubSub, error) {
 	}
 	var creds credentials.TransportCredentials
 	if plaintext {
-		if !isLoopback(host) {
+		if !api.IsLoopback(host) {
 			return nil, fmt.Errorf("pub/sub address %q: plaintext is only allowed on loopback", addr)
 		}
 		creds = insecure.NewCredentials()
@@ -336,7 +338,7 @@ func (s *Subscription) reconnect() error {
 	}
 	for {
 		if s.fails > 0 {
-			if err := sleepCtx(s.ctx, backoff(s.fails-1, 0)); err != nil {
+			if err := retry.Sleep(s.ctx, backoff.Delay(s.fails-1)); err != nil {
 				return err
 			}
 		}

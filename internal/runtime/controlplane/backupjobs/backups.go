@@ -1,4 +1,4 @@
-// Package backups runs the control plane's backups and restores (controlplane.Safeguards) in the background
+// Package backupjobs runs the control plane's backups and restores (controlplane.Safeguards) in the background
 // of `crmsync serve`.
 //
 // Why the control plane and not a process of their own: a backup must finish before the first activation's
@@ -15,20 +15,20 @@
 //     backup's end, so the agent starts at once.
 //   - The store records progress after every chunk, so status shows it.
 //   - Start's context ending stops every job (their files stay consistent); Wait returns when they stopped.
-package backups
+package backupjobs
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sync"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/backup"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
@@ -219,19 +219,15 @@ func (m *Manager) runBackup(ctx context.Context, j *job, b api.Backup) {
 		if ctx.Err() != nil || errors.Is(err, store.ErrNotFound) {
 			return // cancelled, the manager stops (it resumes on the next start), or the connector is gone
 		}
-		wait := min(m.cfg.RetryMax, m.cfg.RetryMin<<min(attempt-1, 20))
-		wait += time.Duration(rand.Int64N(int64(wait/4) + 1))
+		// RetryMin doubling up to RetryMax, and up to a quarter more at random.
+		wait := retry.Policy{Base: m.cfg.RetryMin * 5 / 4, Max: m.cfg.RetryMax * 5 / 4, Jitter: 0.2}.Delay(attempt - 1)
 		log.Warn("backup failed; retrying", "err", err, "attempt", attempt, "in", wait)
 		b.State, b.Error = api.BackupRetrying, err.Error()
 		if err := m.save(ctx, j, &b); err != nil {
 			return
 		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if retry.Sleep(ctx, wait) != nil {
 			return
-		case <-t.C:
 		}
 	}
 }

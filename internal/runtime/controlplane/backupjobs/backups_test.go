@@ -1,4 +1,4 @@
-package backups_test
+package backupjobs_test
 
 import (
 	"context"
@@ -10,7 +10,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backups"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/backupjobs"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
@@ -81,8 +81,8 @@ func newEnv(t *testing.T, n int) *env {
 	return &env{sb: sb, st: st, dir: dir, conn: conn, dep: &deployer{}}
 }
 
-func (e *env) manager() *backups.Manager {
-	return backups.New(backups.Config{Store: e.st, DataDir: filepath.Join(e.dir, "cp"), Clients: preflight.NewChecker(preflight.Config{
+func (e *env) manager() *backupjobs.Manager {
+	return backupjobs.New(backupjobs.Config{Store: e.st, DataDir: filepath.Join(e.dir, "cp"), Clients: preflight.NewChecker(preflight.Config{
 		// The sandbox is on loopback and its CA file in its directory: allowed, as crmsync serve allows them.
 		Hosts: policy.Hosts{Allow: []string{"127.0.0.1"}}, Refs: policy.Refs{Dirs: []string{filepath.Join(e.dir, "sandbox")}}}).Clients,
 		Deployer: e.dep, PageSize: 4, ChunkPages: 1, RetryMin: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond})
