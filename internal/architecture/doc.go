@@ -1,0 +1,13 @@
+// Package architecture holds the tests that keep crmsync's shape (docs/architecture.md): which package may
+// import which (the floors), and how large a production function or file may grow. It has no code of its own.
+//
+// The floors, from the ground up:
+//   - internal/mapping (with its sub-packages jsonrow and sfid) imports nothing of the project's but itself;
+//     internal/api imports nothing of the project's but internal/mapping. Everything may import them.
+//   - Leaf helpers (internal/retry, internal/strictjson, internal/version) import nothing of the project's.
+//   - internal/client, internal/plansummary and internal/provider (the Terraform side) reach nothing of
+//     internal/runtime, even indirectly: the provider talks to the control plane only through its API.
+//   - internal/runtime/... (control plane, agent, the services' clients) builds on the floors below it.
+//   - Nothing outside cmd/, bench/ and tests imports internal/sandbox/... (the emulators); internal/testenv is
+//     for tests only.
+package architecture
