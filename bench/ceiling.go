@@ -257,7 +257,7 @@ type ceiling struct {
 }
 
 func ceilingEnv(o options, n int) (*ceiling, error) {
-	e, err := newEnv(o, n, 0)
+	e, err := newEnv(o, n, 0, budgetNoExecutionTime)
 	if err != nil {
 		return nil, err
 	}
@@ -320,7 +320,7 @@ func scenarioIntake(o options, n int) (*Result, error) {
 
 // scenarioOutput: the sandbox's own output, from the trivial reader draining crmsync's Bulk query.
 func scenarioOutput(o options, n int) (*Result, error) {
-	e, err := newEnv(o, n, 0)
+	e, err := newEnv(o, n, 0, budgetNoExecutionTime)
 	if err != nil {
 		return nil, err
 	}

@@ -33,12 +33,7 @@ type options struct {
 	// Latency, when set, is added to every Salesforce and Dataverse request of the "-lat" scenarios: a
 	// modelled network round trip, which the zero-latency sandbox otherwise lacks.
 	Latency time.Duration `json:"latency"`
-	// DefaultBudget keeps the Dataverse sandbox's default service-protection budget in every scenario.
-	// Otherwise its execution-time budget (20 minutes per 5 minutes per user, modelled at 2 ms per bulk
-	// item, so about 600 rows/s sustained) is lifted outside the throttled scenario, which alone measures
-	// a budget-bound sync: a million-row load would measure the budget, not the sync.
-	DefaultBudget bool `json:"default_budget"`
-	Param         int  `json:"-"`
+	Param   int           `json:"-"`
 	// AgentCPUProfile, with -scenario load, is where a CPU profile of the agent's first 20 s goes.
 	AgentCPUProfile string `json:"-"`
 }
@@ -57,7 +52,6 @@ func main() {
 	flag.IntVar(&o.Throttled, "throttled", 100000, "contacts loaded under a small Dataverse budget")
 	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled, plan); all when empty")
 	flag.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "modelled round trip added to every request in the ceiling scenarios' second run (0 skips it)")
-	flag.BoolVar(&o.DefaultBudget, "default-budget", false, "keep the Dataverse sandbox's default execution-time budget in every scenario (it bounds loads past about 600,000 rows)")
 	flag.StringVar(&o.AgentCPUProfile, "agent-cpuprofile", "", "with -scenario load: write a CPU profile of the agent process's first 20 seconds to this file")
 	cpuProfile := flag.String("cpuprofile", "", "with -scenario: write a CPU profile of the scenario's process (the sandbox and the harness, not the agent) to this file")
 	flag.Parse()
@@ -162,7 +156,7 @@ func orchestrate(o options) error {
 	for _, r := range runs {
 		fmt.Fprintf(os.Stderr, "bench: %s %d ...\n", r.scenario, r.param)
 		args := []string{"-scenario", r.scenario, "-param", strconv.Itoa(r.param), "-crmsync", o.Crmsync,
-			"-cdc-seconds", strconv.Itoa(o.CDCSeconds), "-latency", o.Latency.String(), "-default-budget=" + strconv.FormatBool(o.DefaultBudget)}
+			"-cdc-seconds", strconv.Itoa(o.CDCSeconds), "-latency", o.Latency.String()}
 		cmd := exec.Command(self, args...) //nolint:gosec // G204: this program re-executing itself for one scenario
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr

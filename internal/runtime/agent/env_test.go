@@ -15,6 +15,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/localstore"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	sbdataverse "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 )
 
@@ -53,6 +54,14 @@ func newEnv(t testing.TB, contacts, accounts int) *env {
 		Tuning: agent.Tuning{FlushInterval: agent.Duration(50 * time.Millisecond)},
 	}
 	return &env{sb: sb, dir: dir, cfg: cfg}
+}
+
+// liftExecutionBudget lifts the Dataverse sandbox's execution-time budget (the other service-protection limits
+// stay), for a test about something else that writes more than one application user's first window holds:
+// about 60,000 rows at the default 20 ms of modelled execution per row, after which the budget paces writes at
+// about 200 rows/s (docs/sandbox-dataverse.md).
+func (e *env) liftExecutionBudget() {
+	e.sb.Dataverse.SetLimits(sbdataverse.Limits{ExecutionTime: sbdataverse.Duration(1000 * time.Hour)})
 }
 
 // running is an in-process agent.

@@ -87,6 +87,9 @@ func TestKilledAgentLosesNothing(t *testing.T) {
 	// make it checkpoint often enough that every run shows progress.
 	e.cfg.Tuning.PageSize, e.cfg.Tuning.BatchSize = 2000, 200
 	e.sb.Dataverse.Faults().Set(faults.Config{Latency: 100 * time.Millisecond, PathPrefix: "/api/data/"})
+	// Kills make the agent write rows again (the pages after the last checkpoint): past one application user's
+	// first window, the default budget would pace the test, which is about losing nothing.
+	e.liftExecutionBudget()
 	stateDir := filepath.Join(e.dir, "state")
 	deadline := time.Now().Add(4 * time.Minute)
 
