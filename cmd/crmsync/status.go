@@ -217,11 +217,17 @@ func writeJSONLine(w io.Writer, v any, indent bool) error {
 // rateWindow is how far back --watch looks for a table's load rate.
 const rateWindow = 15 * time.Second
 
-// rates returns each loading table's rate in records per second: over the last frames in --watch, else
-// the average since the agent started (a resumed load counts rows done before, so it reads high).
+// rates returns each loading table's rate in records per second: the agent's own measure over the last 5
+// minutes (Dataverse's service-protection window, so a budget-bound load's waits count) when it reports one;
+// else over the last frames in --watch, else the average since the agent started (a resumed load counts rows
+// done before, so it reads high).
 func (v *statusView) rates(st api.ConnectorStatus) map[string]float64 {
 	out := map[string]float64{}
 	for _, t := range st.Tables {
+		if t.LoadRate > 0 {
+			out[t.Table] = t.LoadRate
+			continue
+		}
 		key := st.ConnectorID + "/" + t.Table
 		h := v.history[key]
 		if len(h) == 0 || !st.UpdatedAt.Equal(h[len(h)-1].at) {

@@ -126,3 +126,23 @@ func TestWatchRedrawsEverySecondUntilInterrupted(t *testing.T) {
 		t.Errorf("%d frames in 2.5 s, want one a second:\n%s", frames, out.String())
 	}
 }
+
+// The agent measures a load's rate over Dataverse's 5-minute service-protection window; the view uses it
+// rather than the average since the agent started, which a budget-bound or resumed load makes read high.
+func TestLoadRateIsTheAgentsMeasureWhenItReportsOne(t *testing.T) {
+	now := time.Now()
+	st := sampleStatus(now)
+	v := &statusView{history: map[string][]progressSample{}}
+	if got := v.rates(st)["Contact"]; got < 400 {
+		t.Fatalf("rate without the agent's measure = %.0f, want the average since the start (about 555)", got)
+	}
+	st.Tables[1].LoadRate = 200
+	if got := v.rates(st)["Contact"]; got != 200 {
+		t.Errorf("rate = %.0f, want the agent's 200", got)
+	}
+	var b bytes.Buffer
+	renderConnector(&b, st, v.rates(st), now)
+	if !strings.Contains(b.String(), "200 rec/s  ~25s left") {
+		t.Errorf("the view lacks the agent's rate and the time left:\n%s", b.String())
+	}
+}

@@ -101,19 +101,24 @@ type DeadLetter struct {
 // the agent started; in the control plane's status they add up every agent the connector has had (every
 // revision, every restart), as do the out-of-band counts and the latency histogram.
 type TableStatus struct {
-	Table        string    `json:"table" crmsync:"required"`
-	Destination  string    `json:"destination" crmsync:"required"`
-	Phase        string    `json:"phase" crmsync:"required"`
-	Reason       string    `json:"reason,omitempty"` // why a load/resync runs, or why failed
-	LoadDone     int64     `json:"load_done" crmsync:"required"`
-	LoadTotal    int64     `json:"load_total" crmsync:"required"`
-	Received     int64     `json:"received" crmsync:"required"`
-	Written      int64     `json:"written" crmsync:"required"`
-	DeadLettered int64     `json:"dead_lettered" crmsync:"required"`
-	Skipped      int64     `json:"skipped" crmsync:"required"`
-	LagSeconds   float64   `json:"lag_seconds" crmsync:"required"` // now − commit time of the last applied event
-	LastEventAt  time.Time `json:"last_event_at,omitzero"`         // commit time of the last applied event
-	ReplayAt     time.Time `json:"replay_at,omitzero"`             // when the stored replay position was last moved
+	Table       string `json:"table" crmsync:"required"`
+	Destination string `json:"destination" crmsync:"required"`
+	Phase       string `json:"phase" crmsync:"required"`
+	Reason      string `json:"reason,omitempty"` // why a load/resync runs, or why failed
+	LoadDone    int64  `json:"load_done" crmsync:"required"`
+	LoadTotal   int64  `json:"load_total" crmsync:"required"`
+	// LoadRate is the running load's measured rate in records per second over its last LoadRateWindow (since
+	// it started, when younger); 0 when no load runs or it has not been measured yet.
+	LoadRate float64 `json:"load_rate,omitempty"`
+	// LoadETASeconds is the time the load has left at LoadRate; 0 when unknown.
+	LoadETASeconds float64   `json:"load_eta_seconds,omitempty"`
+	Received       int64     `json:"received" crmsync:"required"`
+	Written        int64     `json:"written" crmsync:"required"`
+	DeadLettered   int64     `json:"dead_lettered" crmsync:"required"`
+	Skipped        int64     `json:"skipped" crmsync:"required"`
+	LagSeconds     float64   `json:"lag_seconds" crmsync:"required"` // now − commit time of the last applied event
+	LastEventAt    time.Time `json:"last_event_at,omitzero"`         // commit time of the last applied event
+	ReplayAt       time.Time `json:"replay_at,omitzero"`             // when the stored replay position was last moved
 	// Position is the replay ID written up to, read as a big-endian number (opaque to Salesforce clients,
 	// 8 bytes in practice); for progress checks and debugging.
 	Position   uint64   `json:"position,omitempty"`

@@ -219,17 +219,3 @@ func (c *Config) SyncedTables() mapping.Siblings {
 	}
 	return out
 }
-
-// loadFixedSalesforceCalls are the Salesforce calls of a table load besides its result pages: describe, count,
-// create the Bulk API 2.0 query job and poll its status.
-const loadFixedSalesforceCalls = 4
-
-// LoadCost estimates the API calls of (re-)syncing records records of one table with the default tuning: one
-// Bulk API 2.0 query job (its fixed calls, then one results call per page of DefaultPageSize records), and one
-// Dataverse request per DefaultBatchSize rows. The provider's plan warnings and `crmsync plan-summary` quote it.
-func LoadCost(records int64) (salesforceCalls, dataverseRequests int64) {
-	if records < 0 {
-		records = 0
-	}
-	return loadFixedSalesforceCalls + (records+DefaultPageSize-1)/DefaultPageSize, (records + DefaultBatchSize - 1) / DefaultBatchSize
-}

@@ -41,6 +41,9 @@ type DataverseSettings struct {
 	CAFile           string `json:"ca_file,omitempty"`
 }
 
+// ApplicationUsers is how many Dataverse application users the connector writes with.
+func (d DataverseSettings) ApplicationUsers() int { return 1 }
+
 // ConnectorSpec is what a caller declares: the body of create and update (an update replaces every field;
 // a write-only secret left empty on update keeps the stored one).
 type ConnectorSpec struct {
@@ -126,7 +129,10 @@ type ValidateResponse struct {
 	EffectiveColumns []mapping.Column  `json:"effective_columns"`
 	// EstimatedRecords is the number of source records a (re-)sync of the table would copy, when live.
 	EstimatedRecords *int64 `json:"estimated_records,omitempty"`
-	Live             bool   `json:"live"`
+	// EstimatedLoad is what a (re-)sync of those records costs and how long it takes at the service-protection
+	// budget of the connector's Dataverse application users, when live.
+	EstimatedLoad *LoadEstimate `json:"estimated_load,omitempty"`
+	Live          bool          `json:"live"`
 }
 
 // Activation states.

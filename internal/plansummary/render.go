@@ -9,6 +9,8 @@ import (
 
 	"golang.org/x/text/language"
 	"golang.org/x/text/message"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
 var english = message.NewPrinter(language.English)
@@ -279,8 +281,9 @@ func tableBlocks(t *Table) []string {
 			kind = "Initial load"
 		}
 		if e.Records != nil {
-			blocks = append(blocks, fmt.Sprintf("%s: ~%s of Salesforce %s (~%s, ~%s), as soon as this is applied.",
-				kind, counted(*e.Records, "record"), md(t.Source), counted(e.SalesforceCalls, "Salesforce API call"), counted(e.DataverseRequests, "Dataverse request")))
+			pace := api.LoadEstimate{Seconds: e.Seconds, ApplicationUsers: e.ApplicationUsers}.Pace()
+			blocks = append(blocks, fmt.Sprintf("%s: ~%s of Salesforce %s (~%s, ~%s), as soon as this is applied; its writes take %s.",
+				kind, counted(*e.Records, "record"), md(t.Source), counted(e.SalesforceCalls, "Salesforce API call"), counted(e.DataverseRequests, "Dataverse request"), pace))
 		} else {
 			blocks = append(blocks, fmt.Sprintf("%s: every record of Salesforce %s (count not known: %s).", kind, md(t.Source), md(e.Unknown)))
 		}

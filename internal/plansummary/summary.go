@@ -33,6 +33,9 @@ type Connector struct {
 	Changes    []Item      `json:"changes,omitempty"`
 	Tables     []*Table    `json:"tables,omitempty"`
 	Activation *Activation `json:"activation,omitempty"`
+	// applicationUsers is how many Dataverse application users the connector writes with after the plan
+	// (0 when the plan does not say: then one).
+	applicationUsers int
 }
 
 // Item is one change and its consequence.
@@ -83,11 +86,15 @@ type Column struct {
 	Note string `json:"note,omitempty"`
 }
 
-// Estimate is the size and API cost of a load, as the control plane counts it.
+// Estimate is the size, API cost and duration of a load, as the control plane counts it.
 type Estimate struct {
 	Records           *int64 `json:"records,omitempty"`
 	SalesforceCalls   int64  `json:"salesforce_api_calls,omitempty"`
 	DataverseRequests int64  `json:"dataverse_requests,omitempty"`
+	// Seconds is the expected duration at the service-protection budget of ApplicationUsers Dataverse
+	// application users (api.LoadCost).
+	Seconds          int64 `json:"seconds,omitempty"`
+	ApplicationUsers int   `json:"application_users,omitempty"`
 	// Unknown says why the records were not counted.
 	Unknown string `json:"unknown,omitempty"`
 }
@@ -284,8 +291,8 @@ func estimate(ctx context.Context, s *Summary, opts Options) {
 					e.Unknown = "the control plane could not count them: " + truncate(err.Error(), 300)
 					continue
 				}
-				e.Records = &n
-				e.SalesforceCalls, e.DataverseRequests = api.LoadCost(n)
+				l := api.LoadCost(n, c.applicationUsers)
+				e.Records, e.SalesforceCalls, e.DataverseRequests, e.Seconds, e.ApplicationUsers = &n, l.SalesforceCalls, l.DataverseRequests, l.Seconds, l.ApplicationUsers
 			}
 		}
 	}

@@ -397,7 +397,7 @@ func TestWaitHelpers_sayTheFirstSyncBackupHoldsTheAgentBack(t *testing.T) {
 	if agentDone(st, 1, waitForRunning) {
 		t.Error("a connector backing up counts as running")
 	}
-	line := progressLine(st, 1)
+	line := progressLine(st, 1, 1)
 	for _, want := range []string{"backing_up", "bak_1", "1500 of about 3500 rows exported (43%)", "contact 1000 of about 3000 rows", "account 500 rows, done"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("progress line lacks %q: %s", want, line)
@@ -454,5 +454,27 @@ func TestActivationModifyPlan_backupOptionChangeWarnsItHasNoEffect(t *testing.T)
 	r.ModifyPlan(ctx, resource.ModifyPlanRequest{State: state, Plan: plan}, &resp)
 	if len(resp.Diagnostics) != 0 {
 		t.Errorf("a new connector's option warned: %v", resp.Diagnostics)
+	}
+}
+
+// While a table loads, the activation's progress says what the whole load takes at the budget of the
+// connector's Dataverse application users and the Salesforce calls it uses, and the time left at the rate the
+// agent measures.
+func TestProgressLineStatesTheLoadsExpectedDurationAndTimeLeft(t *testing.T) {
+	st := &api.ConnectorStatus{State: api.StateInitialLoad, DeployedRevision: 1, Tables: []api.ConnectorTableStatus{
+		{TableStatus: api.TableStatus{Table: "Contact", Phase: api.PhaseInitialLoad, LoadDone: 250_000, LoadTotal: 1_000_000, LoadRate: 800, LoadETASeconds: 937.5}},
+		{TableStatus: api.TableStatus{Table: "Account", Phase: api.PhaseStreaming, LoadDone: 200_000, LoadTotal: 200_000}},
+	}}
+	line := progressLine(st, 1, 4)
+	for _, want := range []string{
+		"Contact initial_load 250000 of 1000000 records loaded (25%) (the whole load: 24 Salesforce API calls, writes about 21 min at the service-protection budget of 4 Dataverse application users (about 200 records/s each)), measured 800 records/s: about 16 min left",
+		"Account streaming 200000 of 200000 records loaded (100%)",
+	} {
+		if !strings.Contains(line, want) {
+			t.Errorf("progress line lacks %q:\n%s", want, line)
+		}
+	}
+	if strings.Contains(line, "Account streaming 200000 of 200000 records loaded (100%) (") {
+		t.Errorf("a streaming table's progress names a load to come:\n%s", line)
 	}
 }

@@ -214,7 +214,7 @@ func TestWaitForAgent_timeoutWhileBackingUpNamesTheBackup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = waitForAgent(context.Background(), c, "con_1", 1, waitForRunning, 200*time.Millisecond)
+	_, err = waitForAgent(context.Background(), c, "con_1", 1, waitForRunning, 200*time.Millisecond, 1)
 	if err == nil {
 		t.Fatal("waiting for an agent held back by a backup did not time out")
 	}

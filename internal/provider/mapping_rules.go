@@ -230,6 +230,9 @@ func effectiveOf(cols []mapping.Column) []effectiveColumn {
 type estimate struct {
 	Records *int64 // nil when unknown
 	Why     string // why unknown
+	// Load is the control plane's estimate (with the connector's Dataverse application users); nil when it
+	// gave none: then one application user is assumed.
+	Load *api.LoadEstimate
 }
 
 func (e estimate) String() string {
@@ -240,8 +243,12 @@ func (e estimate) String() string {
 		return "the record count could not be estimated: " + e.Why
 	}
 	n := *e.Records
-	sf, dv := api.LoadCost(n)
-	return fmt.Sprintf("about %d records: roughly %d Salesforce API calls and %d Dataverse requests", n, sf, dv)
+	l := api.LoadCost(n, 1)
+	if e.Load != nil && e.Load.Records == n {
+		l = *e.Load
+	}
+	return fmt.Sprintf("about %d records: roughly %d Salesforce API calls and %d Dataverse requests; the writes take %s",
+		n, l.SalesforceCalls, l.DataverseRequests, l.Pace())
 }
 
 func columnList(cols []effectiveColumn, withSource bool) string {

@@ -8,6 +8,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
@@ -124,9 +125,14 @@ func TestColumnChanges_reportAddedChangedAndRemovedDestinations(t *testing.T) {
 func TestEstimate_describesRecordsAndAPICalls(t *testing.T) {
 	n := int64(120_000)
 	got := estimate{Records: &n}.String()
-	// 3 Bulk result pages + the fixed calls; 120 Dataverse batches of 1,000.
-	if want := "about 120000 records: roughly 7 Salesforce API calls and 120 Dataverse requests"; got != want {
+	// 3 Bulk result pages + the fixed calls; 120 Dataverse batches of 1,000; 120,000 / 200 records/s = 10 min.
+	if want := "about 120000 records: roughly 7 Salesforce API calls and 120 Dataverse requests; the writes take about 10 min at the service-protection budget of 1 Dataverse application user (about 200 records/s each)"; got != want {
 		t.Errorf("estimate = %q, want %q", got, want)
+	}
+	// The control plane's estimate counts the connector's application users.
+	l := api.LoadCost(n, 4)
+	if got, want := (estimate{Records: &n, Load: &l}).String(), "the writes take about 3 min at the service-protection budget of 4 Dataverse application users"; !strings.Contains(got, want) {
+		t.Errorf("estimate with 4 users = %q, want it to say %q", got, want)
 	}
 	if got := (estimate{Why: "the control plane is down"}).String(); !strings.Contains(got, "could not be estimated: the control plane is down") {
 		t.Errorf("unknown estimate = %q", got)

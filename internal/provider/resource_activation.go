@@ -406,7 +406,11 @@ func (r *activationResource) activate(ctx context.Context, c *client.Client, pla
 	tflog.Info(ctx, "activated connector; waiting for its agent", map[string]any{
 		"connector_id": id, "desired_revision": act.DesiredRevision, "wait_for": plan.WaitFor.ValueString(), "timeout": timeout.String()})
 
-	st, err := waitForAgent(ctx, c, id, act.DesiredRevision, plan.WaitFor.ValueString(), timeout)
+	users := 1 // for the loads' expected duration; a connector that cannot be read is taken to have one
+	if conn, err := c.GetConnector(ctx, id); err == nil {
+		users = conn.Dataverse.ApplicationUsers()
+	}
+	st, err := waitForAgent(ctx, c, id, act.DesiredRevision, plan.WaitFor.ValueString(), timeout, users)
 	if err != nil {
 		diags.AddError(summary, err.Error())
 		return nil

@@ -18,7 +18,7 @@ import (
 // waitForAgent polls the connector's status until its agent runs at least revision (and, for
 // waitForInitialLoad, every table streams), the agent fails at that revision, or timeout passes. The errors
 // list everything that is not done.
-func waitForAgent(ctx context.Context, c *client.Client, id string, revision int64, waitFor string, timeout time.Duration) (*api.ConnectorStatus, error) {
+func waitForAgent(ctx context.Context, c *client.Client, id string, revision int64, waitFor string, timeout time.Duration, users int) (*api.ConnectorStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last *api.ConnectorStatus
@@ -33,7 +33,7 @@ func waitForAgent(ctx context.Context, c *client.Client, id string, revision int
 			return false, err
 		}
 		last = st
-		if p := progressLine(st, revision); p != lastProgress {
+		if p := progressLine(st, revision, users); p != lastProgress {
 			lastProgress = p
 			tflog.Info(ctx, "waiting for the crmsync agent: "+p, map[string]any{"connector_id": id, "state": st.State, "deployed_revision": st.DeployedRevision})
 		}
@@ -124,7 +124,7 @@ func notDone(st *api.ConnectorStatus, revision int64, waitFor string) string {
 		case t.Phase == api.PhaseFailed:
 			lines = append(lines, fmt.Sprintf("table %s failed%s", t.Table, reasonSuffix(cmp.Or(t.Reason, t.LastError))))
 		case waitFor == waitForInitialLoad && t.Phase != api.PhaseStreaming:
-			lines = append(lines, fmt.Sprintf("table %s is %s: %s", t.Table, t.Phase, loadProgress(t.TableStatus)))
+			lines = append(lines, fmt.Sprintf("table %s is %s: %s", t.Table, t.Phase, loadProgress(t.TableStatus, 0)))
 		}
 	}
 	for _, e := range st.LastErrors {
@@ -174,8 +174,9 @@ func backupProgress(b *api.Backup) string {
 	return out
 }
 
-// progressLine is the one-line progress logged while waiting.
-func progressLine(st *api.ConnectorStatus, revision int64) string {
+// progressLine is the one-line progress logged while waiting; users is the connector's number of Dataverse
+// application users, for the loads' expected duration.
+func progressLine(st *api.ConnectorStatus, revision int64, users int) string {
 	if st.State == api.StateBackingUp && st.Backup != nil {
 		return fmt.Sprintf("%s, backup %s %s: %s", st.State, st.Backup.ID, st.Backup.State, backupProgress(st.Backup))
 	}
@@ -183,16 +184,28 @@ func progressLine(st *api.ConnectorStatus, revision int64) string {
 	tables := append([]api.ConnectorTableStatus(nil), st.Tables...)
 	sort.Slice(tables, func(i, j int) bool { return tables[i].Table < tables[j].Table })
 	for _, t := range tables {
-		parts = append(parts, fmt.Sprintf("%s %s %s", t.Table, t.Phase, loadProgress(t.TableStatus)))
+		parts = append(parts, fmt.Sprintf("%s %s %s", t.Table, t.Phase, loadProgress(t.TableStatus, users)))
 	}
 	return strings.Join(parts, "; ")
 }
 
-func loadProgress(t api.TableStatus) string {
+// loadProgress says how far a table's load is; while it runs (users > 0), what the whole load is expected to
+// take at the budget of users Dataverse application users and the Salesforce calls it uses (api.LoadCost), and
+// the time left at the rate the agent measures.
+func loadProgress(t api.TableStatus, users int) string {
 	if t.LoadTotal <= 0 {
 		return fmt.Sprintf("%d records loaded", t.LoadDone)
 	}
-	return fmt.Sprintf("%d of %d records loaded (%.0f%%)", t.LoadDone, t.LoadTotal, 100*float64(t.LoadDone)/float64(t.LoadTotal))
+	out := fmt.Sprintf("%d of %d records loaded (%.0f%%)", t.LoadDone, t.LoadTotal, 100*float64(t.LoadDone)/float64(t.LoadTotal))
+	if users <= 0 || (t.Phase != api.PhaseInitialLoad && t.Phase != api.PhaseResync) {
+		return out
+	}
+	est := api.LoadCost(t.LoadTotal, users)
+	out += fmt.Sprintf(" (the whole load: %d Salesforce API calls, writes %s)", est.SalesforceCalls, est.Pace())
+	if t.LoadRate > 0 && t.LoadETASeconds > 0 {
+		out += fmt.Sprintf(", measured %.0f records/s: %s left", t.LoadRate, api.AboutDuration(time.Duration(t.LoadETASeconds*float64(time.Second))))
+	}
+	return out
 }
 
 // assessHealth says whether an active connector's agent is healthy. The control plane already reports a

@@ -213,7 +213,7 @@ func (r *tableMappingResource) liveCheck(ctx context.Context, connectorID types.
 		out.checked = true
 	}
 	if res.EstimatedRecords != nil {
-		out.estimate.Records = res.EstimatedRecords
+		out.estimate.Records, out.estimate.Load = res.EstimatedRecords, res.EstimatedLoad
 	} else {
 		out.estimate.Why = "the control plane did not count the records"
 	}

@@ -49,6 +49,8 @@ type table struct {
 	received, written, deadLettered, skipped atomic.Int64
 	// loaded0 counts rows written by the running load, for progress between page checkpoints.
 	loaded0 atomic.Int64
+	// loadRate measures the running load's rate, for its ETA.
+	loadRate loadMeter
 
 	stMu        sync.Mutex
 	phase       string
@@ -140,6 +142,9 @@ func (t *table) status() TableStatus {
 		h.Counts = slices.Clone(h.Counts)
 		s.LatencyHistogram = &h
 	}
+	loading := s.Phase == PhaseInitialLoad || s.Phase == PhaseResync
+	s.LoadRate = t.loadRate.observe(time.Now(), s.LoadDone, loading)
+	s.LoadETASeconds = loadETA(s.LoadDone, s.LoadTotal, s.LoadRate)
 	if len(t.failures) > 0 {
 		s.Phase, s.Reason = PhaseFailed, t.failureReason()
 	}

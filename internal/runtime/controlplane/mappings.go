@@ -229,6 +229,8 @@ func (s *Server) validateMapping(w http.ResponseWriter, r *http.Request) error {
 		}
 		cols, probs = mapping.Check(spec, siblingsOf(others, ""), &mapping.Live{Source: src, Dest: dst})
 		resp.EstimatedRecords = &n
+		load := api.LoadCost(n, conn.Dataverse.ApplicationUsers())
+		resp.EstimatedLoad = &load
 		more, err := s.changeProblems(r.Context(), conn, secrets, spec)
 		if err != nil {
 			return err

@@ -263,7 +263,9 @@
       card.appendChild(prog);
       var line = num(t.load_done) + " / " + num(t.load_total) + " rows loaded (" + pct.toFixed(0) + "%)";
       if (loading) {
-        var rate = loadRate(t.table);
+        // The agent's own measure spans Dataverse's 5-minute service-protection window, so a budget-bound
+        // load's waits count; the page's samples are the fallback for an agent that reports none.
+        var rate = t.load_rate > 0 ? t.load_rate : loadRate(t.table);
         if (rate > 0) {
           line += " · " + num(Math.round(rate)) + " rows/s";
           var left = t.load_total - t.load_done;
