@@ -13,8 +13,10 @@ import (
 
 func newSandboxCommand() *cobra.Command {
 	var (
-		opts    sandbox.Options
-		verbose bool
+		opts sandbox.Options
+		// appUsers counts the first application user too; the emulator adds appUsers-1.
+		appUsers int
+		verbose  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "sandbox --dir DIR",
@@ -30,6 +32,10 @@ Pub/Sub API P+2, admin API P+3, Dataverse environment P+4, Entra ID authority P+
 			if opts.Dir == "" {
 				return fmt.Errorf("--dir is required: the directory that receives sandbox.json and the generated CA and keys")
 			}
+			if appUsers < 1 {
+				return usageError("--dataverse-application-users must be at least 1, got %d", appUsers)
+			}
+			opts.Dataverse.ApplicationUsers = appUsers - 1
 			if opts.Contacts < 0 || opts.Accounts < 0 {
 				return fmt.Errorf("--contacts and --accounts must not be negative")
 			}
@@ -73,6 +79,8 @@ Pub/Sub API P+2, admin API P+3, Dataverse environment P+4, Entra ID authority P+
 	f.StringVar(&opts.Host, "host", "127.0.0.1", "address the listeners bind")
 	f.IntVar(&opts.PortBase, "port-base", 0, "first of six consecutive ports (0 picks free ports)")
 	f.BoolVar(&opts.Plaintext, "plaintext", false, "serve plain HTTP and gRPC instead of TLS")
+	f.IntVar(&appUsers, "dataverse-application-users", 1,
+		"number of Dataverse application users, each with its own client id, secret and service-protection budget (sandbox.json lists the ones after the first under dataverse.application_users)")
 	f.BoolVar(&verbose, "verbose", false, "log every request")
 	return cmd
 }

@@ -92,6 +92,19 @@ type DataverseInfo struct {
 	TeamID                  string `json:"team_id"`
 	TeamWithoutPrivilegesID string `json:"team_without_privileges_id"`
 	CAFile                  string `json:"ca_file,omitempty"`
+	// ApplicationUsers are the environment's application users besides ClientID (Options.Dataverse's
+	// ApplicationUsers), each with a service-protection budget of its own.
+	ApplicationUsers []DataverseApplicationUser `json:"application_users,omitempty"`
+}
+
+// DataverseApplicationUser is one more application user of the Dataverse environment.
+type DataverseApplicationUser struct {
+	ClientID     string `json:"client_id"`
+	ClientSecret string `json:"client_secret"`
+	// ClientSecretFile holds ClientSecret (mode 0600).
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
+	// UserID is the application user's systemuserid.
+	UserID string `json:"application_user_id"`
 }
 
 // Info describes a running sandbox; it is the content of sandbox.json.
@@ -237,6 +250,10 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		AdminURL:  url(portAdmin),
 		Plaintext: opts.Plaintext,
 	}
+	for _, u := range s.Dataverse.ApplicationUsers() {
+		s.Info.Dataverse.ApplicationUsers = append(s.Info.Dataverse.ApplicationUsers,
+			DataverseApplicationUser{ClientID: u.ClientID, ClientSecret: u.ClientSecret, UserID: u.UserID})
+	}
 	if s.authority != nil {
 		s.Info.CAPEM = s.authority.CAPEM
 	}
@@ -309,13 +326,19 @@ func (s *Sandbox) writeFiles(dir string) error {
 	}
 	s.Info.Salesforce.PrivateKeyFile = keyFile
 	// The client secrets as files too, as an operator places them on the agents' host.
-	for _, f := range []struct {
+	type secretFile struct {
 		name, secret string
 		path         *string
-	}{
+	}
+	files := []secretFile{
 		{"salesforce-client-secret", s.Info.Salesforce.ClientSecret, &s.Info.Salesforce.ClientSecretFile},
 		{"dataverse-client-secret", s.Info.Dataverse.ClientSecret, &s.Info.Dataverse.ClientSecretFile},
-	} {
+	}
+	for i := range s.Info.Dataverse.ApplicationUsers {
+		u := &s.Info.Dataverse.ApplicationUsers[i]
+		files = append(files, secretFile{fmt.Sprintf("dataverse-client-secret-%d", i+2), u.ClientSecret, &u.ClientSecretFile})
+	}
+	for _, f := range files {
 		p := filepath.Join(dir, f.name)
 		if err := writeAtomic(p, []byte(f.secret+"\n"), 0o600); err != nil {
 			return err

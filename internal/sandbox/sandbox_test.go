@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	eventbusv1 "github.com/crmsync/terraform-provider-crmsync/internal/proto/eventbus/v1"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 )
 
@@ -199,3 +200,41 @@ func TestFixedPortsFromAPortBase(t *testing.T) {
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }
+
+// Issue 18: a sandbox with several Dataverse application users lists the ones after the first in
+// sandbox.json, each with its secret in a file of its own (0600), and each signs in as itself.
+func TestSandboxJSONListsTheMoreApplicationUsers(t *testing.T) {
+	dir := t.TempDir()
+	sb, err := Start(t.Context(), Options{Dir: dir, Plaintext: true, Dataverse: dataverse.Config{ApplicationUsers: 2}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sb.Close()
+	info, err := ReadInfo(filepath.Join(dir, "sandbox.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	users := info.Dataverse.ApplicationUsers
+	if len(users) != 2 {
+		t.Fatalf("sandbox.json lists %d more application users, want 2: %+v", len(users), users)
+	}
+	for i, u := range users {
+		b, err := os.ReadFile(u.ClientSecretFile)
+		if err != nil || strings.TrimSpace(string(b)) != u.ClientSecret || u.ClientID == info.Dataverse.ClientID || u.UserID == "" {
+			t.Errorf("user %d: %+v, secret file: %q, %v", i, u, b, err)
+		}
+		if fi, _ := os.Stat(u.ClientSecretFile); fi != nil && fi.Mode().Perm() != 0o600 {
+			t.Errorf("user %d's secret file is %v, want 0600", i, fi.Mode().Perm())
+		}
+		resp, err := http.PostForm(info.Dataverse.AuthorityURL+"/"+info.Dataverse.TenantID+"/oauth2/v2.0/token", url.Values{
+			"grant_type": {"client_credentials"}, "client_id": {u.ClientID}, "client_secret": {u.ClientSecret},
+			"scope": {info.Dataverse.EnvironmentURL + "/.default"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Errorf("user %d: token status %d", i, resp.StatusCode)
+		}
+	}
+}

@@ -447,6 +447,7 @@ func (e *Emulator) adminMux() http.Handler {
 			"client_id": e.cfg.ClientID, "organization_id": e.cfg.OrganizationID, "business_unit_id": e.BusinessUnitID(),
 			"application_user_id": e.ApplicationUserID(), "person_user_id": e.PersonUserID(),
 			"team_id": e.TeamID(), "team_without_privileges_id": e.TeamWithoutPrivilegesID(), "rows": counts,
+			"application_users": e.applicationUserIDs(),
 		})
 	})
 	mux.HandleFunc("GET /tables/{table}/count", func(w http.ResponseWriter, r *http.Request) {

@@ -102,7 +102,7 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	case clientID == "":
 		fail("invalid_request", 900144, "The request body must contain the following parameter: 'client_id'.")
 		return
-	case clientID != e.cfg.ClientID:
+	case e.app(clientID) == nil:
 		fail("unauthorized_client", 700016, fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'.", clientID, tenant))
 		return
 	case form.Get("client_assertion") != "":
@@ -111,7 +111,7 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 	case secret == "":
 		fail("invalid_client", 7000216, "'client_assertion', 'client_secret' or 'request' is required for the 'client_credentials' grant type.")
 		return
-	case subtle.ConstantTimeCompare([]byte(secret), []byte(e.cfg.ClientSecret)) != 1:
+	case subtle.ConstantTimeCompare([]byte(secret), []byte(e.app(clientID).secret)) != 1:
 		fail("invalid_client", 7000215, "Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID, for a secret added to app '"+clientID+"'.")
 		return
 	}
@@ -144,7 +144,7 @@ func (e *Emulator) serveToken(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	lifetime := time.Duration(e.prot.currentLimits().TokenLifetime)
-	token := e.signToken(now, lifetime)
+	token := e.signToken(now, lifetime, e.app(clientID))
 	secs := int64(lifetime / time.Second)
 	writeJSONBody(w, http.StatusOK, map[string]any{
 		"token_type": "Bearer", "expires_in": secs, "ext_expires_in": secs, "access_token": token,
@@ -165,12 +165,12 @@ type tokenClaims struct {
 	Ver   string `json:"ver"`
 }
 
-func (e *Emulator) signToken(now time.Time, lifetime time.Duration) string {
-	app := e.users[userApp]
+func (e *Emulator) signToken(now time.Time, lifetime time.Duration, reg *appRegistration) string {
+	app := e.users[reg.user]
 	claims := tokenClaims{
 		Aud: e.cfg.EnvironmentURL, Iss: "https://sts.windows.net/" + e.cfg.TenantID + "/",
 		Iat: now.Unix(), Nbf: now.Unix(), Exp: now.Add(lifetime).Unix(),
-		AppID: e.cfg.ClientID, Oid: guidString(app.aadID), Sub: guidString(app.aadID), Tid: e.cfg.TenantID,
+		AppID: reg.clientID, Oid: guidString(app.aadID), Sub: guidString(app.aadID), Tid: e.cfg.TenantID,
 		Idtyp: "app", Ver: "1.0",
 	}
 	payload, _ := json.Marshal(claims)
@@ -208,10 +208,11 @@ func (e *Emulator) authenticate(r *http.Request) (uint16, *apiError) {
 	e.tokens.mu.Unlock()
 	if !cached {
 		claims, valid := e.verifyToken(tok)
-		if !valid {
+		reg := e.app(claims.AppID)
+		if !valid || reg == nil {
 			return 0, &apiError{status: http.StatusUnauthorized, message: "invalid token"}
 		}
-		ent = tokenEntry{exp: claims.Exp, user: userApp}
+		ent = tokenEntry{exp: claims.Exp, user: reg.user}
 		e.tokens.mu.Lock()
 		if e.tokens.m == nil || len(e.tokens.m) > 10000 {
 			e.tokens.m = map[string]tokenEntry{}

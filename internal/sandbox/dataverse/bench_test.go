@@ -23,7 +23,7 @@ func benchEmulator(b *testing.B) (*Emulator, string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return emu, emu.signToken(emu.clock.Now(), time.Hour*24)
+	return emu, emu.signToken(emu.clock.Now(), time.Hour*24, &emu.apps[0])
 }
 
 func guidFor(kind byte, i int) string {

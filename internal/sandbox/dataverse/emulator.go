@@ -16,7 +16,6 @@ package dataverse
 import (
 	"crypto/rand"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +40,10 @@ type Config struct {
 	TenantID       string // generated when empty
 	ClientID       string // the application user's app id; generated when empty
 	ClientSecret   string // generated when empty
+	// ApplicationUsers adds that many application users besides ClientID: each an app registration with a
+	// client id and secret of its own and a systemuser holding System Administrator like the first. Each has a
+	// service-protection budget of its own, so a sync can spread its writes over them.
+	ApplicationUsers int
 	// TokenLifetime is how long an access token stays valid; 3599 s when zero.
 	TokenLifetime time.Duration
 	Seed          int64
@@ -114,6 +117,10 @@ type Emulator struct {
 
 	api, authority, admin http.Handler
 
+	// apps are the app registrations the token endpoint knows: the configured one first, then
+	// Config.ApplicationUsers more; each signs in as its own systemuser.
+	apps []appRegistration
+
 	// fixed identities (deterministic from Seed)
 	orgID, rootBU            [16]byte
 	fullTeam, emptyTeam      [16]byte
@@ -168,11 +175,13 @@ func New(cfg Config) (*Emulator, error) {
 	orDefault(&cfg.ClientID)
 	orDefault(&cfg.OrganizationID)
 	if cfg.ClientSecret == "" {
-		var b [24]byte
-		if _, err := rand.Read(b[:]); err != nil {
+		var err error
+		if cfg.ClientSecret, err = newClientSecret(); err != nil {
 			return nil, err
 		}
-		cfg.ClientSecret = "dv~" + hex.EncodeToString(b[:])
+	}
+	if cfg.ApplicationUsers < 0 || cfg.ApplicationUsers > maxApplicationUsers {
+		return nil, fmt.Errorf("dataverse emulator: ApplicationUsers must be 0 to %d, got %d", maxApplicationUsers, cfg.ApplicationUsers)
 	}
 	if cfg.TokenLifetime <= 0 {
 		cfg.TokenLifetime = time.Duration(cfg.Limits.TokenLifetime) // either field may set it
@@ -204,6 +213,12 @@ func New(cfg Config) (*Emulator, error) {
 		{id: gen(), first: "", last: "SYSTEM", domain: "", accessMode: 0},
 	}
 	e.buildPrivileges(gen)
+	// Added after every other generated id, so that the identities of an emulator with one application user
+	// do not change when more are asked for.
+	e.apps = []appRegistration{{clientID: cfg.ClientID, secret: cfg.ClientSecret, user: userApp}}
+	if err := e.addApplicationUsers(cfg.ApplicationUsers, gen); err != nil {
+		return nil, err
+	}
 	e.prot = newProtector(e.clock, limits)
 	if err := e.reset(); err != nil {
 		return nil, err
