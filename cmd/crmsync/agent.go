@@ -30,25 +30,18 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
+// agentFlags are crmsync agent's flags.
+type agentFlags struct {
+	configFile, stateDir, listen, logFormat, logLevel string
+	controlPlane, connectorID, credFile, enrollFile   string
+	caFile                                            string
+	credFD, maxConnectors                             int
+	withPprof, allowLoose, enrollOnly                 bool
+	allowHosts                                        []string
+}
+
 func newAgentCommand() *cobra.Command {
-	var (
-		configFile    string
-		stateDir      string
-		listen        string
-		logFormat     string
-		logLevel      string
-		controlPlane  string
-		connectorID   string
-		credFile      string
-		enrollFile    string
-		credFD        int
-		caFile        string
-		withPprof     bool
-		allowLoose    bool
-		allowHosts    []string
-		maxConnectors int
-		enrollOnly    bool
-	)
+	var a agentFlags
 	cmd := &cobra.Command{
 		Use:   "agent (--config FILE --state-dir DIR | --control-plane URL[,URL…] [--connector ID | --max-connectors N])",
 		Short: "Run a connector's sync (initial load, then change data capture), or join a pool of agents",
@@ -76,77 +69,14 @@ their credential Secret): each is told apart by its host name. --control-plane m
 URLs, separated by commas: the agent moves to the next when one fails. See docs/scaling.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			logger, err := newLogger(logFormat, logLevel)
+			logger, err := newLogger(a.logFormat, a.logLevel)
 			if err != nil {
 				return err
 			}
-			if controlPlane != "" || connectorID != "" {
-				if configFile != "" || stateDir != "" {
-					return errors.New("--config and --state-dir are for standalone mode; under a control plane the configuration and state come from it")
-				}
-				if controlPlane == "" {
-					return errors.New("--connector needs --control-plane")
-				}
-				if !cmd.Flags().Changed("listen") {
-					listen = ""
-				}
-				if len(allowHosts) > 0 {
-					return errors.New("--allow-host is for standalone mode; under a control plane the destination policy comes from it (crmsync serve --allow-host)")
-				}
-				rf := remoteFlags{endpoint: controlPlane, connectorID: connectorID, credFile: credFile,
-					enrollFile: enrollFile, credFD: credFD, caFile: caFile, listen: listen}
-				if enrollOnly {
-					if enrollFile == "" || credFile == "" {
-						return errors.New("--enroll-only needs --enroll-token-file and --credential-file")
-					}
-					_, err := agentCredential(cmd.Context(), logger, rf)
-					return err
-				}
-				if connectorID == "" {
-					if maxConnectors < 1 {
-						return fmt.Errorf("--max-connectors %d must be at least 1", maxConnectors)
-					}
-					return runPoolAgent(cmd.Context(), logger, rf, maxConnectors, agentOptions(allowLoose))
-				}
-				if cmd.Flags().Changed("max-connectors") {
-					return errors.New("--max-connectors is for a pool agent (without --connector)")
-				}
-				return runRemoteAgent(cmd.Context(), logger, rf, agentOptions(allowLoose))
+			if a.controlPlane != "" || a.connectorID != "" {
+				return a.runUnderControlPlane(cmd, logger)
 			}
-			if configFile == "" || stateDir == "" {
-				return errors.New("--config and --state-dir are required (or --control-plane and --connector)")
-			}
-			cfg, err := agent.LoadConfig(configFile)
-			if err != nil {
-				return err
-			}
-			if err := os.MkdirAll(stateDir, 0o700); err != nil {
-				return err
-			}
-			store, err := localstore.Open(stateDir)
-			if err != nil {
-				return err
-			}
-			defer store.Close()
-			for _, p := range allowHosts {
-				if err := policy.ParseHostPattern(p); err != nil {
-					return fmt.Errorf("--allow-host: %w", err)
-				}
-			}
-			// Standalone, the file is its operator's: its references are resolved as written (the API token's
-			// variable aside), its destinations are the real services' plus --allow-host.
-			opts := append(agentOptions(allowLoose), agent.WithPolicy(policy.Hosts{Allow: allowHosts}, policy.Refs{Unrestricted: true}))
-			a, err := agent.New(*cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, logger, opts...)
-			if err != nil {
-				return err
-			}
-			srv, addr, err := serveAgentHTTP(cmd.Context(), listen, a.ConnectorName(), a.Status, withPprof)
-			if err != nil {
-				return err
-			}
-			defer srv.Close()
-			logger.Info("agent started", "connector", cfg.Connector, "tables", len(cfg.Tables), "http", "http://"+addr)
-			return a.Run(cmd.Context())
+			return a.runStandalone(cmd.Context(), logger)
 		},
 	}
 	cmd.AddCommand(&cobra.Command{
@@ -162,25 +92,102 @@ URLs, separated by commas: the agent moves to the next when one fails. See docs/
 			return preflight.Serve(cmd.Context(), cmd.InOrStdin(), cmd.OutOrStdout(), logger)
 		},
 	})
-	f := cmd.Flags()
-	f.StringVar(&configFile, "config", "", "connector configuration file (JSON or YAML)")
-	f.StringVar(&stateDir, "state-dir", "", "directory for the local state database (created if missing)")
-	f.StringVar(&listen, "listen", "127.0.0.1:9464", "address for /status and /metrics (port 0 picks one; under a control plane only when given)")
-	f.StringVar(&controlPlane, "control-plane", "", "control plane URL, e.g. https://crmsync.internal:8787, or several replicas' separated by commas, tried in turn (control-plane mode)")
-	f.StringVar(&connectorID, "connector", "", "ID of the connector to run (control-plane mode); without it the agent joins the pool and runs what the control plane gives it")
-	f.IntVar(&maxConnectors, "max-connectors", 10, "pool mode: how many connectors this agent runs at most")
-	f.BoolVar(&enrollOnly, "enroll-only", false, "control-plane mode: enroll with --enroll-token-file into --credential-file (or rotate it) and exit, e.g. to make a Kubernetes Secret")
-	f.StringVar(&credFile, "credential-file", "", "control-plane mode: the agent's credential (0600); rotated at every start")
-	f.StringVar(&enrollFile, "enroll-token-file", "", "control-plane mode: an enrollment token (crmsync agents enroll-token) exchanged for a credential into --credential-file when it does not exist yet")
-	f.IntVar(&credFD, "credential-fd", 0, "control-plane mode: read the credential from this inherited descriptor (crmsync serve's local agents)")
-	_ = f.MarkHidden("credential-fd")
-	f.StringVar(&caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
-	f.StringVar(&logFormat, "log-format", "text", "log format: text or json")
-	f.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	f.StringArrayVar(&allowHosts, "allow-host", nil, "standalone mode: a host the file may name besides the real services' (127.0.0.1, *.internal.example, host:port); repeatable")
-	f.BoolVar(&allowLoose, "allow-readable-secret-files", false, "accept secret files (private_key_file, client_secret_file) that group or others can read; refused otherwise")
-	f.BoolVar(&withPprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --listen (standalone mode; keep --listen on loopback)")
+	a.register(cmd)
 	return cmd
+}
+
+func (a *agentFlags) register(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&a.configFile, "config", "", "connector configuration file (JSON or YAML)")
+	f.StringVar(&a.stateDir, "state-dir", "", "directory for the local state database (created if missing)")
+	f.StringVar(&a.listen, "listen", "127.0.0.1:9464", "address for /status and /metrics (port 0 picks one; under a control plane only when given)")
+	f.StringVar(&a.controlPlane, "control-plane", "", "control plane URL, e.g. https://crmsync.internal:8787, or several replicas' separated by commas, tried in turn (control-plane mode)")
+	f.StringVar(&a.connectorID, "connector", "", "ID of the connector to run (control-plane mode); without it the agent joins the pool and runs what the control plane gives it")
+	f.IntVar(&a.maxConnectors, "max-connectors", 10, "pool mode: how many connectors this agent runs at most")
+	f.BoolVar(&a.enrollOnly, "enroll-only", false, "control-plane mode: enroll with --enroll-token-file into --credential-file (or rotate it) and exit, e.g. to make a Kubernetes Secret")
+	f.StringVar(&a.credFile, "credential-file", "", "control-plane mode: the agent's credential (0600); rotated at every start")
+	f.StringVar(&a.enrollFile, "enroll-token-file", "", "control-plane mode: an enrollment token (crmsync agents enroll-token) exchanged for a credential into --credential-file when it does not exist yet")
+	f.IntVar(&a.credFD, "credential-fd", 0, "control-plane mode: read the credential from this inherited descriptor (crmsync serve's local agents)")
+	_ = f.MarkHidden("credential-fd")
+	f.StringVar(&a.caFile, "ca-file", "", "extra CA certificate (PEM) to trust for the control plane")
+	f.StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
+	f.StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	f.StringArrayVar(&a.allowHosts, "allow-host", nil, "standalone mode: a host the file may name besides the real services' (127.0.0.1, *.internal.example, host:port); repeatable")
+	f.BoolVar(&a.allowLoose, "allow-readable-secret-files", false, "accept secret files (private_key_file, client_secret_file) that group or others can read; refused otherwise")
+	f.BoolVar(&a.withPprof, "pprof", false, "also serve Go's profiler under /debug/pprof/ on --listen (standalone mode; keep --listen on loopback)")
+}
+
+// runUnderControlPlane is control-plane mode: one connector (--connector), a pool, or only enrolling.
+func (a *agentFlags) runUnderControlPlane(cmd *cobra.Command, logger *slog.Logger) error {
+	if a.configFile != "" || a.stateDir != "" {
+		return errors.New("--config and --state-dir are for standalone mode; under a control plane the configuration and state come from it")
+	}
+	if a.controlPlane == "" {
+		return errors.New("--connector needs --control-plane")
+	}
+	listen := a.listen
+	if !cmd.Flags().Changed("listen") {
+		listen = ""
+	}
+	if len(a.allowHosts) > 0 {
+		return errors.New("--allow-host is for standalone mode; under a control plane the destination policy comes from it (crmsync serve --allow-host)")
+	}
+	rf := remoteFlags{endpoint: a.controlPlane, connectorID: a.connectorID, credFile: a.credFile,
+		enrollFile: a.enrollFile, credFD: a.credFD, caFile: a.caFile, listen: listen}
+	switch {
+	case a.enrollOnly:
+		if a.enrollFile == "" || a.credFile == "" {
+			return errors.New("--enroll-only needs --enroll-token-file and --credential-file")
+		}
+		_, err := agentCredential(cmd.Context(), logger, rf)
+		return err
+	case a.connectorID == "":
+		if a.maxConnectors < 1 {
+			return fmt.Errorf("--max-connectors %d must be at least 1", a.maxConnectors)
+		}
+		return runPoolAgent(cmd.Context(), logger, rf, a.maxConnectors, agentOptions(a.allowLoose))
+	case cmd.Flags().Changed("max-connectors"):
+		return errors.New("--max-connectors is for a pool agent (without --connector)")
+	}
+	return runRemoteAgent(cmd.Context(), logger, rf, agentOptions(a.allowLoose))
+}
+
+// runStandalone is standalone mode: the connector of a file, state in a local database.
+func (a *agentFlags) runStandalone(ctx context.Context, logger *slog.Logger) error {
+	if a.configFile == "" || a.stateDir == "" {
+		return errors.New("--config and --state-dir are required (or --control-plane and --connector)")
+	}
+	cfg, err := agent.LoadConfig(a.configFile)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(a.stateDir, 0o700); err != nil {
+		return err
+	}
+	store, err := localstore.Open(a.stateDir)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	for _, p := range a.allowHosts {
+		if err := policy.ParseHostPattern(p); err != nil {
+			return fmt.Errorf("--allow-host: %w", err)
+		}
+	}
+	// Standalone, the file is its operator's: its references are resolved as written (the API token's
+	// variable aside), its destinations are the real services' plus --allow-host.
+	opts := append(agentOptions(a.allowLoose), agent.WithPolicy(policy.Hosts{Allow: a.allowHosts}, policy.Refs{Unrestricted: true}))
+	ag, err := agent.New(*cfg, agent.Stores{Checkpoints: store, DeadLetters: store, Reporter: store}, logger, opts...)
+	if err != nil {
+		return err
+	}
+	srv, addr, err := serveAgentHTTP(ctx, a.listen, ag.ConnectorName(), ag.Status, a.withPprof)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	logger.Info("agent started", "connector", cfg.Connector, "tables", len(cfg.Tables), "http", "http://"+addr)
+	return ag.Run(ctx)
 }
 
 // remoteFlags are the flags of control-plane mode.

@@ -181,18 +181,8 @@ func checkListen(listen string, tlsOn, insecure bool) error {
 }
 
 func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
-	if o.dataDir == "" {
-		return errors.New("--data-dir is required")
-	}
-	if (o.tlsCert == "") != (o.tlsKey == "") {
-		return errors.New("--tls-cert and --tls-key go together")
-	}
-	tlsOn := o.tlsCert != ""
-	if err := checkListen(o.listen, tlsOn, o.insecureListen); err != nil {
+	if err := o.check(); err != nil {
 		return err
-	}
-	if fe := api.LeaseTTLBound.Check("--lease-ttl", o.leaseTTL); fe != nil || o.leaseTTL <= 0 {
-		return fmt.Errorf("--lease-ttl %s is out of range: it must be from %s to %s", o.leaseTTL, api.LeaseTTLBound.Min, api.LeaseTTLBound.Max)
 	}
 	tokens, err := apiTokens(o.tokenFile)
 	if err != nil {
@@ -206,84 +196,31 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	var tlsCfg *tls.Config
-	if tlsOn {
-		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
-		if err != nil {
-			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
-		}
-		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
-	}
 	st, err := store.OpenSQLite(o.dataDir) //nolint:contextcheck // opening runs the migrations to completion; not cancellable
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", o.listen)
+	ln, url, agentURL, err := o.listenAPI(ctx)
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", o.listen, err)
-	}
-	scheme := "http"
-	if tlsOn {
-		scheme = "https"
-		ln = tls.NewListener(ln, tlsCfg)
-	}
-	addr := ln.Addr().(*net.TCPAddr)
-	url := fmt.Sprintf("%s://%s", scheme, addr)
-	// Local agents reach the API over loopback even when it listens on every interface.
-	agentURL := url
-	if addr.IP.IsUnspecified() {
-		agentURL = fmt.Sprintf("%s://%s", scheme, net.JoinHostPort("127.0.0.1", fmt.Sprint(addr.Port)))
+		return err
 	}
 
 	var deployer controlplane.Deployer
 	var sup *supervisor.Supervisor
 	if o.localAgents {
-		caFile := o.agentCAFile
-		if caFile == "" {
-			caFile = o.tlsCert
-		}
-		host, _ := os.Hostname()
-		sup = supervisor.New(supervisor.Config{
-			Store: st, ControlPlaneURL: agentURL, CAFile: caFile, Logger: logger,
-			// Each local agent process gets an identity of its own for its connector, revoked when it exits.
-			Credentials: func(ctx context.Context, connectorID string) (api.AgentCredential, error) {
-				return st.CreateLocalAgent(ctx, connectorID, "local:"+connectorID, host)
-			},
-			Revoke: func(ctx context.Context, agentID string) {
-				if err := st.RevokeAgent(ctx, agentID, "supervisor"); err != nil && !errors.Is(err, store.ErrNotFound) {
-					logger.Warn("revoking a local agent's identity", "agent_id", agentID, "err", err)
-				}
-			},
-			AgentArgs: []string{"--log-format", o.logFormat, "--log-level", o.logLevel},
-			// Local agents see only the variables the reference policy allows (and what a program needs).
-			Environ: refs.Environ,
-		})
+		sup = o.newSupervisor(st, agentURL, refs, logger)
 		deployer = sup
 	}
-	// Preflight (preflight.Dispatcher): connectors with inline credentials only are checked here, toward the
-	// hosts the destination policy allows; connectors with references are checked agent-side, by a one-shot
-	// `crmsync agent preflight` with a local agent's environment and policy, so this process never resolves
-	// a reference. Without local agents, the checks needing a reference are warnings for the remote agent.
-	checker := &preflight.Dispatcher{Local: preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts}), Hosts: hosts, Refs: refs}
-	if o.localAgents {
-		bin, err := os.Executable()
-		if err != nil {
-			return fmt.Errorf("finding the crmsync binary for the agent-side preflight: %w", err)
-		}
-		checker.Agent = preflight.ExecAgent(bin, refs.Environ(os.Environ()), logger)
-	}
-	// Backups and restores run here, their files under the data directory, with clients that resolve a
-	// connector's references only within the reference policy the operator gave.
-	backupClients := preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts, Refs: refs})
-	safe := backupjobs.New(backupjobs.Config{Store: st, DataDir: o.dataDir, Clients: backupClients.Clients, Deployer: deployer, Logger: logger})
-	safeCtx, stopSafe := context.WithCancel(context.WithoutCancel(ctx))
-	defer func() { stopSafe(); safe.Wait() }()
-	if err := safe.Start(safeCtx); err != nil { //nolint:contextcheck // jobs outlive the signal: they stop after the agents
+	checker, err := o.newChecker(hosts, refs, logger)
+	if err != nil {
 		return err
 	}
+	safe, stopSafe, err := startBackupJobs(ctx, o, st, deployer, hosts, refs, logger)
+	if err != nil {
+		return err
+	}
+	defer func() { stopSafe(); safe.Wait() }()
 
 	srv, err := controlplane.New(controlplane.Config{
 		Store: st, Tokens: tokens, Checker: checker, Deployer: deployer, Safeguards: safe, Logger: logger,
@@ -292,15 +229,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	httpSrv := &http.Server{
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: serveReadHeaderTimeout,
-		ReadTimeout:       serveReadTimeout,
-		WriteTimeout:      serveWriteTimeout,
-		IdleTimeout:       serveIdleTimeout,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
-	}
+	httpSrv := newAPIServer(srv, logger)
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
 	// The local socket serves the admin routes (enrollment tokens, agent identities) to whoever can reach
@@ -311,28 +240,19 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 		return err
 	}
 	defer adminSrv.Close()
-	// SIGHUP re-reads the token file: operator tokens rotate without a restart.
 	if o.tokenFile != "" {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
-		defer signal.Stop(hup)
-		go func() {
-			for range hup {
-				ts, err := apiTokens(o.tokenFile)
-				if err == nil {
-					err = srv.SetTokens(ts)
-				}
-				if err != nil {
-					logger.Error("reloading the token file: the current tokens stay valid", "err", err)
-					continue
-				}
-				logger.Info("token file reloaded", "tokens", len(ts))
-			}
-		}()
+		defer reloadTokensOnHUP(o.tokenFile, srv, logger)()
 	}
 	fmt.Fprintf(cmd.OutOrStdout(), "crmsync control plane listening on %s (data in %s)\n", url, o.dataDir)
 	logger.Info("control plane started", "url", url, "data_dir", o.dataDir, "local_agents", o.localAgents, "version", version.Version)
 
+	return runUntilStopped(ctx, logger, serveErr, sup, func() { stopSafe(); safe.Wait() }, httpSrv)
+}
+
+// runUntilStopped runs the supervisor until ctx ends or the API fails, then stops everything in order: the
+// agents drain and commit through the API, so the supervisor stops them (and waits) first, then the backup
+// jobs, then the API.
+func runUntilStopped(ctx context.Context, logger *slog.Logger, serveErr <-chan error, sup *supervisor.Supervisor, stopJobs func(), httpSrv *http.Server) error {
 	supCtx, stopSup := context.WithCancel(ctx)
 	defer stopSup()
 	supDone := make(chan error, 1)
@@ -341,27 +261,168 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	} else {
 		supDone <- nil
 	}
-
 	var runErr error
 	select {
 	case <-ctx.Done():
 	case runErr = <-serveErr:
 		runErr = fmt.Errorf("serving the API: %w", runErr)
 	}
-	// Agents drain and commit through the API, so the supervisor stops them (and waits) before the API goes
-	// away.
 	logger.Info("control plane stopping")
 	stopSup()
 	if err := <-supDone; err != nil && runErr == nil {
 		runErr = err
 	}
-	stopSafe()
-	safe.Wait()
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serveShutdownTimeout)
-	defer cancel()
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil && runErr == nil {
-		runErr = fmt.Errorf("stopping the API: %w", err)
+	stopJobs()
+	if err := shutdownAPI(ctx, httpSrv); err != nil && runErr == nil {
+		runErr = err
 	}
 	logger.Info("control plane stopped")
 	return runErr
+}
+
+// shutdownAPI stops the API server, letting requests in flight finish for serveShutdownTimeout.
+func shutdownAPI(ctx context.Context, httpSrv *http.Server) error {
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), serveShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("stopping the API: %w", err)
+	}
+	return nil
+}
+
+// startBackupJobs starts the backups and restores (backupjobs), their files under the data directory, with
+// clients that resolve a connector's references only within the reference policy the operator gave. Jobs
+// outlive the signal: they stop (stop, then Wait) after the agents.
+func startBackupJobs(ctx context.Context, o serveOptions, st *store.SQLite, deployer controlplane.Deployer, hosts policy.Hosts, refs policy.Refs,
+	logger *slog.Logger) (jobs *backupjobs.Manager, stop func(), err error) {
+	clients := preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts, Refs: refs})
+	jobs = backupjobs.New(backupjobs.Config{Store: st, DataDir: o.dataDir, Clients: clients.Clients, Deployer: deployer, Logger: logger})
+	jobsCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	if err := jobs.Start(jobsCtx); err != nil {
+		cancel()
+		jobs.Wait()
+		return nil, nil, err
+	}
+	return jobs, cancel, nil
+}
+
+// check refuses options that cannot work together, before anything is opened.
+func (o serveOptions) check() error {
+	if o.dataDir == "" {
+		return errors.New("--data-dir is required")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := checkListen(o.listen, o.tlsCert != "", o.insecureListen); err != nil {
+		return err
+	}
+	if fe := api.LeaseTTLBound.Check("--lease-ttl", o.leaseTTL); fe != nil || o.leaseTTL <= 0 {
+		return fmt.Errorf("--lease-ttl %s is out of range: it must be from %s to %s", o.leaseTTL, api.LeaseTTLBound.Min, api.LeaseTTLBound.Max)
+	}
+	return nil
+}
+
+// listenAPI opens the API's listener (TLS when a certificate is given) and returns it with the API's URL and
+// the URL local agents use: loopback, even when the API listens on every interface.
+func (o serveOptions) listenAPI(ctx context.Context) (ln net.Listener, url, agentURL string, err error) {
+	var tlsCfg *tls.Config
+	if o.tlsCert != "" {
+		cert, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return nil, "", "", fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		tlsCfg = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+	}
+	var lc net.ListenConfig
+	if ln, err = lc.Listen(ctx, "tcp", o.listen); err != nil {
+		return nil, "", "", fmt.Errorf("--listen %s: %w", o.listen, err)
+	}
+	scheme := "http"
+	if tlsCfg != nil {
+		scheme = "https"
+		ln = tls.NewListener(ln, tlsCfg)
+	}
+	addr := ln.Addr().(*net.TCPAddr)
+	url = fmt.Sprintf("%s://%s", scheme, addr)
+	agentURL = url
+	if addr.IP.IsUnspecified() {
+		agentURL = fmt.Sprintf("%s://%s", scheme, net.JoinHostPort("127.0.0.1", fmt.Sprint(addr.Port)))
+	}
+	return ln, url, agentURL, nil
+}
+
+// newSupervisor runs the local agents (--local-agents).
+func (o serveOptions) newSupervisor(st *store.SQLite, agentURL string, refs policy.Refs, logger *slog.Logger) *supervisor.Supervisor {
+	caFile := o.agentCAFile
+	if caFile == "" {
+		caFile = o.tlsCert
+	}
+	host, _ := os.Hostname()
+	return supervisor.New(supervisor.Config{
+		Store: st, ControlPlaneURL: agentURL, CAFile: caFile, Logger: logger,
+		// Each local agent process gets an identity of its own for its connector, revoked when it exits.
+		Credentials: func(ctx context.Context, connectorID string) (api.AgentCredential, error) {
+			return st.CreateLocalAgent(ctx, connectorID, "local:"+connectorID, host)
+		},
+		Revoke: func(ctx context.Context, agentID string) {
+			if err := st.RevokeAgent(ctx, agentID, "supervisor"); err != nil && !errors.Is(err, store.ErrNotFound) {
+				logger.Warn("revoking a local agent's identity", "agent_id", agentID, "err", err)
+			}
+		},
+		AgentArgs: []string{"--log-format", o.logFormat, "--log-level", o.logLevel},
+		// Local agents see only the variables the reference policy allows (and what a program needs).
+		Environ: refs.Environ,
+	})
+}
+
+// newChecker is the preflight (preflight.Dispatcher): connectors with inline credentials only are checked
+// here, toward the hosts the destination policy allows; connectors with references are checked agent-side,
+// by a one-shot `crmsync agent preflight` with a local agent's environment and policy, so this process never
+// resolves a reference. Without local agents, the checks needing a reference are warnings for the remote
+// agent.
+func (o serveOptions) newChecker(hosts policy.Hosts, refs policy.Refs, logger *slog.Logger) (*preflight.Dispatcher, error) {
+	checker := &preflight.Dispatcher{Local: preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts}), Hosts: hosts, Refs: refs}
+	if o.localAgents {
+		bin, err := os.Executable()
+		if err != nil {
+			return nil, fmt.Errorf("finding the crmsync binary for the agent-side preflight: %w", err)
+		}
+		checker.Agent = preflight.ExecAgent(bin, refs.Environ(os.Environ()), logger)
+	}
+	return checker, nil
+}
+
+// newAPIServer is the API's HTTP server, with its timeouts and bounds.
+func newAPIServer(srv *controlplane.Server, logger *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: serveReadHeaderTimeout,
+		ReadTimeout:       serveReadTimeout,
+		WriteTimeout:      serveWriteTimeout,
+		IdleTimeout:       serveIdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+}
+
+// reloadTokensOnHUP re-reads the token file on SIGHUP, so operator tokens rotate without a restart; the
+// returned function stops it.
+func reloadTokensOnHUP(tokenFile string, srv *controlplane.Server, logger *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			ts, err := apiTokens(tokenFile)
+			if err == nil {
+				err = srv.SetTokens(ts)
+			}
+			if err != nil {
+				logger.Error("reloading the token file: the current tokens stay valid", "err", err)
+				continue
+			}
+			logger.Info("token file reloaded", "tokens", len(ts))
+		}
+	}()
+	return func() { signal.Stop(hup) }
 }

@@ -293,6 +293,16 @@ func revision(s api.ConnectorStatus) string {
 }
 
 func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float64, now time.Time) {
+	renderHeader(w, s, now)
+	renderLoading(w, s.Tables, rates)
+	renderTables(w, s.Tables)
+	renderOutOfBand(w, s.Tables, now)
+	renderReconciliations(w, s.Tables, now)
+	renderLastErrors(w, s.LastErrors, now)
+}
+
+// renderHeader is the connector's block: state, revisions, agent, totals.
+func renderHeader(w io.Writer, s api.ConnectorStatus, now time.Time) {
 	fmt.Fprintf(w, "Connector %s (%s)\n", s.Name, s.ConnectorID)
 	fmt.Fprintf(w, "  State     %s", s.State)
 	if s.Reason != "" {
@@ -315,64 +325,73 @@ func renderConnector(w io.Writer, s api.ConnectorStatus, rates map[string]float6
 	if !s.UpdatedAt.IsZero() {
 		fmt.Fprintf(w, "  Reported  %s ago\n", ago(now, s.UpdatedAt))
 	}
+}
 
+// renderLoading draws a progress bar for each table that loads.
+func renderLoading(w io.Writer, tables []api.ConnectorTableStatus, rates map[string]float64) {
 	var loading []api.ConnectorTableStatus
-	for _, t := range s.Tables {
+	for _, t := range tables {
 		if t.Phase == api.PhaseInitialLoad || t.Phase == api.PhaseResync || t.Phase == api.PhasePending {
 			loading = append(loading, t)
 		}
 	}
-	if len(loading) > 0 {
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Loading")
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		for _, t := range loading {
-			fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Table, progressBar(t.LoadDone, t.LoadTotal, 30), loadDetail(t, rates[t.Table]))
-		}
-		_ = tw.Flush()
+	if len(loading) == 0 {
+		return
 	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Loading")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	for _, t := range loading {
+		fmt.Fprintf(tw, "  %s\t%s\t%s\n", t.Table, progressBar(t.LoadDone, t.LoadTotal, 30), loadDetail(t, rates[t.Table]))
+	}
+	_ = tw.Flush()
+}
 
-	if len(s.Tables) > 0 {
-		fmt.Fprintln(w)
-		// The counters add up every revision's agent since the connector was first activated.
-		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "TABLE\tDESTINATION\tPHASE\tLAG\tRECEIVED\tWRITTEN\tDEAD-LETTERED\tSKIPPED\tREPLAY AGE")
-		for _, t := range s.Tables {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", t.Table, t.Destination, t.Phase, seconds(t.LagSeconds),
-				t.Received, t.Written, t.DeadLettered, t.Skipped, replayAge(t))
+// renderTables is the table of tables with their counters, then each table's reason, owed work and
+// recoveries. The counters add up every revision's agent since the connector was first activated.
+func renderTables(w io.Writer, tables []api.ConnectorTableStatus) {
+	if len(tables) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "TABLE\tDESTINATION\tPHASE\tLAG\tRECEIVED\tWRITTEN\tDEAD-LETTERED\tSKIPPED\tREPLAY AGE")
+	for _, t := range tables {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s\n", t.Table, t.Destination, t.Phase, seconds(t.LagSeconds),
+			t.Received, t.Written, t.DeadLettered, t.Skipped, replayAge(t))
+	}
+	_ = tw.Flush()
+	for _, t := range tables {
+		if t.Reason != "" {
+			fmt.Fprintf(w, "  %s: %s\n", t.Table, oneLine(t.Reason, maxMessage))
 		}
-		_ = tw.Flush()
-		for _, t := range s.Tables {
-			if t.Reason != "" {
-				fmt.Fprintf(w, "  %s: %s\n", t.Table, oneLine(t.Reason, maxMessage))
-			}
-			for _, o := range t.Owed {
-				fmt.Fprintf(w, "  %s owes %s\n", t.Table, o)
-			}
-			for _, r := range t.Recoveries {
-				fmt.Fprintf(w, "  %s recovery: %s\n", t.Table, r)
-			}
+		for _, o := range t.Owed {
+			fmt.Fprintf(w, "  %s owes %s\n", t.Table, o)
+		}
+		for _, r := range t.Recoveries {
+			fmt.Fprintf(w, "  %s recovery: %s\n", t.Table, r)
 		}
 	}
+}
 
-	renderOutOfBand(w, s.Tables, now)
-	renderReconciliations(w, s.Tables, now)
-
-	if len(s.LastErrors) > 0 {
-		fmt.Fprintln(w)
-		fmt.Fprintln(w, "Last errors")
-		for i, e := range s.LastErrors {
-			if i == 5 {
-				fmt.Fprintf(w, "  … %d more\n", len(s.LastErrors)-5)
-				break
-			}
-			where := ""
-			if e.Table != "" {
-				where = e.Table + ": "
-			}
-			// Whole: a cut message can lose what matters (a refused write names the missing privilege at its end).
-			fmt.Fprintf(w, "  %s (%s ago) %s%s\n", e.At.Local().Format("2006-01-02 15:04:05"), ago(now, e.At), where, oneLine(e.Message, maxMessage))
+// renderLastErrors lists the five newest errors, each whole: a cut message can lose what matters (a refused
+// write names the missing privilege at its end).
+func renderLastErrors(w io.Writer, errs []api.ErrorEntry, now time.Time) {
+	if len(errs) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Last errors")
+	for i, e := range errs {
+		if i == 5 {
+			fmt.Fprintf(w, "  … %d more\n", len(errs)-5)
+			break
 		}
+		where := ""
+		if e.Table != "" {
+			where = e.Table + ": "
+		}
+		fmt.Fprintf(w, "  %s (%s ago) %s%s\n", e.At.Local().Format("2006-01-02 15:04:05"), ago(now, e.At), where, oneLine(e.Message, maxMessage))
 	}
 }
 

@@ -237,7 +237,20 @@ func (spec ConnectorSpec) validate(stored []string) *FieldError {
 	if err := CheckGUID("team_id", spec.TeamID); err != nil {
 		return err
 	}
-	sf := spec.Salesforce
+	if err := spec.Salesforce.validate(has); err != nil {
+		return err
+	}
+	if err := spec.Dataverse.validate(has); err != nil {
+		return err
+	}
+	if spec.Tuning != nil {
+		return spec.Tuning.validate()
+	}
+	return nil
+}
+
+// validate checks the Salesforce settings; has reports whether a write-only secret is stored.
+func (sf SalesforceSettings) validate(has func(string) bool) *FieldError {
 	if err := CheckURL("salesforce.login_url", sf.LoginURL, true); err != nil {
 		return err
 	}
@@ -247,16 +260,8 @@ func (spec ConnectorSpec) validate(stored []string) *FieldError {
 	if err := CheckMatch("salesforce.api_version", sf.APIVersion, 8, apiVerPattern, false, "a Salesforce API version such as 62.0"); err != nil {
 		return err
 	}
-	if sf.PubSubAddr != "" {
-		host, port, err := net.SplitHostPort(sf.PubSubAddr)
-		if err != nil || host == "" || port == "" || len(sf.PubSubAddr) > MaxHost+6 {
-			return Invalid("salesforce.pubsub_addr", "salesforce.pubsub_addr %q is not host:port", Truncate(sf.PubSubAddr, 100))
-		}
-		if sf.PubSubPlaintext && !IsLoopback(host) {
-			return Invalid("salesforce.pubsub_plaintext", "salesforce.pubsub_plaintext is allowed for a loopback pubsub_addr only")
-		}
-	} else if sf.PubSubPlaintext {
-		return Invalid("salesforce.pubsub_plaintext", "salesforce.pubsub_plaintext needs a loopback salesforce.pubsub_addr")
+	if err := sf.validatePubSub(); err != nil {
+		return err
 	}
 	if err := CheckText("salesforce.client_id", sf.ClientID, MaxClientID, true); err != nil {
 		return err
@@ -277,6 +282,33 @@ func (spec ConnectorSpec) validate(stored []string) *FieldError {
 			return err
 		}
 	}
+	if err := sf.validateAuth(hasSecret, hasKey); err != nil {
+		return err
+	}
+	return CheckAbsPath("salesforce.ca_file", sf.CAFile)
+}
+
+// validatePubSub checks the Pub/Sub address: host:port, plaintext only toward a loopback host.
+func (sf SalesforceSettings) validatePubSub() *FieldError {
+	if sf.PubSubAddr == "" {
+		if sf.PubSubPlaintext {
+			return Invalid("salesforce.pubsub_plaintext", "salesforce.pubsub_plaintext needs a loopback salesforce.pubsub_addr")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(sf.PubSubAddr)
+	if err != nil || host == "" || port == "" || len(sf.PubSubAddr) > MaxHost+6 {
+		return Invalid("salesforce.pubsub_addr", "salesforce.pubsub_addr %q is not host:port", Truncate(sf.PubSubAddr, 100))
+	}
+	if sf.PubSubPlaintext && !IsLoopback(host) {
+		return Invalid("salesforce.pubsub_plaintext", "salesforce.pubsub_plaintext is allowed for a loopback pubsub_addr only")
+	}
+	return nil
+}
+
+// validateAuth checks that the auth flow has what it needs: a username and a private key for jwt_bearer, a
+// client secret for client_credentials.
+func (sf SalesforceSettings) validateAuth(hasSecret, hasKey bool) *FieldError {
 	switch sf.Auth {
 	case "jwt_bearer":
 		if sf.Username == "" {
@@ -294,11 +326,11 @@ func (spec ConnectorSpec) validate(stored []string) *FieldError {
 	default:
 		return Invalid("salesforce.auth", "salesforce.auth %q is not jwt_bearer or client_credentials", Truncate(sf.Auth, 40))
 	}
-	if err := CheckAbsPath("salesforce.ca_file", sf.CAFile); err != nil {
-		return err
-	}
+	return nil
+}
 
-	dv := spec.Dataverse
+// validate checks the Dataverse settings; has reports whether a write-only secret is stored.
+func (dv DataverseSettings) validate(has func(string) bool) *FieldError {
 	if err := CheckURL("dataverse.environment_url", dv.EnvironmentURL, true); err != nil {
 		return err
 	}
@@ -321,15 +353,7 @@ func (spec ConnectorSpec) validate(stored []string) *FieldError {
 	if !hasDV {
 		return Invalid("dataverse.client_secret", "one of dataverse.client_secret, client_secret_env or client_secret_file is required")
 	}
-	if err := CheckAbsPath("dataverse.ca_file", dv.CAFile); err != nil {
-		return err
-	}
-	if spec.Tuning != nil {
-		if err := spec.Tuning.validate(); err != nil {
-			return err
-		}
-	}
-	return nil
+	return CheckAbsPath("dataverse.ca_file", dv.CAFile)
 }
 
 // Names of the write-only secrets (ConnectorSpec's inline ones), as Connector.SecretsSet lists them.

@@ -255,78 +255,44 @@ func (p *Plan) Patch(rec map[string]any, changed []string) (map[string]any, erro
 }
 
 // value converts one source value into the column's JSON value: nil, a string, a bool, an int64 or a
-// float64.
+// float64. A value the column cannot take is a *ValueError.
 func (c *plannedColumn) value(v any) (any, error) {
-	fail := func(format string, args ...any) error {
-		return &ValueError{Column: c.Destination, Source: c.Source, Reason: fmt.Sprintf(format, args...)}
+	out, err := c.convert(v)
+	if err != nil {
+		return nil, &ValueError{Column: c.Destination, Source: c.Source, Reason: err.Error()}
 	}
+	return out, nil
+}
+
+// convert is value by destination type; its errors are the reasons.
+func (c *plannedColumn) convert(v any) (any, error) {
 	if c.bindProperty != "" {
-		s, ok := asString(v)
-		if !ok {
-			return nil, fail("expected a record Id, got %T", v)
-		}
-		if s == "" {
-			return nil, nil
-		}
-		g, err := sfid.GUID(s)
-		if err != nil {
-			return nil, fail("%v", err)
-		}
-		return "/" + c.bindSet + "(" + g.String() + ")", nil
+		return c.bind(v)
 	}
 	if v == nil {
 		return nil, nil
 	}
 	switch c.DestinationType {
 	case "String", "Memo":
-		s, err := c.text(v)
-		if err != nil {
-			return nil, fail("%v", err)
-		}
-		if s == "" {
-			return nil, nil
-		}
-		// Dataverse measures text in UTF-16 code units (.NET strings), so a character outside the Basic
-		// Multilingual Plane, such as most emoji, takes two of a column's MaxLength.
-		if n := utf16Len(s); c.maxLength > 0 && n > c.maxLength {
-			if !c.Truncate {
-				return nil, fail("value of %d characters (UTF-16 code units) is longer than the column's maximum of %d", n, c.maxLength)
-			}
-			s = truncateUTF16(s, c.maxLength)
-		}
-		return s, nil
+		return c.textValue(v)
 	case "Boolean":
 		b, err := asBool(v)
 		if err != nil {
-			return nil, fail("%v", err)
+			return nil, err
 		}
 		return b, nil
 	case "Integer", "BigInt":
-		f, err := asFloat(v)
-		if err != nil {
-			return nil, fail("%v", err)
-		}
-		if f != math.Trunc(f) {
-			return nil, fail("%v is not a whole number", f)
-		}
-		n := int64(f)
-		if c.DestinationType == "Integer" && (n > math.MaxInt32 || n < math.MinInt32) {
-			return nil, fail("%d does not fit a 32-bit Integer column", n)
-		}
-		if (c.min != 0 || c.max != 0) && (n < c.min || n > c.max) {
-			return nil, fail("%d is outside the column's range %d to %d", n, c.min, c.max)
-		}
-		return n, nil
+		return c.integer(v)
 	case "Decimal", "Double", "Money":
 		f, err := asFloat(v)
 		if err != nil {
-			return nil, fail("%v", err)
+			return nil, err
 		}
 		return f, nil
 	case "DateTime":
 		t, dateOnly, err := asTime(v, c.SourceType)
 		if err != nil {
-			return nil, fail("%v", err)
+			return nil, err
 		}
 		if c.dateOnly || dateOnly {
 			return t.UTC().Format("2006-01-02"), nil
@@ -336,11 +302,66 @@ func (c *plannedColumn) value(v any) (any, error) {
 		s, _ := asString(v)
 		g, err := sfid.GUID(s)
 		if err != nil {
-			return nil, fail("%v", err)
+			return nil, err
 		}
 		return g.String(), nil
 	}
-	return nil, fail("writing %s columns is not supported", c.DestinationType)
+	return nil, fmt.Errorf("writing %s columns is not supported", c.DestinationType)
+}
+
+// bind is a lookup's value: the bind path of the row the record Id is synced to, "/<set>(<guid>)".
+func (c *plannedColumn) bind(v any) (any, error) {
+	s, ok := asString(v)
+	if !ok {
+		return nil, fmt.Errorf("expected a record Id, got %T", v)
+	}
+	if s == "" {
+		return nil, nil
+	}
+	g, err := sfid.GUID(s)
+	if err != nil {
+		return nil, err
+	}
+	return "/" + c.bindSet + "(" + g.String() + ")", nil
+}
+
+// textValue is a String or Memo column's value: text no longer than the column takes, cut when the column
+// truncates. Dataverse measures text in UTF-16 code units (.NET strings), so a character outside the Basic
+// Multilingual Plane, such as most emoji, takes two of a column's MaxLength.
+func (c *plannedColumn) textValue(v any) (any, error) {
+	s, err := c.text(v)
+	if err != nil {
+		return nil, err
+	}
+	if s == "" {
+		return nil, nil
+	}
+	if n := utf16Len(s); c.maxLength > 0 && n > c.maxLength {
+		if !c.Truncate {
+			return nil, fmt.Errorf("value of %d characters (UTF-16 code units) is longer than the column's maximum of %d", n, c.maxLength)
+		}
+		s = truncateUTF16(s, c.maxLength)
+	}
+	return s, nil
+}
+
+// integer is an Integer or BigInt column's value: a whole number within the column's range.
+func (c *plannedColumn) integer(v any) (any, error) {
+	f, err := asFloat(v)
+	if err != nil {
+		return nil, err
+	}
+	if f != math.Trunc(f) {
+		return nil, fmt.Errorf("%v is not a whole number", f)
+	}
+	n := int64(f)
+	if c.DestinationType == "Integer" && (n > math.MaxInt32 || n < math.MinInt32) {
+		return nil, fmt.Errorf("%d does not fit a 32-bit Integer column", n)
+	}
+	if (c.min != 0 || c.max != 0) && (n < c.min || n > c.max) {
+		return nil, fmt.Errorf("%d is outside the column's range %d to %d", n, c.min, c.max)
+	}
+	return n, nil
 }
 
 // text renders a source value as text for String and Memo columns: dates as YYYY-MM-DD, datetimes as

@@ -25,43 +25,86 @@ const (
 	maxHeadlineParts = 3
 )
 
-// headline is the one line that says what matters most.
+// headline is the one line that says what matters most: connectors destroyed and replaced first, then the
+// tables added and dropped, the column changes, team and secret changes, the connectors created and the
+// syncs that start or stop; drift last.
 func headline(s *Summary) string {
-	var parts []string
-	var destroyed, replaced, created []string
-	var activated, deactivated []string
-	rotated, teams := 0, 0
+	var n headlineNews
 	for _, c := range s.Connectors {
-		switch c.Action {
+		n.connector(c)
+	}
+	parts := append(listPart("destroyed", n.destroyed), listPart("replaced", n.replaced)...)
+	parts = append(parts, tableParts(s.Connectors)...)
+	parts = append(parts, columnParts(s.Connectors)...)
+	if n.teams > 0 {
+		parts = append(parts, "synced rows reassigned to another team")
+	}
+	if n.rotated > 0 {
+		parts = append(parts, count(n.rotated, "secret")+" rotated")
+	}
+	parts = append(parts, listPart("created", n.created)...)
+	if len(n.activated) > 0 {
+		parts = append(parts, "sync of "+strings.Join(n.activated, ", ")+" starts")
+	}
+	if len(n.deactivated) > 0 {
+		parts = append(parts, "sync of "+strings.Join(n.deactivated, ", ")+" stops")
+	}
+	if len(parts) == 0 && len(s.Connectors) > 0 {
+		parts = append(parts, count(len(s.Connectors), "connector")+" updated")
+	}
+	if len(s.Drift) > 0 {
+		parts = append(parts, fmt.Sprintf("drift in %s set back", count(len(s.Drift), "resource")))
+	}
+	if len(parts) == 0 {
+		return "No crmsync changes."
+	}
+	if len(parts) > maxHeadlineParts {
+		rest := len(parts) - maxHeadlineParts
+		parts = append(parts[:maxHeadlineParts], fmt.Sprintf("%s more", count(rest, "change")))
+	}
+	return capitalize(strings.Join(parts, "; ")) + "."
+}
+
+// headlineNews gathers the connector-level news of a plan.
+type headlineNews struct {
+	destroyed, replaced, created []string
+	activated, deactivated       []string
+	rotated, teams               int
+}
+
+func (n *headlineNews) connector(c *Connector) {
+	switch c.Action {
+	case string(actDelete):
+		n.destroyed = append(n.destroyed, "connector "+c.Name)
+	case string(actReplace):
+		n.replaced = append(n.replaced, "connector "+c.Name)
+	case string(actCreate):
+		n.created = append(n.created, "connector "+c.Name)
+	}
+	for _, it := range c.Changes {
+		switch it.Kind {
+		case "secret_rotated":
+			n.rotated++
+		case "team":
+			n.teams++
+		}
+	}
+	if a := c.Activation; a != nil {
+		switch a.Action {
+		case string(actCreate), string(actReplace):
+			n.activated = append(n.activated, c.Name)
 		case string(actDelete):
-			destroyed = append(destroyed, "connector "+c.Name)
-		case string(actReplace):
-			replaced = append(replaced, "connector "+c.Name)
-		case string(actCreate):
-			created = append(created, "connector "+c.Name)
-		}
-		for _, it := range c.Changes {
-			switch it.Kind {
-			case "secret_rotated":
-				rotated++
-			case "team":
-				teams++
-			}
-		}
-		if a := c.Activation; a != nil {
-			switch a.Action {
-			case string(actCreate), string(actReplace):
-				activated = append(activated, c.Name)
-			case string(actDelete):
-				if c.Action != string(actDelete) {
-					deactivated = append(deactivated, c.Name)
-				}
+			if c.Action != string(actDelete) {
+				n.deactivated = append(n.deactivated, c.Name)
 			}
 		}
 	}
-	parts = append(parts, listPart("destroyed", destroyed)...)
-	parts = append(parts, listPart("replaced", replaced)...)
-	for _, c := range s.Connectors {
+}
+
+// tableParts are the tables added to and dropped from existing connectors.
+func tableParts(cs []*Connector) []string {
+	var parts []string
+	for _, c := range cs {
 		for _, t := range c.Tables {
 			switch t.Action {
 			case string(actCreate), string(actReplace):
@@ -76,7 +119,13 @@ func headline(s *Summary) string {
 			}
 		}
 	}
-	for _, c := range s.Connectors {
+	return parts
+}
+
+// columnParts are the columns added, fed differently and dropped in the tables that change.
+func columnParts(cs []*Connector) []string {
+	var parts []string
+	for _, c := range cs {
 		for _, t := range c.Tables {
 			if t.Action != string(actUpdate) {
 				continue
@@ -96,33 +145,7 @@ func headline(s *Summary) string {
 			}
 		}
 	}
-	if teams > 0 {
-		parts = append(parts, "synced rows reassigned to another team")
-	}
-	if rotated > 0 {
-		parts = append(parts, count(rotated, "secret")+" rotated")
-	}
-	parts = append(parts, listPart("created", created)...)
-	if len(activated) > 0 {
-		parts = append(parts, "sync of "+strings.Join(activated, ", ")+" starts")
-	}
-	if len(deactivated) > 0 {
-		parts = append(parts, "sync of "+strings.Join(deactivated, ", ")+" stops")
-	}
-	if len(parts) == 0 && len(s.Connectors) > 0 {
-		parts = append(parts, count(len(s.Connectors), "connector")+" updated")
-	}
-	if len(s.Drift) > 0 {
-		parts = append(parts, fmt.Sprintf("drift in %s set back", count(len(s.Drift), "resource")))
-	}
-	if len(parts) == 0 {
-		return "No crmsync changes."
-	}
-	if len(parts) > maxHeadlineParts {
-		rest := len(parts) - maxHeadlineParts
-		parts = append(parts[:maxHeadlineParts], fmt.Sprintf("%s more", count(rest, "change")))
-	}
-	return capitalize(strings.Join(parts, "; ")) + "."
+	return parts
 }
 
 func listPart(verb string, names []string) []string {

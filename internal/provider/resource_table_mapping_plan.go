@@ -59,25 +59,27 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 		if resp.Diagnostics.HasError() {
 			return
 		}
-		if !state.RepairOutOfBand.ValueBool() && plan.RepairOutOfBand.ValueBool() {
-			resp.Diagnostics.AddAttributeWarning(path.Root("repair_out_of_band_edits"), "Edits made in Dataverse will be overwritten",
-				repairOnMessage(plan.SourceTable.ValueString(), plan.DestinationTable.ValueString()))
-		}
-		if plan.sameColumns(state) {
-			return // no change to the columns: nothing to validate live, no consequence
-		}
-	} else if plan.RepairOutOfBand.ValueBool() {
+	}
+	if plan.RepairOutOfBand.ValueBool() && (state == nil || !state.RepairOutOfBand.ValueBool()) {
 		resp.Diagnostics.AddAttributeWarning(path.Root("repair_out_of_band_edits"), "Edits made in Dataverse will be overwritten",
 			repairOnMessage(plan.SourceTable.ValueString(), plan.DestinationTable.ValueString()))
+	}
+	if state != nil && plan.sameColumns(state) {
+		return // no change to the columns: nothing to validate live, no consequence
 	}
 	tc, known, diags := plan.tableConfig(ctx)
 	resp.Diagnostics.Append(diags...)
 	if !known || resp.Diagnostics.HasError() {
 		return
 	}
+	r.planColumns(ctx, plan, state, tc, resp)
+}
+
+// planColumns checks a new or changed mapping's columns (live when the control plane can, else statically),
+// plans its effective columns and warns about what the change syncs and stops syncing.
+func (r *tableMappingResource) planColumns(ctx context.Context, plan tableMappingModel, state *tableMappingModel, tc mapping.TableConfig, resp *resource.ModifyPlanResponse) {
 	replacing := state != nil && (!plan.ConnectorID.Equal(state.ConnectorID) || !plan.SourceTable.Equal(state.SourceTable) ||
 		!plan.DestinationTable.Equal(state.DestinationTable))
-
 	static := staticProblems(tc)
 	live := r.liveCheck(ctx, plan.ConnectorID, tc, static, &resp.Diagnostics)
 	if !live.checked {
@@ -102,7 +104,6 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 		resp.Diagnostics.AddWarning("Table added: existing records will be synced", tableAddedMessage(tc, live.estimate, live.active))
 		return
 	}
-
 	before, diags := state.effectiveColumns(ctx)
 	resp.Diagnostics.Append(diags...)
 	after := live.columns
@@ -110,15 +111,7 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 		after = effectiveOf(predicted)
 	}
 	if after == nil {
-		// Without the control plane's answer, assume the connector's other tables stay as they are: a
-		// predefined lookup column present before is still backed by its table.
-		synced := mapping.SiblingsOf(tc)
-		for _, p := range mapping.Predefined(tc.SourceTable) {
-			if p.RequiresSynced != "" && containsDestination(before, p.Destination) {
-				synced[p.RequiresSynced] = mapping.TableConfig{SourceTable: p.RequiresSynced}.Destination()
-			}
-		}
-		after = effectiveOf(mapping.Effective(tc, synced))
+		after = assumedEffective(tc, before)
 	}
 	added, removed := columnChanges(before, after)
 	if len(added) > 0 {
@@ -127,6 +120,19 @@ func (r *tableMappingResource) ModifyPlan(ctx context.Context, req resource.Modi
 	if len(removed) > 0 {
 		resp.Diagnostics.AddWarning("Columns no longer synced", columnsRemovedMessage(tc, removed))
 	}
+}
+
+// assumedEffective are the effective columns of a changed mapping without the control plane's answer: the
+// connector's other tables are assumed to stay as they are, so a predefined lookup column present before is
+// still backed by its table.
+func assumedEffective(tc mapping.TableConfig, before []effectiveColumn) []effectiveColumn {
+	synced := mapping.SiblingsOf(tc)
+	for _, p := range mapping.Predefined(tc.SourceTable) {
+		if p.RequiresSynced != "" && containsDestination(before, p.Destination) {
+			synced[p.RequiresSynced] = mapping.TableConfig{SourceTable: p.RequiresSynced}.Destination()
+		}
+	}
+	return effectiveOf(mapping.Effective(tc, synced))
 }
 
 // predictEffective computes the effective columns the control plane will store for the planned mapping, with

@@ -62,88 +62,111 @@ func (s *Server) connectorStatus(ctx context.Context, conn api.Connector) (api.C
 		agent := lease.AgentInfo
 		out.Agent = &agent
 	}
-	live := hasLease && lease.ExpiresAt.After(now)
 	rep, reportedAt, err := s.cfg.Store.LastStatus(ctx, conn.ID)
 	if err != nil {
 		return out, err
 	}
-	_, dead, err := s.cfg.Store.ListDeadLetters(ctx, conn.ID, store.DeadLetterFilter{Limit: 1})
-	if err != nil {
+	if _, out.DeadLetters, err = s.cfg.Store.ListDeadLetters(ctx, conn.ID, store.DeadLetterFilter{Limit: 1}); err != nil {
 		return out, err
 	}
-	out.DeadLetters = dead
 	if rep != nil {
-		out.UpdatedAt = reportedAt
-		out.SalesforceCalls, out.DataverseCalls, out.Throttled, out.Calls = rep.SalesforceCalls, rep.DataverseCalls, rep.Throttled, rep.Calls
-		for _, t := range rep.Tables {
-			ct := api.ConnectorTableStatus{TableStatus: t, RetentionSeconds: RetentionWindow.Seconds()}
-			if !t.ReplayAt.IsZero() {
-				ct.ReplayAgeSeconds = max(0, now.Sub(t.ReplayAt).Seconds())
-			}
-			out.Tables = append(out.Tables, ct)
-			out.LagSeconds = max(out.LagSeconds, t.LagSeconds)
-			if t.LastError != "" {
-				out.LastErrors = append(out.LastErrors, api.ErrorEntry{At: t.LastErrorAt, Table: t.Table, Message: t.LastError})
-			}
-		}
-		if rep.State == api.PhaseFailed && rep.Reason != "" {
-			out.LastErrors = append(out.LastErrors, api.ErrorEntry{At: reportedAt, Message: rep.Reason})
-		}
-		sort.SliceStable(out.LastErrors, func(i, j int) bool { return out.LastErrors[i].At.After(out.LastErrors[j].At) })
+		addReport(&out, rep, reportedAt, now)
 	}
-	reportedNow := rep != nil && hasLease && !reportedAt.Before(lease.StartedAt)
-
-	switch {
-	case !act.Active:
-		out.State = api.StateInactive
-		switch {
-		case live:
-			out.Reason = fmt.Sprintf("deactivated; agent %s is stopping", lease.ID)
-		case act.DeactivatedAt != nil:
-			out.Reason = "deactivated at " + act.DeactivatedAt.Format(time.RFC3339)
-		default:
-			out.Reason = "never activated"
-		}
-	case !live:
-		switch {
-		case reportedNow && rep.State == api.PhaseFailed:
-			out.State, out.Reason = api.StateFailed, failedReason(rep)
-		case hasLease:
-			out.State = api.StateDeploying
-			out.Reason = fmt.Sprintf("agent %s on %s stopped heartbeating %s ago; waiting for an agent to take over",
-				lease.ID, lease.Host, now.Sub(lease.HeartbeatAt).Round(time.Second))
-		default:
-			out.State, out.Reason = api.StateDeploying, "waiting for an agent to take the connector's lease"
-		}
-	case lease.Revision < conn.Revision && now.Sub(conn.UpdatedAt) > s.stuckAfter():
-		out.State = api.StateFailed
-		out.Reason = fmt.Sprintf("agent stuck on revision %d of %d", lease.Revision, conn.Revision)
-	case !reportedNow:
-		out.State = api.StateDeploying
-		out.Reason = fmt.Sprintf("agent %s started revision %d and has not reported yet", lease.ID, lease.Revision)
-	case rep.State == api.PhaseFailed:
-		out.State, out.Reason = api.StateFailed, failedReason(rep)
-	case rep.State == api.StateDegraded:
-		out.State, out.Reason = api.StateDegraded, failedReason(rep)
-	case lease.Revision < conn.Revision:
-		out.State = api.StateDeploying
-		out.Reason = fmt.Sprintf("rolling to revision %d (agent on revision %d)", conn.Revision, lease.Revision)
-	case rep.State == api.PhaseInitialLoad || rep.State == api.PhaseStreaming || rep.State == api.PhaseResync:
-		out.State, out.Reason = rep.State, rep.Reason
-		if out.State == api.PhaseResync {
-			out.State = api.StateResyncing
-		}
-	default:
-		out.State = api.StateDeploying
-		out.Reason = fmt.Sprintf("agent is %s", rep.State)
-		if rep.Reason != "" {
-			out.Reason += ": " + rep.Reason
-		}
-	}
+	in := stateInputs{conn: conn, act: act, lease: lease, hasLease: hasLease, live: hasLease && lease.ExpiresAt.After(now),
+		rep: rep, reportedNow: rep != nil && hasLease && !reportedAt.Before(lease.StartedAt), now: now, stuckAfter: s.stuckAfter()}
+	out.State, out.Reason = in.state()
 	if err := s.safeguardStatus(ctx, &out, act); err != nil {
 		return out, err
 	}
 	return out, nil
+}
+
+// addReport fills the status from the agents' last report: counters, tables (with the age of their replay
+// position), the largest lag and the last errors, newest first.
+func addReport(out *api.ConnectorStatus, rep *api.Status, reportedAt, now time.Time) {
+	out.UpdatedAt = reportedAt
+	out.SalesforceCalls, out.DataverseCalls, out.Throttled, out.Calls = rep.SalesforceCalls, rep.DataverseCalls, rep.Throttled, rep.Calls
+	for _, t := range rep.Tables {
+		ct := api.ConnectorTableStatus{TableStatus: t, RetentionSeconds: RetentionWindow.Seconds()}
+		if !t.ReplayAt.IsZero() {
+			ct.ReplayAgeSeconds = max(0, now.Sub(t.ReplayAt).Seconds())
+		}
+		out.Tables = append(out.Tables, ct)
+		out.LagSeconds = max(out.LagSeconds, t.LagSeconds)
+		if t.LastError != "" {
+			out.LastErrors = append(out.LastErrors, api.ErrorEntry{At: t.LastErrorAt, Table: t.Table, Message: t.LastError})
+		}
+	}
+	if rep.State == api.PhaseFailed && rep.Reason != "" {
+		out.LastErrors = append(out.LastErrors, api.ErrorEntry{At: reportedAt, Message: rep.Reason})
+	}
+	sort.SliceStable(out.LastErrors, func(i, j int) bool { return out.LastErrors[i].At.After(out.LastErrors[j].At) })
+}
+
+// stateInputs is what a connector's state is derived from.
+type stateInputs struct {
+	conn     api.Connector
+	act      api.Activation
+	lease    store.LeaseInfo
+	hasLease bool
+	live     bool // the lease has not expired
+	rep      *api.Status
+	// reportedNow: the last report was made under the current lease.
+	reportedNow bool
+	now         time.Time
+	stuckAfter  time.Duration
+}
+
+// state is the connector's state and why (see connectorStatus).
+func (in stateInputs) state() (string, string) {
+	lease, rep := in.lease, in.rep
+	switch {
+	case !in.act.Active:
+		return api.StateInactive, in.inactiveReason()
+	case !in.live:
+		return in.lapsed()
+	case lease.Revision < in.conn.Revision && in.now.Sub(in.conn.UpdatedAt) > in.stuckAfter:
+		return api.StateFailed, fmt.Sprintf("agent stuck on revision %d of %d", lease.Revision, in.conn.Revision)
+	case !in.reportedNow:
+		return api.StateDeploying, fmt.Sprintf("agent %s started revision %d and has not reported yet", lease.ID, lease.Revision)
+	case rep.State == api.PhaseFailed:
+		return api.StateFailed, failedReason(rep)
+	case rep.State == api.StateDegraded:
+		return api.StateDegraded, failedReason(rep)
+	case lease.Revision < in.conn.Revision:
+		return api.StateDeploying, fmt.Sprintf("rolling to revision %d (agent on revision %d)", in.conn.Revision, lease.Revision)
+	case rep.State == api.PhaseResync:
+		return api.StateResyncing, rep.Reason
+	case rep.State == api.PhaseInitialLoad || rep.State == api.PhaseStreaming:
+		return rep.State, rep.Reason
+	}
+	reason := fmt.Sprintf("agent is %s", rep.State)
+	if rep.Reason != "" {
+		reason += ": " + rep.Reason
+	}
+	return api.StateDeploying, reason
+}
+
+func (in stateInputs) inactiveReason() string {
+	switch {
+	case in.live:
+		return fmt.Sprintf("deactivated; agent %s is stopping", in.lease.ID)
+	case in.act.DeactivatedAt != nil:
+		return "deactivated at " + in.act.DeactivatedAt.Format(time.RFC3339)
+	}
+	return "never activated"
+}
+
+// lapsed is the state of an active connector whose agent holds no live lease.
+func (in stateInputs) lapsed() (string, string) {
+	switch {
+	case in.reportedNow && in.rep.State == api.PhaseFailed:
+		return api.StateFailed, failedReason(in.rep)
+	case in.hasLease:
+		return api.StateDeploying, fmt.Sprintf("agent %s on %s stopped heartbeating %s ago; waiting for an agent to take over",
+			in.lease.ID, in.lease.Host, in.now.Sub(in.lease.HeartbeatAt).Round(time.Second))
+	}
+	return api.StateDeploying, "waiting for an agent to take the connector's lease"
 }
 
 // failedReason is the agent's reason, or every failed table's, whole.

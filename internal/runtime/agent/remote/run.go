@@ -221,112 +221,147 @@ func (r *runner) ttl() time.Duration {
 }
 
 func (r *runner) run(ctx context.Context) error {
-	cfg := r.lease.Config
-	cfg.Revision = r.lease.Revision
-	engineDone := make(chan error, 1)
 	// The agent's context is ours to cancel: a signal to this process drains it, but so does a heartbeat
 	// answer, and the heartbeats must go on while it drains.
 	agentCtx, cancelAgent := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelAgent()
-	eng, err := r.o.NewEngine(cfg, r.stores.AgentStores(), r.log)
-	if err != nil {
-		r.log.Error("the agent cannot start; reporting it until the configuration changes", "err", err)
-		r.failed = &api.Status{State: api.StateFailed, Reason: err.Error(), Revision: r.lease.Revision, StartedAt: time.Now().UTC()}
-		engineDone = nil
-	} else {
-		r.engine = eng
-		if r.o.OnStart != nil {
-			r.o.OnStart(eng)
-		}
-		go func() { engineDone <- eng.Run(agentCtx) }()
-	}
-
+	l := &runLoop{r: r, ctx: ctx, cancelAgent: cancelAgent, engineDone: r.startEngine(agentCtx)}
+	defer l.stopGap()
 	tick := time.NewTicker(r.ttl() / 3)
 	defer tick.Stop()
 	done := ctx.Done()
-	draining, why := false, ""
-	stop := func(reason string) {
-		if !draining {
-			draining, why = true, reason
-			r.log.Info("stopping the agent: draining and committing", "why", reason)
-			cancelAgent()
-		}
-	}
-	// pending is a status report waiting for MinHeartbeatGap to pass since the last heartbeat.
-	pending := false
-	var gapTimer *time.Timer
-	defer func() {
-		if gapTimer != nil {
-			gapTimer.Stop()
-		}
-	}()
 	for {
-		var kick <-chan struct{}
-		var gap <-chan time.Time
-		if gapTimer != nil {
-			gapTimer.Stop()
-			gapTimer = nil
-		}
-		if pending {
-			gapTimer = time.NewTimer(max(0, r.o.MinHeartbeatGap-time.Since(r.lastHB)))
-			gap = gapTimer.C
-		} else {
-			kick = r.stores.kick
-		}
+		kick, gap := l.waits()
 		select {
 		case <-done:
 			done = nil
-			stop("signal")
-			if engineDone == nil {
-				return r.release(ctx, why)
+			l.stop("signal")
+			if l.engineDone == nil {
+				return r.release(ctx, l.why)
 			}
 			continue
 		case <-r.fence.lost:
 			return r.lost(cancelAgent, errors.New("a store call was refused"))
-		case err := <-engineDone:
-			engineDone = nil
-			if draining {
-				// Drained and committed: tell the control plane the final status, then let go.
-				_, _ = r.heartbeat(ctx)
-				return r.release(ctx, why)
+		case err := <-l.engineDone:
+			if end, ret := l.engineEnded(err); end {
+				return ret
 			}
-			// It stopped on its own (its mappings do not fit the live schemas): keep the lease and report why
-			// until the configuration changes.
-			st := r.engine.Status()
-			if err != nil && st.Reason == "" {
-				st.State, st.Reason = api.StateFailed, err.Error()
-			}
-			r.failed = &st
-			r.log.Error("the agent stopped; reporting it until the configuration changes", "err", err)
 			continue
 		case <-kick:
 			if time.Since(r.lastHB) < r.o.MinHeartbeatGap {
-				pending = true
+				l.pending = true
 				continue
 			}
 		case <-gap:
 		case <-tick.C:
 		}
-		pending = false
-		reason, err := r.heartbeat(ctx)
-		if err != nil {
-			if errors.Is(err, ErrLeaseLost) {
-				return r.lost(cancelAgent, err)
-			}
-			if time.Now().After(r.deadline()) {
-				// Another agent may hold the connector by now: stop before writing anything more.
-				return r.lost(cancelAgent, fmt.Errorf("the lease expired at %s without renewal (%w)", r.deadline().Format(time.RFC3339), err))
-			}
-			r.log.Warn("heartbeat failed; retrying", "err", err, "lease_expires", r.deadline())
-			continue
-		}
-		if reason != "" {
-			stop(reason)
-			if engineDone == nil {
-				return r.release(ctx, why)
-			}
+		l.pending = false
+		if end, ret := l.beat(); end {
+			return ret
 		}
 	}
+}
+
+// startEngine builds the agent at the lease's revision and runs it; the channel gets what Run returned. An
+// agent that cannot be built is reported failed (nil channel) until the configuration changes.
+func (r *runner) startEngine(ctx context.Context) chan error {
+	cfg := r.lease.Config
+	cfg.Revision = r.lease.Revision
+	eng, err := r.o.NewEngine(cfg, r.stores.AgentStores(), r.log)
+	if err != nil {
+		r.log.Error("the agent cannot start; reporting it until the configuration changes", "err", err)
+		r.failed = &api.Status{State: api.StateFailed, Reason: err.Error(), Revision: r.lease.Revision, StartedAt: time.Now().UTC()}
+		return nil
+	}
+	r.engine = eng
+	if r.o.OnStart != nil {
+		r.o.OnStart(eng)
+	}
+	done := make(chan error, 1)
+	go func() { done <- eng.Run(ctx) }()
+	return done
+}
+
+// runLoop is run's state: the agent's end (nil once it ended or when it never started), whether it drains
+// and why, and a status report waiting for MinHeartbeatGap to pass since the last heartbeat.
+type runLoop struct {
+	r           *runner
+	ctx         context.Context // the run's, for the heartbeats and the release
+	cancelAgent context.CancelFunc
+	engineDone  chan error
+	draining    bool
+	why         string
+	pending     bool
+	gapTimer    *time.Timer
+}
+
+// stop drains the agent (once).
+func (l *runLoop) stop(reason string) {
+	if !l.draining {
+		l.draining, l.why = true, reason
+		l.r.log.Info("stopping the agent: draining and committing", "why", reason)
+		l.cancelAgent()
+	}
+}
+
+func (l *runLoop) stopGap() {
+	if l.gapTimer != nil {
+		l.gapTimer.Stop()
+		l.gapTimer = nil
+	}
+}
+
+// waits are what the loop waits for besides the ticker: the stores' kick, or the end of the gap before a
+// pending report.
+func (l *runLoop) waits() (kick <-chan struct{}, gap <-chan time.Time) {
+	l.stopGap()
+	if l.pending {
+		l.gapTimer = time.NewTimer(max(0, l.r.o.MinHeartbeatGap-time.Since(l.r.lastHB)))
+		return nil, l.gapTimer.C
+	}
+	return l.r.stores.kick, nil
+}
+
+// engineEnded handles the agent's end: drained (the final status is sent and the lease released: the run
+// ends), or stopped on its own (its mappings do not fit the live schemas: the lease is kept and the reason
+// reported until the configuration changes).
+func (l *runLoop) engineEnded(err error) (end bool, ret error) {
+	l.engineDone = nil
+	if l.draining {
+		_, _ = l.r.heartbeat(l.ctx)
+		return true, l.r.release(l.ctx, l.why)
+	}
+	st := l.r.engine.Status()
+	if err != nil && st.Reason == "" {
+		st.State, st.Reason = api.StateFailed, err.Error()
+	}
+	l.r.failed = &st
+	l.r.log.Error("the agent stopped; reporting it until the configuration changes", "err", err)
+	return false, nil
+}
+
+// beat sends a heartbeat and acts on the answer: a lost lease stops at once; an answer saying to stop drains.
+func (l *runLoop) beat() (end bool, ret error) {
+	r := l.r
+	reason, err := r.heartbeat(l.ctx)
+	if err != nil {
+		if errors.Is(err, ErrLeaseLost) {
+			return true, r.lost(l.cancelAgent, err)
+		}
+		if time.Now().After(r.deadline()) {
+			// Another agent may hold the connector by now: stop before writing anything more.
+			return true, r.lost(l.cancelAgent, fmt.Errorf("the lease expired at %s without renewal (%w)", r.deadline().Format(time.RFC3339), err))
+		}
+		r.log.Warn("heartbeat failed; retrying", "err", err, "lease_expires", r.deadline())
+		return false, nil
+	}
+	if reason != "" {
+		l.stop(reason)
+		if l.engineDone == nil {
+			return true, r.release(l.ctx, l.why)
+		}
+	}
+	return false, nil
 }
 
 // heartbeat renews the lease with the current status. It returns why the agent should stop when the
