@@ -25,7 +25,7 @@ func verdict(ok bool) string {
 	return "**missed**"
 }
 
-// markdown renders the results with every figure against its target (issue 7).
+// markdown renders the results with every figure against its target.
 func markdown(rep Report) string {
 	var b strings.Builder
 	rs := rep.Results

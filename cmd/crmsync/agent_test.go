@@ -47,7 +47,7 @@ func TestProfilerIsServedOnlyWithPprof(t *testing.T) {
 	}
 }
 
-// Finding 5 of issue 12: two standalone agents on one --state-dir both streamed and wrote. An agent whose
+// Two standalone agents on one --state-dir both streamed and wrote. An agent whose
 // state directory another process holds refuses to start, naming that process.
 func TestAStandaloneAgentOnAHeldStateDirRefusesToStart(t *testing.T) {
 	dir := t.TempDir()

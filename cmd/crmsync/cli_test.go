@@ -102,7 +102,7 @@ func degradedReport() api.Status {
 	}}
 }
 
-// Issue 16: `status` exited 0 whatever the health and every failure exited 1. It exits 0 healthy, 1 degraded
+// `status` exited 0 whatever the health and every failure exited 1. It exits 0 healthy, 1 degraded
 // or failed, 2 when it cannot run; the list shows the whole reason.
 func TestStatusExitsByHealthAndShowsTheWholeReason(t *testing.T) {
 	f := newCPFixture(t)

@@ -209,7 +209,7 @@ func TestServeOverTLSKeepsItsStateAcrossRestartsAndStopsCleanly(t *testing.T) {
 	}
 }
 
-// Finding 4 of issue 12: a second `crmsync serve` on a data directory another one runs on started too. It is
+// A second `crmsync serve` on a data directory another one runs on started too. It is
 // refused before it listens, naming the process that holds the directory.
 func TestASecondServeOnOneDataDirRefusesToStart(t *testing.T) {
 	t.Setenv("CRMSYNC_TOKEN", "tok")

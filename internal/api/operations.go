@@ -2,7 +2,7 @@ package api
 
 import "time"
 
-// Operations (issue 16): what the control plane keeps of its agents' reports for people and Prometheus —
+// Operations: what the control plane keeps of its agents' reports for people and Prometheus —
 // counters that add up every agent of a connector, a change latency histogram, and a bounded history of
 // reports for the status page's charts.
 

@@ -2,7 +2,7 @@ package api
 
 import "time"
 
-// Safeguards (issue 9): backups of the destination tables before the first sync, rollback from a backup,
+// Safeguards: backups of the destination tables before the first sync, rollback from a backup,
 // detection of rows edited in Dataverse behind the sync's back, and reconciliation of both sides.
 
 // Backup states.

@@ -1,4 +1,4 @@
-// Package chaos is crmsync's reliability and security suite (issue 8): scenarios that break the processes,
+// Package chaos is crmsync's reliability and security suite: scenarios that break the processes,
 // the network, the services and the data under a running sync, and then prove that nothing was lost, nothing
 // was duplicated and nothing leaked. The scenarios are the package's tests; this file holds what they report.
 //

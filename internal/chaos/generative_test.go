@@ -21,7 +21,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 )
 
-// The generative test of change (issue 13): random sequences, from a printed seed, of the routine changes an
+// The generative test of change: random sequences, from a printed seed, of the routine changes an
 // operator makes to a running connector, the failures around them and the writes of both services. After
 // each sequence the faults are undone and the system settles; then the oracle (package compare) must find
 // Dataverse equal to Salesforce under the final mapping. Throughout, a monitor reads the status and the

@@ -3,8 +3,8 @@ package mapping
 import "strings"
 
 // The built-in catalog: the standard columns of Salesforce Contact/Account and Dataverse contact/account
-// (specs/salesforce-api.md section 8, specs/dataverse-api.md section 9), used by static validation when the
-// live schemas are not at hand, and the predefined mappings of ARCHITECTURE.md section 4.
+// (as a real org describes them and a real environment's metadata lists them), used by static validation when
+// the live schemas are not at hand, and the predefined mappings (docs/architecture.md, "Mapping rules").
 
 // predefinedTables pairs the source objects that have predefined mappings with their destination tables.
 var predefinedTables = map[string]string{"Contact": "contact", "Account": "account"}

@@ -2,7 +2,7 @@ package mapping
 
 import "slices"
 
-// compatible is the data-type table of ARCHITECTURE.md section 4: destination attribute type → the
+// compatible is the data-type table (docs/architecture.md, "Mapping rules"): destination attribute type → the
 // Salesforce field types it accepts.
 var compatible = map[string][]string{
 	"Boolean":          {"boolean"},

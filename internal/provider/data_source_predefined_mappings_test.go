@@ -28,7 +28,7 @@ func TestAccPredefinedMappingsDataSource(t *testing.T) {
 				Config: cp.providerBlock() + predefinedContact,
 				ConfigStateChecks: []statecheck.StateCheck{
 					statecheck.ExpectKnownValue(ds, tfjsonpath.New("destination_table"), knownvalue.StringExact("contact")),
-					// The ARCHITECTURE.md section 4 list: the key, 12 columns, and parentcustomerid (with Account).
+					// The predefined Contact mapping (docs/architecture.md): the key, 12 columns, and parentcustomerid (with Account).
 					statecheck.ExpectKnownValue(ds, tfjsonpath.New("columns"), knownvalue.ListSizeExact(14)),
 					statecheck.ExpectKnownValue(ds, tfjsonpath.New("columns").AtSliceIndex(0), col("Id", "contactid", "id", "Uniqueidentifier")),
 					statecheck.ExpectKnownValue(ds, tfjsonpath.New("columns"), knownvalue.ListPartial(map[int]knownvalue.Check{

@@ -7,7 +7,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
-// Issue 16: the destroy plan did not say what a destroy does to the data and the backups (rollback looked
+// The destroy plan did not say what a destroy does to the data and the backups (rollback looked
 // impossible afterwards; the backups were in fact deleted with the connector). It says so, naming the newest
 // backup and how to restore it, and the backup outlives the destroy.
 func TestAccConnector_destroyPlanSaysWhatHappensToTheDataAndTheBackups(t *testing.T) {

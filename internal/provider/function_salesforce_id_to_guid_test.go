@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-testing/statecheck"
 )
 
-// The ARCHITECTURE.md example: the runtime, the sandbox and the provider agree on it.
+// The example of docs/architecture.md: the runtime, the sandbox and the provider agree on it.
 const (
 	exampleID15 = "001D000000IqhSL"
 	exampleID18 = "001D000000IqhSLIAZ"

@@ -22,7 +22,7 @@ func duplicated(run tfRun) []string {
 	return out
 }
 
-// Issue 16: every plan, even "No changes", printed "Source longer than destination … (and 11 more similar
+// Every plan, even "No changes", printed "Source longer than destination … (and 11 more similar
 // warnings elsewhere)": six caveats of the predefined mappings, each twice (validate and plan). A real mistake
 // (firstname ← Description, 32,000 → 50 characters) hid in "(and 13 more…)", and a typo (source = "Titel")
 // was only a warning although the control plane could check it.

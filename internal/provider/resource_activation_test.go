@@ -64,7 +64,7 @@ func quickstartDir(t *testing.T, edits map[string]string, extra map[string]strin
 	return dir
 }
 
-// TestAccQuickstart_endToEnd is issue 6's end-to-end flow on examples/quickstart: apply → rows in Dataverse →
+// TestAccQuickstart_endToEnd is the end-to-end flow on examples/quickstart: apply → rows in Dataverse →
 // status data source → import → mapping change → agent redeployed → added column filled for existing rows →
 // empty plan; then a connector deactivated out of band shows as a planned activation, and destroy
 // deactivates.

@@ -334,7 +334,7 @@ func TestAccConnector_invalidConfigFailsAtPlan(t *testing.T) {
 			`(?s)Invalid duration.*"100ms" is out of range: it must be from 1s to 24h`},
 		{"reconcile interval in days", tuningAnchor, tuningAnchor + "\n  tuning = { reconcile_interval = \"1d\" }", `"1d" is not a Go duration`},
 		{"batch size above Dataverse's limit", tuningAnchor, tuningAnchor + "\n  tuning = { batch_size = 5000 }", `(?s)batch_size.*between 1 and 1000`},
-		// The provider checks the table of bounds the control plane and the agent's file use (issue 12).
+		// The provider checks the table of bounds the control plane and the agent's file use.
 		{"status interval of a millisecond", tuningAnchor, tuningAnchor + "\n  tuning = { status_interval = \"1ms\" }", `(?s)Invalid duration.*"1ms" is out of range: it must be from 100ms to 1m`},
 		{"page size of one row", tuningAnchor, tuningAnchor + "\n  tuning = { page_size = 1 }", `(?s)page_size.*between 100 and 100000`},
 	}

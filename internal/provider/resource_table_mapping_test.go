@@ -256,7 +256,7 @@ func contactMapping(t *testing.T, cp *controlPlane) api.TableMapping {
 	return ms[0]
 }
 
-// TestAccTableMapping_staticRulesFailThePlanAtTheAttribute covers every static rule of issue 6 point 1: each
+// TestAccTableMapping_staticRulesFailThePlanAtTheAttribute covers every static rule: each
 // config fails `plan` with the rule's message, at the attribute at fault, without any call to Salesforce or
 // Dataverse.
 func TestAccTableMapping_staticRulesFailThePlanAtTheAttribute(t *testing.T) {
@@ -290,7 +290,7 @@ func TestAccTableMapping_staticRulesFailThePlanAtTheAttribute(t *testing.T) {
 	resource.Test(t, resource.TestCase{ProtoV6ProviderFactories: protoV6ProviderFactories, Steps: steps})
 }
 
-// TestAccTableMapping_planWarnings checks the warnings of issue 6 points 1 and 2 as `terraform plan -json`
+// TestAccTableMapping_planWarnings checks the plan's warnings as `terraform plan -json`
 // reports them: source longer than destination unless truncate, table added, columns added and removed,
 // table removed, and live validation degrading to a warning when the control plane cannot run it.
 func TestAccTableMapping_planWarnings(t *testing.T) {

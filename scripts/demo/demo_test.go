@@ -197,7 +197,7 @@ func checkHome(t *testing.T, home string) {
 	}
 }
 
-// Issue 16: in a terminal, one Ctrl-C made Terraform print "Two interrupts received … data loss may have
+// In a terminal, one Ctrl-C made Terraform print "Two interrupts received … data loss may have
 // occurred" (it got the terminal's interrupt and the demo's) and the demo reported `terraform apply: exit
 // status 1`. One Ctrl-C during the apply: Terraform gets one interrupt, the demo stops everything it started
 // and says it was interrupted.
@@ -252,7 +252,7 @@ func TestDemoCtrlCInATerminal(t *testing.T) {
 	checkHome(t, s.home)
 }
 
-// Issue 16: with `make demo | tee log`, Ctrl-C killed tee, the demo died of SIGPIPE on its next write and
+// With `make demo | tee log`, Ctrl-C killed tee, the demo died of SIGPIPE on its next write and
 // left the sandbox, the control plane and the agent running. The terminal's interrupt reaches the whole
 // pipeline; the demo still stops everything it started.
 func TestDemoCtrlCPipedThroughTee(t *testing.T) {

@@ -1,6 +1,6 @@
 // Package sfid implements Salesforce record Id rules shared by the runtime, the sandbox and the provider:
 // the 15- to 18-character case-safe conversion, validation, comparison, and the deterministic GUID a
-// Salesforce Id becomes in Dataverse (ARCHITECTURE.md section 4).
+// Salesforce Id becomes in Dataverse (docs/architecture.md, "Mapping rules").
 package sfid
 
 import (

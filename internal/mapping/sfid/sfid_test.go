@@ -8,7 +8,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// The test vectors of specs/salesforce-api.md section 3.
+// Ids and their case-safe 18-character forms, as Salesforce documents the suffix.
 func TestTo18MatchesSpecVectors(t *testing.T) {
 	cases := map[string]string{
 		"a0RE000000IJmcN": "a0RE000000IJmcNMAT",
@@ -56,7 +56,7 @@ func TestEqualComparesFirst15CaseSensitively(t *testing.T) {
 	}
 }
 
-// The example of ARCHITECTURE.md section 4.
+// The example of docs/architecture.md.
 func TestGUIDMatchesArchitectureExample(t *testing.T) {
 	if got := Namespace.String(); got != "5468e1b7-8037-5cb0-9c25-180905dcdad6" {
 		t.Fatalf("namespace = %s", got)

@@ -79,7 +79,7 @@ func TestLoadConfigRejectsUnknownKeysAndReportsEveryProblem(t *testing.T) {
 	}
 }
 
-// Finding 7 of issue 12: values that pass the old validation but are nonsense (team_id: not-a-guid, which
+// Values that pass the old validation but are nonsense (team_id: not-a-guid, which
 // then dead-lettered every record; status_interval: 1ns, which burns a core), duplicate keys in another case
 // (the last one silently winning) and required keys left out are refused when the file is loaded, each
 // naming its key.

@@ -1,6 +1,6 @@
 // Package agent is crmsync's sync engine: for each table of one connector it captures the change-stream
 // position, loads the table (Bulk API 2.0, streamed and checkpointed), then applies Change Data Capture
-// events, writing Dataverse in batches (ARCHITECTURE.md section 3).
+// events, writing Dataverse in batches (docs/architecture.md).
 //
 // Contracts:
 //   - The agent takes its configuration, a checkpoint store, a dead-letter store and a status reporter as

@@ -30,8 +30,8 @@ func owed(c Checkpoint) []string {
 	return out
 }
 
-// TestIntentsMergeAcrossRevisions walks the rules of planCheckpoint (intents.go) through the revisions of
-// issue 13's first finding.
+// TestIntentsMergeAcrossRevisions walks the rules of planCheckpoint (intents.go) through a sequence of
+// revisions whose owed work used to be lost: each revision's intents survive the next.
 func TestIntentsMergeAcrossRevisions(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	// A table never synced owes its initial load.

@@ -13,7 +13,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/salesforce"
 )
 
-// Issue 19, item 7: Salesforce merges the events of one transaction that make the same change to several
+// Salesforce merges the events of one transaction that make the same change to several
 // records into one event listing them all. The agent applies such an event to every record it lists: one
 // UPDATE event carrying 50 record Ids, then one DELETE event carrying the same 50.
 func TestOneEventWithFiftyRecordIDsIsAppliedToEveryRecord(t *testing.T) {
@@ -48,7 +48,7 @@ func TestOneEventWithFiftyRecordIDsIsAppliedToEveryRecord(t *testing.T) {
 	reconciled(t, r.a.Status())
 }
 
-// Issue 19, item 6: a merge of accounts deletes the losers (one DELETE event), updates the winner (one UPDATE
+// A merge of accounts deletes the losers (one DELETE event), updates the winner (one UPDATE
 // event) and re-parents the losers' contacts without any event. The agent deletes the losers' rows per the
 // delete behaviour, updates the winner's, and finds the re-parented contacts itself: their
 // parentcustomerid must point at the winner afterwards.

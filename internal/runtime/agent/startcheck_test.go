@@ -27,7 +27,7 @@ func newQuiet(t *testing.T, cfg agent.Config, opts ...agent.Option) (*agent.Agen
 	return agent.New(cfg, agent.Stores{Checkpoints: st, DeadLetters: st, Reporter: st}, slog.New(slog.NewTextHandler(io.Discard, nil)), opts...)
 }
 
-// Finding 7 of issue 12: a source table the org does not have was retried forever with backoff. It is a
+// A source table the org does not have was retried forever with backoff. It is a
 // configuration error: Run fails at start, naming the table, without waiting for a retry.
 func TestAnUnknownSourceTableFailsAtStart(t *testing.T) {
 	e := newEnv(t, 5, 2)
@@ -49,7 +49,7 @@ func TestAnUnknownSourceTableFailsAtStart(t *testing.T) {
 	}
 }
 
-// Finding 7 of issue 12: a CA certificate given as the private key was retried forever. Key material is
+// A CA certificate given as the private key was retried forever. Key material is
 // checked when the agent is built, and the error names the setting.
 func TestACertificateGivenAsThePrivateKeyIsRefusedAtStart(t *testing.T) {
 	e := newEnv(t, 1, 1)
@@ -72,7 +72,7 @@ func TestACertificateGivenAsThePrivateKeyIsRefusedAtStart(t *testing.T) {
 	}
 }
 
-// Finding 7 of issue 12: a private key file group or others can read was accepted silently. It is refused
+// A private key file group or others can read was accepted silently. It is refused
 // naming the file and the fix, unless the operator allows it explicitly.
 func TestAPrivateKeyFileReadableByOthersIsRefusedUnlessAllowed(t *testing.T) {
 	e := newEnv(t, 1, 1)

@@ -15,7 +15,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
-// Issue 12 finding 2 and "Done means": with only the operator token, every route of the API is called with
+// With only the operator token, every route of the API is called with
 // valid input, for connectors holding canary secrets (a Salesforce client secret, a private key, a
 // Dataverse client secret), and no answer holds a canary. The routes come from the OpenAPI document, so a
 // route added to it is called too: a route whose input the test does not know fails it, until a sample is
@@ -188,7 +188,7 @@ func TestTheOperatorTokenReadsNoSecretOnAnyRoute(t *testing.T) {
 	t.Logf("%d calls with the operator token, %d answers with a body, searched for %d canaries", calls, answers, len(canaries))
 }
 
-// Issue 12 finding 2: lease IDs were listed in /v1/audit. The audit log names the agent, never the lease.
+// Lease IDs were listed in /v1/audit. The audit log names the agent, never the lease.
 func TestTheAuditLogHoldsNoLeaseID(t *testing.T) {
 	e := newEnv(t)
 	ctx := t.Context()

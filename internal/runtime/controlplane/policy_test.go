@@ -10,7 +10,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
-// Issue 12: outbound destinations are a policy. By default a connector may name only the real services'
+// Outbound destinations are a policy. By default a connector may name only the real services'
 // hosts, each field its own service's; anything else (loopback included) is refused when it is declared,
 // with a 400 naming the field, unless the operator allowed the host.
 func TestDestinationsOutsideThePolicyAreRefusedAtDeclaration(t *testing.T) {
@@ -57,7 +57,7 @@ func TestDestinationsOutsideThePolicyAreRefusedAtDeclaration(t *testing.T) {
 	}
 }
 
-// Issue 12 finding 1: a reference to the data directory's key, /etc/shadow or the API token's variable was
+// A reference to the data directory's key, /etc/shadow or the API token's variable was
 // accepted and resolved on the control plane's host. References are refused at declaration unless they are
 // inside what the operator allowed, and some never are.
 func TestReferencesOutsideThePolicyAreRefusedAtDeclaration(t *testing.T) {

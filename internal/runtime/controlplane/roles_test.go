@@ -34,7 +34,7 @@ func newAgentClient(t *testing.T, e *env, cred string) *client.Client {
 	return c
 }
 
-// Issue 12 finding 2: POST /v1/agent/leases with the API token answered 201 with the inline secrets. The
+// POST /v1/agent/leases with the API token answered 201 with the inline secrets. The
 // operator token reaches no route of the agent protocol; an enrolled agent takes the lease, and its answer
 // holds the secrets.
 func TestOnlyAnEnrolledAgentTakesALease(t *testing.T) {

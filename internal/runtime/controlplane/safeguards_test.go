@@ -227,7 +227,7 @@ func TestRestoreIsRefusedWhileTheConnectorIsActive(t *testing.T) {
 	}
 }
 
-// Issue 16: after `terraform destroy`, `crmsync backup restore bak_…` answered "no backup bak_…" although the
+// After `terraform destroy`, `crmsync backup restore bak_…` answered "no backup bak_…" although the
 // files were on disk: the backups were deleted with their connector. They stay listable and restore into a
 // connector of the same Dataverse environment, never another's.
 func TestBackupsOutliveTheirConnector(t *testing.T) {

@@ -175,7 +175,7 @@ func TestMetricsCountRequestsAndConnectorsByState(t *testing.T) {
 			t.Errorf("metrics lack %s", want)
 		}
 	}
-	// Issue 16: the agent's crmsync_api_calls_total and the control plane's crmsync_api_requests_total were
+	// The agent's crmsync_api_calls_total and the control plane's crmsync_api_requests_total were
 	// easily confused; the HTTP API's are crmsync_http_*, the sync's crmsync_sync_api_*.
 	for _, gone := range []string{"crmsync_api_requests_total", "crmsync_api_request_duration_seconds", "crmsync_api_calls_total"} {
 		if strings.Contains(body, gone) {
@@ -184,7 +184,7 @@ func TestMetricsCountRequestsAndConnectorsByState(t *testing.T) {
 	}
 }
 
-// Issue 16: agents started by serve have no --listen, so no lag, dead-letter or throughput metric existed;
+// Agents started by serve have no --listen, so no lag, dead-letter or throughput metric existed;
 // the control plane exported crmsync_connectors{state} only. It exports every connector's sync, from the
 // agents' reports, labelled by connector and table, under names the Prometheus linter accepts.
 func TestMetricsCoverEveryConnectorsSyncFromTheAgentsReports(t *testing.T) {

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Finding 3 of issue 12: PUT activation with {} or null deactivated the connector (active is required by
+// PUT activation with {} or null deactivated the connector (active is required by
 // the OpenAPI document), and {"active":false,"ACTIVE":true} activated it (duplicate keys in another case,
 // the last one winning). Each is refused with 400 naming the field, and the activation is left as it was.
 func TestActivationBodiesMissingOrDuplicatingActiveAreRefused(t *testing.T) {
@@ -62,7 +62,7 @@ func TestDuplicateKeysAndMissingRequiredMembersAreRefusedEverywhere(t *testing.T
 	}
 }
 
-// Finding 7 of issue 12: status_interval 1ns was accepted (an idle agent then burns a full core). Every
+// status_interval 1ns was accepted (an idle agent then burns a full core). Every
 // duration, size and interval is bounded by one table (api.TuningBounds).
 func TestTuningOutsideTheSharedBoundsIsRefused(t *testing.T) {
 	e := newEnv(t)

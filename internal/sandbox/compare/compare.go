@@ -1,6 +1,6 @@
 // Package compare checks a whole sync: it reads every Salesforce record and every Dataverse row as the two
 // emulators store them and reports each difference. Expectations are written out here independently of the
-// runtime's mapping code (plain field → column pairs and the ARCHITECTURE.md value rules), so a mapping bug
+// runtime's mapping code (plain field → column pairs and the value rules of docs/architecture.md), so a mapping bug
 // cannot hide itself. Tests, the chaos suite and the benchmarks use it.
 package compare
 

@@ -11,7 +11,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
 )
 
-// Issue 3 point 9: the admin API reads and counts rows as stored, exports a table as NDJSON, edits and
+// The admin API reads and counts rows as stored, exports a table as NDJSON, edits and
 // deletes rows out of band as a person would (different modifiedby, modifiedon moves), and resets.
 func TestAdminRowsOutOfBandEditsAndExport(t *testing.T) {
 	env := newTestEnv(t)
@@ -100,7 +100,7 @@ func TestAdminRowsOutOfBandEditsAndExport(t *testing.T) {
 	env.mustStatus(env.call(http.MethodGet, "WhoAmI", nil), http.StatusOK) // tokens survive a reset
 }
 
-// Issue 3 point 9: limits and faults are set through the admin API; injected failures use the Web API's
+// Limits and faults are set through the admin API; injected failures use the Web API's
 // error shape; counters are kept by kind.
 func TestAdminLimitsFaultsAndCounters(t *testing.T) {
 	env := newTestEnv(t)

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Issue 3 point 1 / spec 1.1: a client-credentials request for {environment_url}/.default gets a bearer
+// A client-credentials request for {environment_url}/.default gets a bearer
 // token with expires_in; every other request is refused with Entra ID's error body.
 func TestTokenEndpointIssuesClientCredentialsTokensAndRefusesBadRequests(t *testing.T) {
 	env := newTestEnv(t)
@@ -30,7 +30,7 @@ func TestTokenEndpointIssuesClientCredentialsTokensAndRefusesBadRequests(t *test
 		aadsts  float64
 		status  int
 	}{
-		// Issue 19, item 5: Entra ID answers a wrong client secret with 401 invalid_client / AADSTS7000215
+		// Entra ID answers a wrong client secret with 401 invalid_client / AADSTS7000215
 		// (RFC 6749 5.2 allows 401 for invalid_client; MSAL and azidentity see 401 from the real service).
 		{"wrong secret", func(f url.Values) { f.Set("client_secret", "nope") }, "invalid_client", 7000215, http.StatusUnauthorized},
 		{"no secret", func(f url.Values) { f.Del("client_secret") }, "invalid_client", 7000216, http.StatusUnauthorized},

@@ -119,7 +119,7 @@ func parseBatchResponse(t *testing.T, r result) []batchPart {
 	return parts
 }
 
-// Issue 3 point 4 / spec 4.8: a change set is atomic, Content-ID references ($1) work as URLs and as bind
+// A change set is atomic, Content-ID references ($1) work as URLs and as bind
 // values, GETs run outside change sets, and the answer is the real multipart shape.
 func TestBatchRunsChangeSetsWithContentIDReferences(t *testing.T) {
 	env := newTestEnv(t)

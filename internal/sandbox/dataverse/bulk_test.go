@@ -22,7 +22,7 @@ func contactTargets(n, from int, team string) map[string]any {
 	return map[string]any{"Targets": targets}
 }
 
-// Issue 3 point 4 / spec 4.7: UpsertMultiple of 1,000 rows keyed by chosen GUIDs answers 204, creates then
+// UpsertMultiple of 1,000 rows keyed by chosen GUIDs answers 204, creates then
 // updates them, and counts as one bulk message of 1,000 items.
 func TestUpsertMultipleOfAThousandRowsCreatesThenUpdates(t *testing.T) {
 	env := newTestEnv(t)

@@ -1,5 +1,6 @@
 // Package dataverse emulates the Microsoft Dataverse Web API (v9.2) and its Entra ID token endpoint,
-// faithfully to specs/dataverse-api.md, for the contact and account tables crmsync writes. It also serves
+// faithfully to the documented behaviour (docs/sandbox-dataverse.md says what and where it guessed), for the
+// contact and account tables crmsync writes. It also serves
 // an admin API for tests and the demo.
 //
 // What a client sees: client-credentials tokens (spec 1), WhoAmI (2.3), table and attribute metadata with

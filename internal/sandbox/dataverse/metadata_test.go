@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Issue 3 point 2 / spec 2.2-2.3: WhoAmI answers the caller, business unit and organization, and every
+// WhoAmI answers the caller, business unit and organization, and every
 // response carries OData-Version, the minimal-metadata content type, x-ms-dop-hint and the rate-limit headers.
 func TestWhoAmIAndResponseHeaders(t *testing.T) {
 	env := newTestEnv(t)
@@ -102,7 +102,7 @@ func attributes(t *testing.T, env *testEnv, table, sel string) map[string]map[st
 	return out
 }
 
-// Issue 3 point 3 / spec 3.2, 9: the AttributeType and RequiredLevel of every spec 9 column, the
+// The AttributeType and RequiredLevel of every spec 9 column, the
 // IsValidFor* flags, and enough other standard columns (createdon, ownerid, statecode, a Virtual and an
 // EntityName column) for mapping validation to reject.
 func TestAttributesCarrySpecSection9TypesAndRequiredLevels(t *testing.T) {
@@ -233,7 +233,7 @@ func TestAttributeCastsGiveMaxLengthAndTargets(t *testing.T) {
 	}
 }
 
-// Issue 3 point 3: a custom column added through the admin API appears in metadata and is writable and
+// A custom column added through the admin API appears in metadata and is writable and
 // readable at once.
 func TestCustomColumnAddedThroughAdminIsKnownToMetadataWritesAndReads(t *testing.T) {
 	env := newTestEnv(t)

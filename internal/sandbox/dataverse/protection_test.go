@@ -27,7 +27,7 @@ func expect429(t *testing.T, r result, code string) time.Duration {
 	return retryAfter(t, r)
 }
 
-// Issue 3 point 8 / spec 7.1: once the per-user request budget of the window is spent, the following
+// Once the per-user request budget of the window is spent, the following
 // requests get 429 / 0x80072322 with Retry-After until the window slides; x-ms-ratelimit headers count down.
 func TestRequestBudgetThrottlesWithRetryAfterUntilTheWindowSlides(t *testing.T) {
 	env := newTestEnv(t, func(c *Config) { c.Limits = Limits{Requests: 5, Window: Duration(60 * time.Second)} })
@@ -97,7 +97,7 @@ func TestConcurrencyLimitFailsAtOnce(t *testing.T) {
 	env.mustStatus(env.call(http.MethodGet, "WhoAmI", nil), http.StatusOK)
 }
 
-// Issue 3 point 8, 9: a 429 storm answers the next N requests (or every request for D) with Retry-After R;
+// A 429 storm answers the next N requests (or every request for D) with Retry-After R;
 // requests that arrive before their Retry-After expired are counted as early retries and get longer waits.
 func TestStormsAndEarlyRetries(t *testing.T) {
 	env := newTestEnv(t)

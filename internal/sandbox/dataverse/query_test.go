@@ -28,7 +28,7 @@ func values(t *testing.T, r result) []map[string]any {
 	return out
 }
 
-// Issue 3 point 6 / spec 5.1: $select, $filter (eq ne gt lt and or, modifiedon), $orderby, $top, $count, and
+// $select, $filter (eq ne gt lt and or, modifiedon), $orderby, $top, $count, and
 // @odata.etag on every row.
 func TestQueriesSelectFilterOrderAndTop(t *testing.T) {
 	env := newTestEnv(t)

@@ -23,7 +23,7 @@ func privilegeNames(t *testing.T, r result) []string {
 	return names
 }
 
-// Issue 3 point 7 / spec 8.1-8.2: teams are readable, and RetrieveTeamPrivileges answers from the team's
+// Teams are readable, and RetrieveTeamPrivileges answers from the team's
 // roles: one team holds every privilege on contact and account, the other none on them.
 func TestTeamsAndRetrieveTeamPrivileges(t *testing.T) {
 	env := newTestEnv(t)
@@ -74,7 +74,7 @@ func TestTeamsAndRetrieveTeamPrivileges(t *testing.T) {
 	}
 }
 
-// Issue 3 point 7 / spec 8.3, 6.2: a write whose ownerid binds a team lacking the privilege fails with 403 /
+// A write whose ownerid binds a team lacking the privilege fails with 403 /
 // 0x80040220 naming it (create, write, append, and append-to on the lookup's target), and changes nothing.
 func TestWritesOwnedByATeamNeedItsPrivileges(t *testing.T) {
 	env := newTestEnv(t)
@@ -185,7 +185,7 @@ func TestImpersonationHeadersAttributeWritesToTheUser(t *testing.T) {
 	}
 }
 
-// Issue 19, item 8: Dataverse checks the privilege of every operation on every request — not only when a
+// Dataverse checks the privilege of every operation on every request — not only when a
 // write binds the owner. The application user acts through the team that owns the row (the setup the
 // README describes: its privileges come from that team), so a write that does not bind ownerid is checked
 // against the row's owning team: Write for an update (single, bulk message, $batch), Delete for a delete,

@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// Issue 3 point 5 / spec 6, 9: each invalid write fails with Dataverse's status and code, and a failed
+// Each invalid write fails with Dataverse's status and code, and a failed
 // write never changes stored rows.
 func TestValidationFailuresUseDataverseCodesAndChangeNothing(t *testing.T) {
 	env := newTestEnv(t)

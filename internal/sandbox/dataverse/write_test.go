@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Issue 3 point 4 / spec 4.1: POST answers 204 with OData-EntityId, or 201 with the row and
+// POST answers 204 with OData-EntityId, or 201 with the row and
 // Preference-Applied under return=representation; a caller-chosen primary key is honoured and a second
 // POST of it fails with 412 / 0x80040237.
 func TestCreateAnswers204Or201AndHonoursTheChosenKey(t *testing.T) {

@@ -1,5 +1,5 @@
-// Package salesforce emulates the parts of a Salesforce org that crmsync talks to, faithfully to
-// specs/salesforce-api.md: OAuth 2.0 (JWT bearer, client credentials, refresh token), REST (describe, SOQL,
+// Package salesforce emulates the parts of a Salesforce org that crmsync talks to, faithfully to the
+// documented behaviour (docs/sandbox-salesforce.md says what and where it guessed): OAuth 2.0 (JWT bearer, client credentials, refresh token), REST (describe, SOQL,
 // sObject CRUD, limits), Bulk API 2.0 query, and Change Data Capture over the Pub/Sub API (gRPC).
 // It also serves an admin API for tests and the demo (docs/sandbox-salesforce.md).
 //

@@ -228,7 +228,7 @@ func TestGenerateAndMutateCommitOneTransactionEach(t *testing.T) {
 	}
 }
 
-// Issue 19, item 7: Salesforce merges the change events of one transaction when the same change hits several
+// Salesforce merges the change events of one transaction when the same change hits several
 // records of one object within a second ("Merged Change Events", Change Data Capture Developer Guide): one
 // event whose recordIds lists them all — an update of one field on three accounts, a delete of several
 // records. Different changes, and records of different objects, keep their own events; the switch turns
@@ -294,7 +294,7 @@ func TestSameChangeOnSeveralRecordsIsOneMergedEvent(t *testing.T) {
 	}
 }
 
-// Issue 19, item 6: a merge of up to three records (SOAP merge, the UI, Apex) deletes the losers with
+// A merge of up to three records (SOAP merge, the UI, Apex) deletes the losers with
 // MasterRecordId set to the winner, updates the winner and re-parents child records (contacts of a merged
 // account) without events of their own: Apex's "Triggers and Merge Statements" says re-parented children
 // fire no triggers and the CDC guide says nothing of their change events, so the sandbox models none. On the

@@ -12,7 +12,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Issue 19, item 1: the JWT bearer grant accepts the assertions widely used clients send and a real org
+// The JWT bearer grant accepts the assertions widely used clients send and a real org
 // accepts: exp 300 s ahead (salesforce-pubsub-api-client, go-salesforce, simple-salesforce in #491), exp in
 // milliseconds (the Salesforce CLI's sfdx-core signs Date.now() + 300), exp as a JSON string
 // (simple-salesforce, go-salesforce), aud https://login.salesforce.com sent to the org's My Domain
@@ -71,7 +71,7 @@ func TestJWTBearerMaxAheadIsConfigurable(t *testing.T) {
 	}
 }
 
-// Issue 19, item 2: "List Available REST Resources" includes identity, the identity URL of the session's
+// "List Available REST Resources" includes identity, the identity URL of the session's
 // user (jsforce's identity() on a connection built from a bare token reads it).
 func TestResourcesListIncludesIdentity(t *testing.T) {
 	o := newTestOrg(t, 0, 0)
@@ -97,7 +97,7 @@ func TestResourcesListIncludesIdentity(t *testing.T) {
 	}
 }
 
-// Issue 19, item 3: a current org serves the API versions up to the current release (v68.0, Winter '27,
+// A current org serves the API versions up to the current release (v68.0, Winter '27,
 // by default), lists them from 31.0 (21.0-30.0 were retired in Summer '25 and answer 410 GONE), and the
 // ceiling stays configurable.
 func TestCurrentAPIVersionsAreServed(t *testing.T) {
@@ -128,7 +128,7 @@ func TestCurrentAPIVersionsAreServed(t *testing.T) {
 	}
 }
 
-// Issue 19, item 4: sObject Collections create, update, upsert, delete and retrieve up to 200 records per
+// sObject Collections create, update, upsert, delete and retrieve up to 200 records per
 // request with per-record results in the real shape; allOrNone rolls everything back when one record fails.
 func TestSObjectCollections(t *testing.T) {
 	o := newTestOrg(t, 0, 0)
@@ -228,7 +228,7 @@ func TestSObjectCollections(t *testing.T) {
 	}
 }
 
-// Issue 19, item 4 (continued): /composite runs subrequests in order with @{ref} references and rolls all
+// /composite runs subrequests in order with @{ref} references and rolls all
 // of them back under allOrNone; /composite/batch runs independent subrequests, haltOnError stopping the rest.
 func TestCompositeAndCompositeBatch(t *testing.T) {
 	o := newTestOrg(t, 0, 0)

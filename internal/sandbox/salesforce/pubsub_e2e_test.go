@@ -20,7 +20,7 @@ import (
 	eventbusv1 "github.com/crmsync/terraform-provider-crmsync/internal/proto/eventbus/v1"
 )
 
-// Issue 2, "Done means": a plain generated gRPC client subscribes, receives the events of a REST create, an
+// A plain generated gRPC client subscribes, receives the events of a REST create, an
 // update that changes two fields and nulls one, a delete and an admin undelete, decodes the Avro payloads
 // with the schema it fetched, and decodes the bitmaps to exactly the changed and nulled field names.
 func TestChangesReachAPubSubSubscriberWithExactFieldLists(t *testing.T) {

@@ -1,5 +1,5 @@
-// The Salesforce Pub/Sub API (gRPC), written for crmsync from the message and field table of
-// specs/salesforce-api.md section 6.2. Package, service, method, message and field names, field numbers
+// The Salesforce Pub/Sub API (gRPC), written for crmsync from the messages and fields Salesforce publishes
+// for it (its pubsub_api.proto). Package, service, method, message and field names, field numbers
 // and enum values match the published API so this definition is wire-compatible with it: the runtime's
 // client uses it against a real org and the sandbox serves it.
 

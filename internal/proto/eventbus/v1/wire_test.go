@@ -8,7 +8,7 @@ import (
 )
 
 // TestWireNamesAndNumbersMatchTheSpec pins every message, field name, number and type and every enum value
-// of specs/salesforce-api.md 6.2, so an edit of the .proto cannot silently break wire compatibility with
+// of the published Pub/Sub API, so an edit of the .proto cannot silently break wire compatibility with
 // the real Pub/Sub API.
 func TestWireNamesAndNumbersMatchTheSpec(t *testing.T) {
 	want := map[string][]string{ // message → "name=number type", in field-number order

@@ -15,7 +15,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/localstore"
 )
 
-// Finding 5 of issue 12: two standalone agents on one --state-dir both ran, each writing checkpoints into
+// Two standalone agents on one --state-dir both ran, each writing checkpoints into
 // the same agent.db. The second open is refused and names the process that holds the directory.
 func TestASecondOpenOfAStateDirIsRefusedNamingTheHoldersPID(t *testing.T) {
 	dir := t.TempDir()
@@ -43,7 +43,7 @@ func TestASecondOpenOfAStateDirIsRefusedNamingTheHoldersPID(t *testing.T) {
 	again.Close()
 }
 
-// Finding 6 of issue 12: agent.db (with -wal and -shm) was created 0644 while it holds dead-letter payloads
+// agent.db (with -wal and -shm) was created 0644 while it holds dead-letter payloads
 // with personal data. Every state file is 0600 and the directory 0700, whatever the umask.
 func TestTheAgentsStateFilesAreReadableByTheOwnerOnly(t *testing.T) {
 	old := syscall.Umask(0o022) // the common default, under which SQLite created 0644 files

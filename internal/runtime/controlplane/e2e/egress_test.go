@@ -112,7 +112,7 @@ func runServe(t *testing.T, dataDir, tok string, env []string, args ...string) (
 	}
 }
 
-// Issue 12, finding 1 and "Done means": a connector's URLs point at a listener the test runs. With the
+// A connector's URLs point at a listener the test runs. With the
 // default destination policy the declaration is refused; with the listener allowed, no file or environment
 // content of the control plane's host reaches it, whatever the connector references (the data directory's
 // key, the API token's variable, other variables and files of the host), through declaration, activation

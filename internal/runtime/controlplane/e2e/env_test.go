@@ -1,5 +1,5 @@
 // Package e2e_test runs the control plane end to end with real processes: a `crmsync serve` process whose
-// supervisor starts `crmsync agent` processes, against an in-process sandbox (issue 5, "Done means").
+// supervisor starts `crmsync agent` processes, against an in-process sandbox.
 package e2e_test
 
 import (

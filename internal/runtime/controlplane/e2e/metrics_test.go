@@ -83,7 +83,7 @@ func find(fams map[string]*dto.MetricFamily, name string, want map[string]string
 	return out
 }
 
-// TestMetricsCoverEveryConnectorAndTheDeployFilesUseThem (issue 16): `crmsync serve` with the sandbox, a
+// TestMetricsCoverEveryConnectorAndTheDeployFilesUseThem: `crmsync serve` with the sandbox, a
 // connector activated and loaded, changes streamed: /metrics serves the connector's sync labelled by connector
 // and table with plausible values (the agents serve has no --listen, so the control plane is the only place
 // they can come from), the names pass the Prometheus linter, and the Grafana dashboard and alert rules in

@@ -135,7 +135,7 @@ func (e *env) equalsBackup(path string) {
 	}
 }
 
-// TestBackupSyncRestoreRollsDataverseBackExactly is issue 9's first "Done means": a backup taken on the first
+// TestBackupSyncRestoreRollsDataverseBackExactly: a backup taken on the first
 // activation, a full sync with updates and deletes, then deactivation and a restore that is interrupted
 // half-way (the control plane killed) and run again: Dataverse equals the backup exactly.
 func TestBackupSyncRestoreRollsDataverseBackExactly(t *testing.T) {

@@ -92,7 +92,7 @@ func screenshot(t *testing.T, ctx context.Context, name string) {
 	}
 }
 
-// TestStatusPageInARealBrowser (issue 16): Chromium signs in to /ui with the API token, lists the connector,
+// TestStatusPageInARealBrowser: Chromium signs in to /ui with the API token, lists the connector,
 // opens its page and watches the initial load progress (with a rate and an ETA) and the throughput chart get
 // points, then retries a dead letter from the page and sees the agent retry it.
 func TestStatusPageInARealBrowser(t *testing.T) {

@@ -192,7 +192,7 @@ func TestMappingErrorsFailWithTheirPathAndUnknownObjectsHaveNoTopic(t *testing.T
 	if c := checks["change_topics"]; c.OK || !strings.Contains(c.Message, "/data/Widget__ChangeEvent") {
 		t.Errorf("change_topics: ok=%v %s", c.OK, c.Message)
 	}
-	// Issue 16: the errors came mixed with the predefined mappings' length caveats in one message. The
+	// The errors came mixed with the predefined mappings' length caveats in one message. The
 	// caveats are kept apart.
 	if strings.Contains(m.Message, "holds up to") {
 		t.Errorf("the failed check's message carries caveats among its errors: %s", m.Message)
@@ -263,7 +263,7 @@ func (r *recorder) seen() (string, int) {
 	return r.got.String(), r.n
 }
 
-// Issue 12 finding 1: preflight resolved *_file and *_env references on the control plane's host and sent
+// Preflight resolved *_file and *_env references on the control plane's host and sent
 // the content wherever the connector's URLs pointed. With the zero reference policy (crmsync serve's own) it
 // reads nothing of this host: the side is a warning for the agent to resolve, and the file's content never
 // leaves.
@@ -296,7 +296,7 @@ func TestTheZeroReferencePolicyReadsNothingOfThisHost(t *testing.T) {
 	}
 }
 
-// Issue 12: the destination policy holds for every connection preflight makes; a host it does not allow is
+// The destination policy holds for every connection preflight makes; a host it does not allow is
 // never contacted, and the check that needed it says why.
 func TestADestinationOutsideThePolicyIsNeverContacted(t *testing.T) {
 	e := newEnv(t, sfemu.Config{})

@@ -15,7 +15,7 @@ func report(rev, received, written, dead int64, calls int64) api.Status {
 			Received: received, Written: written, DeadLettered: dead, Skipped: received - written - dead}}}
 }
 
-// Issue 16: `crmsync status` showed WRITTEN restarting at every revision, because each revision's agent
+// `crmsync status` showed WRITTEN restarting at every revision, because each revision's agent
 // counts from zero and status showed the last agent's report alone. The control plane adds up its agents.
 func TestStatusCountersAddUpEveryAgentOfTheConnector(t *testing.T) {
 	s := openStore(t, t.TempDir())

@@ -339,7 +339,7 @@ func TestDeletingAConnectorRemovesWhatItOwnsButKeepsTheAudit(t *testing.T) {
 	}
 }
 
-// Finding 4 of issue 12: two `crmsync serve` on one --data-dir both ran (a resumed backup collided with the
+// Two `crmsync serve` on one --data-dir both ran (a resumed backup collided with the
 // running one, restores were marked failed under the first). The second open is refused naming the holder.
 func TestASecondOpenOfADataDirIsRefusedNamingTheHoldersPID(t *testing.T) {
 	dir := t.TempDir()

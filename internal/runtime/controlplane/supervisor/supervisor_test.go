@@ -251,7 +251,7 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 	}
 }
 
-// Issue 12: local agents get their credential without it crossing the command line or a file: each process
+// Local agents get their credential without it crossing the command line or a file: each process
 // gets an identity of its own, scoped to its connector, through an inherited pipe; the operator token is not
 // in its environment; the identity is revoked when the process exits.
 func TestLocalAgentsGetTheirCredentialThroughAPipe(t *testing.T) {

@@ -17,7 +17,8 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
 
-// Dataverse error codes the sync branches on (specs/dataverse-api.md section 6.2).
+// Dataverse error codes the sync branches on (Dataverse's Web API error codes; docs/sandbox-dataverse.md lists
+// those the emulator answers).
 const (
 	CodeObjectDoesNotExist = "0x80040217"
 	CodeAltKeyNotFound     = "0x80060891"

@@ -1,8 +1,8 @@
 // Package dataverse is crmsync's real Microsoft Dataverse Web API client: client-credentials tokens from
 // Entra ID, metadata reads, writes through UpsertMultiple/UpdateMultiple where the environment supports them
 // for a table (probed once and remembered), $batch with change sets and continue-on-error otherwise, and
-// single-record requests for retrying one record alone. It follows specs/dataverse-api.md and knows nothing of
-// the sandbox.
+// single-record requests for retrying one record alone. It speaks the documented Web API only and knows
+// nothing of the sandbox.
 //
 // Contract: calls block while the service-protection limits throttle this client — a 429 pauses every request
 // of the client until its Retry-After has fully passed, and the number of concurrent requests adapts (halved on

@@ -46,7 +46,7 @@ func members(names ...string) []any {
 	return out
 }
 
-// The worked example of specs/salesforce-api.md section 5.4.
+// The worked example of Salesforce's documentation of the changedFields bitmap.
 func TestBitmapDecodesTheSpecExample(t *testing.T) {
 	c := syntheticSchema(t)
 	got, err := c.decodeBitmap([]string{"0x650004E0", "4-0x10", "7-0x06"})

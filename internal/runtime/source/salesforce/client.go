@@ -1,7 +1,7 @@
 // Package salesforce is crmsync's real Salesforce client: OAuth 2.0 (JWT bearer and client credentials),
 // REST (describe, SOQL with paging, limits, records), Bulk API 2.0 queries with streamed CSV pages, and a
-// Pub/Sub API subscriber for Change Data Capture. It follows specs/salesforce-api.md and knows nothing of
-// the sandbox.
+// Pub/Sub API subscriber for Change Data Capture. It speaks the documented APIs only and knows nothing of the
+// sandbox.
 //
 // Contract: every call takes a context and returns either a result or an error. *APIError carries the
 // status and Salesforce errorCode of a refused call; ErrAPILimit (wrapped) means the org's daily API budget

@@ -2,7 +2,7 @@
 // org's CDC event log: topics, Avro schemas by ID, Subscribe with flow control and keepalives, and the
 // documented errors.
 //
-// The contract, per specs/salesforce-api.md sections 5 and 6:
+// The contract, as Salesforce documents the Pub/Sub API and its change events (docs/sandbox-salesforce.md):
 //
 //   - Every RPC first applies the injected latency, counts itself, and checks the accesstoken, instanceurl
 //     and tenantid metadata through the Authenticator (UNAUTHENTICATED otherwise).

@@ -1,6 +1,6 @@
 package schema
 
-// Contact returns the standard Contact object (key prefix 003), fields per specs/salesforce-api.md 8.1.
+// Contact returns the standard Contact object (key prefix 003), its fields as a real org describes them.
 func Contact() *Object {
 	salutations := picklist("Mr.", "Ms.", "Mrs.", "Dr.", "Prof.")
 	leadSources := picklist("Web", "Phone Inquiry", "Partner Referral", "Purchased List", "Other")
@@ -39,7 +39,7 @@ func Contact() *Object {
 	return finish(&Object{Name: "Contact", Label: "Contact", LabelPlural: "Contacts", KeyPrefix: "003", Fields: fields})
 }
 
-// Account returns the standard Account object (key prefix 001), fields per specs/salesforce-api.md 8.2.
+// Account returns the standard Account object (key prefix 001), its fields as a real org describes them.
 func Account() *Object {
 	fields := []Field{
 		idField("Account ID"),

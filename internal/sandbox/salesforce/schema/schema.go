@@ -1,6 +1,5 @@
-// Package schema holds the emulated Salesforce org's object metadata: the fields of Contact and Account as
-// specs/salesforce-api.md section 8 lists them (plus the standard system fields a real org has), in describe
-// order. It is the one source for the REST describe, SOQL field checks, Bulk CSV headers and the CDC Avro
+// Package schema holds the emulated Salesforce org's object metadata: the standard fields of Contact and
+// Account a real org describes (docs/sandbox-salesforce.md), system fields included, in describe order. It is the one source for the REST describe, SOQL field checks, Bulk CSV headers and the CDC Avro
 // schemas, so a custom field added through the admin API shows up in all of them.
 //
 // Record values held by the sandbox use these Go types per field type: string for id, reference and every
