@@ -1,5 +1,7 @@
-// Command crmsync is the crmsync runtime: the local sandbox emulators today, and the control plane, the
-// sync agent and the status view as they land.
+// Command crmsync is the crmsync runtime: `serve` (the control plane: API, store, supervisor of local
+// agents, backup jobs), `agent` (the sync worker, standalone, under a control plane or in a pool), the
+// operator's commands (`status`, `backup`, `reconcile`, `dead-letters`, `agents`, `plan-summary`,
+// `version`) and `sandbox` (the Salesforce and Dataverse emulators). docs/architecture.md maps the pieces.
 package main
 
 import (
