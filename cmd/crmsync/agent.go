@@ -27,6 +27,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/remote"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/preflight"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/statedir"
 	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
@@ -334,7 +335,7 @@ func readSecretFile(flag, path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("%s: %w", flag, err)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" && !ownGroupOnly(fi) {
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && runtime.GOOS != "windows" && !statedir.OwnGroupOnly(fi) {
 		return "", fmt.Errorf("%s %s has mode %04o: it must be readable by its owner only (chmod 600 %s)", flag, path, perm, path)
 	}
 	b, err := os.ReadFile(path)

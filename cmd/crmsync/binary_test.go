@@ -10,12 +10,14 @@ import (
 	"testing"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv/pgtest"
 	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	testenv.RemoveBinaries()
+	pgtest.Shutdown()
 	os.Exit(code)
 }
 

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -52,6 +53,8 @@ type serveOptions struct {
 	allowHosts     []string
 	allowRefDirs   []string
 	allowRefEnv    []string
+	storeURL       string
+	keyFile        string
 }
 
 func newServeCommand() *cobra.Command {
@@ -76,6 +79,8 @@ SIGTERM or SIGINT stops it cleanly: agents drain and commit first, then the API 
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.dataDir, "data-dir", "", "directory of the control plane's state (created if missing)")
+	f.StringVar(&o.storeURL, "store", "", "the store: sqlite://DIR (default: SQLite in --data-dir) or postgres://USER@HOST:PORT/DB?sslmode=verify-full (several replicas on one database; the password from PGPASSWORD or ~/.pgpass; default: $CRMSYNC_STORE)")
+	f.StringVar(&o.keyFile, "key-file", "", "the key the connectors' inline secrets are encrypted with (default: DATA_DIR/secret.key; every replica needs the same one)")
 	f.StringVar(&o.listen, "listen", "127.0.0.1:8787", "address of the API (port 0 picks one)")
 	f.StringVar(&o.tlsCert, "tls-cert", "", "TLS certificate (PEM) of the API")
 	f.StringVar(&o.tlsKey, "tls-key", "", "TLS private key (PEM) of the API")
@@ -140,6 +145,38 @@ func policies(o serveOptions) (policy.Hosts, policy.Refs, error) {
 	return policy.Hosts{Allow: o.allowHosts}, refs, nil
 }
 
+// openStore opens the store --store names: SQLite in the data directory by default, or PostgreSQL.
+func openStore(ctx context.Context, o serveOptions) (*store.SQLite, error) {
+	u := o.storeURL
+	if u == "" {
+		u = strings.TrimSpace(os.Getenv("CRMSYNC_STORE"))
+	}
+	switch {
+	case u == "" || u == "sqlite://":
+		if o.keyFile != "" {
+			return nil, errors.New("--key-file is for the PostgreSQL store; with SQLite the key is DATA_DIR/secret.key")
+		}
+		return store.OpenSQLite(o.dataDir) //nolint:contextcheck // opening runs the migrations to completion; not cancellable
+	case strings.HasPrefix(u, "sqlite://"):
+		if o.keyFile != "" {
+			return nil, errors.New("--key-file is for the PostgreSQL store; with SQLite the key is in the store's directory")
+		}
+		return store.OpenSQLite(strings.TrimPrefix(u, "sqlite://")) //nolint:contextcheck // as above
+	case strings.HasPrefix(u, "postgres://"), strings.HasPrefix(u, "postgresql://"):
+		return store.OpenPostgres(ctx, store.PostgresOptions{URL: u, Dir: o.dataDir, KeyFile: o.keyFile})
+	}
+	return nil, fmt.Errorf("--store must be sqlite://DIR or postgres://…, not %q", redactURL(u))
+}
+
+// redactURL hides a URL's password.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}
+
 // SocketFile is the control plane's local socket inside its data directory.
 const SocketFile = "crmsync.sock"
 
@@ -196,7 +233,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.OpenSQLite(o.dataDir) //nolint:contextcheck // opening runs the migrations to completion; not cancellable
+	st, err := openStore(ctx, o)
 	if err != nil {
 		return err
 	}
@@ -296,7 +333,13 @@ func shutdownAPI(ctx context.Context, httpSrv *http.Server) error {
 func startBackupJobs(ctx context.Context, o serveOptions, st *store.SQLite, deployer controlplane.Deployer, hosts policy.Hosts, refs policy.Refs,
 	logger *slog.Logger) (jobs *backupjobs.Manager, stop func(), err error) {
 	clients := preflight.NewChecker(preflight.Config{Logger: logger, Hosts: hosts, Refs: refs})
-	jobs = backupjobs.New(backupjobs.Config{Store: st, DataDir: o.dataDir, Clients: clients.Clients, Deployer: deployer, Logger: logger})
+	cfg := backupjobs.Config{Store: st, DataDir: o.dataDir, Clients: clients.Clients, Deployer: deployer, Logger: logger}
+	if st.Shared() {
+		// Replicas share the jobs: each backup and restore is run by the replica holding its claim.
+		host, _ := os.Hostname()
+		cfg.Claims, cfg.Holder = st, fmt.Sprintf("%s/%d/%s", host, os.Getpid(), store.NewID("")[:8])
+	}
+	jobs = backupjobs.New(cfg)
 	jobsCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	if err := jobs.Start(jobsCtx); err != nil {
 		cancel()

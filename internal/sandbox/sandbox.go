@@ -59,6 +59,9 @@ type Options struct {
 	// name the returned address, so a client going through the proxy sees a consistent service. Names:
 	// salesforce-login, salesforce-instance, pubsub, admin, dataverse, authority.
 	Front func(name, addr string) (string, error)
+	// DataverseRequest, when set, sees every request of the Dataverse Web API before the emulator serves it
+	// (its headers and URL; the body is the emulator's): the chaos suite checks each write's lease tag with it.
+	DataverseRequest func(r *http.Request)
 }
 
 // SalesforceInfo is the "salesforce" object of sandbox.json.
@@ -262,7 +265,7 @@ func Start(ctx context.Context, opts Options) (_ *Sandbox, err error) {
 		portLogin:     s.Salesforce.LoginHandler(),
 		portInstance:  s.Salesforce.InstanceHandler(),
 		portAdmin:     s.adminHandler(),
-		portDataverse: s.Dataverse.APIHandler(),
+		portDataverse: observe(s.Dataverse.APIHandler(), opts.DataverseRequest),
 		portAuthority: s.Dataverse.AuthorityHandler(),
 	}
 	for i, h := range handlers {
@@ -417,4 +420,15 @@ func (s *Sandbox) Close() error {
 		}
 	})
 	return nil
+}
+
+// observe calls see with every request before h serves it (h alone when see is nil).
+func observe(h http.Handler, see func(*http.Request)) http.Handler {
+	if see == nil {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		see(r)
+		h.ServeHTTP(w, r)
+	})
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"net/http/httptest"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -16,6 +17,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane/store"
+	"github.com/crmsync/terraform-provider-crmsync/internal/testenv/pgtest"
 )
 
 const testToken = "test-token-0123456789"
@@ -167,13 +169,34 @@ func (e *env) by(leaseID string) *client.Client {
 
 type envOption func(*Config)
 
-func newEnv(t *testing.T, opts ...envOption) *env {
+// testStore opens the store the tests run on: SQLite in dir, or PostgreSQL (a fresh database of the test
+// process's private cluster) when CRMSYNC_TEST_STORE=postgres — `make test` runs this package both ways, so
+// the behaviour tests are the store's behavioural suite for both implementations.
+func testStore(t *testing.T, dir string) *store.SQLite {
 	t.Helper()
-	dir := t.TempDir()
-	st, err := store.OpenSQLite(dir)
+	var st *store.SQLite
+	var err error
+	if os.Getenv("CRMSYNC_TEST_STORE") == "postgres" {
+		st, err = store.OpenPostgres(t.Context(), store.PostgresOptions{URL: pgtest.Database(t), Dir: dir, MaxConns: 8})
+	} else {
+		st, err = store.OpenSQLite(dir)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
+	return st
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Shutdown()
+	os.Exit(code)
+}
+
+func newEnv(t *testing.T, opts ...envOption) *env {
+	t.Helper()
+	dir := t.TempDir()
+	st := testStore(t, dir)
 	t.Cleanup(func() { _ = st.Close() })
 	clk := &clock{t: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
 	st.Now = clk.Now
@@ -183,6 +206,7 @@ func newEnv(t *testing.T, opts ...envOption) *env {
 	for _, o := range opts {
 		o(&cfg)
 	}
+	var err error
 	if e.srv, err = New(cfg); err != nil {
 		t.Fatal(err)
 	}

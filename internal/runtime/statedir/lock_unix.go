@@ -22,3 +22,11 @@ func lockFile(f *os.File) error {
 		}
 	}
 }
+
+// OwnGroupOnly accepts a secret file that root owns and only this process's own group may also read (mode
+// 0440 or 0400, nothing for others): a Kubernetes Secret mounted with the pod's fsGroup, which cannot be made
+// the process's own file.
+func OwnGroupOnly(fi os.FileInfo) bool {
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && fi.Mode().Perm()&0o027 == 0 && int(st.Gid) == os.Getegid() && st.Uid == 0
+}

@@ -17,3 +17,6 @@ func lockFile(f *os.File) error {
 	ol := new(windows.Overlapped)
 	return windows.LockFileEx(windows.Handle(f.Fd()), windows.LOCKFILE_EXCLUSIVE_LOCK|windows.LOCKFILE_FAIL_IMMEDIATELY, 0, 1, 0, ol)
 }
+
+// OwnGroupOnly is false: no group ownership to check here.
+func OwnGroupOnly(os.FileInfo) bool { return false }

@@ -60,6 +60,12 @@ type Config struct {
 	RetryMin, RetryMax time.Duration
 	// PageSize and ChunkPages tune the export (backup's defaults when zero).
 	PageSize, ChunkPages int
+	// Claims, when set, share the jobs with other control-plane replicas (claims.go): Holder names this
+	// replica, ClaimTTL is how long a claim lives unrenewed (DefaultClaimTTL when zero). With replicas,
+	// DataDir/backups must be one volume every replica mounts at the same path.
+	Claims   store.Claims
+	Holder   string
+	ClaimTTL time.Duration
 }
 
 // Manager implements controlplane.Safeguards.
@@ -92,6 +98,9 @@ func New(cfg Config) *Manager {
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = 5 * time.Minute
 	}
+	if cfg.ClaimTTL <= 0 {
+		cfg.ClaimTTL = DefaultClaimTTL
+	}
 	base, stop := context.WithCancel(context.Background())
 	return &Manager{cfg: cfg, log: cfg.Logger.With("component", "backups"), base: base, stop: stop, backups: map[string]*job{}}
 }
@@ -102,16 +111,7 @@ func (m *Manager) Start(ctx context.Context) error {
 	if m.cfg.Store == nil || m.cfg.DataDir == "" || m.cfg.Clients == nil {
 		return errors.New("backups: a store, the data directory and a client factory are required")
 	}
-	rs, err := m.cfg.Store.RunningRestores(ctx)
-	if err != nil {
-		return err
-	}
-	for _, r := range rs {
-		r.State, r.Error = api.RestoreFailed, "interrupted: the control plane stopped during the restore; run it again to resume from its last finished chunk"
-		if err := m.cfg.Store.UpdateRestore(ctx, r); err != nil {
-			m.log.Warn("marking an interrupted restore", "restore_id", r.ID, "err", err)
-		}
-	}
+	m.interruptOrphanedRestores(ctx)
 	bs, err := m.cfg.Store.UnfinishedBackups(ctx)
 	if err != nil {
 		return err
@@ -128,6 +128,10 @@ func (m *Manager) Start(ctx context.Context) error {
 		case <-m.base.Done():
 		}
 	}()
+	if m.cfg.Claims != nil {
+		m.wg.Add(1)
+		go func() { defer m.wg.Done(); m.rescan(m.base) }() //nolint:contextcheck // the manager's context, stopped by Start's
+	}
 	return nil
 }
 
@@ -185,10 +189,17 @@ func (m *Manager) launch(b api.Backup) {
 	go func() {
 		defer m.wg.Done()
 		defer cancel()
-		m.runBackup(ctx, j, b)
-		m.mu.Lock()
-		delete(m.backups, b.ID)
-		m.mu.Unlock()
+		defer func() {
+			m.mu.Lock()
+			delete(m.backups, b.ID)
+			m.mu.Unlock()
+		}()
+		jctx, release, ok := m.hold(ctx, "backup:"+b.ID)
+		if !ok {
+			return // another replica runs it
+		}
+		defer release()
+		m.runBackup(jctx, j, b)
 	}()
 }
 
@@ -309,9 +320,14 @@ func (m *Manager) StartRestore(ctx context.Context, b api.Backup, req api.Restor
 		return rs, err
 	}
 	m.wg.Add(1)
-	go func() {
+	go func() { //nolint:contextcheck // the restore outlives the request: it runs under the manager's context
 		defer m.wg.Done()
-		m.runRestore(m.base, rs, b)
+		ctx, release, ok := m.hold(m.base, "restore:"+rs.ID)
+		if !ok {
+			return
+		}
+		defer release()
+		m.runRestore(ctx, rs, b)
 	}()
 	return rs, nil
 }

@@ -9,8 +9,9 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
-	"path/filepath"
 	"strings"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/statedir"
 )
 
 // KeyFile is the name of the secret-encryption key inside the data directory.
@@ -23,11 +24,11 @@ const keyCheckPlain = "crmsync secret key check"
 // sealVersion prefixes every ciphertext, so the format can change later without guessing.
 const sealVersion = 1
 
-// loadKey reads DIR/secret.key, or generates it (32 random bytes, base64, mode 0600) when create is set and
-// the file does not exist. A key file that group or others can access is refused: it protects every inline
-// secret of the store.
-func loadKey(dir string, create bool) (key []byte, created bool, err error) {
-	path := filepath.Join(dir, KeyFile)
+// loadKey reads the key file (DIR/secret.key), or generates it (32 random bytes, base64, mode 0600) when
+// create is set and the file does not exist. A key file that group or others can access is refused (but for
+// one root owns and only the process's own group may read: a mounted Kubernetes Secret): it protects every
+// inline secret of the store.
+func loadKey(path string, create bool) (key []byte, created bool, err error) {
 	fi, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		if !create {
@@ -56,7 +57,7 @@ func loadKey(dir string, create bool) (key []byte, created bool, err error) {
 	if err != nil {
 		return nil, false, fmt.Errorf("reading %s: %w", path, err)
 	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
+	if perm := fi.Mode().Perm(); perm&0o077 != 0 && !statedir.OwnGroupOnly(fi) {
 		return nil, false, fmt.Errorf("%s has mode %04o: it must not be readable by group or others (chmod 600 %s)", path, perm, path)
 	}
 	b, err := os.ReadFile(path)

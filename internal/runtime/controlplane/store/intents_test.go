@@ -12,7 +12,7 @@ import (
 // agent that loaded its checkpoint before (it was draining) and saves it afterwards keeps them, while an
 // agent that took them in removes them once done.
 func TestARestoreRecordsWhatEveryRestoredTableOwesAndADrainingAgentCannotDropIt(t *testing.T) {
-	s := openStore(t, t.TempDir())
+	s := behaviourStore(t)
 	ctx := t.Context()
 	c, err := s.CreateConnector(ctx, spec("restored"), nil, "test")
 	if err != nil {

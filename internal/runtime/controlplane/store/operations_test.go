@@ -18,7 +18,7 @@ func report(rev, received, written, dead int64, calls int64) api.Status {
 // `crmsync status` showed WRITTEN restarting at every revision, because each revision's agent
 // counts from zero and status showed the last agent's report alone. The control plane adds up its agents.
 func TestStatusCountersAddUpEveryAgentOfTheConnector(t *testing.T) {
-	s := openStore(t, t.TempDir())
+	s := behaviourStore(t)
 	defer s.Close()
 	ctx := t.Context()
 	c, err := s.CreateConnector(ctx, spec("counted"), nil, "test")
@@ -76,7 +76,7 @@ func TestStatusCountersAddUpEveryAgentOfTheConnector(t *testing.T) {
 
 // The history keeps one point per HistoryInterval at most and forgets points past HistoryRetention.
 func TestHistoryKeepsOnePointPerIntervalForTheRetention(t *testing.T) {
-	s := openStore(t, t.TempDir())
+	s := behaviourStore(t)
 	defer s.Close()
 	ctx := t.Context()
 	now := time.Date(2026, 5, 1, 8, 0, 0, 0, time.UTC)

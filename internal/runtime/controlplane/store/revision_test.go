@@ -33,7 +33,7 @@ func revisionColumns(t *testing.T, s *SQLite, connectorID string) map[string][]s
 // stored, equal to what the API serves for the mapping; a sibling added later changes them (Contact's
 // parentcustomerid is mapped only while Account is synced) in the revision it creates.
 func TestARevisionCarriesTheEffectiveColumnsOfItsTables(t *testing.T) {
-	s := openStore(t, t.TempDir())
+	s := behaviourStore(t)
 	ctx := t.Context()
 	c, err := s.CreateConnector(ctx, spec("one"), nil, "test")
 	if err != nil {
@@ -69,7 +69,7 @@ func TestARevisionCarriesTheEffectiveColumnsOfItsTables(t *testing.T) {
 // A revision stored before revisions carried effective columns gets them when it is read, for the lease and
 // for backups alike.
 func TestARevisionStoredWithoutEffectiveColumnsGetsThemWhenRead(t *testing.T) {
-	s := openStore(t, t.TempDir())
+	s := behaviourStore(t)
 	ctx := t.Context()
 	c, err := s.CreateConnector(ctx, spec("one"), nil, "test")
 	if err != nil {

@@ -23,11 +23,16 @@ const DBFile = "control-plane.db"
 // Every method runs in one transaction on a single connection: the control plane's load is small, and one
 // writer at a time rules out SQLITE_BUSY and lost updates without retry loops. The journal is WAL with
 // synchronous=FULL, so a committed method survives a crash or power loss.
+//
+// The same type is the PostgreSQL store (OpenPostgres, pg.go): its statements are portable SQL, and pg
+// switches what differs (schema migrations, transaction isolation).
 type SQLite struct {
-	db   *sql.DB
-	aead cipher.AEAD
-	dir  string
-	lock *statedir.Lock
+	db      *sql.DB
+	aead    cipher.AEAD
+	dir     string
+	lock    *statedir.Lock
+	keyPath string // the secrets key (DIR/secret.key by default)
+	pg      bool   // PostgreSQL (pg.go)
 
 	// Now is the clock (UTC); tests replace it before use to move time without sleeping.
 	Now func() time.Time
@@ -64,8 +69,8 @@ func OpenSQLite(dir string) (*SQLite, error) {
 		return nil, err
 	}
 	db.SetMaxOpenConns(1)
-	s := &SQLite{db: db, dir: dir, lock: lock, Now: func() time.Time { return time.Now().UTC() }}
-	if err := s.init(context.Background()); err != nil {
+	s := &SQLite{db: db, dir: dir, lock: lock, keyPath: filepath.Join(dir, KeyFile), Now: func() time.Time { return time.Now().UTC() }}
+	if err := s.initWith(context.Background(), filepath.Join(dir, DBFile)); err != nil {
 		_ = db.Close()
 		_ = lock.Release()
 		return nil, err
@@ -73,9 +78,15 @@ func OpenSQLite(dir string) (*SQLite, error) {
 	return s, nil
 }
 
-func (s *SQLite) init(ctx context.Context) error {
-	if err := migrate(ctx, s.db); err != nil {
-		return fmt.Errorf("%s: %w", filepath.Join(s.dir, DBFile), err)
+// initWith migrates the schema and checks the key against the database (where names the database in
+// errors).
+func (s *SQLite) initWith(ctx context.Context, where string) error {
+	migrateFn := migrate
+	if s.pg {
+		migrateFn = pgMigrate
+	}
+	if err := migrateFn(ctx, s.db); err != nil {
+		return fmt.Errorf("%s: %w", where, err)
 	}
 	var check []byte
 	err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'key_check'`).Scan(&check)
@@ -83,24 +94,29 @@ func (s *SQLite) init(ctx context.Context) error {
 		return err
 	}
 	hasCheck := err == nil
-	key, created, err := loadKey(s.dir, !hasCheck)
+	keyPath := s.keyPath
+	key, _, err := loadKey(keyPath, !hasCheck)
 	if err != nil {
 		return err
 	}
 	if s.aead, err = newAEAD(key); err != nil {
 		return err
 	}
-	keyPath := filepath.Join(s.dir, KeyFile)
-	if !hasCheck || created {
+	if !hasCheck {
 		sealed, err := seal(s.aead, []byte(keyCheckPlain), []byte("key_check"))
 		if err != nil {
 			return err
 		}
-		if _, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('key_check', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`, sealed); err != nil {
+		// Another replica may have stored its key check first: the one stored is read back and checked.
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO meta (key, value) VALUES ('key_check', ?) ON CONFLICT (key) DO NOTHING`, sealed); err != nil {
 			return err
 		}
-	} else if plain, err := open(s.aead, check, []byte("key_check")); err != nil || string(plain) != keyCheckPlain {
-		return fmt.Errorf("%s is not the key the database's secrets were encrypted with (its key check does not decrypt); restore the original key file", keyPath)
+		if err := s.db.QueryRowContext(ctx, `SELECT value FROM meta WHERE key = 'key_check'`).Scan(&check); err != nil {
+			return err
+		}
+	}
+	if plain, err := open(s.aead, check, []byte("key_check")); err != nil || string(plain) != keyCheckPlain {
+		return fmt.Errorf("%s is not the key the database's secrets were encrypted with (its key check does not decrypt); restore the original key file (every replica needs the same one)", keyPath)
 	}
 	rows, err := s.db.QueryContext(ctx, `SELECT id, name, secrets FROM connectors WHERE secrets IS NOT NULL`)
 	if err != nil {
@@ -131,7 +147,15 @@ func (s *SQLite) Close() error {
 
 // tx runs fn in one transaction, committed when fn returns nil.
 func (s *SQLite) tx(ctx context.Context, fn func(tx *sql.Tx) error) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	if s.pg {
+		return s.pgTx(ctx, fn)
+	}
+	return s.once(ctx, nil, fn)
+}
+
+// once runs fn in one transaction with the options.
+func (s *SQLite) once(ctx context.Context, opts *sql.TxOptions, fn func(tx *sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, opts)
 	if err != nil {
 		return err
 	}

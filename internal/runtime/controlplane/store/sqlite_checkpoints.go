@@ -131,7 +131,7 @@ func (s *SQLite) RequestReconcile(ctx context.Context, connectorID, actor string
 		}
 		now := s.Now()
 		if err := tx.QueryRowContext(ctx, `INSERT INTO reconcile_requests (connector_id, request_id, requested_at) VALUES (?, 1, ?)
-ON CONFLICT (connector_id) DO UPDATE SET request_id = request_id + 1, requested_at = excluded.requested_at RETURNING request_id`,
+ON CONFLICT (connector_id) DO UPDATE SET request_id = reconcile_requests.request_id + 1, requested_at = excluded.requested_at RETURNING request_id`,
 			connectorID, nanos(now)).Scan(&out.RequestID); err != nil {
 			return err
 		}
@@ -147,7 +147,7 @@ func (s *SQLite) ReconcileProgress(ctx context.Context, connectorID string, comp
 	var out *api.ReconcileRequest
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if completed > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE reconcile_requests SET completed = MAX(completed, ?) WHERE connector_id = ?`, completed, connectorID); err != nil {
+			if _, err := tx.ExecContext(ctx, `UPDATE reconcile_requests SET completed = ? WHERE connector_id = ? AND completed < ?`, completed, connectorID, completed); err != nil {
 				return err
 			}
 		}

@@ -108,6 +108,8 @@ CREATE INDEX audit_by_connector ON audit (connector_id, id);
 	migrationAgents,
 	// 6: the agent pool's members (pool.go).
 	migrationPool,
+	// 7: the claims of once-only work across replicas (sqlite_claims.go).
+	migrationClaims,
 }
 
 // SchemaVersion is the schema version this binary writes.

@@ -208,7 +208,7 @@ func recordHistory(ctx context.Context, tx *sql.Tx, connectorID string, status a
 	if err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO status_history (connector_id, at, data) VALUES (?, ?, ?)`, connectorID, nanos(now), string(b)); err != nil {
+	if _, err := tx.ExecContext(ctx, `INSERT INTO status_history (connector_id, at, data) VALUES (?, ?, ?) ON CONFLICT (connector_id, at) DO UPDATE SET data = excluded.data`, connectorID, nanos(now), string(b)); err != nil {
 		return err
 	}
 	_, err = tx.ExecContext(ctx, `DELETE FROM status_history WHERE connector_id = ? AND at < ?`, connectorID, nanos(now.Add(-HistoryRetention)))

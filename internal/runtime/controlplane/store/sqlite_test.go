@@ -201,7 +201,7 @@ func mustAEAD(t *testing.T, keyFile []byte) cipher.AEAD {
 	if err := os.WriteFile(filepath.Join(dir, KeyFile), keyFile, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	key, _, err := loadKey(dir, false)
+	key, _, err := loadKey(filepath.Join(dir, KeyFile), false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +302,7 @@ func TestParallelWritersNeverCorruptTheStore(t *testing.T) {
 }
 
 func TestDeletingAConnectorRemovesWhatItOwnsButKeepsTheAudit(t *testing.T) {
-	s := openStore(t, t.TempDir())
+	s := behaviourStore(t)
 	defer s.Close()
 	ctx := t.Context()
 	c, err := s.CreateConnector(ctx, spec("gone"), Secrets{SecretDataverseClientSecret: canary}, "test")

@@ -210,5 +210,18 @@ type Store interface {
 	Restores
 	AuditLog
 	Pool
+	Claims
 	Close() error
+}
+
+// Claims are named, expiring rights to do once-only work (a backup, a restore), held by one control-plane
+// replica at a time: a replica that dies holding one loses it when it expires, and another takes the work
+// over (docs/scaling.md).
+type Claims interface {
+	// Claim takes the named claim for holder until ttl from now when it is free or expired, or renews it
+	// when holder has it already. It returns the claim's token, which grows at every change of holder, and
+	// false (with no error) when another holder has it.
+	Claim(ctx context.Context, name, holder string, ttl time.Duration) (token int64, ok bool, err error)
+	// ReleaseClaim gives a claim up (nothing when holder does not have it).
+	ReleaseClaim(ctx context.Context, name, holder string) error
 }
