@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sys/unix"
 )
 
 // Superuser is the cluster's superuser role.
@@ -116,6 +117,25 @@ func New(t testing.TB) *Cluster {
 		}
 	})
 	return c
+}
+
+// StartCluster starts a private cluster outside a test (the benchmarks); the caller removes it (Remove).
+func StartCluster() (*Cluster, error) {
+	bin, err := Available()
+	if err != nil {
+		return nil, err
+	}
+	return start(bin)
+}
+
+// Pid is the running server's process ID (0 when stopped).
+func (c *Cluster) Pid() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cmd == nil {
+		return 0
+	}
+	return c.cmd.Process.Pid
 }
 
 // start initializes and starts a cluster in a new directory.
@@ -263,25 +283,106 @@ func (c *Cluster) stop(sig syscall.Signal) error {
 	if c.cmd == nil {
 		return nil
 	}
+	pid := c.cmd.Process.Pid
 	if sig == syscall.SIGKILL {
-		_ = syscall.Kill(-c.cmd.Process.Pid, sig)
+		// The postmaster's children (backends, checkpointer, walwriter...) each call setsid, so the
+		// postmaster's process group holds the postmaster alone: a crash kills them one by one.
+		_ = syscall.Kill(-pid, sig)
+		for _, child := range childrenOf(pid) {
+			_ = syscall.Kill(child, sig)
+		}
 	} else {
 		_ = c.cmd.Process.Signal(sig)
 	}
 	select {
 	case <-c.done:
 	case <-time.After(30 * time.Second):
-		_ = syscall.Kill(-c.cmd.Process.Pid, syscall.SIGKILL)
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		<-c.done
 	}
 	c.cmd, c.done = nil, nil
-	return nil
+	return c.waitDetached()
+}
+
+// waitDetached waits until no process is attached to the shared memory segment a killed server left behind.
+// The postmaster is reaped before its children have exited; a server started while one of them is still
+// attached refuses to run ("pre-existing shared memory block ... is still in use"), which is the check this
+// waits for. A cleanly stopped server removed its segment and its postmaster.pid.
+func (c *Cluster) waitDetached() error {
+	id, ok := c.segment()
+	if !ok {
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var desc unix.SysvShmDesc
+		if _, err := unix.SysvShmCtl(id, unix.IPC_STAT, &desc); err != nil {
+			return nil //nolint:nilerr // the segment is gone (EINVAL/EIDRM): nothing is attached
+		}
+		if desc.Nattch == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("pgtest: %d processes of the killed server are still attached to its shared memory after 30 s", desc.Nattch)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// segment returns the ID of the System V shared memory segment recorded in the data directory's
+// postmaster.pid (line 7: key and ID), if the file is there.
+func (c *Cluster) segment() (int, bool) {
+	b, err := os.ReadFile(filepath.Join(c.Dir, "data", "postmaster.pid"))
+	if err != nil {
+		return 0, false
+	}
+	lines := strings.Split(string(b), "\n")
+	if len(lines) < 7 {
+		return 0, false
+	}
+	f := strings.Fields(lines[6])
+	if len(f) != 2 {
+		return 0, false
+	}
+	id, err := strconv.Atoi(f[1])
+	return id, err == nil
+}
+
+// childrenOf lists the processes whose parent is pid (from /proc).
+func childrenOf(pid int) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after the last ')'.
+		i := strings.LastIndexByte(string(b), ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(b[i+1:]))
+		if len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
 }
 
 // Remove stops the server and deletes its directory.
 func (c *Cluster) Remove() error {
 	if err := c.Kill(); err != nil {
 		return err
+	}
+	// A killed server's segment outlives it (PostgreSQL removes it at a clean shutdown or reuses it at the
+	// next start): remove it, or every removed cluster leaks one.
+	if id, ok := c.segment(); ok {
+		_, _ = unix.SysvShmCtl(id, unix.IPC_RMID, nil)
 	}
 	return os.RemoveAll(c.Dir)
 }
