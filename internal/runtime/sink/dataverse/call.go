@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
@@ -81,29 +79,31 @@ type answer struct {
 	Body   []byte
 }
 
-// do sends r and returns the answer of a success. It blocks while throttled, retries 429 after the full
-// Retry-After, retries transient failures, and refreshes the token once on 401.
+// do sends r and returns the answer of a success. It blocks while every application user is throttled or
+// busy, sends r as the user with the most budget left (users.go), retries 429 after the full Retry-After of
+// the user that got it (as another user when one is free sooner), retries transient failures, and refreshes
+// a user's token once on 401.
 func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 	refreshed := false
 	attempt := 0 // transient failures so far (429s are not counted: they are always retried)
 	throttles := 0
 	for {
-		if err := c.gate.wait(ctx); err != nil {
+		u, err := c.users.acquire(ctx)
+		if err != nil {
 			return nil, err
 		}
 		if err := c.fence(&r); err != nil {
+			c.users.release(u, nil, outcomeOther, 0)
 			return nil, err
 		}
-		if err := c.limiter.acquire(ctx); err != nil {
-			return nil, err
-		}
-		resp, err := c.send(ctx, r)
-		c.limiter.release()
+		resp, err := c.send(ctx, r, u)
 		if err != nil {
+			c.users.release(u, nil, outcomeOther, 0)
 			if ctx.Err() != nil {
 				return nil, ctx.Err()
 			}
-			if !r.idempotent || attempt >= c.cfg.MaxRetries {
+			var ae *AuthError
+			if errors.As(err, &ae) || !r.idempotent || attempt >= c.cfg.MaxRetries {
 				return nil, fmt.Errorf("dataverse %s %s: %w", r.method, r.path, err)
 			}
 			c.Stats.add("retries", 1)
@@ -113,29 +113,29 @@ func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 			attempt++
 			continue
 		}
-		if hint, err := strconv.Atoi(resp.Header.Get("x-ms-dop-hint")); err == nil && hint > 0 {
-			c.limiter.SetMax(hint)
-		}
 		switch {
 		case resp.Status < 300 || resp.Status == http.StatusNotModified:
-			c.limiter.onSuccess()
+			c.users.release(u, resp.Header, outcomeSuccess, 0)
 			return resp, nil
 		case resp.Status == http.StatusTooManyRequests:
 			c.Stats.add("throttled", 1)
-			c.limiter.onThrottle()
 			wait := retry.After(resp.Header, time.Now())
 			if wait <= 0 {
 				wait = throttleBackoff.Delay(throttles) // no header: exponential, as Microsoft's SDKs do
 			}
 			throttles++
-			// A throttled request is retried for as long as it takes: the service tells how long to wait,
-			// and dropping a write is never an option. Only the context ends the wait.
-			c.gate.block(wait)
+			// A throttled request is retried for as long as it takes: the service tells how long to wait
+			// (this user's budget; another user's may be free now), and dropping a write is never an option.
+			// Only the context ends the wait.
+			c.users.release(u, resp.Header, outcomeThrottled, wait)
 			c.Stats.add("retries", 1)
 			continue
+		}
+		c.users.release(u, resp.Header, outcomeOther, 0)
+		switch {
 		case resp.Status == http.StatusUnauthorized && !refreshed:
 			refreshed = true
-			c.resetTokenSource()
+			c.resetTokenSource(u) //nolint:contextcheck // the token source outlives this request: it has its own context
 			continue
 		case (resp.Status == http.StatusBadGateway || resp.Status == http.StatusServiceUnavailable ||
 			resp.Status == http.StatusGatewayTimeout || resp.Status == http.StatusInternalServerError) &&
@@ -169,20 +169,20 @@ func (c *Client) fence(r *request) error {
 }
 
 // send makes one HTTP exchange and reads the whole body (answers are small, bulk writes answer 204).
-func (c *Client) send(ctx context.Context, r request) (*answer, error) {
-	tok, err := c.token()
+func (c *Client) send(ctx context.Context, r request, u *appUser) (*answer, error) {
+	tok, err := c.token(u)
 	if err != nil {
 		return nil, err
 	}
-	u := r.path
-	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
-		u = c.base + r.path
+	target := r.path
+	if !strings.HasPrefix(target, "http://") && !strings.HasPrefix(target, "https://") {
+		target = c.base + r.path
 	}
 	var rd io.Reader
 	if r.body != nil {
 		rd = bytes.NewReader(r.body)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, r.method, target, rd)
 	if err != nil {
 		return nil, err
 	}
@@ -200,6 +200,7 @@ func (c *Client) send(ctx context.Context, r request) (*answer, error) {
 	}
 	c.Stats.add("requests", 1)
 	c.Stats.add(r.kind, 1)
+	c.users.count(u)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, err
@@ -232,135 +233,8 @@ func apiError(r request, a *answer) *APIError {
 	return e
 }
 
-// throttleGate holds every request of the client until the latest Retry-After has passed: Dataverse counts
-// per user, so any request sent early would be throttled again and lengthen the wait.
-type throttleGate struct {
-	mu    sync.Mutex
-	until time.Time
-}
-
 // retryMargin keeps a resent request from reaching the server a hair before its Retry-After expires.
 const retryMargin = 20 * time.Millisecond
-
-func (g *throttleGate) block(d time.Duration) {
-	until := time.Now().Add(d + retryMargin)
-	g.mu.Lock()
-	if until.After(g.until) {
-		g.until = until
-	}
-	g.mu.Unlock()
-}
-
-func (g *throttleGate) wait(ctx context.Context) error {
-	for {
-		g.mu.Lock()
-		d := time.Until(g.until)
-		g.mu.Unlock()
-		if d <= 0 {
-			return nil
-		}
-		if err := retry.Sleep(ctx, d); err != nil {
-			return err
-		}
-	}
-}
-
-// limiter is a semaphore whose size adapts: halved on throttling, grown by one after a window of successes,
-// never above the service's degree-of-parallelism hint.
-type limiter struct {
-	mu        sync.Mutex
-	limit     int
-	max       int
-	inFlight  int
-	successes int
-	waiters   []chan struct{}
-}
-
-func newLimiter(max int) *limiter { return &limiter{limit: max, max: max} }
-
-func (l *limiter) Limit() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.limit
-}
-
-func (l *limiter) acquire(ctx context.Context) error {
-	l.mu.Lock()
-	if l.inFlight < l.limit {
-		l.inFlight++
-		l.mu.Unlock()
-		return nil
-	}
-	ch := make(chan struct{})
-	l.waiters = append(l.waiters, ch)
-	l.mu.Unlock()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		l.mu.Lock()
-		for i, w := range l.waiters {
-			if w == ch {
-				l.waiters = append(l.waiters[:i], l.waiters[i+1:]...)
-				l.mu.Unlock()
-				return ctx.Err()
-			}
-		}
-		l.mu.Unlock()
-		// The slot was handed over just as ctx ended: give it back.
-		l.release()
-		return ctx.Err()
-	}
-}
-
-func (l *limiter) release() {
-	l.mu.Lock()
-	l.inFlight--
-	l.handOver()
-	l.mu.Unlock()
-}
-
-// handOver wakes waiters while slots are free. Caller holds mu.
-func (l *limiter) handOver() {
-	for l.inFlight < l.limit && len(l.waiters) > 0 {
-		w := l.waiters[0]
-		l.waiters = l.waiters[1:]
-		l.inFlight++
-		close(w)
-	}
-}
-
-func (l *limiter) onThrottle() {
-	l.mu.Lock()
-	l.limit = max(1, l.limit/2)
-	l.successes = 0
-	l.mu.Unlock()
-}
-
-func (l *limiter) onSuccess() {
-	l.mu.Lock()
-	l.successes++
-	if l.successes >= l.limit*4 && l.limit < l.max {
-		l.limit++
-		l.successes = 0
-		l.handOver()
-	}
-	l.mu.Unlock()
-}
-
-// SetMax applies the x-ms-dop-hint: the limit never exceeds it (and never 52, the per-user maximum).
-func (l *limiter) SetMax(hint int) {
-	hint = min(hint, 52)
-	l.mu.Lock()
-	if hint != l.max {
-		l.max = hint
-		if l.limit > hint {
-			l.limit = hint
-		}
-		l.handOver()
-	}
-	l.mu.Unlock()
-}
 
 // backoff is the wait between retries of failed requests: 250 ms doubling per attempt, capped at 16 s, with
 // jitter; at least the Retry-After the service sends. throttleBackoff is the wait after a 429 that names none:

@@ -11,21 +11,18 @@
 package dataverse
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
 	"maps"
 	"net/http"
-	"net/url"
 	"os"
 	"strings"
 	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
-	"golang.org/x/oauth2/clientcredentials"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
@@ -40,6 +37,9 @@ type Config struct {
 	TenantID     string
 	ClientID     string
 	ClientSecret string
+	// MoreUsers are further application users of the environment to send requests as, besides ClientID:
+	// each has a service-protection budget of its own (see users.go).
+	MoreUsers []Credentials
 	// CAFile adds a CA to the system roots. Plain http:// URLs are accepted only for loopback hosts.
 	CAFile string
 	// APIVersion is the Web API version, "9.2" by default.
@@ -49,8 +49,8 @@ type Config struct {
 	// MaxRetries caps retries of one request after network errors and 5xx answers; 10 when zero. Throttled
 	// requests (429) are retried until the context ends.
 	MaxRetries int
-	// MaxConcurrency caps concurrent requests before any x-ms-dop-hint arrives; 8 when zero. The service
-	// allows 52 per user.
+	// MaxConcurrency caps each user's concurrent requests before any x-ms-dop-hint arrives; 8 when zero. The
+	// service allows 52 per user.
 	MaxConcurrency int
 	// CheckHost, when set, is asked before every request (token requests, redirects and paging links
 	// included): an error refuses it (the destination policy).
@@ -85,6 +85,16 @@ func (c *Config) validate() error {
 	}
 	if c.ClientID == "" || c.ClientSecret == "" {
 		errs = append(errs, errors.New("dataverse client_id and client secret are required"))
+	}
+	seen := map[string]bool{strings.ToLower(c.ClientID): true}
+	for i, u := range c.MoreUsers {
+		switch {
+		case u.ClientID == "" || u.ClientSecret == "":
+			errs = append(errs, fmt.Errorf("dataverse application user %d: client_id and client secret are required", i+2))
+		case seen[strings.ToLower(u.ClientID)]:
+			errs = append(errs, fmt.Errorf("dataverse application user %d: client_id %s is named twice", i+2, u.ClientID))
+		}
+		seen[strings.ToLower(u.ClientID)] = true
 	}
 	c.EnvironmentURL = strings.TrimRight(c.EnvironmentURL, "/")
 	c.AuthorityURL = strings.TrimRight(c.AuthorityURL, "/")
@@ -140,12 +150,7 @@ type Client struct {
 	base  string // {environment}/api/data/v9.2
 	Stats Stats
 
-	tokMu  sync.Mutex
-	tokSrc oauth2.TokenSource
-	tokCtx context.Context
-
-	gate    throttleGate
-	limiter *limiter
+	users *users
 
 	bulkMu   sync.Mutex
 	bulkSupp map[string]bool // "<message>/<table>" → supported
@@ -183,49 +188,20 @@ func New(cfg Config) (*Client, error) {
 		cfg:      cfg,
 		http:     hc,
 		base:     cfg.EnvironmentURL + "/api/data/v" + cfg.APIVersion,
-		limiter:  newLimiter(cfg.MaxConcurrency),
+		users:    newUsers(append([]Credentials{{ClientID: cfg.ClientID, ClientSecret: cfg.ClientSecret}}, cfg.MoreUsers...), cfg.MaxConcurrency),
 		bulkSupp: map[string]bool{},
 	}
-	c.resetTokenSource()
+	for _, u := range c.users.all {
+		c.resetTokenSource(u)
+	}
 	return c, nil
 }
 
 // Config returns the client's configuration.
 func (c *Client) Config() Config { return c.cfg }
 
-// Concurrency returns the current limit on concurrent requests.
-func (c *Client) Concurrency() int { return c.limiter.Limit() }
-
-func (c *Client) resetTokenSource() {
-	c.tokMu.Lock()
-	defer c.tokMu.Unlock()
-	cc := &clientcredentials.Config{
-		ClientID:     c.cfg.ClientID,
-		ClientSecret: c.cfg.ClientSecret,
-		TokenURL:     c.cfg.AuthorityURL + "/" + url.PathEscape(c.cfg.TenantID) + "/oauth2/v2.0/token",
-		Scopes:       []string{c.cfg.EnvironmentURL + "/.default"},
-		AuthStyle:    oauth2.AuthStyleInParams,
-	}
-	// The token source outlives any one request, so it gets its own context carrying the HTTP client.
-	c.tokCtx = context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
-	c.tokSrc = oauth2.ReuseTokenSourceWithExpiry(nil, cc.TokenSource(c.tokCtx), time.Minute)
-}
-
-// token returns a valid access token (refreshed a minute before expiry).
-func (c *Client) token() (string, error) {
-	c.tokMu.Lock()
-	src := c.tokSrc
-	c.tokMu.Unlock()
-	tok, err := src.Token()
-	if err != nil {
-		var re *oauth2.RetrieveError
-		if errors.As(err, &re) {
-			return "", &AuthError{Status: statusOf(re), Code: re.ErrorCode, Description: re.ErrorDescription}
-		}
-		return "", fmt.Errorf("requesting a dataverse token: %w", err)
-	}
-	return tok.AccessToken, nil
-}
+// Concurrency returns the current limit on concurrent requests: the sum of every application user's.
+func (c *Client) Concurrency() int { return c.users.concurrency() }
 
 func statusOf(re *oauth2.RetrieveError) int {
 	if re.Response != nil {
@@ -236,11 +212,12 @@ func statusOf(re *oauth2.RetrieveError) int {
 
 // AuthError is a refused token request, with Entra ID's error and error_description (AADSTS...).
 type AuthError struct {
+	ClientID    string
 	Status      int
 	Code        string
 	Description string
 }
 
 func (e *AuthError) Error() string {
-	return fmt.Sprintf("dataverse token request refused (HTTP %d): %s: %s", e.Status, e.Code, e.Description)
+	return fmt.Sprintf("dataverse token request of client %s refused (HTTP %d): %s: %s", e.ClientID, e.Status, e.Code, e.Description)
 }
