@@ -56,6 +56,8 @@ type DataverseConfig struct {
 	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
 	ClientSecretFile string `json:"client_secret_file,omitempty"`
 	CAFile           string `json:"ca_file,omitempty"`
+	// AdditionalUsers are more application users to write with (DataverseSettings.AdditionalUsers).
+	AdditionalUsers []DataverseApplicationUser `json:"additional_application_users,omitempty"`
 }
 
 // Tuning holds batching and concurrency settings; zero values take the defaults.
@@ -156,7 +158,8 @@ func (c *Config) Spec() ConnectorSpec {
 			CAFile: c.Salesforce.CAFile},
 		Dataverse: DataverseSettings{EnvironmentURL: c.Dataverse.EnvironmentURL, AuthorityURL: c.Dataverse.AuthorityURL,
 			TenantID: c.Dataverse.TenantID, ClientID: c.Dataverse.ClientID, ClientSecret: c.Dataverse.ClientSecret,
-			ClientSecretEnv: c.Dataverse.ClientSecretEnv, ClientSecretFile: c.Dataverse.ClientSecretFile, CAFile: c.Dataverse.CAFile},
+			ClientSecretEnv: c.Dataverse.ClientSecretEnv, ClientSecretFile: c.Dataverse.ClientSecretFile, CAFile: c.Dataverse.CAFile,
+			AdditionalUsers: c.Dataverse.AdditionalUsers},
 	}
 }
 

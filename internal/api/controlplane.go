@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"strings"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
@@ -39,10 +40,31 @@ type DataverseSettings struct {
 	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
 	ClientSecretFile string `json:"client_secret_file,omitempty"`
 	CAFile           string `json:"ca_file,omitempty"`
+	// AdditionalUsers are more application users the agent writes with besides ClientID: Dataverse budgets
+	// each user on its own, so each adds about one user's throughput (docs/scaling.md).
+	AdditionalUsers []DataverseApplicationUser `json:"additional_application_users,omitempty"`
+}
+
+// DataverseApplicationUser is one more Dataverse application user of a connector: an app registration of
+// the same tenant, added to the environment as an application user and a member of the owning team. Its
+// secret is given like the connector's own (ClientSecret write-only, or a reference resolved on the agent's
+// host).
+type DataverseApplicationUser struct {
+	ClientID         string `json:"client_id" crmsync:"required"`
+	ClientSecret     string `json:"client_secret,omitempty"` // write-only
+	ClientSecretEnv  string `json:"client_secret_env,omitempty"`
+	ClientSecretFile string `json:"client_secret_file,omitempty"`
 }
 
 // ApplicationUsers is how many Dataverse application users the connector writes with.
-func (d DataverseSettings) ApplicationUsers() int { return 1 }
+func (d DataverseSettings) ApplicationUsers() int { return 1 + len(d.AdditionalUsers) }
+
+// SecretName is the name of the user's stored inline secret in Connector.SecretsSet:
+// "dataverse.additional_application_users.<client id>.client_secret", keyed by client id (in lower case) so
+// that reordering the list keeps every secret with its user.
+func (u DataverseApplicationUser) SecretName() string {
+	return SecretDataverseAdditionalUserPrefix + strings.ToLower(u.ClientID) + ".client_secret"
+}
 
 // ConnectorSpec is what a caller declares: the body of create and update (an update replaces every field;
 // a write-only secret left empty on update keeps the stored one).

@@ -353,12 +353,50 @@ func (dv DataverseSettings) validate(has func(string) bool) *FieldError {
 	if !hasDV {
 		return Invalid("dataverse.client_secret", "one of dataverse.client_secret, client_secret_env or client_secret_file is required")
 	}
+	if err := dv.validateAdditionalUsers(has); err != nil {
+		return err
+	}
 	return CheckAbsPath("dataverse.ca_file", dv.CAFile)
 }
 
-// Names of the write-only secrets (ConnectorSpec's inline ones), as Connector.SecretsSet lists them.
+// Names of the write-only secrets (ConnectorSpec's inline ones), as Connector.SecretsSet lists them. An
+// additional Dataverse application user's is SecretDataverseAdditionalUserPrefix + its client id in lower case
+// + ".client_secret" (DataverseApplicationUser.SecretName).
 const (
-	SecretSalesforceClientSecret = "salesforce.client_secret"
-	SecretSalesforcePrivateKey   = "salesforce.private_key"
-	SecretDataverseClientSecret  = "dataverse.client_secret"
+	SecretSalesforceClientSecret        = "salesforce.client_secret"
+	SecretSalesforcePrivateKey          = "salesforce.private_key"
+	SecretDataverseClientSecret         = "dataverse.client_secret"
+	SecretDataverseAdditionalUserPrefix = "dataverse.additional_application_users."
 )
+
+// MaxAdditionalUsers bounds dataverse.additional_application_users: 16 users in all, more than any
+// environment's web servers make worth it (docs/scaling.md).
+const MaxAdditionalUsers = 15
+
+// validateAdditionalUsers checks dataverse.additional_application_users: each a GUID client id named once
+// (the connector's own client_id included) with one way to its secret, or a stored one.
+func (dv DataverseSettings) validateAdditionalUsers(has func(string) bool) *FieldError {
+	const field = "dataverse.additional_application_users"
+	if len(dv.AdditionalUsers) > MaxAdditionalUsers {
+		return Invalid(field, "%s has %d users; the limit is %d (16 application users in all)", field, len(dv.AdditionalUsers), MaxAdditionalUsers)
+	}
+	seen := map[string]string{strings.ToLower(dv.ClientID): "dataverse.client_id"}
+	for i, u := range dv.AdditionalUsers {
+		prefix := fmt.Sprintf("%s[%d]", field, i)
+		if err := CheckGUID(prefix+".client_id", u.ClientID); err != nil {
+			return err
+		}
+		if first, dup := seen[strings.ToLower(u.ClientID)]; dup {
+			return Invalid(prefix+".client_id", "%s.client_id %s is already %s: each application user is named once", prefix, u.ClientID, first)
+		}
+		seen[strings.ToLower(u.ClientID)] = prefix + ".client_id"
+		ok, err := checkSecret(prefix, "client_secret", u.ClientSecret, u.ClientSecretEnv, u.ClientSecretFile, MaxSecret, has(u.SecretName()))
+		if err != nil {
+			return err
+		}
+		if !ok {
+			return Invalid(prefix+".client_secret", "one of %s.client_secret, client_secret_env or client_secret_file is required", prefix)
+		}
+	}
+	return nil
+}

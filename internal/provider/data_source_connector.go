@@ -52,9 +52,16 @@ type salesforceDataModel struct {
 }
 
 type dataverseDataModel struct {
-	EnvironmentURL   types.String `tfsdk:"environment_url"`
-	AuthorityURL     types.String `tfsdk:"authority_url"`
-	TenantID         types.String `tfsdk:"tenant_id"`
+	EnvironmentURL   types.String    `tfsdk:"environment_url"`
+	AuthorityURL     types.String    `tfsdk:"authority_url"`
+	TenantID         types.String    `tfsdk:"tenant_id"`
+	ClientID         types.String    `tfsdk:"client_id"`
+	ClientSecretEnv  types.String    `tfsdk:"client_secret_env"`
+	ClientSecretFile types.String    `tfsdk:"client_secret_file"`
+	AdditionalUsers  []userDataModel `tfsdk:"additional_application_users"`
+}
+
+type userDataModel struct {
 	ClientID         types.String `tfsdk:"client_id"`
 	ClientSecretEnv  types.String `tfsdk:"client_secret_env"`
 	ClientSecretFile types.String `tfsdk:"client_secret_file"`
@@ -105,6 +112,15 @@ func (d *connectorDataSource) Schema(_ context.Context, _ datasource.SchemaReque
 					"client_id":          str("Application (client) ID."),
 					"client_secret_env":  str("Environment variable of the client secret."),
 					"client_secret_file": str("File of the client secret."),
+					"additional_application_users": schema.ListNestedAttribute{
+						Computed:            true,
+						MarkdownDescription: "More application users the agent writes with (no secrets; an inline one is in `secrets_set`).",
+						NestedObject: schema.NestedAttributeObject{Attributes: map[string]schema.Attribute{
+							"client_id":          str("Application (client) ID."),
+							"client_secret_env":  str("Environment variable of the client secret."),
+							"client_secret_file": str("File of the client secret."),
+						}},
+					},
 				},
 			},
 			"created_at": str("When the connector was created (RFC 3339)."),
@@ -167,8 +183,18 @@ func connectorDataFromAPI(ctx context.Context, c *api.Connector) (connectorDataM
 			ClientID:         types.StringValue(dv.ClientID),
 			ClientSecretEnv:  stringOrNull(dv.ClientSecretEnv),
 			ClientSecretFile: stringOrNull(dv.ClientSecretFile),
+			AdditionalUsers:  usersData(dv.AdditionalUsers),
 		},
 		CreatedAt: timeString(c.CreatedAt),
 		UpdatedAt: timeString(c.UpdatedAt),
 	}, diags
+}
+
+func usersData(users []api.DataverseApplicationUser) []userDataModel {
+	out := []userDataModel{}
+	for _, u := range users {
+		out = append(out, userDataModel{ClientID: types.StringValue(u.ClientID),
+			ClientSecretEnv: stringOrNull(u.ClientSecretEnv), ClientSecretFile: stringOrNull(u.ClientSecretFile)})
+	}
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/hashicorp/terraform-plugin-framework-validators/int64validator"
+	"github.com/hashicorp/terraform-plugin-framework-validators/listvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
@@ -122,6 +123,19 @@ type dataverseModel struct {
 	ClientSecretWO        types.String `tfsdk:"client_secret_wo"`
 	ClientSecretWOVersion types.Int64  `tfsdk:"client_secret_wo_version"`
 	CAFile                types.String `tfsdk:"ca_file"`
+	// AdditionalUsers are more application users to write with; nil when the attribute is null.
+	AdditionalUsers []applicationUserModel `tfsdk:"additional_application_users"`
+}
+
+// applicationUserModel is one more Dataverse application user; its secret takes the same four forms as the
+// connector's own.
+type applicationUserModel struct {
+	ClientID              types.String `tfsdk:"client_id"`
+	ClientSecret          types.String `tfsdk:"client_secret"`
+	ClientSecretEnv       types.String `tfsdk:"client_secret_env"`
+	ClientSecretFile      types.String `tfsdk:"client_secret_file"`
+	ClientSecretWO        types.String `tfsdk:"client_secret_wo"`
+	ClientSecretWOVersion types.Int64  `tfsdk:"client_secret_wo_version"`
 }
 
 func (r *connectorResource) Metadata(_ context.Context, req resource.MetadataRequest, resp *resource.MetadataResponse) {
@@ -350,6 +364,7 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 						Optional:            true,
 						Validators:          []validator.String{absolutePath()},
 					},
+					"additional_application_users": additionalUsersAttribute(envVar),
 				},
 			},
 			"tuning": schema.SingleNestedAttribute{
@@ -507,4 +522,62 @@ func (r *connectorResource) Delete(ctx context.Context, req resource.DeleteReque
 // the first plan after import sets them again; credential references import cleanly.
 func (r *connectorResource) ImportState(ctx context.Context, req resource.ImportStateRequest, resp *resource.ImportStateResponse) {
 	resource.ImportStatePassthroughID(ctx, path.Root("id"), req, resp)
+}
+
+// additionalUsersAttribute is dataverse.additional_application_users: a list of app registrations, each with
+// its secret in exactly one of the four forms of the connector's own.
+func additionalUsersAttribute(envVar validator.String) schema.ListNestedAttribute {
+	sibling := func(name string) path.Expression { return path.MatchRelative().AtParent().AtName(name) }
+	return schema.ListNestedAttribute{
+		MarkdownDescription: fmt.Sprintf("More Dataverse application users the agent writes with, besides `client_id` (up to %d, "+
+			"16 in all). Dataverse keeps its service-protection limits (requests, execution time and concurrent requests per "+
+			"5-minute window) per user, so each user adds about one user's throughput: about 200 records/s sustained each "+
+			"during a long load. The agent sends each write as the user with the most budget left and moves a throttled "+
+			"user's share to the others. Each user is an app registration of the same tenant, added to the environment as "+
+			"an application user and a member of the owning team (activation's preflight checks each one). Leave it out "+
+			"for one user.", api.MaxAdditionalUsers),
+		Optional:   true,
+		Validators: []validator.List{listvalidator.SizeBetween(1, api.MaxAdditionalUsers)},
+		NestedObject: schema.NestedAttributeObject{
+			Attributes: map[string]schema.Attribute{
+				"client_id": schema.StringAttribute{
+					MarkdownDescription: "Application (client) ID (a GUID) of the app registration; each user is named once.",
+					Required:            true,
+					Validators:          []validator.String{guidValidator()},
+				},
+				"client_secret": schema.StringAttribute{
+					MarkdownDescription: "Client secret, inline: sensitive, but **stored in Terraform state**. Prefer `client_secret_wo` " +
+						"or a reference; the plan warns. Exactly one of `client_secret`, `client_secret_wo`, `client_secret_env` and " +
+						"`client_secret_file` is set.",
+					Optional:  true,
+					Sensitive: true,
+					Validators: []validator.String{stringvalidator.ExactlyOneOf(sibling("client_secret_wo"), sibling("client_secret_env"),
+						sibling("client_secret_file"))},
+				},
+				"client_secret_wo": schema.StringAttribute{
+					MarkdownDescription: "Client secret, write-only (Terraform 1.11+, OpenTofu 1.11+): kept in neither plan nor state. " +
+						"Sent at create and whenever `client_secret_wo_version` changes.",
+					Optional:   true,
+					Sensitive:  true,
+					WriteOnly:  true,
+					Validators: []validator.String{stringvalidator.AlsoRequires(sibling("client_secret_wo_version"))},
+				},
+				"client_secret_wo_version": schema.Int64Attribute{
+					MarkdownDescription: "Version of `client_secret_wo`: change it to send a new value.",
+					Optional:            true,
+					Validators:          []validator.Int64{int64validator.AlsoRequires(sibling("client_secret_wo"))},
+				},
+				"client_secret_env": schema.StringAttribute{
+					MarkdownDescription: "Name of an environment variable holding the client secret on the agent's host.",
+					Optional:            true,
+					Validators:          []validator.String{envVar},
+				},
+				"client_secret_file": schema.StringAttribute{
+					MarkdownDescription: "Path of a file holding the client secret on the agent's host.",
+					Optional:            true,
+					Validators:          []validator.String{absolutePath()},
+				},
+			},
+		},
+	}
 }

@@ -2,6 +2,7 @@ package provider
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/terraform-plugin-framework/types"
 
@@ -40,6 +41,14 @@ func (m *connectorModel) toSpec() api.ConnectorSpec {
 			ClientSecretEnv:  dv.ClientSecretEnv.ValueString(),
 			ClientSecretFile: dv.ClientSecretFile.ValueString(),
 			CAFile:           dv.CAFile.ValueString(),
+		}
+		for _, u := range dv.AdditionalUsers {
+			spec.Dataverse.AdditionalUsers = append(spec.Dataverse.AdditionalUsers, api.DataverseApplicationUser{
+				ClientID:         u.ClientID.ValueString(),
+				ClientSecret:     u.ClientSecret.ValueString(),
+				ClientSecretEnv:  u.ClientSecretEnv.ValueString(),
+				ClientSecretFile: u.ClientSecretFile.ValueString(),
+			})
 		}
 	}
 	if t := m.Tuning; t != nil {
@@ -163,6 +172,22 @@ func (m *connectorModel) fromAPI(c *api.Connector, prior *connectorModel) {
 		ClientSecretWOVersion: keepVersion(secretDataverseClientSecret, priorDV.ClientSecretWOVersion),
 		CAFile:                stringOrNull(dv.CAFile),
 	}
+	for _, u := range dv.AdditionalUsers {
+		// Each user's secret and version follow it by client id (the list may have been reordered).
+		var pu applicationUserModel
+		if p := findUser(priorDV.AdditionalUsers, u.ClientID); p != nil {
+			pu = *p
+		}
+		name := u.SecretName()
+		m.Dataverse.AdditionalUsers = append(m.Dataverse.AdditionalUsers, applicationUserModel{
+			ClientID:              keepSpelling(u.ClientID, pu.ClientID),
+			ClientSecret:          keep(name, pu.ClientSecret),
+			ClientSecretEnv:       stringOrNull(u.ClientSecretEnv),
+			ClientSecretFile:      stringOrNull(u.ClientSecretFile),
+			ClientSecretWO:        types.StringNull(),
+			ClientSecretWOVersion: keepVersion(name, pu.ClientSecretWOVersion),
+		})
+	}
 	var priorTuning *tuningModel
 	if prior != nil {
 		priorTuning = prior.Tuning
@@ -178,8 +203,29 @@ func (m *connectorModel) secrets() []string {
 	}
 	if dv := m.Dataverse; dv != nil {
 		out = append(out, dv.ClientSecret.ValueString(), dv.ClientSecretWO.ValueString())
+		for _, u := range dv.AdditionalUsers {
+			out = append(out, u.ClientSecret.ValueString(), u.ClientSecretWO.ValueString())
+		}
 	}
 	return out
+}
+
+// findUser returns the user of users with clientID (GUIDs compare in any case), or nil.
+func findUser(users []applicationUserModel, clientID string) *applicationUserModel {
+	for i := range users {
+		if strings.EqualFold(users[i].ClientID.ValueString(), clientID) {
+			return &users[i]
+		}
+	}
+	return nil
+}
+
+// keepSpelling returns prior when it spells v in another case (a GUID), so that a refresh shows no diff.
+func keepSpelling(v string, prior types.String) types.String {
+	if !prior.IsNull() && !prior.IsUnknown() && strings.EqualFold(prior.ValueString(), v) {
+		return prior
+	}
+	return types.StringValue(v)
 }
 
 // writeOnlySecret is one write-only secret as a create or update sees it.
@@ -209,6 +255,19 @@ func addWriteOnly(spec *api.ConnectorSpec, config, plan, prior *connectorModel) 
 			old = *prior.Dataverse
 		}
 		list = append(list, writeOnlySecret{dv.ClientSecretWO, pdv.ClientSecretWOVersion, old.ClientSecretWOVersion, &spec.Dataverse.ClientSecret})
+		// Additional users by client id: the spec's list is the plan's, in its order.
+		for i := range spec.Dataverse.AdditionalUsers {
+			target := &spec.Dataverse.AdditionalUsers[i]
+			cu, pu := findUser(dv.AdditionalUsers, target.ClientID), findUser(pdv.AdditionalUsers, target.ClientID)
+			if cu == nil || pu == nil {
+				continue
+			}
+			oldVersion := types.Int64Null() // a user new to the connector gets its secret, as at create
+			if ou := findUser(old.AdditionalUsers, target.ClientID); ou != nil {
+				oldVersion = ou.ClientSecretWOVersion
+			}
+			list = append(list, writeOnlySecret{cu.ClientSecretWO, pu.ClientSecretWOVersion, oldVersion, &target.ClientSecret})
+		}
 	}
 	for _, w := range list {
 		if w.value.IsNull() || w.value.IsUnknown() {

@@ -5,6 +5,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -241,7 +242,14 @@ var inlineSecrets = []path.Path{
 // ModifyPlan, once per plan: an attribute validator runs in both of Terraform's validations of a plan, so its
 // warning showed twice.
 func warnInlineSecrets(ctx context.Context, config tfsdk.Config, diags *diag.Diagnostics) {
-	for _, p := range inlineSecrets {
+	paths := slices.Clone(inlineSecrets)
+	var users []applicationUserModel
+	if d := config.GetAttribute(ctx, path.Root("dataverse").AtName("additional_application_users"), &users); !d.HasError() {
+		for i := range users {
+			paths = append(paths, path.Root("dataverse").AtName("additional_application_users").AtListIndex(i).AtName("client_secret"))
+		}
+	}
+	for _, p := range paths {
 		var v types.String
 		if d := config.GetAttribute(ctx, p, &v); d.HasError() || v.IsNull() {
 			continue

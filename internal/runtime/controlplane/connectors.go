@@ -17,7 +17,7 @@ func (s *Server) createConnector(w http.ResponseWriter, r *http.Request) error {
 	if err := s.validateConnector(spec, nil); err != nil {
 		return err
 	}
-	c, err := s.cfg.Store.CreateConnector(r.Context(), spec, secretChanges(spec), actorAPI)
+	c, err := s.cfg.Store.CreateConnector(r.Context(), spec, secretChanges(spec, nil), actorAPI)
 	if err != nil {
 		return storeError(err, "name")
 	}
@@ -64,7 +64,7 @@ func (s *Server) updateConnector(w http.ResponseWriter, r *http.Request) error {
 		return storeError(err, "id")
 	}
 	// A secret now given by reference no longer counts as stored: its inline value is dropped.
-	changes := secretChanges(spec)
+	changes := secretChanges(spec, cur.SecretsSet)
 	var kept []string
 	for _, name := range cur.SecretsSet {
 		if _, dropped := changes[name]; !dropped {

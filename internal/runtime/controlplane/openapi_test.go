@@ -356,7 +356,7 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 var requestTypes = map[string]reflect.Type{
 	"ActivationRequest": reflect.TypeFor[api.ActivationRequest](), "Checkpoint": reflect.TypeFor[api.Checkpoint](),
 	"ColumnOverride": reflect.TypeFor[mapping.ColumnOverride](), "ConnectorSpec": reflect.TypeFor[api.ConnectorSpec](),
-	"DataverseSettings": reflect.TypeFor[api.DataverseSettings](), "DeadLetter": reflect.TypeFor[api.DeadLetter](),
+	"DataverseSettings": reflect.TypeFor[api.DataverseSettings](), "DataverseApplicationUser": reflect.TypeFor[api.DataverseApplicationUser](), "DeadLetter": reflect.TypeFor[api.DeadLetter](),
 	"DeadLetterAction": reflect.TypeFor[api.DeadLetterAction](), "DeadLetterBatch": reflect.TypeFor[api.DeadLetterBatch](),
 	"EnrollRequest": reflect.TypeFor[api.EnrollRequest](), "EnrollmentRequest": reflect.TypeFor[api.EnrollmentRequest](),
 	"Heartbeat": reflect.TypeFor[api.Heartbeat](), "Histogram": reflect.TypeFor[api.Histogram](), "Intent": reflect.TypeFor[api.Intent](), "Latency": reflect.TypeFor[api.Latency](),

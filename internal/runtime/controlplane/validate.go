@@ -7,6 +7,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
@@ -72,16 +73,27 @@ func (s *Server) validateConnector(spec api.ConnectorSpec, stored []string) erro
 
 // secretChanges derives the store's secret changes from a spec: an inline value is stored; a secret now given
 // by reference (*_env or *_file) drops the stored inline value, which would otherwise take precedence in the
-// agent; a secret left empty everywhere keeps what is stored.
-func secretChanges(spec api.ConnectorSpec) store.Secrets {
+// agent; a secret left empty everywhere keeps what is stored. stored (the names stored before an update) lets
+// it drop the secret of an additional application user no longer listed.
+func secretChanges(spec api.ConnectorSpec, stored []string) store.Secrets {
 	out := store.Secrets{}
-	for _, s := range []struct {
-		name, inline, env, file string
-	}{
+	type secret struct{ name, inline, env, file string }
+	list := []secret{
 		{store.SecretSalesforceClientSecret, spec.Salesforce.ClientSecret, spec.Salesforce.ClientSecretEnv, spec.Salesforce.ClientSecretFile},
 		{store.SecretSalesforcePrivateKey, spec.Salesforce.PrivateKey, spec.Salesforce.PrivateKeyEnv, spec.Salesforce.PrivateKeyFile},
 		{store.SecretDataverseClientSecret, spec.Dataverse.ClientSecret, spec.Dataverse.ClientSecretEnv, spec.Dataverse.ClientSecretFile},
-	} {
+	}
+	listed := map[string]bool{}
+	for _, u := range spec.Dataverse.AdditionalUsers {
+		list = append(list, secret{u.SecretName(), u.ClientSecret, u.ClientSecretEnv, u.ClientSecretFile})
+		listed[u.SecretName()] = true
+	}
+	for _, name := range stored {
+		if strings.HasPrefix(name, api.SecretDataverseAdditionalUserPrefix) && !listed[name] {
+			out[name] = ""
+		}
+	}
+	for _, s := range list {
 		switch {
 		case s.inline != "":
 			out[s.name] = s.inline

@@ -321,18 +321,26 @@ func CheckConnector(spec api.ConnectorSpec, h Hosts, r Refs) *api.FieldError {
 // CheckRefs checks every reference of a connector against the policy.
 func CheckRefs(spec api.ConnectorSpec, r Refs) *api.FieldError {
 	sf, dv := spec.Salesforce, spec.Dataverse
-	for _, f := range []struct{ field, v string }{
+	type ref struct{ field, v string }
+	files := []ref{
 		{"salesforce.client_secret_file", sf.ClientSecretFile}, {"salesforce.private_key_file", sf.PrivateKeyFile},
 		{"salesforce.ca_file", sf.CAFile}, {"dataverse.client_secret_file", dv.ClientSecretFile}, {"dataverse.ca_file", dv.CAFile},
-	} {
+	}
+	envs := []ref{
+		{"salesforce.client_secret_env", sf.ClientSecretEnv}, {"salesforce.private_key_env", sf.PrivateKeyEnv},
+		{"dataverse.client_secret_env", dv.ClientSecretEnv},
+	}
+	for i, u := range dv.AdditionalUsers {
+		prefix := fmt.Sprintf("dataverse.additional_application_users[%d]", i)
+		files = append(files, ref{prefix + ".client_secret_file", u.ClientSecretFile})
+		envs = append(envs, ref{prefix + ".client_secret_env", u.ClientSecretEnv})
+	}
+	for _, f := range files {
 		if fe := r.CheckFile(f.field, f.v); fe != nil {
 			return fe
 		}
 	}
-	for _, e := range []struct{ field, v string }{
-		{"salesforce.client_secret_env", sf.ClientSecretEnv}, {"salesforce.private_key_env", sf.PrivateKeyEnv},
-		{"dataverse.client_secret_env", dv.ClientSecretEnv},
-	} {
+	for _, e := range envs {
 		if fe := r.CheckEnv(e.field, e.v); fe != nil {
 			return fe
 		}
@@ -347,6 +355,11 @@ func UsesHost(spec api.ConnectorSpec) bool {
 	for _, v := range []string{sf.ClientSecretEnv, sf.ClientSecretFile, sf.PrivateKeyEnv, sf.PrivateKeyFile, sf.CAFile,
 		dv.ClientSecretEnv, dv.ClientSecretFile, dv.CAFile} {
 		if v != "" {
+			return true
+		}
+	}
+	for _, u := range dv.AdditionalUsers {
+		if u.ClientSecretEnv != "" || u.ClientSecretFile != "" {
 			return true
 		}
 	}

@@ -293,3 +293,60 @@ func human(b int64) string {
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(b)/float64(div), "KMGTPE"[exp])
 }
+
+// applicationUsers checks each additional Dataverse application user: it signs in and is an application user
+// of the environment (WhoAmI), and holds through its security roles the privileges the sync needs. A user
+// short of privileges is a warning, not a failure: it may hold them as a member of the owning team, which
+// RetrieveUserPrivileges does not show.
+func (c *Checker) applicationUsers(ctx context.Context, s *sides, sc *schemas, teamID string, mappings []api.TableMapping) api.PreflightCheck {
+	ch := api.PreflightCheck{Name: CheckDataverseApplicationUsers, OK: true}
+	need := requiredPrivileges(sc, mappings)
+	var good, failed, warnings []string
+	for i, u := range s.dvUsers {
+		name := fmt.Sprintf("additional_application_users[%d] (client %s)", i, u.clientID)
+		if u.dv == nil {
+			if u.unres {
+				warnings = append(warnings, name+": "+u.err.Error())
+			} else {
+				failed = append(failed, name+": "+u.err.Error())
+			}
+			continue
+		}
+		who, err := u.dv.WhoAmI(ctx)
+		if err != nil {
+			failed = append(failed, name+": WhoAmI failed: "+err.Error())
+			continue
+		}
+		privs, err := u.dv.UserPrivileges(ctx, who.UserID)
+		if err != nil {
+			failed = append(failed, fmt.Sprintf("%s: reading the privileges of application user %s: %v", name, who.UserID, err))
+			continue
+		}
+		held := map[string]bool{}
+		for _, p := range privs {
+			held[strings.ToLower(p.PrivilegeName)] = true
+		}
+		var missing []string
+		for _, p := range need {
+			if !held[strings.ToLower(p)] {
+				missing = append(missing, p)
+			}
+		}
+		if len(missing) > 0 {
+			warnings = append(warnings, fmt.Sprintf("%s: application user %s does not hold %s through its roles; it needs them as a "+
+				"member of team %s or through a role", name, who.UserID, strings.Join(missing, ", "), teamID))
+			continue
+		}
+		good = append(good, fmt.Sprintf("%s as application user %s", u.clientID, who.UserID))
+	}
+	switch {
+	case len(failed) > 0:
+		ch.OK, ch.Message = false, strings.Join(failed, "; ")
+		ch.Caveats = warnings
+	case len(warnings) > 0:
+		ch.Warning, ch.Message = true, strings.Join(warnings, "; ")
+	default:
+		ch.Message = fmt.Sprintf("%d more application user(s) authenticated with the privileges the sync needs: %s", len(good), strings.Join(good, ", "))
+	}
+	return ch
+}

@@ -60,6 +60,18 @@ type sides struct {
 	dvErr    error
 	dvUnres  bool
 	sfConfig api.SalesforceSettings
+	// dvUsers are the additional Dataverse application users, each with a client of its own for its checks;
+	// dvAll writes as the connector's user and every additional one whose secret resolved (nil with dv).
+	dvUsers []userSide
+	dvAll   *dataverse.Client
+}
+
+// userSide is one additional Dataverse application user: its client, or why there is none.
+type userSide struct {
+	clientID string
+	dv       *dataverse.Client
+	err      error
+	unres    bool
 }
 
 func (c *Checker) connect(conn api.Connector, secrets store.Secrets) *sides {
@@ -96,16 +108,43 @@ func (c *Checker) connect(conn api.Connector, secrets store.Secrets) *sides {
 	if err == nil {
 		err = caErr
 	}
+	dvConfig := func(id, secret string, more []dataverse.Credentials) dataverse.Config {
+		return dataverse.Config{
+			EnvironmentURL: dvc.EnvironmentURL, AuthorityURL: dvc.AuthorityURL, TenantID: dvc.TenantID,
+			ClientID: id, ClientSecret: secret, MoreUsers: more, CAFile: dvCA, Timeout: c.cfg.RequestTimeout, MaxRetries: 2,
+			CheckHost: c.cfg.Hosts.CheckHost,
+		}
+	}
+	// The checks use one client per user (dv is the connector's own user only); dvAll sends as every user
+	// whose secret resolves here, for the work the control plane does itself (backups and restores).
+	var more []dataverse.Credentials
+	for i, u := range dvc.AdditionalUsers {
+		us := userSide{clientID: u.ClientID}
+		field := fmt.Sprintf("dataverse.additional_application_users[%d].client_secret", i)
+		v, uerr := c.resolve(field, secrets[u.SecretName()], u.ClientSecretEnv, u.ClientSecretFile)
+		if uerr == nil {
+			uerr = caErr
+		}
+		if uerr != nil {
+			var un *unresolved
+			us.err, us.unres = uerr, errors.As(uerr, &un)
+		} else {
+			more = append(more, dataverse.Credentials{ClientID: u.ClientID, ClientSecret: v})
+			us.dv, us.err = dataverse.New(dvConfig(u.ClientID, v, nil))
+		}
+		s.dvUsers = append(s.dvUsers, us)
+	}
 	if err != nil {
 		s.dvErr = err
 		var u *unresolved
 		s.dvUnres = errors.As(err, &u)
 	} else {
-		s.dv, s.dvErr = dataverse.New(dataverse.Config{
-			EnvironmentURL: dvc.EnvironmentURL, AuthorityURL: dvc.AuthorityURL, TenantID: dvc.TenantID,
-			ClientID: dvc.ClientID, ClientSecret: dvSecret, CAFile: dvCA, Timeout: c.cfg.RequestTimeout, MaxRetries: 2,
-			CheckHost: c.cfg.Hosts.CheckHost,
-		})
+		if s.dv, s.dvErr = dataverse.New(dvConfig(dvc.ClientID, dvSecret, nil)); s.dvErr == nil {
+			s.dvAll = s.dv
+			if len(more) > 0 {
+				s.dvAll, s.dvErr = dataverse.New(dvConfig(dvc.ClientID, dvSecret, more))
+			}
+		}
 	}
 	return s
 }

@@ -36,11 +36,13 @@ import (
 const (
 	CheckSalesforceCredentials = "salesforce_credentials"
 	CheckDataverseCredentials  = "dataverse_credentials"
-	CheckChangeTopics          = "change_topics"
-	CheckTeamPrivileges        = "team_privileges"
-	CheckMappings              = "mappings"
-	CheckAPIBudget             = "api_budget"
-	CheckDataSize              = "data_size"
+	// CheckDataverseApplicationUsers runs only for a connector with additional application users.
+	CheckDataverseApplicationUsers = "dataverse_application_users"
+	CheckChangeTopics              = "change_topics"
+	CheckTeamPrivileges            = "team_privileges"
+	CheckMappings                  = "mappings"
+	CheckAPIBudget                 = "api_budget"
+	CheckDataSize                  = "data_size"
 )
 
 // Defaults of Config. The row size and the guidance are estimates, not published limits: the original
@@ -113,6 +115,9 @@ func (c *Checker) Preflight(ctx context.Context, conn api.Connector, secrets sto
 		c.apiBudget(ctx, s, sc, conn, mappings, sfOK),
 		c.dataSize(sc, mappings, sfOK),
 	)
+	if len(s.dvUsers) > 0 {
+		checks = append(checks, c.applicationUsers(ctx, s, sc, conn.TeamID, mappings))
+	}
 	for _, ch := range checks {
 		c.log.Info("preflight check", "connector_id", conn.ID, "check", ch.Name, "ok", ch.OK, "warning", ch.Warning, "message", ch.Message)
 	}

@@ -31,7 +31,14 @@ type env struct {
 
 func newEnv(t *testing.T, sfCfg sfemu.Config) *env {
 	t.Helper()
-	sb, err := sandbox.Start(t.Context(), sandbox.Options{Dir: filepath.Join(t.TempDir(), "sb"), Contacts: 30, Accounts: 10, Seed: 3, Salesforce: sfCfg})
+	return newEnvWith(t, sandbox.Options{Salesforce: sfCfg})
+}
+
+// newEnvWith starts a sandbox with opts (directory, seed data and seed set here).
+func newEnvWith(t *testing.T, opts sandbox.Options) *env {
+	t.Helper()
+	opts.Dir, opts.Contacts, opts.Accounts, opts.Seed = filepath.Join(t.TempDir(), "sb"), 30, 10, 3
+	sb, err := sandbox.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

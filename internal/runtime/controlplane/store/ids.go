@@ -2,6 +2,7 @@ package store
 
 import (
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/google/uuid"
@@ -16,8 +17,18 @@ const (
 	SecretDataverseClientSecret  = api.SecretDataverseClientSecret
 )
 
-// SecretNames lists every secret name a connector can hold.
+// SecretNames lists the fixed secret names a connector can hold; each additional Dataverse application user
+// adds one more (api.DataverseApplicationUser.SecretName, see KnownSecret).
 var SecretNames = []string{SecretDataverseClientSecret, SecretSalesforceClientSecret, SecretSalesforcePrivateKey}
+
+// additionalUserSecret matches the secret name of an additional Dataverse application user.
+var additionalUserSecret = regexp.MustCompile(`^` + regexp.QuoteMeta(api.SecretDataverseAdditionalUserPrefix) +
+	`[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\.client_secret$`)
+
+// KnownSecret reports whether name is a secret a connector can hold.
+func KnownSecret(name string) bool {
+	return slices.Contains(SecretNames, name) || additionalUserSecret.MatchString(name)
+}
 
 // ID prefixes.
 const (

@@ -14,9 +14,14 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
-// publicSpec returns spec without its inline secrets.
+// publicSpec returns spec without its inline secrets (the caller's slices are not touched).
 func publicSpec(spec api.ConnectorSpec) api.ConnectorSpec {
 	spec.Salesforce.ClientSecret, spec.Salesforce.PrivateKey, spec.Dataverse.ClientSecret = "", "", ""
+	users := slices.Clone(spec.Dataverse.AdditionalUsers)
+	for i := range users {
+		users[i].ClientSecret = ""
+	}
+	spec.Dataverse.AdditionalUsers = users
 	return spec
 }
 
@@ -78,8 +83,8 @@ func (s *SQLite) writeSecrets(ctx context.Context, tx *sql.Tx, id string, change
 		return false, err
 	}
 	for k, v := range changes {
-		if !slices.Contains(SecretNames, k) {
-			return false, fmt.Errorf("unknown secret %q (known: %s)", k, strings.Join(SecretNames, ", "))
+		if !KnownSecret(k) {
+			return false, fmt.Errorf("unknown secret %q (known: %s, %s<client id>.client_secret)", k, strings.Join(SecretNames, ", "), api.SecretDataverseAdditionalUserPrefix)
 		}
 		if cur[k] != v {
 			changed = true
@@ -319,6 +324,7 @@ func configOf(c api.Connector, rev int64, tables []mapping.TableConfig) api.Conf
 		Dataverse: api.DataverseConfig{
 			EnvironmentURL: dv.EnvironmentURL, AuthorityURL: dv.AuthorityURL, TenantID: dv.TenantID, ClientID: dv.ClientID,
 			ClientSecretEnv: dv.ClientSecretEnv, ClientSecretFile: dv.ClientSecretFile, CAFile: dv.CAFile,
+			AdditionalUsers: publicSpec(c.ConnectorSpec).Dataverse.AdditionalUsers,
 		},
 		// The one place the effective columns of an agent's tables are resolved: the agent, backups and
 		// restores use the revision's.
@@ -340,6 +346,12 @@ func applySecrets(cfg *api.Config, sec Secrets) {
 	}
 	if v := sec[SecretDataverseClientSecret]; v != "" {
 		cfg.Dataverse.ClientSecret = v
+	}
+	for i := range cfg.Dataverse.AdditionalUsers {
+		u := &cfg.Dataverse.AdditionalUsers[i]
+		if v := sec[u.SecretName()]; v != "" {
+			u.ClientSecret = v
+		}
 	}
 }
 

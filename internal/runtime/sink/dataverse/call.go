@@ -135,7 +135,7 @@ func (c *Client) do(ctx context.Context, r request) (*answer, error) {
 		switch {
 		case resp.Status == http.StatusUnauthorized && !refreshed:
 			refreshed = true
-			c.resetTokenSource(u) //nolint:contextcheck // the token source outlives this request: it has its own context
+			c.resetTokenSource(u)
 			continue
 		case (resp.Status == http.StatusBadGateway || resp.Status == http.StatusServiceUnavailable ||
 			resp.Status == http.StatusGatewayTimeout || resp.Status == http.StatusInternalServerError) &&

@@ -116,10 +116,19 @@ type RolePrivilege struct {
 
 // TeamPrivileges calls RetrieveTeamPrivileges.
 func (c *Client) TeamPrivileges(ctx context.Context, teamID string) ([]RolePrivilege, error) {
+	return c.privileges(ctx, "/teams("+url.PathEscape(teamID)+")/Microsoft.Dynamics.CRM.RetrieveTeamPrivileges()")
+}
+
+// UserPrivileges calls RetrieveUserPrivileges: the privileges a systemuser holds through its security roles.
+func (c *Client) UserPrivileges(ctx context.Context, userID string) ([]RolePrivilege, error) {
+	return c.privileges(ctx, "/systemusers("+url.PathEscape(userID)+")/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()")
+}
+
+func (c *Client) privileges(ctx context.Context, path string) ([]RolePrivilege, error) {
 	var out struct {
 		RolePrivileges []RolePrivilege `json:"RolePrivileges"`
 	}
-	if err := c.getJSON(ctx, "metadata", "/teams("+url.PathEscape(teamID)+")/Microsoft.Dynamics.CRM.RetrieveTeamPrivileges()", &out); err != nil {
+	if err := c.getJSON(ctx, "metadata", path, &out); err != nil {
 		return nil, err
 	}
 	return out.RolePrivileges, nil

@@ -38,6 +38,7 @@ type appUser struct {
 
 	tokMu  sync.Mutex
 	tokSrc oauth2.TokenSource
+	tokCtx context.Context
 
 	gatedUntil time.Time // no request is sent as this user before then (Retry-After + margin)
 	limit      int       // concurrent requests allowed now
@@ -251,8 +252,8 @@ func (c *Client) resetTokenSource(u *appUser) {
 		AuthStyle:    oauth2.AuthStyleInParams,
 	}
 	// The token source outlives any one request, so it gets its own context carrying the HTTP client.
-	ctx := context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
-	u.tokSrc = oauth2.ReuseTokenSourceWithExpiry(nil, cc.TokenSource(ctx), time.Minute)
+	u.tokCtx = context.WithValue(context.Background(), oauth2.HTTPClient, c.http)
+	u.tokSrc = oauth2.ReuseTokenSourceWithExpiry(nil, cc.TokenSource(u.tokCtx), time.Minute)
 }
 
 // token returns a valid access token of u (refreshed a minute before expiry).
