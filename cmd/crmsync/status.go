@@ -322,6 +322,21 @@ func renderHeader(w io.Writer, s api.ConnectorStatus, now time.Time) {
 	}
 	fmt.Fprintf(w, "  Totals    lag %s · dead letters %d · Salesforce calls %d · Dataverse requests %d (throttled %d), since the first activation\n",
 		seconds(s.LagSeconds), s.DeadLetters, s.SalesforceCalls, s.DataverseCalls, s.Throttled)
+	if len(s.ApplicationUsers) > 1 {
+		// Each user's share of the current agent's requests and what the service says is left of its budget.
+		fmt.Fprintf(w, "  Users     %d Dataverse application users\n", len(s.ApplicationUsers))
+		for _, u := range s.ApplicationUsers {
+			left := "budget not known yet"
+			if u.RemainingExecutionSeconds != nil {
+				left = fmt.Sprintf("%s of execution time left in the window", seconds(*u.RemainingExecutionSeconds))
+			}
+			held := ""
+			if u.ThrottledForSeconds > 0 {
+				held = fmt.Sprintf(", held %s by Retry-After", seconds(u.ThrottledForSeconds))
+			}
+			fmt.Fprintf(w, "    %s  %d requests (throttled %d), %d concurrent, %s%s\n", u.ClientID, u.Requests, u.Throttled, u.Concurrency, left, held)
+		}
+	}
 	if !s.UpdatedAt.IsZero() {
 		fmt.Fprintf(w, "  Reported  %s ago\n", ago(now, s.UpdatedAt))
 	}

@@ -146,3 +146,27 @@ func TestLoadRateIsTheAgentsMeasureWhenItReportsOne(t *testing.T) {
 		t.Errorf("the view lacks the agent's rate and the time left:\n%s", b.String())
 	}
 }
+
+// Issue 18: with several Dataverse application users the view shows each one's share and budget left.
+func TestConnectorViewShowsEachApplicationUser(t *testing.T) {
+	now := time.Now()
+	st := sampleStatus(now)
+	left := 1190.5
+	st.ApplicationUsers = []api.ApplicationUserStatus{
+		{ClientID: "1b2c3d4e-5f60-4718-9a0b-c1d2e3f40516", Requests: 120, Throttled: 2, Concurrency: 4, RemainingExecutionSeconds: &left},
+		{ClientID: "2c3d4e5f-6071-4829-8a0b-c1d2e3f40527", Requests: 118, Concurrency: 8, ThrottledForSeconds: 12},
+	}
+	var b bytes.Buffer
+	renderConnector(&b, st, nil, now)
+	out := b.String()
+	t.Log("\n" + out)
+	for _, want := range []string{
+		"2 Dataverse application users",
+		"1b2c3d4e-5f60-4718-9a0b-c1d2e3f40516  120 requests (throttled 2), 4 concurrent, ",
+		"2c3d4e5f-6071-4829-8a0b-c1d2e3f40527  118 requests (throttled 0), 8 concurrent, budget not known yet, held ",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the view lacks %q", want)
+		}
+	}
+}

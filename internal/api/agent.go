@@ -163,4 +163,22 @@ type Status struct {
 	// ReconcileRequestID is the latest on-demand reconciliation request the agent has taken up (see
 	// HeartbeatResponse.ReconcileRequestID).
 	ReconcileRequestID int64 `json:"reconcile_request_id,omitempty"`
+	// ApplicationUsers is each Dataverse application user the agent writes with, the connector's own first
+	// (counted since the agent started).
+	ApplicationUsers []ApplicationUserStatus `json:"application_users,omitempty"`
+}
+
+// ApplicationUserStatus is one Dataverse application user's share of an agent's requests and what is left of
+// its service-protection budget.
+type ApplicationUserStatus struct {
+	ClientID    string `json:"client_id" crmsync:"required"`
+	Requests    int64  `json:"requests,omitempty"`
+	Throttled   int64  `json:"throttled,omitempty"`
+	Concurrency int    `json:"concurrency,omitempty"`
+	InFlight    int    `json:"in_flight,omitempty"`
+	// RemainingExecutionSeconds and RemainingRequests are what the service last said the user has left in its
+	// window; nil before its first answer.
+	RemainingExecutionSeconds *float64 `json:"remaining_execution_seconds,omitempty"`
+	RemainingRequests         *int     `json:"remaining_requests,omitempty"`
+	ThrottledForSeconds       float64  `json:"throttled_for_seconds,omitempty"`
 }

@@ -248,6 +248,9 @@ type ConnectorStatus struct {
 	LastErrors      []ErrorEntry           `json:"last_errors,omitempty"`
 	UpdatedAt       time.Time              `json:"updated_at"`
 	Calls           map[string]int64       `json:"calls,omitempty"`
+	// ApplicationUsers is each Dataverse application user's share of the current agent's requests and what is
+	// left of its budget (Status.ApplicationUsers of the last report).
+	ApplicationUsers []ApplicationUserStatus `json:"application_users,omitempty"`
 	// Backup is the connector's newest backup that is not complete (running, waiting to retry, or failed),
 	// with its progress; nil when there is none.
 	Backup *Backup `json:"backup,omitempty"`

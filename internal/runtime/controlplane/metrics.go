@@ -142,7 +142,7 @@ func (c *connectorCollector) Collect(ch chan<- prometheus.Metric) {
 		if err != nil {
 			c.s.log.WarnContext(ctx, "metrics: dead letters", "connector", conn.ID, "err", err)
 		}
-		report := syncmetrics.Report{Connector: name, Calls: st.Calls, Retention: RetentionWindow, Now: now}
+		report := syncmetrics.Report{Connector: name, Calls: st.Calls, Users: st.ApplicationUsers, Retention: RetentionWindow, Now: now}
 		for _, t := range st.Tables {
 			report.Tables = append(report.Tables, t.TableStatus)
 			gauge(c.deadLetters, float64(dead[t.Table]), name, t.Table)

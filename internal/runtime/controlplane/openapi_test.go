@@ -354,7 +354,7 @@ func TestServerAnswersMatchTheOpenAPIDocument(t *testing.T) {
 // requestTypes maps every schema a request body can hold (directly or nested) to the Go type the server
 // decodes it into.
 var requestTypes = map[string]reflect.Type{
-	"ActivationRequest": reflect.TypeFor[api.ActivationRequest](), "Checkpoint": reflect.TypeFor[api.Checkpoint](),
+	"ActivationRequest": reflect.TypeFor[api.ActivationRequest](), "ApplicationUserStatus": reflect.TypeFor[api.ApplicationUserStatus](), "Checkpoint": reflect.TypeFor[api.Checkpoint](),
 	"ColumnOverride": reflect.TypeFor[mapping.ColumnOverride](), "ConnectorSpec": reflect.TypeFor[api.ConnectorSpec](),
 	"DataverseSettings": reflect.TypeFor[api.DataverseSettings](), "DataverseApplicationUser": reflect.TypeFor[api.DataverseApplicationUser](), "DeadLetter": reflect.TypeFor[api.DeadLetter](),
 	"DeadLetterAction": reflect.TypeFor[api.DeadLetterAction](), "DeadLetterBatch": reflect.TypeFor[api.DeadLetterBatch](),

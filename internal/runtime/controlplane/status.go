@@ -86,6 +86,7 @@ func (s *Server) connectorStatus(ctx context.Context, conn api.Connector) (api.C
 func addReport(out *api.ConnectorStatus, rep *api.Status, reportedAt, now time.Time) {
 	out.UpdatedAt = reportedAt
 	out.SalesforceCalls, out.DataverseCalls, out.Throttled, out.Calls = rep.SalesforceCalls, rep.DataverseCalls, rep.Throttled, rep.Calls
+	out.ApplicationUsers = rep.ApplicationUsers
 	for _, t := range rep.Tables {
 		ct := api.ConnectorTableStatus{TableStatus: t, RetentionSeconds: RetentionWindow.Seconds()}
 		if !t.ReplayAt.IsZero() {

@@ -22,6 +22,8 @@ type Report struct {
 	Tables    []api.TableStatus
 	// Calls are the agent's API call counts by "side.kind" (api.Status.Calls).
 	Calls map[string]int64
+	// Users are the Dataverse application users' shares (api.Status.ApplicationUsers).
+	Users []api.ApplicationUserStatus
 	// Retention is the change-event retention the replay age is measured against (72 h).
 	Retention time.Duration
 	Now       time.Time
@@ -32,6 +34,7 @@ type Set struct {
 	records, loadDone, loadTotal, phase, lag, latency, replayAge, retention  *prometheus.Desc
 	outOfBand, outOfBandRepaired, reconcileDiff, reconcileMatch, reconcileAt *prometheus.Desc
 	calls, throttled, retries                                                *prometheus.Desc
+	userRequests, userThrottled, userConcurrency, userRemaining              *prometheus.Desc
 }
 
 // New returns the descriptors.
@@ -64,13 +67,22 @@ func New() *Set {
 			[]string{"connector", "side", "kind"}, nil),
 		throttled: prometheus.NewDesc("crmsync_sync_api_throttled_total", "Answers that throttled the sync (Dataverse 429 service protection).", []string{"connector", "side"}, nil),
 		retries:   prometheus.NewDesc("crmsync_sync_api_retries_total", "Requests the sync retried after a transient failure.", []string{"connector", "side"}, nil),
+		userRequests: prometheus.NewDesc("crmsync_dataverse_user_requests_total",
+			"Dataverse requests sent as each application user (since its agent started).", []string{"connector", "client_id"}, nil),
+		userThrottled: prometheus.NewDesc("crmsync_dataverse_user_throttled_total",
+			"429 answers to each application user (service protection is per user).", []string{"connector", "client_id"}, nil),
+		userConcurrency: prometheus.NewDesc("crmsync_dataverse_user_concurrency",
+			"Each application user's current limit on concurrent requests (its x-ms-dop-hint, halved on throttling).", []string{"connector", "client_id"}, nil),
+		userRemaining: prometheus.NewDesc("crmsync_dataverse_user_remaining_execution_seconds",
+			"Execution time each application user has left in its 5-minute window, as Dataverse last said.", []string{"connector", "client_id"}, nil),
 	}
 }
 
 // Describe sends every descriptor.
 func (s *Set) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{s.records, s.loadDone, s.loadTotal, s.phase, s.lag, s.latency, s.replayAge, s.retention,
-		s.outOfBand, s.outOfBandRepaired, s.reconcileDiff, s.reconcileMatch, s.reconcileAt, s.calls, s.throttled, s.retries} {
+		s.outOfBand, s.outOfBandRepaired, s.reconcileDiff, s.reconcileMatch, s.reconcileAt, s.calls, s.throttled, s.retries,
+		s.userRequests, s.userThrottled, s.userConcurrency, s.userRemaining} {
 		ch <- d
 	}
 }
@@ -128,6 +140,14 @@ func (s *Set) Collect(ch chan<- prometheus.Metric, r Report) {
 	// Throttled and retried requests are counted from 0, like the out-of-band edits.
 	counter(s.throttled, float64(r.Calls["dataverse.throttled"]), r.Connector, "dataverse")
 	counter(s.retries, float64(r.Calls["dataverse.retries"]), r.Connector, "dataverse")
+	for _, u := range r.Users {
+		counter(s.userRequests, float64(u.Requests), r.Connector, u.ClientID)
+		counter(s.userThrottled, float64(u.Throttled), r.Connector, u.ClientID)
+		gauge(s.userConcurrency, float64(u.Concurrency), r.Connector, u.ClientID)
+		if u.RemainingExecutionSeconds != nil {
+			gauge(s.userRemaining, *u.RemainingExecutionSeconds, r.Connector, u.ClientID)
+		}
+	}
 	for key, v := range r.Calls {
 		side, kind, ok := strings.Cut(key, ".")
 		if !ok || side == "dataverse" && dataverseAggregates[kind] {

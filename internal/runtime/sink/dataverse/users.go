@@ -14,6 +14,8 @@ import (
 
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 )
 
 // Several application users. Dataverse keeps its service-protection limits per user (requests, execution
@@ -270,4 +272,24 @@ func (c *Client) token(u *appUser) (string, error) {
 		return "", fmt.Errorf("requesting a dataverse token for client %s: %w", u.cred.ClientID, err)
 	}
 	return tok.AccessToken, nil
+}
+
+// UserStatus is Users in the form an agent reports it (api.Status.ApplicationUsers).
+func (c *Client) UserStatus() []api.ApplicationUserStatus {
+	users := c.Users()
+	out := make([]api.ApplicationUserStatus, 0, len(users))
+	for _, u := range users {
+		st := api.ApplicationUserStatus{ClientID: u.ClientID, Requests: u.Requests, Throttled: u.Throttled,
+			Concurrency: u.Concurrency, InFlight: u.InFlight, ThrottledForSeconds: u.ThrottledFor.Seconds()}
+		if u.RemainingTime >= 0 {
+			v := u.RemainingTime.Seconds()
+			st.RemainingExecutionSeconds = &v
+		}
+		if u.RemainingRequests >= 0 {
+			v := u.RemainingRequests
+			st.RemainingRequests = &v
+		}
+		out = append(out, st)
+	}
+	return out
 }
