@@ -197,13 +197,19 @@ type remoteFlags struct {
 	credFD                                                      int
 }
 
-// runRemoteAgent is control-plane mode: remote.Run with a client holding the agent's own credential.
-func runRemoteAgent(ctx context.Context, logger *slog.Logger, f remoteFlags, opts []agent.Option) error {
+// agentClient is the control plane's client of an agent (one connector's or a pool's), holding the agent's
+// own credential.
+func agentClient(ctx context.Context, logger *slog.Logger, f remoteFlags) (*client.Client, error) {
 	cred, err := agentCredential(ctx, logger, f)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	c, err := client.New(client.Config{Endpoint: f.endpoint, Token: cred, CAFile: f.caFile, UserAgent: "crmsync-agent/" + version.Version})
+	return client.New(client.Config{Endpoint: f.endpoint, Token: cred, CAFile: f.caFile, UserAgent: "crmsync-agent/" + version.Version})
+}
+
+// runRemoteAgent is control-plane mode: remote.Run with a client holding the agent's own credential.
+func runRemoteAgent(ctx context.Context, logger *slog.Logger, f remoteFlags, opts []agent.Option) error {
+	c, err := agentClient(ctx, logger, f)
 	if err != nil {
 		return err
 	}

@@ -12,20 +12,14 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/client"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/pool"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent/remote"
-	"github.com/crmsync/terraform-provider-crmsync/internal/version"
 )
 
 // runPoolAgent is pool mode: `crmsync agent --control-plane URL[,URL…]` without --connector.
 func runPoolAgent(ctx context.Context, logger *slog.Logger, f remoteFlags, maxConnectors int, opts []agent.Option) error {
-	cred, err := agentCredential(ctx, logger, f)
-	if err != nil {
-		return err
-	}
-	c, err := client.New(client.Config{Endpoint: f.endpoint, Token: cred, CAFile: f.caFile, UserAgent: "crmsync-agent/" + version.Version})
+	c, err := agentClient(ctx, logger, f)
 	if err != nil {
 		return err
 	}

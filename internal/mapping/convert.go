@@ -185,12 +185,9 @@ func (p *Plan) Row(rec map[string]any) (map[string]any, error) {
 		row["ownerid@odata.bind"] = p.OwnerBind
 	}
 	for i := range p.columns {
-		c := &p.columns[i]
-		v, err := c.value(lookupField(rec, c.Source))
-		if err != nil {
+		if err := p.columns[i].put(row, rec); err != nil {
 			return nil, err
 		}
-		row[c.member] = v
 	}
 	return row, nil
 }
@@ -243,15 +240,22 @@ func (p *Plan) Patch(rec map[string]any, changed []string) (map[string]any, erro
 			if row == nil {
 				row = map[string]any{}
 			}
-			c := &p.columns[i]
-			v, err := c.value(lookupField(rec, c.Source))
-			if err != nil {
+			if err := p.columns[i].put(row, rec); err != nil {
 				return nil, err
 			}
-			row[c.member] = v
 		}
 	}
 	return row, nil
+}
+
+// put sets the column's member of row to the record's value, converted.
+func (c *plannedColumn) put(row, rec map[string]any) error {
+	v, err := c.value(lookupField(rec, c.Source))
+	if err != nil {
+		return err
+	}
+	row[c.member] = v
+	return nil
 }
 
 // value converts one source value into the column's JSON value: nil, a string, a bool, an int64 or a

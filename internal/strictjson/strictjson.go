@@ -239,24 +239,36 @@ func (w *walker) skip() (bool, error) {
 	return false, nil
 }
 
+// member reads the name of an object's next member and notes it in seen (lower-cased name → the name as
+// first given); dup says the name, in any case, was given before, and first is that earlier name.
+func (w *walker) member(seen map[string]string) (key, first string, dup bool, err error) {
+	tok, err := w.token()
+	if err != nil {
+		return "", "", false, err
+	}
+	key, _ = tok.(string)
+	if first, dup = seen[strings.ToLower(key)]; !dup {
+		seen[strings.ToLower(key)] = key
+	}
+	return key, first, dup, nil
+}
+
 func (w *walker) object(t reflect.Type, path string) error {
 	fs := fieldsOf(t)
 	seen := map[string]string{} // lower-cased name → the name as given
 	present := map[string]bool{}
 	for w.dec.More() {
-		tok, err := w.token()
+		key, first, dup, err := w.member(seen)
 		if err != nil {
 			return err
 		}
-		key, _ := tok.(string)
-		if first, dup := seen[strings.ToLower(key)]; dup {
+		if dup {
 			msg := fmt.Sprintf("member %q is given twice", join(path, key))
 			if first != key {
 				msg = fmt.Sprintf("member %q is given twice (as %q and %q; names are case-sensitive)", join(path, first), first, key)
 			}
 			return &Error{Kind: Duplicate, Field: join(path, key), Message: msg}
 		}
-		seen[strings.ToLower(key)] = key
 		f, ok := fs.byName[key]
 		if !ok {
 			msg := fmt.Sprintf("unknown field %q", join(path, key))
@@ -285,16 +297,14 @@ func (w *walker) object(t reflect.Type, path string) error {
 func (w *walker) mapValue(t reflect.Type, path string) error {
 	seen := map[string]string{}
 	for w.dec.More() {
-		tok, err := w.token()
+		key, first, dup, err := w.member(seen)
 		if err != nil {
 			return err
 		}
-		key, _ := tok.(string)
-		if first, dup := seen[strings.ToLower(key)]; dup {
+		if dup {
 			return &Error{Kind: Duplicate, Field: join(path, key),
 				Message: fmt.Sprintf("key %q of %s is given twice (as %q and %q)", key, fieldOr(path), first, key)}
 		}
-		seen[strings.ToLower(key)] = key
 		if _, err := w.value(t.Elem(), join(path, key)); err != nil {
 			return err
 		}

@@ -40,16 +40,22 @@ func rejectProblems(probs mapping.Problems) error {
 	return invalid(errs[0].Path, "the mapping is invalid: %s", strings.Join(msgs, "; ")).withDetails(errs)
 }
 
+// decodeMapping reads a request's table mapping and checks its names.
+func decodeMapping(r *http.Request) (mapping.TableConfig, error) {
+	var spec mapping.TableConfig
+	if err := decodeJSON(r, &spec); err != nil {
+		return spec, err
+	}
+	return spec, validateMappingNames(spec)
+}
+
 func (s *Server) createMapping(w http.ResponseWriter, r *http.Request) error {
 	connID, err := pathID(r, store.PrefixConnector)
 	if err != nil {
 		return err
 	}
-	var spec mapping.TableConfig
-	if err := decodeJSON(r, &spec); err != nil {
-		return err
-	}
-	if err := validateMappingNames(spec); err != nil {
+	spec, err := decodeMapping(r)
+	if err != nil {
 		return err
 	}
 	others, err := s.cfg.Store.ListMappings(r.Context(), connID)
@@ -89,11 +95,8 @@ func (s *Server) updateMapping(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	var spec mapping.TableConfig
-	if err := decodeJSON(r, &spec); err != nil {
-		return err
-	}
-	if err := validateMappingNames(spec); err != nil {
+	spec, err := decodeMapping(r)
+	if err != nil {
 		return err
 	}
 	cur, err := s.cfg.Store.GetMapping(r.Context(), id)

@@ -101,6 +101,27 @@ func holderOf(path string) string {
 	return fmt.Sprintf("pid %d", pid)
 }
 
+// AcquireDB takes dir for role (Acquire) and readies the SQLite database DIR/name in it: the database and
+// its -wal and -shm files must be owner-only (CheckPrivate), and the database is created 0600 before SQLite
+// opens it (SQLite would use the umask). It returns the lock, to release when the database is closed, and
+// the database's path; on error nothing is held.
+func AcquireDB(dir, role, name string) (*Lock, string, error) {
+	lock, err := Acquire(dir, role)
+	if err != nil {
+		return nil, "", err
+	}
+	path := filepath.Join(dir, name)
+	err = CheckPrivate(path, path+"-wal", path+"-shm")
+	if err == nil {
+		err = CreatePrivate(path)
+	}
+	if err != nil {
+		_ = lock.Release()
+		return nil, "", err
+	}
+	return lock, path, nil
+}
+
 // CreatePrivate creates path with mode 0600 when it does not exist, so a database opened on it afterwards is
 // never created with the umask's mode; an existing file is left as it is (CheckPrivate judges it).
 func CreatePrivate(path string) error {

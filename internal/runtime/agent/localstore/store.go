@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"time"
 
@@ -58,17 +57,8 @@ const DBFile = "agent.db"
 // is created 0700 and the database 0600 (it holds dead-letter payloads: personal data); a directory or state
 // file open to group or others is refused.
 func Open(dir string) (*Store, error) {
-	lock, err := statedir.Acquire(dir, "crmsync agent")
+	lock, path, err := statedir.AcquireDB(dir, "crmsync agent", DBFile)
 	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, DBFile)
-	if err := statedir.CheckPrivate(path, path+"-wal", path+"-shm"); err != nil {
-		_ = lock.Release()
-		return nil, err
-	}
-	if err := statedir.CreatePrivate(path); err != nil {
-		_ = lock.Release()
 		return nil, err
 	}
 	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)")

@@ -44,22 +44,12 @@ var _ Store = (*SQLite)(nil)
 // DIR/secret.key. It refuses to start when the key file is readable by group or others, when the key is
 // missing but secrets exist, or when the key does not decrypt the stored secrets (naming the connector).
 //
-// The directory is this store's alone while it is open (statedir.Acquire): a second store on it, in this
+// The directory is this store's alone while it is open (statedir.AcquireDB): a second store on it, in this
 // process or another, is refused naming the holder's PID; Close lets it go. The directory must be 0700 and
 // its state files 0600 (checked at open, like the key).
 func OpenSQLite(dir string) (*SQLite, error) {
-	lock, err := statedir.Acquire(dir, "crmsync serve")
+	lock, path, err := statedir.AcquireDB(dir, "crmsync serve", DBFile)
 	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(dir, DBFile)
-	if err := statedir.CheckPrivate(path, path+"-wal", path+"-shm"); err != nil {
-		_ = lock.Release()
-		return nil, err
-	}
-	// Create the file ourselves so it is 0600 from the start (SQLite would use the umask).
-	if err := statedir.CreatePrivate(path); err != nil {
-		_ = lock.Release()
 		return nil, err
 	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)"

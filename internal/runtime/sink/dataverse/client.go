@@ -15,7 +15,6 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"os"
 	"strings"
@@ -27,6 +26,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/tally"
 )
 
 // Config configures a Client. The secret is a value: the caller resolves *_env and *_file references.
@@ -111,37 +111,16 @@ func (c *Config) validate() error {
 }
 
 // Stats counts requests by kind and throttling. Safe for concurrent use.
-type Stats struct {
-	mu     sync.Mutex
-	counts map[string]int64
-}
+type Stats struct{ counts tally.Counts }
 
-func (s *Stats) add(kind string, n int64) {
-	s.mu.Lock()
-	if s.counts == nil {
-		s.counts = map[string]int64{}
-	}
-	s.counts[kind] += n
-	s.mu.Unlock()
-}
+func (s *Stats) add(kind string, n int64) { s.counts.Add(kind, n) }
 
 // Get returns one count.
-func (s *Stats) Get(kind string) int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.counts[kind]
-}
+func (s *Stats) Get(kind string) int64 { return s.counts.Get(kind) }
 
 // Snapshot returns a copy of every count. "requests" is the total of HTTP requests to the environment,
 // "throttled" the 429 answers, "retries" the re-sent requests.
-func (s *Stats) Snapshot() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.counts == nil {
-		return map[string]int64{}
-	}
-	return maps.Clone(s.counts)
-}
+func (s *Stats) Snapshot() map[string]int64 { return s.counts.Snapshot() }
 
 // Client talks to one environment. Safe for concurrent use.
 type Client struct {

@@ -16,11 +16,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"maps"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,6 +26,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/tally"
 )
 
 // Auth flows.
@@ -136,8 +135,7 @@ func TLSConfig(caFile string) (*tls.Config, error) {
 
 // Stats counts the calls a Client made, by kind. Safe for concurrent use.
 type Stats struct {
-	mu     sync.Mutex
-	counts map[string]int64
+	counts tally.Counts
 	total  atomic.Int64
 }
 
@@ -145,12 +143,7 @@ func (s *Stats) add(kind string) {
 	if !strings.HasPrefix(kind, "pubsub.") {
 		s.total.Add(1)
 	}
-	s.mu.Lock()
-	if s.counts == nil {
-		s.counts = map[string]int64{}
-	}
-	s.counts[kind]++
-	s.mu.Unlock()
+	s.counts.Add(kind, 1)
 }
 
 // Total is the number of REST and Bulk API calls: what counts against the org's daily API budget (token
@@ -158,14 +151,7 @@ func (s *Stats) add(kind string) {
 func (s *Stats) Total() int64 { return s.total.Load() }
 
 // Snapshot returns a copy of the counts by kind.
-func (s *Stats) Snapshot() map[string]int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.counts == nil {
-		return map[string]int64{}
-	}
-	return maps.Clone(s.counts)
-}
+func (s *Stats) Snapshot() map[string]int64 { return s.counts.Snapshot() }
 
 // Client talks to one org. Safe for concurrent use.
 type Client struct {
