@@ -201,7 +201,7 @@ func TestFixedPortsFromAPortBase(t *testing.T) {
 
 func itoa(n int) string { return strconv.Itoa(n) }
 
-// Issue 18: a sandbox with several Dataverse application users lists the ones after the first in
+// A sandbox with several Dataverse application users lists the ones after the first in
 // sandbox.json, each with its secret in a file of its own (0600), and each signs in as itself.
 func TestSandboxJSONListsTheMoreApplicationUsers(t *testing.T) {
 	dir := t.TempDir()

@@ -8,7 +8,7 @@ import (
 	"time"
 )
 
-// Issue 18: Dataverse counts its service-protection limits per user, application users included. An
+// Dataverse counts its service-protection limits per user, application users included. An
 // environment with several application users gives each its own client id and secret, its own systemuser
 // (WhoAmI) and its own budget: one user spending its window leaves the others' untouched.
 func TestSeveralApplicationUsersSignInAsThemselvesWithBudgetsOfTheirOwn(t *testing.T) {
