@@ -147,7 +147,7 @@ func TestLoadRateIsTheAgentsMeasureWhenItReportsOne(t *testing.T) {
 	}
 }
 
-// Issue 18: with several Dataverse application users the view shows each one's share and budget left.
+// With several Dataverse application users the view shows each one's share and budget left.
 func TestConnectorViewShowsEachApplicationUser(t *testing.T) {
 	now := time.Now()
 	st := sampleStatus(now)

@@ -1,5 +1,7 @@
 // Package architecture holds the tests that keep crmsync's shape (docs/architecture.md): which package may
-// import which (the floors), and how large a production function or file may grow. It has no code of its own.
+// import which (the floors), how large a production function or file may grow, and that comments and docs cite
+// only files of the repository (no design notes or wire notes from outside it, no issue numbers as process
+// notes). It has no code of its own.
 //
 // The floors, from the ground up:
 //   - internal/mapping (with its sub-packages jsonrow and sfid) imports nothing of the project's but itself;

@@ -32,7 +32,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv/pgtest"
 )
 
-// fleet is the issue 15 deployment on one machine: a sandbox, a private PostgreSQL, several `crmsync serve`
+// fleet is the replicated deployment (docs/scaling.md) on one machine: a sandbox, a private PostgreSQL, several `crmsync serve`
 // replicas on it and a pool of `crmsync agent` processes (each with an identity of its own, reaching the
 // replicas through fault proxies the test can cut: a partition, on loopback). Network namespaces would make
 // them separate hosts; the proxies give the same cut of the agent's control-plane link without needing them.
@@ -473,7 +473,7 @@ func (f *fleet) staleWrites(w *leaseWatch) (stale, untagged int, examples []stri
 	return stale, untagged, examples
 }
 
-// TestChaosReplicasAndPool is issue 15's failover test: three serve replicas on PostgreSQL and three pool
+// TestChaosReplicasAndPool is the failover test of replicas and pools: three serve replicas on PostgreSQL and three pool
 // agents run 30 connectors against the sandbox while Salesforce changes. A replica is SIGKILLed (the API keeps
 // answering through the others), an agent is SIGKILLed (its connectors stream again on the others within the
 // lease TTL and a check-in), an agent is cut off the control plane past its lease (it stops writing; the

@@ -28,7 +28,7 @@ func connectorWithUsers(cp *controlPlane, name, users string) string {
     additional_application_users = `+users, 1)
 }
 
-// Issue 18: crmsync_connector names several Dataverse application users, each with its secret by reference or
+// `crmsync_connector` names several Dataverse application users, each with its secret by reference or
 // inline; the control plane gets them, the plan after apply is empty, removing one removes it, and the data
 // source lists them.
 func TestAccConnector_additionalApplicationUsers(t *testing.T) {
@@ -96,7 +96,7 @@ data "crmsync_connector" "read" {
 	})
 }
 
-// Issue 18: an additional user's write-only secret reaches the control plane and never the plan or state; a
+// An additional user's write-only secret reaches the control plane and never the plan or state; a
 // new version sends a new value for that user only; an inline one warns, naming its path.
 func TestAccConnectorWriteOnly_additionalApplicationUser(t *testing.T) {
 	skipUnlessWriteOnly(t)

@@ -13,7 +13,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 )
 
-// Issue 18: a connector names several Dataverse application users. Each additional user's inline secret is
+// A connector names several Dataverse application users. Each additional user's inline secret is
 // write-only like the connector's own (stored encrypted under its client id, listed in secrets_set, never
 // returned, given decrypted to the agent's lease only); an update that leaves it out keeps it, a reference
 // replaces it, and a user removed from the list takes its stored secret with it.
@@ -98,7 +98,7 @@ func TestAdditionalApplicationUsersSecretsAreWriteOnlyAndFollowTheirUser(t *test
 	}
 }
 
-// Issue 18: the list of additional users is checked at declaration, naming the bad entry.
+// The list of additional users is checked at declaration, naming the bad entry.
 func TestAdditionalApplicationUsersAreValidated(t *testing.T) {
 	e := newEnv(t)
 	base := connectorSpec("bad-users")

@@ -9,7 +9,7 @@ import (
 	dvemu "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 )
 
-// Issue 18: preflight checks each additional Dataverse application user (a token, WhoAmI, its privileges),
+// Preflight checks each additional Dataverse application user (a token, WhoAmI, its privileges),
 // whether its secret is stored inline or referenced; a user whose secret is wrong fails the check, naming it.
 func TestEachAdditionalApplicationUserIsChecked(t *testing.T) {
 	e := newEnvWith(t, sandbox.Options{Dataverse: dvemu.Config{ApplicationUsers: 2}})

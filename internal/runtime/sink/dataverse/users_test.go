@@ -75,7 +75,7 @@ func createdBy(t *testing.T, sb *sandbox.Sandbox) map[string]int {
 	return out
 }
 
-// Issue 18: a client given several application users sends its requests as all of them, each signed in
+// A client given several application users sends its requests as all of them, each signed in
 // with its own token: the rows are created by every user, and each user's share is about even.
 func TestRequestsSpreadOverEveryApplicationUser(t *testing.T) {
 	sb, c := startUsers(t, 3, dvemu.Limits{})
@@ -105,7 +105,7 @@ func TestRequestsSpreadOverEveryApplicationUser(t *testing.T) {
 	}
 }
 
-// Issue 18: a throttled application user's load moves to the others while its Retry-After holds, instead of
+// A throttled application user's load moves to the others while its Retry-After holds, instead of
 // every request waiting for it; no request reaches the service before its user's Retry-After has passed.
 func TestAThrottledUsersLoadMovesToTheOthers(t *testing.T) {
 	// Each user may send 5 requests per minute: 3 users, 12 requests. One user alone would wait a minute.
