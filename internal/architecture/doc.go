@@ -6,7 +6,8 @@
 // The floors, from the ground up:
 //   - internal/mapping (with its sub-packages jsonrow and sfid) imports nothing of the project's but itself;
 //     internal/api imports nothing of the project's but internal/mapping. Everything may import them.
-//   - Leaf helpers (internal/retry, internal/strictjson, internal/version) import nothing of the project's.
+//   - Leaf helpers (internal/cafile, internal/retry, internal/strictjson, internal/version) import nothing of
+//     the project's.
 //   - internal/client, internal/plansummary and internal/provider (the Terraform side) reach nothing of
 //     internal/runtime, even indirectly: the provider talks to the control plane only through its API.
 //   - internal/runtime/... (control plane, agent, the services' clients) builds on the floors below it.

@@ -11,12 +11,9 @@
 package dataverse
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +21,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/cafile"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/tally"
@@ -140,20 +138,9 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if cfg.CAFile != "" {
-		pem, err := os.ReadFile(cfg.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("reading CA file: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA file %s holds no PEM certificate", cfg.CAFile)
-		}
-		tlsCfg.RootCAs = pool
+	tlsCfg, err := cafile.TLSConfig("CA file", cfg.CAFile)
+	if err != nil {
+		return nil, err
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tlsCfg

@@ -12,17 +12,15 @@ package salesforce
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/cafile"
 	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
@@ -112,27 +110,6 @@ func (c *Config) validate() error {
 	return errors.Join(errs...)
 }
 
-// TLSConfig returns a TLS configuration trusting the system roots plus caFile (when set).
-func TLSConfig(caFile string) (*tls.Config, error) {
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile == "" {
-		return cfg, nil
-	}
-	pem, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("reading CA file: %w", err)
-	}
-	pool, err := x509.SystemCertPool()
-	if err != nil || pool == nil {
-		pool = x509.NewCertPool()
-	}
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("CA file %s holds no PEM certificate", caFile)
-	}
-	cfg.RootCAs = pool
-	return cfg, nil
-}
-
 // Stats counts the calls a Client made, by kind. Safe for concurrent use.
 type Stats struct {
 	counts tally.Counts
@@ -168,7 +145,7 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := TLSConfig(cfg.CAFile)
+	tlsCfg, err := cafile.TLSConfig("CA file", cfg.CAFile)
 	if err != nil {
 		return nil, err
 	}

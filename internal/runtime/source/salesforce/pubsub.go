@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/cafile"
 	eventbusv1 "github.com/crmsync/terraform-provider-crmsync/internal/proto/eventbus/v1"
 	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 )
@@ -69,7 +70,7 @@ func (c *Client) DialPubSub(addr string, plaintext bool) (*PubSub, error) {
 		}
 		creds = insecure.NewCredentials()
 	} else {
-		tlsCfg, err := TLSConfig(c.cfg.CAFile)
+		tlsCfg, err := cafile.TLSConfig("CA file", c.cfg.CAFile)
 		if err != nil {
 			return nil, err
 		}
