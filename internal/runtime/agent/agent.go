@@ -17,6 +17,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
 // Agent runs one connector.
@@ -29,6 +30,8 @@ type Agent struct {
 	sf     *salesforce.Client
 	pubsub *salesforce.PubSub
 	dv     *dataverse.Client
+	// w writes every table's rows to Dataverse.
+	w *writer.Writer
 
 	// stateMu guards tables, started, state and reason: Status and the safeguards read them from other
 	// goroutines while Run starts (tables are set once the mappings compile, and cleared between attempts).
@@ -106,6 +109,7 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 	if err != nil {
 		return nil, err
 	}
+	a.w = writer.New(writer.Config{Client: a.dv, BatchSize: a.tuning.BatchSize, Concurrency: a.tuning.WriteConcurrency})
 	return a, nil
 }
 
@@ -198,8 +202,8 @@ func (a *Agent) prepare(ctx context.Context) error {
 			a: a, cfg: tc.TableConfig, plan: plan, types: types, topic: changeTopic(describes[tc.SourceTable].Name),
 			log:    a.log.With("table", tc.SourceTable),
 			loaded: make(chan struct{}),
-			w: &writer{dv: a.dv, plan: plan, dead: a.stores.DeadLetters, batchSize: a.tuning.BatchSize,
-				concurrency: a.tuning.WriteConcurrency, now: func() time.Time { return time.Now().UTC() }},
+			w:      a.w, target: writer.Target{Table: plan.DestTable, EntitySet: plan.EntitySet, PrimaryID: plan.PrimaryID,
+				OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable)},
 		}
 		t.columns, t.hash = mappingColumns(plan)
 		tables = append(tables, t)

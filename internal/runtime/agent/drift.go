@@ -110,7 +110,7 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 		}
 		// Only what Dataverse accepted is repaired; a refused rewrite is dead-lettered.
 		refused := map[string]bool{}
-		for _, id := range out.refused {
+		for _, id := range out.RefusedIDs {
 			refused[to18(id)] = true
 		}
 		for i := range edits {
@@ -120,8 +120,8 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 			}
 		}
 		what := fmt.Sprintf("out-of-band edits: %d rows rewritten from Salesforce", repaired)
-		if out.deadLettered > 0 {
-			what += fmt.Sprintf(", %d refused by Dataverse (see the dead letters)", out.deadLettered)
+		if out.Refused > 0 {
+			what += fmt.Sprintf(", %d refused by Dataverse (see the dead letters)", out.Refused)
 		}
 		t.addRecovery(what)
 	}

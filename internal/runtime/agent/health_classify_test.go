@@ -13,6 +13,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
 // TestErrorsAreClassifiedTransientOrPermanent is the classification table of docs/reliability.md: what
@@ -26,7 +27,7 @@ func TestErrorsAreClassifiedTransientOrPermanent(t *testing.T) {
 		side      string
 		says      string
 	}{
-		{"dataverse 403 missing privilege", fmt.Errorf("writing: %w", &tableError{&dataverse.APIError{Status: 403, Code: "0x80040220", Message: privilege}}),
+		{"dataverse 403 missing privilege", fmt.Errorf("writing: %w", &writer.TableError{Err: &dataverse.APIError{Status: 403, Code: "0x80040220", Message: privilege}}),
 			true, sideDataverse, "missing privilege prvWriteAccount on account"},
 		{"dataverse 403 other", &dataverse.APIError{Status: 403, Message: "forbidden"}, true, sideDataverse, "HTTP 403"},
 		{"dataverse 401", &dataverse.APIError{Status: 401, Message: "invalid token"}, true, sideDataverse, "credentials"},

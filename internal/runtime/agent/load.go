@@ -10,6 +10,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
 // catchUpMargin widens incremental catch-up windows to cover clock differences between Salesforce's
@@ -204,7 +205,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 	tun := t.a.tuning
 	type batch struct {
 		page int
-		ops  []op
+		ops  []writer.Op
 	}
 	type pageState struct {
 		batches, done int
@@ -264,7 +265,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 			mu.Lock()
 			pages[page] = &pageState{}
 			mu.Unlock()
-			var cur []op
+			var cur []writer.Op
 			send := func() error {
 				if len(cur) == 0 {
 					return nil
@@ -279,7 +280,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 					cur = cur[:0]
 					return context.Cause(ctx)
 				}
-				cur = make([]op, 0, tun.BatchSize)
+				cur = make([]writer.Op, 0, tun.BatchSize)
 				return nil
 			}
 			res, err := t.a.sf.QueryResults(ctx, job.ID, locator, tun.PageSize, func(r salesforce.Record) error {

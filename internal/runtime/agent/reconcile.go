@@ -306,8 +306,8 @@ func (g *safeguards) reconcileInto(ctx context.Context, t *table, res *api.Recon
 	if len(heal) > 0 {
 		t.received.Add(int64(len(heal)))
 		out, err := t.refetch(ctx, heal)
-		res.Healed += out.written
-		res.Unhealed += out.deadLettered
+		res.Healed += out.Written
+		res.Unhealed += out.Refused
 		if err != nil {
 			return fmt.Errorf("re-fetching %d records: %w", len(heal), err)
 		}

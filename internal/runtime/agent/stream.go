@@ -11,6 +11,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
 // Change types (ChangeEventHeader.changeType).
@@ -300,7 +301,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver boo
 // catchUp writes every row modified since a time (unless deletesOnly) and applies every deletion since then.
 func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) error {
 	lit := since.UTC().Format("2006-01-02T15:04:05Z")
-	var batch []op
+	var batch []writer.Op
 	flush := func() error {
 		if len(batch) == 0 {
 			return nil
@@ -309,7 +310,7 @@ func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) 
 		batch = nil
 		return err
 	}
-	add := func(o op, ok bool) error {
+	add := func(o writer.Op, ok bool) error {
 		if !ok {
 			t.skipped.Add(1)
 			return nil
@@ -439,7 +440,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 		}
 	}
 
-	var ops []op
+	var ops []writer.Op
 	var refetchIDs []string
 	for _, id := range order {
 		st := states[id]
@@ -461,7 +462,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 				t.deadLettered.Add(st.changes - 1)
 				continue
 			}
-			ops = append(ops, op{kind: opUpsert, recordID: id, key: key, body: body, changes: st.changes})
+			ops = append(ops, writer.Op{Kind: writer.Upsert, RecordID: id, Key: key, Body: body, Changes: st.changes})
 		case "patch":
 			row, err := t.plan.Patch(st.values, st.changed)
 			var body []byte
@@ -477,7 +478,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 			case row == nil:
 				t.skipped.Add(st.changes) // no mapped column changed
 			default:
-				ops = append(ops, op{kind: opUpdate, recordID: id, key: key, body: body, changes: st.changes})
+				ops = append(ops, writer.Op{Kind: writer.Update, RecordID: id, Key: key, Body: body, Changes: st.changes})
 			}
 		case "delete":
 			o, ok, _ := t.deleteOp(id, key)
@@ -485,7 +486,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 				t.skipped.Add(st.changes)
 				continue
 			}
-			o.changes = st.changes
+			o.Changes = st.changes
 			ops = append(ops, o)
 		case "refetch":
 			refetchIDs = append(refetchIDs, id)

@@ -18,6 +18,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
 // table runs one table mapping: load, then stream, with re-syncs when the stream cannot resume.
@@ -26,7 +27,8 @@ type table struct {
 	cfg     mapping.TableConfig
 	plan    *mapping.Plan
 	types   salesforce.FieldTypes
-	w       *writer
+	w       *writer.Writer
+	target  writer.Target // where w writes this table's rows
 	log     *slog.Logger
 	topic   string
 	columns []string // "dest<-source" of the effective mapping, for detecting added columns
@@ -174,10 +176,10 @@ func (t *table) restore(c counts) {
 	t.skipped.Store(c.skipped)
 }
 
-func (t *table) tally(o outcome) {
-	t.written.Add(o.written)
-	t.deadLettered.Add(o.deadLettered)
-	t.skipped.Add(o.skipped)
+func (t *table) tally(o writer.Outcome) {
+	t.written.Add(o.Written)
+	t.deadLettered.Add(o.Refused)
+	t.skipped.Add(o.Skipped)
 }
 
 // save stores the checkpoint after mutating it under the lock.
@@ -324,11 +326,11 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 // deleted in Salesforce; records the mapping cannot convert are dead-lettered. ok is false when there is
 // nothing to write, and the record is already counted: dead-lettered, or skipped (a deletion the table
 // ignores). Callers count nothing more for it.
-func (t *table) rowOp(ctx context.Context, rec map[string]any) (op, bool, error) {
+func (t *table) rowOp(ctx context.Context, rec map[string]any) (writer.Op, bool, error) {
 	id, _ := rec["Id"].(string)
 	key, err := t.plan.Key(id)
 	if err != nil {
-		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
+		return writer.Op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
 	}
 	if deletedRecord(rec) {
 		o, ok, err := t.deleteOp(id, key)
@@ -348,9 +350,9 @@ func (t *table) rowOp(ctx context.Context, rec map[string]any) (op, bool, error)
 	}
 	scratchRows.Put(scratch)
 	if err != nil {
-		return op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
+		return writer.Op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
 	}
-	return op{kind: opUpsert, recordID: id, key: key, body: body, changes: 1}, true, nil
+	return writer.Op{Kind: writer.Upsert, RecordID: id, Key: key, Body: body, Changes: 1}, true, nil
 }
 
 // deletedRecord reports whether a record read from Salesforce is deleted (IsDeleted true in JSON or CSV).
@@ -363,14 +365,14 @@ func deletedRecord(rec map[string]any) bool {
 var scratchRows = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
 
 // deleteOp applies the table's delete behaviour; ok is false when deletes are ignored.
-func (t *table) deleteOp(id, key string) (op, bool, error) {
+func (t *table) deleteOp(id, key string) (writer.Op, bool, error) {
 	switch t.plan.DeleteBehaviour {
 	case mapping.DeleteIgnore:
-		return op{}, false, nil
+		return writer.Op{}, false, nil
 	case mapping.DeleteDeactivate:
-		return op{kind: opUpdate, recordID: id, key: key, body: []byte(`"statecode":1,"statuscode":2`), changes: 1}, true, nil
+		return writer.Op{Kind: writer.Update, RecordID: id, Key: key, Body: []byte(`"statecode":1,"statuscode":2`), Changes: 1}, true, nil
 	}
-	return op{kind: opDelete, recordID: id, key: key, changes: 1}, true, nil
+	return writer.Op{Kind: writer.Delete, RecordID: id, Key: key, Changes: 1}, true, nil
 }
 
 func (t *table) deadLetterMapping(ctx context.Context, id, operation string, err error) error {
@@ -385,35 +387,35 @@ func (t *table) deadLetterMapping(ctx context.Context, id, operation string, err
 // writeAll writes ops until Dataverse accepts them or ctx ends: table-level failures are retried with
 // backoff (throttling is already handled inside the client), so nothing is ever dropped. It returns what
 // the writes did, per change: written, dead-lettered (refused by Dataverse) or skipped.
-func (t *table) writeAll(ctx context.Context, ops []op) (outcome, error) {
+func (t *table) writeAll(ctx context.Context, ops []writer.Op) (writer.Outcome, error) {
 	for attempt := 1; ; attempt++ {
-		out, err := t.w.write(ctx, ops)
+		out, err := t.w.Write(ctx, t.target, ops)
 		if err == nil {
 			if len(ops) > 0 {
 				t.worked(sideDataverse)
 			}
 			t.tally(out)
-			if len(out.missing) > 0 {
+			if len(out.Missing) > 0 {
 				// Updates of rows that are not in Dataverse: write the whole record instead.
-				missing := out.missing
-				out.missing = nil
+				missing := out.Missing
+				out.Missing = nil
 				more, err := t.refetch(ctx, missing)
-				out.add(more)
+				out.Add(more)
 				return out, err
 			}
 			return out, nil
 		}
 		if ctx.Err() != nil {
-			return outcome{}, ctx.Err()
+			return writer.Outcome{}, ctx.Err()
 		}
-		var te *tableError
+		var te *writer.TableError
 		if !errors.As(err, &te) {
-			return outcome{}, err
+			return writer.Outcome{}, err
 		}
 		t.noteError(err)
 		t.log.Warn("write failed, retrying", "err", err, "attempt", attempt)
 		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
-			return outcome{}, err
+			return writer.Outcome{}, err
 		}
 	}
 }
@@ -423,13 +425,13 @@ func (t *table) writeAll(ctx context.Context, ops []op) (outcome, error) {
 // during a load and updates of missing rows are settled. The outcome counts one change per record: written
 // (Dataverse accepted it), dead-lettered (refused, or not convertible) or skipped (a deletion the table
 // ignores).
-func (t *table) refetch(ctx context.Context, ids []string) (outcome, error) {
+func (t *table) refetch(ctx context.Context, ids []string) (writer.Outcome, error) {
 	if len(ids) == 0 {
-		return outcome{}, nil
+		return writer.Outcome{}, nil
 	}
-	var out outcome
+	var out writer.Outcome
 	seen := map[string]bool{}
-	var ops []op
+	var ops []writer.Op
 	err := t.a.sf.Retrieve(ctx, t.cfg.SourceTable, t.plan.SourceFields(), ids, func(r salesforce.Record) error {
 		id := r.ID()
 		seen[id] = true
@@ -447,10 +449,10 @@ func (t *table) refetch(ctx context.Context, ids []string) (outcome, error) {
 		case ok:
 			ops = append(ops, o)
 		case deletedRecord(r) && keyErr == nil:
-			out.skipped++ // a deletion the table ignores
+			out.Skipped++ // a deletion the table ignores
 		default:
-			out.deadLettered++ // the mapping cannot convert it
-			out.refused = append(out.refused, id)
+			out.Refused++ // the mapping cannot convert it
+			out.RefusedIDs = append(out.RefusedIDs, id)
 		}
 		return nil
 	})
@@ -470,11 +472,11 @@ func (t *table) refetch(ctx context.Context, ids []string) (outcome, error) {
 			ops = append(ops, o)
 		} else {
 			t.skipped.Add(1)
-			out.skipped++
+			out.Skipped++
 		}
 	}
 	wrote, err := t.writeAll(ctx, ops)
-	out.add(wrote)
+	out.Add(wrote)
 	return out, err
 }
 

@@ -7,21 +7,23 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
 // RestoreStateFile records a restore's progress inside the backup directory.
@@ -88,6 +90,7 @@ func Restore(ctx context.Context, dv *dataverse.Client, opts RestoreOptions) (*a
 		return nil, fmt.Errorf("backup %s is not complete; only a complete backup can be restored", m.ID)
 	}
 	r := &restorer{dv: dv, opts: opts, m: m, statePath: filepath.Join(opts.Dir, RestoreStateFile),
+		w:    writer.New(writer.Config{Client: dv, BatchSize: opts.BatchSize, Concurrency: 1}),
 		sets: map[string]string{}, owners: map[string]string{}, keysets: map[string]map[uuid.UUID]bool{}, probed: map[string]string{}}
 	if err := r.loadState(); err != nil {
 		return nil, err
@@ -127,7 +130,7 @@ type restorer struct {
 	st        restoreState
 	statePath string
 	appUser   string
-	bulk      map[string]bool
+	w         *writer.Writer
 
 	sets    map[string]string             // table → entity set
 	owners  map[string]string             // owner id → "/teams(id)" or "/systemusers(id)"
@@ -341,13 +344,13 @@ func (r *restorer) restoreRange(ctx context.Context, t *TableManifest, rep *api.
 		}
 		rep.Kept++
 	}
-	failed, err := r.write(ctx, t, http.MethodPatch, writes, "")
+	failed, err := r.write(ctx, t, writer.Upsert, writes)
 	if err != nil {
 		return nil, err
 	}
 	rep.Restored += int64(len(writes) - len(failed))
 	r.recordFailures(rep, failed)
-	fixFailed, err := r.write(ctx, t, http.MethodPatch, stateFix, dataverse.UpdateOnly)
+	fixFailed, err := r.write(ctx, t, writer.Update, stateFix)
 	if err != nil {
 		return nil, err
 	}
@@ -580,80 +583,53 @@ func (r *restorer) entitySet(ctx context.Context, table string) (string, error) 
 	return schema.EntitySetName, nil
 }
 
-// tableLevel tells failures that concern the whole restore (auth, privileges, throttling outlasting the
-// client's retries, outages) from a refused row.
-func tableLevel(err error) bool {
-	var ae *dataverse.APIError
-	if !errors.As(err, &ae) {
-		return true
-	}
-	return ae.Status == http.StatusUnauthorized || ae.Status == http.StatusForbidden || ae.Status == http.StatusTooManyRequests || ae.Status >= 500
-}
-
-// write sends upserts (PATCH without condition), updates (UpdateOnly) or deletes, batchSize at a time:
-// upserts through UpsertMultiple where the table supports it, falling back to $batch (continue on error, one
-// change set per row) when a bulk message is refused, to learn which rows fail. It returns the failed rows
-// ("key: reason"); an error means the restore cannot go on (it resumes from the last finished chunk).
-func (r *restorer) write(ctx context.Context, t *TableManifest, method string, rows []dataverse.Row, condition string) ([]string, error) {
+// write settles rows through the writer the agent uses (package writer): upserts, updates (of rows that must
+// exist) or deletes, BatchSize at a time. It returns the rows Dataverse refused ("key: reason"); an error
+// means the restore cannot go on (it resumes from the last finished chunk).
+func (r *restorer) write(ctx context.Context, t *TableManifest, kind writer.Kind, rows []dataverse.Row) ([]string, error) {
 	if len(rows) == 0 {
 		return nil, nil
 	}
-	useBulk := false
-	if method == http.MethodPatch && condition == "" {
-		if r.bulk == nil {
-			r.bulk = map[string]bool{}
+	ops := make([]writer.Op, len(rows))
+	for i, row := range rows {
+		key, _ := row[t.PrimaryID].(string)
+		ops[i] = writer.Op{Kind: kind, RecordID: key, Key: key, Changes: 1}
+		if kind == writer.Delete {
+			continue
 		}
-		v, ok := r.bulk[t.Table]
-		if !ok {
-			var err error
-			if v, err = r.dv.SupportsBulk(ctx, dataverse.UpsertMultiple, t.Table); err != nil {
-				return nil, err
-			}
-			r.bulk[t.Table] = v
-		}
-		useBulk = v
-	}
-	var failed []string
-	for i := 0; i < len(rows); i += r.opts.BatchSize {
-		part := rows[i:min(i+r.opts.BatchSize, len(rows))]
-		if useBulk {
-			err := r.dv.Bulk(ctx, dataverse.UpsertMultiple, t.Table, t.EntitySet, part)
-			if err == nil {
-				continue
-			}
-			if tableLevel(err) {
-				return failed, err
+		body := make(dataverse.Row, len(row))
+		for k, v := range row {
+			if k != t.PrimaryID {
+				body[k] = v
 			}
 		}
-		ops := make([]dataverse.BatchOp, len(part))
-		for j, row := range part {
-			key, _ := row[t.PrimaryID].(string)
-			op := dataverse.BatchOp{Method: method, Path: t.EntitySet + "(" + key + ")", Condition: condition}
-			if method != http.MethodDelete {
-				body := make(dataverse.Row, len(row))
-				for k, v := range row {
-					if k != t.PrimaryID {
-						body[k] = v
-					}
-				}
-				op.Body = body
-			}
-			ops[j] = op
-		}
-		res, err := r.dv.Batch(ctx, ops)
+		// Never nil: a row with nothing but its key is still written (as {}).
+		m, err := jsonrow.AppendMembers(make([]byte, 0, 256), body)
 		if err != nil {
-			return failed, err
+			return nil, fmt.Errorf("encoding row %s of %s: %w", key, t.Table, err)
 		}
-		for j, rr := range res {
-			if rr.Err == nil || (method == http.MethodDelete && rr.Status == http.StatusNotFound) {
-				continue
+		ops[i].Body = m
+	}
+	var mu sync.Mutex
+	var failed []string
+	target := writer.Target{Table: t.Table, EntitySet: t.EntitySet, PrimaryID: t.PrimaryID,
+		OnRefused: func(_ context.Context, rf writer.Refusal) error {
+			msg := rf.Err.Error()
+			var ae *dataverse.APIError
+			if errors.As(rf.Err, &ae) {
+				msg = ae.Message
 			}
-			if tableLevel(rr.Err) {
-				return failed, rr.Err
-			}
-			key, _ := part[j][t.PrimaryID].(string)
-			failed = append(failed, key+": "+rr.Err.Message)
-		}
+			mu.Lock()
+			failed = append(failed, rf.Op.Key+": "+msg)
+			mu.Unlock()
+			return nil
+		}}
+	out, err := r.w.Write(ctx, target, ops)
+	if err != nil {
+		return failed, err
+	}
+	for _, key := range out.Missing {
+		failed = append(failed, key+": the row to update does not exist")
 	}
 	return failed, nil
 }
@@ -724,7 +700,7 @@ func (r *restorer) deleteCreated(ctx context.Context, i int) error {
 		if err != nil {
 			return fmt.Errorf("listing %s Ids: %w", t.SourceTable, err)
 		}
-		failed, err := r.write(ctx, t, http.MethodDelete, confirmed, "")
+		failed, err := r.write(ctx, t, writer.Delete, confirmed)
 		if err != nil {
 			return err
 		}
