@@ -205,7 +205,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 			w:      a.w, target: writer.Target{Table: plan.DestTable, EntitySet: plan.EntitySet, PrimaryID: plan.PrimaryID,
 				OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable)},
 		}
-		t.columns, t.hash = mappingColumns(plan)
+		t.pos = newPositions(tc.SourceTable, newMappingID(plan), a.stores.Checkpoints, t.log)
 		tables = append(tables, t)
 		byDest[plan.DestTable] = t
 	}

@@ -48,7 +48,7 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 	if err != nil {
 		return err
 	}
-	cp := t.checkpoint()
+	cp := t.pos.snapshot()
 	since := cp.OutOfBandSince
 	if since.IsZero() {
 		// The first check looks back to the table's load: an edit made after the load wrote a row is one
@@ -142,14 +142,7 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 		tg.oob.Examples = tg.oob.Examples[:oobExamples]
 	}
 	tg.mu.Unlock()
-	if newest.After(cp.OutOfBandSince) {
-		return t.save(ctx, func(cp *Checkpoint) {
-			if newest.After(cp.OutOfBandSince) {
-				cp.OutOfBandSince = newest
-			}
-		})
-	}
-	return nil
+	return t.pos.outOfBandChecked(ctx, newest)
 }
 
 // errStopQuery ends a Dataverse query early.

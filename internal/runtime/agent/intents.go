@@ -28,10 +28,10 @@ import (
 // planCheckpoint turns the stored checkpoint (nil for a table never synced) into the one this agent runs
 // with: intents taken in and merged with what the current mapping needs, phase and load job set to match.
 // notes are the recoveries to list.
-func (t *table) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpoint, notes []string) {
+func (p *positions) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpoint, notes []string) {
 	if stored == nil {
-		return Checkpoint{Table: t.cfg.SourceTable, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: t.hash,
-			MappingColumns: t.columns, LoadMappingHash: t.hash, Intents: []api.Intent{{Kind: api.IntentLoad, Reason: "initial load", At: now}}}, nil
+		return Checkpoint{Table: p.table, Phase: PhaseInitialLoad, LoadReason: "initial load", MappingHash: p.mapping.hash,
+			MappingColumns: p.mapping.columns, LoadMappingHash: p.mapping.hash, Intents: []api.Intent{{Kind: api.IntentLoad, Reason: "initial load", At: now}}}, nil
 	}
 	c = *stored
 	c.Intents = slices.Clone(stored.Intents)
@@ -70,16 +70,16 @@ func (t *table) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpoint,
 	c.Intents = kept
 
 	// Columns whose source changed since the revision that last ran on this table: their values may differ.
-	if c.MappingHash != t.hash {
-		if added := t.addedColumns(&c); len(added) > 0 {
+	if c.MappingHash != p.mapping.hash {
+		if added := p.mapping.addedSince(&c); len(added) > 0 {
 			c.Intents = mergeLoad(c.Intents, api.Intent{Kind: api.IntentLoad, Reason: "mapping changed: added " + strings.Join(added, ", "), Columns: added, At: now})
 			notes = append(notes, "mapping change re-sync ("+strings.Join(added, ", ")+")")
 		}
-		c.MappingHash, c.MappingColumns = t.hash, t.columns
+		c.MappingHash, c.MappingColumns = p.mapping.hash, p.mapping.columns
 	}
 	// A load owed for columns the current mapping no longer has is owed no more.
 	mapped := map[string]bool{}
-	for _, col := range t.columns {
+	for _, col := range p.mapping.columns {
 		mapped[strings.SplitN(col, "<-", 2)[0]] = true
 	}
 	kept = c.Intents[:0]
@@ -101,10 +101,10 @@ func (t *table) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpoint,
 		}
 	case c.Phase == PhaseStreaming:
 		c.Phase, c.LoadReason = PhaseResync, loadReason(load)
-		c.LoadJobID, c.LoadLocator, c.LoadDone, c.LoadMappingHash = "", "", 0, t.hash
+		c.LoadJobID, c.LoadLocator, c.LoadDone, c.LoadMappingHash = "", "", 0, p.mapping.hash
 	default:
 		c.LoadReason = loadReason(load)
-		if loadHash != t.hash {
+		if loadHash != p.mapping.hash {
 			// Never resume a load another mapping started: its query lacks this mapping's columns, and its
 			// written pages hold the other mapping's values. Start over with this mapping.
 			if c.LoadJobID != "" {
@@ -112,7 +112,7 @@ func (t *table) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpoint,
 			}
 			c.LoadJobID, c.LoadLocator, c.LoadDone = "", "", 0
 		}
-		c.LoadMappingHash = t.hash
+		c.LoadMappingHash = p.mapping.hash
 	}
 	return c, notes
 }
@@ -206,4 +206,27 @@ func owedList(cp Checkpoint) []string {
 		out = append(out, fmt.Sprintf("refetch: %d records changed during the load", n))
 	}
 	return out
+}
+
+// addedSince names the destination columns of m that old's mapping did not write from the same source.
+func (m mappingID) addedSince(old *Checkpoint) []string {
+	stored := map[string]bool{}
+	ownerKnown := false
+	for _, c := range old.MappingColumns {
+		stored[c] = true
+		ownerKnown = ownerKnown || strings.HasPrefix(c, ownerColumn+"<-")
+	}
+	var added []string
+	for _, c := range m.columns {
+		dest := strings.SplitN(c, "<-", 2)[0]
+		if dest == ownerColumn && !ownerKnown {
+			// A checkpoint from before the owner was recorded: its rows carry the team of the time, which
+			// was this one unless it changed during the upgrade; re-syncing every table for it is not owed.
+			continue
+		}
+		if !stored[c] {
+			added = append(added, dest)
+		}
+	}
+	return added
 }

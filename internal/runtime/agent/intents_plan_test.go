@@ -7,13 +7,10 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 )
 
-func planTable(cols ...string) *table {
-	t := &table{cfg: mapping.TableConfig{SourceTable: "Contact"}, columns: cols}
-	t.hash = "hash:" + strings.Join(cols, ",")
-	return t
+func planTable(cols ...string) *positions {
+	return &positions{table: "Contact", mapping: mappingID{columns: cols, hash: "hash:" + strings.Join(cols, ",")}}
 }
 
 var (
@@ -36,11 +33,11 @@ func TestIntentsMergeAcrossRevisions(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	// A table never synced owes its initial load.
 	c, _ := planTable(r1...).planCheckpoint(nil, now)
-	if c.Phase != PhaseInitialLoad || !slices.Equal(owed(c), []string{"load:"}) || c.LoadMappingHash != planTable(r1...).hash {
+	if c.Phase != PhaseInitialLoad || !slices.Equal(owed(c), []string{"load:"}) || c.LoadMappingHash != planTable(r1...).mapping.hash {
 		t.Fatalf("first start: %+v", c)
 	}
 	// Loaded and streaming with revision 1.
-	streaming := Checkpoint{Table: "Contact", Phase: PhaseStreaming, ReplayID: []byte{1}, MappingHash: planTable(r1...).hash, MappingColumns: r1}
+	streaming := Checkpoint{Table: "Contact", Phase: PhaseStreaming, ReplayID: []byte{1}, MappingHash: planTable(r1...).mapping.hash, MappingColumns: r1}
 	c, _ = planTable(r1...).planCheckpoint(&streaming, now)
 	if c.Phase != PhaseStreaming || len(c.Intents) != 0 {
 		t.Fatalf("a restart with the same mapping owes nothing: %+v", c)
@@ -49,7 +46,7 @@ func TestIntentsMergeAcrossRevisions(t *testing.T) {
 	// Revision 2 re-points fax and adds jobtitle: a re-sync of both is owed, stored before it starts.
 	c2, notes := planTable(r2...).planCheckpoint(&streaming, now)
 	if c2.Phase != PhaseResync || !slices.Equal(owed(c2), []string{"load:fax+jobtitle"}) || len(notes) != 1 ||
-		!slices.Equal(c2.MappingColumns, r2) || c2.LoadMappingHash != planTable(r2...).hash || string(c2.ReplayID) != "\x01" {
+		!slices.Equal(c2.MappingColumns, r2) || c2.LoadMappingHash != planTable(r2...).mapping.hash || string(c2.ReplayID) != "\x01" {
 		t.Fatalf("revision 2: %+v, notes %q", c2, notes)
 	}
 	// Its Bulk job started, then it stopped (refused writes, a kill, a new revision).
@@ -64,7 +61,7 @@ func TestIntentsMergeAcrossRevisions(t *testing.T) {
 	// the re-sync is still owed (jobtitle too, though no longer mapped, stays listed until a load ran),
 	// and revision 2's job is never resumed.
 	c3, notes := planTable(r1...).planCheckpoint(&c2, now)
-	if c3.Phase != PhaseResync || c3.LoadJobID != "" || c3.LoadLocator != "" || c3.LoadDone != 0 || c3.LoadMappingHash != planTable(r1...).hash ||
+	if c3.Phase != PhaseResync || c3.LoadJobID != "" || c3.LoadLocator != "" || c3.LoadDone != 0 || c3.LoadMappingHash != planTable(r1...).mapping.hash ||
 		!slices.Equal(owed(c3), []string{"load:fax+jobtitle"}) || !slices.Equal(c3.MappingColumns, r1) {
 		t.Fatalf("revision 3 (revert): %+v", c3)
 	}
@@ -74,8 +71,8 @@ func TestIntentsMergeAcrossRevisions(t *testing.T) {
 
 	// A revision whose owed columns are all unmapped owes nothing more and streams from its position.
 	onlyName := []string{"lastname<-lastname"}
-	c4 := Checkpoint{Table: "Contact", Phase: PhaseResync, ReplayID: []byte{1}, MappingHash: planTable(r2...).hash, MappingColumns: onlyName,
-		LoadJobID: "750J2", LoadMappingHash: planTable(r2...).hash, Intents: []api.Intent{{Kind: api.IntentLoad, Columns: []string{"jobtitle"}}}}
+	c4 := Checkpoint{Table: "Contact", Phase: PhaseResync, ReplayID: []byte{1}, MappingHash: planTable(r2...).mapping.hash, MappingColumns: onlyName,
+		LoadJobID: "750J2", LoadMappingHash: planTable(r2...).mapping.hash, Intents: []api.Intent{{Kind: api.IntentLoad, Columns: []string{"jobtitle"}}}}
 	c, _ = planTable(onlyName...).planCheckpoint(&c4, now)
 	if c.Phase != PhaseStreaming || len(c.Intents) != 0 || c.LoadJobID != "" {
 		t.Fatalf("nothing owed under the current mapping: %+v", c)
@@ -98,7 +95,7 @@ func TestIntentsMergeAcrossRevisions(t *testing.T) {
 		t.Fatalf("after a restore: %+v, notes %q", c, notes)
 	}
 	// A checkpoint stored before intents existed, mid re-sync, owes that re-sync.
-	legacy := Checkpoint{Table: "Contact", Phase: PhaseResync, LoadReason: "replay ID expired", LoadJobID: "750L", MappingHash: planTable(r1...).hash, MappingColumns: r1}
+	legacy := Checkpoint{Table: "Contact", Phase: PhaseResync, LoadReason: "replay ID expired", LoadJobID: "750L", MappingHash: planTable(r1...).mapping.hash, MappingColumns: r1}
 	c, _ = planTable(r1...).planCheckpoint(&legacy, now)
 	if c.LoadJobID != "750L" || !slices.Equal(owed(c), []string{"load:"}) {
 		t.Fatalf("legacy load: %+v", c)

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
@@ -18,24 +17,25 @@ import (
 const catchUpMargin = 2 * time.Minute
 
 // load reads the whole table and writes it: the initial load, or a re-sync. It opens the change stream
-// first (a holder that asks for one event), resumes a Bulk job from its last fully written page, and ends by
-// moving the table to streaming: the still-open holder is handed to the stream, so every change committed
-// since before the load's query is applied in order; when there is no holder (a resumed load, a lost stream)
-// the stream catches up from the load's start time instead.
+// first (the bridge: a subscription that asks for one event and bridges the load and the stream), resumes a
+// Bulk job from its last fully written page, and ends by moving the table to streaming: the still-open
+// bridge is handed over to the stream, so every change committed since before the load's query is applied
+// in order; without a bridge (a resumed load, a lost stream) the stream catches up from the load's start
+// time instead.
 func (t *table) load(ctx context.Context) error {
-	cp := t.checkpoint()
+	cp := t.pos.snapshot()
 	t.setPhase(cp.Phase, cp.LoadReason)
 
-	// A holder is only worth something if its subscription starts before the load's query: a resumed job
+	// A bridge is only worth something if its subscription starts before the load's query: a resumed job
 	// was queried by an earlier run, so its load relies on the catch-up instead.
-	var holder *pump
+	var bridge *pump
 	if len(cp.ReplayID) == 0 && cp.CatchUpSince.IsZero() && cp.LoadJobID == "" {
-		holder = t.holdPosition(ctx)
+		bridge = t.openBridge(ctx)
 	}
 	handedOver := false
 	defer func() {
-		if holder != nil && !handedOver {
-			holder.stop()
+		if bridge != nil && !handedOver {
+			bridge.stop()
 		}
 	}()
 
@@ -63,30 +63,12 @@ func (t *table) load(ctx context.Context) error {
 		t.log.Debug("deleting the finished bulk job", "job", job.ID, "err", err)
 	}
 
-	t.holdMu.Lock()
-	t.holding = false // from now on the stream stores positions
-	t.holdMu.Unlock()
-	live := holder != nil && holder.alive()
-	err = t.save(ctx, func(cp *Checkpoint) {
-		if len(cp.ReplayID) == 0 || !live {
-			// Until the stream tells its position, a restart must catch up from the load's start: the held
-			// stream's position lives only in this process. (With a live holder this run does not need it.)
-			since := cp.LoadStartedAt.Add(-catchUpMargin)
-			if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
-				cp.CatchUpSince = since
-			}
-		}
-		cp.Phase, cp.LoadReason = PhaseStreaming, ""
-		cp.LoadJobID, cp.LoadLocator, cp.LoadMappingHash = "", "", ""
-		cp.MappingHash, cp.MappingColumns = t.hash, t.columns
-		// Every column of the current mapping is loaded: the owed loads are done.
-		cp.Intents = withoutIntents(cp.Intents, api.IntentLoad)
-	})
-	if err != nil {
+	live := bridge != nil && bridge.alive()
+	if err := t.pos.loadFinished(ctx, live); err != nil {
 		return err
 	}
 	if live {
-		t.held, handedOver = holder, true
+		t.bridge, handedOver = bridge, true
 	}
 	t.markLoaded()
 	return nil
@@ -100,47 +82,19 @@ func depNames(ts []*table) string {
 	return strings.Join(out, ", ")
 }
 
-// holdPosition subscribes at LATEST before the load starts, asking for one event, and stores the first
-// position the stream reveals: a keepalive's latest replay ID, or the replay ID of the first event with the
-// event's records to re-read (so a restart that resumes the load and streams after that event misses
-// nothing). The stream stays open, buffered in a pump, for load to hand over to stream.
-func (t *table) holdPosition(ctx context.Context) *pump {
+// openBridge subscribes at LATEST before the load starts, asking for one event; the first position the
+// stream reveals is stored (positions.bridgeBatch). The stream stays open, buffered in a pump, for load to
+// hand over to stream. Without a subscription the load goes on, and the stream catches up afterwards.
+func (t *table) openBridge(ctx context.Context) *pump {
 	sub, err := t.a.pubsub.Subscribe(ctx, salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 1, Types: t.types})
 	if err != nil {
-		t.log.Warn("could not hold the stream position during the load; will catch up afterwards", "err", err)
+		t.log.Warn("could not open the change stream before the load; will catch up afterwards", "err", err)
 		return nil
 	}
-	t.holdMu.Lock()
-	t.holding = true
-	t.holdMu.Unlock()
+	t.pos.bridgeOpened()
 	return startPump(ctx, sub, func(b *salesforce.Batch) {
-		// Only the first batch that arrives while the table still loads fixes the stored position; after
-		// the hand-over the stream stores positions as it writes.
-		t.holdMu.Lock()
-		defer t.holdMu.Unlock()
-		if !t.holding {
-			return
-		}
-		t.holding = false
-		err := t.save(ctx, func(cp *Checkpoint) {
-			if len(b.Events) == 0 {
-				cp.ReplayID = b.LatestReplayID
-				return
-			}
-			for _, ev := range b.Events {
-				cp.ReplayID = ev.ReplayID
-				if ev.ChangeType == ctGapOverflow || hasWildcard(ev.RecordIDs) {
-					since := ev.CommitTimestamp.Add(-catchUpMargin)
-					if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
-						cp.CatchUpSince = since
-					}
-					continue
-				}
-				cp.RefetchIDs = append(cp.RefetchIDs, ev.RecordIDs...)
-			}
-		})
-		if err != nil && ctx.Err() == nil {
-			t.log.Warn("storing the held stream position", "err", err)
+		if err := t.pos.bridgeBatch(ctx, b); err != nil && ctx.Err() == nil {
+			t.log.Warn("storing the stream position revealed during the load", "err", err)
 		}
 	})
 }
@@ -156,11 +110,11 @@ func hasWildcard(ids []string) bool {
 
 // loadJob resumes the stored Bulk job or starts one.
 func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
-	cp := t.checkpoint()
+	cp := t.pos.snapshot()
 	if cp.LoadJobID != "" {
 		job, err := t.a.sf.WaitQueryJob(ctx, cp.LoadJobID)
 		if err == nil {
-			t.loaded0.Store(cp.LoadDone)
+			t.pos.loadResumed()
 			return job, nil
 		}
 		if ctx.Err() != nil {
@@ -177,20 +131,16 @@ func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 	if err != nil {
 		started = time.Now().UTC()
 	}
-	if err := t.save(ctx, func(cp *Checkpoint) {
-		cp.LoadJobID, cp.LoadLocator, cp.LoadDone, cp.LoadTotal, cp.LoadStartedAt = job.ID, "", 0, 0, started
-		cp.LoadMappingHash = t.hash
-	}); err != nil {
+	if err := t.pos.loadStarted(ctx, job.ID, started); err != nil {
 		return nil, err
 	}
-	t.loaded0.Store(0)
 	t.log.Info("load started", "job", job.ID)
 	done, err := t.a.sf.WaitQueryJob(ctx, job.ID)
 	if err != nil {
 		return nil, err
 	}
 	// The completed job knows how many rows it holds: the load's total, for progress.
-	if err := t.save(ctx, func(cp *Checkpoint) { cp.LoadTotal = done.NumberRecordsProcessed }); err != nil {
+	if err := t.pos.loadCounted(ctx, done.NumberRecordsProcessed); err != nil {
 		return nil, err
 	}
 	return done, nil
@@ -231,7 +181,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 			next, rows := p.next, p.rows
 			delete(pages, lowest)
 			lowest++
-			if err := t.save(context.WithoutCancel(ctx), func(cp *Checkpoint) { cp.LoadLocator = next; cp.LoadDone += rows }); err != nil {
+			if err := t.pos.pageWritten(context.WithoutCancel(ctx), next, rows); err != nil {
 				saveErr = err
 				cancel(err)
 				return
@@ -249,7 +199,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 					cancel(err)
 					continue
 				}
-				t.loaded0.Add(int64(len(b.ops)))
+				t.pos.rowsWritten(len(b.ops))
 				mu.Lock()
 				pages[b.page].done++
 				commit()
@@ -260,7 +210,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 
 	readErr := func() error {
 		defer close(batches)
-		locator := t.checkpoint().LoadLocator
+		locator := t.pos.snapshot().LoadLocator
 		for page := 0; ; page++ {
 			mu.Lock()
 			pages[page] = &pageState{}

@@ -109,7 +109,7 @@ func (g *safeguards) setResult(ctx context.Context, t *table, res *api.Reconcile
 	saved := *res
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := t.save(sctx, func(cp *Checkpoint) { cp.LastReconcile = &saved }); err != nil {
+	if err := t.pos.reconciled(sctx, saved); err != nil {
 		t.log.Warn("storing the reconciliation result", "err", err)
 	}
 }

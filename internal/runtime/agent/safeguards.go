@@ -61,7 +61,7 @@ func (g *safeguards) guard(t *table) *tableGuard {
 	if tg == nil {
 		tg = &tableGuard{ids: map[string]string{}}
 		tg.oob.Repair = t.cfg.RepairOutOfBandEdits
-		cp := t.checkpoint()
+		cp := t.pos.snapshot()
 		tg.reconcile = cp.LastReconcile
 		g.guards[t] = tg
 	}
@@ -110,7 +110,7 @@ func (a *Agent) streamingTables() []*table {
 		t.stMu.Lock()
 		ok := t.phase == PhaseStreaming && t.reason == ""
 		t.stMu.Unlock()
-		if ok && t.checkpoint().Phase == PhaseStreaming {
+		if ok && t.pos.snapshot().Phase == PhaseStreaming {
 			out = append(out, t)
 		}
 	}
@@ -171,7 +171,7 @@ func (g *safeguards) run(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if hasIntent(t.checkpoint().Intents, api.IntentReconcile) {
+			if hasIntent(t.pos.snapshot().Intents, api.IntentReconcile) {
 				g.owedReconcile(ctx, t)
 				continue
 			}
@@ -195,7 +195,7 @@ func (g *safeguards) owedReconcile(ctx context.Context, t *table) {
 	if res.Error != "" || ctx.Err() != nil {
 		return
 	}
-	if err := t.save(ctx, func(cp *Checkpoint) { cp.Intents = withoutIntents(cp.Intents, api.IntentReconcile) }); err != nil && ctx.Err() == nil {
+	if err := t.pos.owedReconcileDone(ctx); err != nil && ctx.Err() == nil {
 		t.log.Warn("storing the finished reconciliation", "err", err)
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
@@ -91,12 +90,12 @@ func (p *pump) stop() {
 // Events are gathered into windows (flushed by size or after FlushInterval), coalesced per record in commit
 // order and written; the window's last replay ID is stored only after the writes are acknowledged.
 func (t *table) stream(ctx context.Context) error {
-	cp := t.checkpoint()
+	cp := t.pos.snapshot()
 	t.setPhase(PhaseStreaming, "opening the change stream")
-	p, handedOver := t.held, t.held != nil
-	t.held = nil
+	p, handedOver := t.bridge, t.bridge != nil
+	t.bridge = nil
 	if handedOver {
-		// The load's holder has been subscribed since before the load's query: it continues as the stream.
+		// The load's bridge has been subscribed since before the load's query: it continues as the stream.
 		p.sub.SetCredit(100)
 	} else {
 		opts := salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 100, Types: t.types}
@@ -121,11 +120,11 @@ func (t *table) stream(ctx context.Context) error {
 	t.setPhase(PhaseStreaming, "")
 
 	var (
-		window   []*salesforce.ChangeEvent
-		timer    *time.Timer
-		timerC   <-chan time.Time
-		lastSave time.Time
+		window []*salesforce.ChangeEvent
+		timer  *time.Timer
+		timerC <-chan time.Time
 	)
+	t.pos.streamOpened()
 	flush := func(ctx context.Context, force bool) error {
 		if timer != nil {
 			timer.Stop()
@@ -144,20 +143,7 @@ func (t *table) stream(ctx context.Context) error {
 			last = salesforce.LaterReplayID(last, ev.ReplayID)
 		}
 		window = window[:0]
-		if force || time.Since(lastSave) >= 500*time.Millisecond {
-			lastSave = time.Now()
-			return t.save(ctx, func(cp *Checkpoint) { cp.ReplayID, cp.CatchUpSince = last, time.Time{} })
-		}
-		t.cpMu.Lock()
-		if !t.cp.CatchUpSince.IsZero() {
-			t.cpMu.Unlock()
-			// The first known position replaces a pending catch-up instruction: store it now.
-			lastSave = time.Now()
-			return t.save(ctx, func(cp *Checkpoint) { cp.ReplayID, cp.CatchUpSince = last, time.Time{} })
-		}
-		t.cp.ReplayID = last // stored with the next save
-		t.cpMu.Unlock()
-		return nil
+		return t.pos.windowWritten(ctx, last, force)
 	}
 	retryTick := time.NewTicker(lookupRetryEvery)
 	defer retryTick.Stop()
@@ -168,7 +154,7 @@ func (t *table) stream(ctx context.Context) error {
 			dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			err := flush(dctx, true)
 			if err == nil {
-				err = t.save(dctx, func(*Checkpoint) {})
+				err = t.pos.flush(dctx)
 			}
 			cancel()
 			if err != nil {
@@ -184,12 +170,10 @@ func (t *table) stream(ctx context.Context) error {
 			}
 			t.worked(sideSalesforce)
 			if len(m.b.Events) == 0 {
-				if len(window) == 0 && len(m.b.LatestReplayID) > 0 && (time.Since(lastSave) >= 5*time.Second || len(t.checkpoint().ReplayID) == 0) {
+				if len(window) == 0 && len(m.b.LatestReplayID) > 0 {
 					// A keepalive while idle: move the stored position along so it stays within retention
 					// (and learn it, when streaming from the tip).
-					lastSave = time.Now()
-					pos := m.b.LatestReplayID
-					if err := t.save(ctx, func(cp *Checkpoint) { cp.ReplayID, cp.CatchUpSince = pos, time.Time{} }); err != nil {
+					if err := t.pos.idle(ctx, m.b.LatestReplayID); err != nil {
 						return err
 					}
 				}
@@ -230,24 +214,10 @@ func (t *table) streamFailed(ctx context.Context, err error) error {
 	switch {
 	case errors.Is(err, salesforce.ErrReplayInvalid):
 		t.addRecovery("replay ID rejected (" + err.Error() + "): full re-sync")
-		return t.save(ctx, func(cp *Checkpoint) {
-			// The full re-sync covers a pending catch-up and the records to re-read; what else is owed stays.
-			deletesSince := cp.UpdatedAt.Add(-catchUpMargin)
-			if !cp.DeletesSince.IsZero() && cp.DeletesSince.Before(deletesSince) {
-				deletesSince = cp.DeletesSince
-			}
-			const reason = "replay ID expired or rejected: full re-sync"
-			*cp = Checkpoint{Table: cp.Table, Phase: PhaseResync, LoadReason: reason, DeletesSince: deletesSince,
-				MappingHash: cp.MappingHash, MappingColumns: cp.MappingColumns, Recoveries: cp.Recoveries, LoadMappingHash: t.hash,
-				Intents: mergeLoad(cp.Intents, api.Intent{Kind: api.IntentLoad, Reason: reason, At: time.Now().UTC()}), IntentSeq: cp.IntentSeq,
-				OutOfBandSince: cp.OutOfBandSince, LastReconcile: cp.LastReconcile}
-		})
+		return t.pos.replayRejected(ctx)
 	case errors.Is(err, salesforce.ErrPositionLost):
 		t.addRecovery("stream position lost: incremental catch-up")
-		return t.save(ctx, func(cp *Checkpoint) {
-			cp.CatchUpSince = cp.UpdatedAt.Add(-catchUpMargin)
-			cp.ReplayID = nil
-		})
+		return t.pos.positionLost(ctx)
 	}
 	return err
 }
@@ -256,13 +226,13 @@ func (t *table) streamFailed(ctx context.Context, err error) error {
 // records whose events arrived during the load, catch up on rows modified since a time, apply deletions
 // since a time.
 func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver bool) error {
-	cp := t.checkpoint()
+	cp := t.pos.snapshot()
 	if len(cp.RefetchIDs) > 0 {
 		t.received.Add(int64(len(cp.RefetchIDs)))
 		if _, err := t.refetch(ctx, cp.RefetchIDs); err != nil {
 			return err
 		}
-		if err := t.save(ctx, func(cp *Checkpoint) { cp.RefetchIDs = nil }); err != nil {
+		if err := t.pos.rereadsDone(ctx); err != nil {
 			return err
 		}
 	}
@@ -281,7 +251,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver boo
 		// Streaming from the tip, the position is unknown until the first event or keepalive: until one
 		// is stored, a restart must catch up again, so the instruction stays.
 		if !fromTip {
-			if err := t.save(ctx, func(cp *Checkpoint) { cp.CatchUpSince = time.Time{} }); err != nil {
+			if err := t.pos.catchUpDone(ctx); err != nil {
 				return err
 			}
 		}
@@ -291,7 +261,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver boo
 		if err := t.catchUp(ctx, cp.DeletesSince, true); err != nil {
 			return err
 		}
-		if err := t.save(ctx, func(cp *Checkpoint) { cp.DeletesSince = time.Time{} }); err != nil {
+		if err := t.pos.deletesDone(ctx); err != nil {
 			return err
 		}
 	}

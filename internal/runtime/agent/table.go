@@ -23,34 +23,26 @@ import (
 
 // table runs one table mapping: load, then stream, with re-syncs when the stream cannot resume.
 type table struct {
-	a       *Agent
-	cfg     mapping.TableConfig
-	plan    *mapping.Plan
-	types   salesforce.FieldTypes
-	w       *writer.Writer
-	target  writer.Target // where w writes this table's rows
-	log     *slog.Logger
-	topic   string
-	columns []string // "dest<-source" of the effective mapping, for detecting added columns
-	hash    string
+	a      *Agent
+	cfg    mapping.TableConfig
+	plan   *mapping.Plan
+	types  salesforce.FieldTypes
+	w      *writer.Writer
+	target writer.Target // where w writes this table's rows
+	log    *slog.Logger
+	topic  string
+	// pos stores the table's checkpoint and what it owes: every position and intent goes through it.
+	pos *positions
 
 	deps []*table // tables whose load must finish before this one loads (lookup targets)
 	// lookupsTo names, per synced table this one's mapped lookups point at (itself included), the source
 	// fields of those lookups: a merge in that table re-parents records here (merge.go).
 	lookupsTo map[*table][]string
-	held      *pump // the load's open change stream, handed to stream() when the load ends
-	// holding is true while the load's holder may still fix the stored position (its first batch).
-	holdMu  sync.Mutex
-	holding bool
-	loaded  chan struct{} // closed when this table's first load finished
-	once    sync.Once
-
-	cpMu sync.Mutex
-	cp   Checkpoint
+	bridge    *pump         // the load's bridge stream, handed over to stream() when the load ends (load.go)
+	loaded    chan struct{} // closed when this table's first load finished
+	once      sync.Once
 
 	received, written, deadLettered, skipped atomic.Int64
-	// loaded0 counts rows written by the running load, for progress between page checkpoints.
-	loaded0 atomic.Int64
 	// loadRate measures the running load's rate, for its ETA.
 	loadRate loadMeter
 
@@ -60,7 +52,6 @@ type table struct {
 	lastEventAt time.Time
 	// oldestPending is the commit time of the oldest received change not yet written (zero when none).
 	oldestPending time.Time
-	recoveries    []string
 	lastErr       string
 	lastErrAt     time.Time
 	// failures are the permanent errors the table is stuck on, by side (health.go).
@@ -81,7 +72,8 @@ type table struct {
 	applied, appliedPrev map[string][]byte
 }
 
-func mappingColumns(plan *mapping.Plan) ([]string, string) {
+// newMappingID identifies a plan's mapping: its "dest<-source" columns, the owner included, and their hash.
+func newMappingID(plan *mapping.Plan) mappingID {
 	var cols []string
 	for _, c := range plan.Columns() {
 		cols = append(cols, c.Destination+"<-"+strings.ToLower(c.Source))
@@ -92,7 +84,7 @@ func mappingColumns(plan *mapping.Plan) ([]string, string) {
 	}
 	sort.Strings(cols)
 	sum := sha256.Sum256([]byte(strings.Join(cols, ",")))
-	return cols, hex.EncodeToString(sum[:8])
+	return mappingID{columns: cols, hash: hex.EncodeToString(sum[:8])}
 }
 
 func (t *table) setPhase(phase, reason string) {
@@ -108,35 +100,18 @@ func (t *table) recordError(err error) {
 	t.stMu.Unlock()
 }
 
-// addRecovery lists a recovery in status. It goes into the checkpoint too and is stored with the
-// checkpoint's next save, so a restarted agent still reports it.
-func (t *table) addRecovery(what string) {
-	t.stMu.Lock()
-	t.recoveries = append(t.recoveries, time.Now().UTC().Format(time.RFC3339)+" "+what)
-	if len(t.recoveries) > maxRecoveries {
-		t.recoveries = t.recoveries[len(t.recoveries)-maxRecoveries:]
-	}
-	t.cpMu.Lock()
-	t.cp.Recoveries = slices.Clone(t.recoveries)
-	t.cpMu.Unlock()
-	t.stMu.Unlock()
-	t.log.Warn("recovery", "what", what)
-}
-
-// maxRecoveries is how many recent recoveries a table lists.
-const maxRecoveries = 20
+// addRecovery lists a recovery in status (and in the checkpoint, with its next save).
+func (t *table) addRecovery(what string) { t.pos.addRecovery(what) }
 
 func (t *table) status() TableStatus {
+	cp := t.pos.snapshot()
 	t.stMu.Lock()
 	defer t.stMu.Unlock()
-	t.cpMu.Lock()
-	cp := t.cp
-	t.cpMu.Unlock()
 	s := TableStatus{
 		Table: t.cfg.SourceTable, Destination: t.plan.DestTable, Phase: t.phase, Reason: t.reason,
-		LoadDone: max(cp.LoadDone, t.loaded0.Load()), LoadTotal: cp.LoadTotal,
+		LoadDone: max(cp.LoadDone, t.pos.loadWritten.Load()), LoadTotal: cp.LoadTotal,
 		Received: t.received.Load(), Written: t.written.Load(), DeadLettered: t.deadLettered.Load(), Skipped: t.skipped.Load(),
-		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(t.recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
+		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(cp.Recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
 		Latency: summarize(t.latencies),
 	}
 	if t.latHist.Count > 0 {
@@ -182,24 +157,6 @@ func (t *table) tally(o writer.Outcome) {
 	t.skipped.Add(o.Skipped)
 }
 
-// save stores the checkpoint after mutating it under the lock.
-func (t *table) save(ctx context.Context, mutate func(cp *Checkpoint)) error {
-	t.cpMu.Lock()
-	mutate(&t.cp)
-	t.cp.UpdatedAt = time.Now().UTC()
-	cp := t.cp
-	cp.ReplayID = slices.Clone(cp.ReplayID)
-	cp.RefetchIDs = slices.Clone(cp.RefetchIDs)
-	t.cpMu.Unlock()
-	return t.a.stores.Checkpoints.SaveCheckpoint(ctx, cp)
-}
-
-func (t *table) checkpoint() Checkpoint {
-	t.cpMu.Lock()
-	defer t.cpMu.Unlock()
-	return t.cp
-}
-
 // run drives the table until ctx ends: it resumes from the stored checkpoint and retries failures with
 // backoff, never dropping changes.
 func (t *table) run(ctx context.Context) error {
@@ -220,31 +177,12 @@ func (t *table) run(ctx context.Context) error {
 	return t.loop(ctx)
 }
 
-// begin loads the stored checkpoint, merges what the table owes with what the current mapping needs, and
-// stores the result before any work starts.
+// begin stores what the table owes before any work starts (positions.begin).
 func (t *table) begin(ctx context.Context) error {
-	cp, err := t.a.stores.Checkpoints.LoadCheckpoint(ctx, t.cfg.SourceTable)
-	if err != nil {
-		return fmt.Errorf("loading the checkpoint of %s: %w", t.cfg.SourceTable, err)
+	if err := t.pos.begin(ctx); err != nil {
+		return err
 	}
-	// The checkpoint is built aside and set under cpMu: Status reads it from other goroutines.
-	c, notes := t.planCheckpoint(cp, time.Now().UTC())
-	if cp != nil {
-		t.stMu.Lock()
-		t.recoveries = slices.Clone(cp.Recoveries)
-		t.stMu.Unlock()
-	}
-	t.cpMu.Lock()
-	t.cp = c
-	t.cpMu.Unlock()
-	for _, n := range notes {
-		t.addRecovery(n)
-	}
-	// What the table owes is stored before any of it starts.
-	if err := t.save(ctx, func(*Checkpoint) {}); err != nil {
-		return fmt.Errorf("storing the checkpoint of %s: %w", t.cfg.SourceTable, err)
-	}
-	if c.Phase == PhaseStreaming {
+	if t.pos.snapshot().Phase == PhaseStreaming {
 		t.markLoaded()
 	}
 	return nil
@@ -255,7 +193,7 @@ func (t *table) loop(ctx context.Context) error {
 	failures := 0
 	for ctx.Err() == nil {
 		var err error
-		switch t.checkpoint().Phase {
+		switch t.pos.snapshot().Phase {
 		case PhaseStreaming:
 			err = t.stream(ctx)
 		default:
@@ -273,7 +211,7 @@ func (t *table) loop(ctx context.Context) error {
 		t.noteError(err)
 		t.log.Error("table failed, retrying", "err", err, "attempt", failures)
 		if errors.Is(err, salesforce.ErrAPILimit) || errors.Is(err, salesforce.ErrDeliveryLimit) {
-			t.setPhase(t.checkpoint().Phase, "paused: "+err.Error())
+			t.setPhase(t.pos.snapshot().Phase, "paused: "+err.Error())
 		}
 		if serr := sleepCtx(ctx, retryDelay(failures)); serr != nil {
 			break
@@ -285,28 +223,6 @@ func (t *table) loop(ctx context.Context) error {
 func retryDelay(failures int) time.Duration {
 	d := time.Second << min(failures-1, 6)
 	return min(d, time.Minute)
-}
-
-func (t *table) addedColumns(old *Checkpoint) []string {
-	stored := map[string]bool{}
-	ownerKnown := false
-	for _, c := range old.MappingColumns {
-		stored[c] = true
-		ownerKnown = ownerKnown || strings.HasPrefix(c, ownerColumn+"<-")
-	}
-	var added []string
-	for _, c := range t.columns {
-		dest := strings.SplitN(c, "<-", 2)[0]
-		if dest == ownerColumn && !ownerKnown {
-			// A checkpoint from before the owner was recorded: its rows carry the team of the time, which
-			// was this one unless it changed during the upgrade; re-syncing every table for it is not owed.
-			continue
-		}
-		if !stored[c] {
-			added = append(added, dest)
-		}
-	}
-	return added
 }
 
 func (t *table) markLoaded() { t.once.Do(func() { close(t.loaded) }) }
