@@ -206,6 +206,7 @@ func (a *Agent) prepare(ctx context.Context) error {
 				OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable)},
 		}
 		t.pos = newPositions(tc.SourceTable, newMappingID(plan), a.stores.Checkpoints, t.log)
+		t.st = &tableStats{log: t.log}
 		tables = append(tables, t)
 		byDest[plan.DestTable] = t
 	}
@@ -294,7 +295,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		go func() {
 			defer wg.Done()
 			if err := t.run(ctx); err != nil && !errors.Is(err, context.Canceled) {
-				t.recordError(err)
+				t.st.recordError(err)
 			}
 		}()
 	}

@@ -103,7 +103,7 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 		for i, e := range edits {
 			ids[i] = e.RecordID
 		}
-		t.received.Add(int64(len(ids)))
+		t.st.received.Add(int64(len(ids)))
 		out, err := t.refetch(ctx, ids)
 		if err != nil {
 			return fmt.Errorf("rewriting %d rows edited out of band: %w", len(ids), err)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -126,56 +125,4 @@ func missingPrivilege(msg string) (priv, entity string) {
 		entity = "the table"
 	}
 	return m[1], entity
-}
-
-// noteError records a failed attempt: every error is the table's last error; a permanent one also fails
-// the table (its side) until that side works again.
-func (t *table) noteError(err error) {
-	t.recordError(err)
-	reason, side, permanent := permanentError(err)
-	if !permanent {
-		return
-	}
-	t.stMu.Lock()
-	if t.failures == nil {
-		t.failures = map[string]tableFailure{}
-	}
-	f, had := t.failures[side]
-	if !had || f.reason != reason {
-		since := time.Now().UTC()
-		if had {
-			since = f.since
-		}
-		t.failures[side] = tableFailure{reason: reason, since: since}
-	}
-	t.stMu.Unlock()
-	if !had {
-		t.log.Error("table failed on an error that needs a person; retrying in the background", "side", side, "reason", reason)
-	}
-}
-
-// worked clears a side's failure: it just succeeded.
-func (t *table) worked(side string) {
-	t.stMu.Lock()
-	f, had := t.failures[side]
-	delete(t.failures, side)
-	t.stMu.Unlock()
-	if had {
-		t.log.Info("table recovered", "side", side, "failed_for", time.Since(f.since).Round(time.Second).String())
-	}
-}
-
-// failureReason is the table's current failure, "" when none. Caller holds stMu.
-func (t *table) failureReason() string {
-	var sides []string
-	for s := range t.failures {
-		sides = append(sides, s)
-	}
-	slices.Sort(sides)
-	var out []string
-	for _, s := range sides {
-		f := t.failures[s]
-		out = append(out, f.reason+" (since "+f.since.Format(time.RFC3339)+"; retrying)")
-	}
-	return strings.Join(out, "; ")
 }

@@ -24,7 +24,7 @@ const catchUpMargin = 2 * time.Minute
 // time instead.
 func (t *table) load(ctx context.Context) error {
 	cp := t.pos.snapshot()
-	t.setPhase(cp.Phase, cp.LoadReason)
+	t.st.setPhase(cp.Phase, cp.LoadReason)
 
 	// A bridge is only worth something if its subscription starts before the load's query: a resumed job
 	// was queried by an earlier run, so its load relies on the catch-up instead.
@@ -46,7 +46,7 @@ func (t *table) load(ctx context.Context) error {
 		return err
 	}
 	if len(t.deps) > 0 {
-		t.setPhase(cp.Phase, "waiting for "+depNames(t.deps)+" to load first (lookups point at them)")
+		t.st.setPhase(cp.Phase, "waiting for "+depNames(t.deps)+" to load first (lookups point at them)")
 		for _, d := range t.deps {
 			select {
 			case <-d.loaded:
@@ -54,7 +54,7 @@ func (t *table) load(ctx context.Context) error {
 				return ctx.Err()
 			}
 		}
-		t.setPhase(cp.Phase, cp.LoadReason)
+		t.st.setPhase(cp.Phase, cp.LoadReason)
 	}
 	if err := t.loadPages(ctx, job); err != nil {
 		return err
@@ -195,7 +195,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 			for b := range batches {
 				if _, err := t.writeAll(ctx, b.ops); err != nil {
 					// Its rows were counted as received but not written: the page is read again.
-					t.received.Add(-int64(len(b.ops)))
+					t.st.received.Add(-int64(len(b.ops)))
 					cancel(err)
 					continue
 				}
@@ -226,7 +226,7 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 				select {
 				case batches <- batch{page: page, ops: cur}:
 				case <-ctx.Done():
-					t.received.Add(-int64(len(cur))) // never written: the page is read again
+					t.st.received.Add(-int64(len(cur))) // never written: the page is read again
 					cur = cur[:0]
 					return context.Cause(ctx)
 				}
@@ -234,10 +234,10 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 				return nil
 			}
 			res, err := t.a.sf.QueryResults(ctx, job.ID, locator, tun.PageSize, func(r salesforce.Record) error {
-				t.received.Add(1)
+				t.st.received.Add(1)
 				o, ok, err := t.rowOp(ctx, r)
 				if err != nil {
-					t.received.Add(-1) // neither written nor dead-lettered: the page is read again
+					t.st.received.Add(-1) // neither written nor dead-lettered: the page is read again
 					return err
 				}
 				if !ok {
@@ -250,10 +250,10 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 				return nil
 			})
 			if err != nil {
-				t.received.Add(-int64(len(cur))) // read but not sent to be written: the page is read again
+				t.st.received.Add(-int64(len(cur))) // read but not sent to be written: the page is read again
 				return err
 			}
-			t.worked(sideSalesforce)
+			t.st.worked(sideSalesforce)
 			if err := send(); err != nil {
 				return err
 			}

@@ -73,7 +73,7 @@ func (t *table) reparentAfterMerges(ctx context.Context, deleted []string) error
 				return err
 			}
 		}
-		child.received.Add(int64(len(ids)))
+		child.st.received.Add(int64(len(ids)))
 		if _, err := child.refetch(ctx, ids); err != nil {
 			return err
 		}

@@ -304,7 +304,7 @@ func (g *safeguards) reconcileInto(ctx context.Context, t *table, res *api.Recon
 	// Heal. Only what Dataverse accepted counts as healed: a refused rewrite is dead-lettered with the reason
 	// and the row stays different.
 	if len(heal) > 0 {
-		t.received.Add(int64(len(heal)))
+		t.st.received.Add(int64(len(heal)))
 		out, err := t.refetch(ctx, heal)
 		res.Healed += out.Written
 		res.Unhealed += out.Refused

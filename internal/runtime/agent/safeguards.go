@@ -107,10 +107,7 @@ func (a *Agent) CheckOutOfBand(ctx context.Context) error {
 func (a *Agent) streamingTables() []*table {
 	var out []*table
 	for _, t := range a.tableList() {
-		t.stMu.Lock()
-		ok := t.phase == PhaseStreaming && t.reason == ""
-		t.stMu.Unlock()
-		if ok && t.pos.snapshot().Phase == PhaseStreaming {
+		if t.st.streamingQuietly() && t.pos.snapshot().Phase == PhaseStreaming {
 			out = append(out, t)
 		}
 	}

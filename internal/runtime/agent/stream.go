@@ -91,7 +91,7 @@ func (p *pump) stop() {
 // order and written; the window's last replay ID is stored only after the writes are acknowledged.
 func (t *table) stream(ctx context.Context) error {
 	cp := t.pos.snapshot()
-	t.setPhase(PhaseStreaming, "opening the change stream")
+	t.st.setPhase(PhaseStreaming, "opening the change stream")
 	p, handedOver := t.bridge, t.bridge != nil
 	t.bridge = nil
 	if handedOver {
@@ -111,13 +111,13 @@ func (t *table) stream(ctx context.Context) error {
 	defer p.stop()
 	msgs := p.msgs
 
-	before := t.counts()
+	before := t.st.counts()
 	if err := t.settleLoadLeftovers(ctx, len(cp.ReplayID) == 0, handedOver); err != nil {
-		t.restore(before) // done again when the stream reopens
+		t.st.rollback(before) // done again when the stream reopens
 		return err
 	}
 	t.markLoaded()
-	t.setPhase(PhaseStreaming, "")
+	t.st.setPhase(PhaseStreaming, "")
 
 	var (
 		window []*salesforce.ChangeEvent
@@ -133,9 +133,9 @@ func (t *table) stream(ctx context.Context) error {
 		if len(window) == 0 {
 			return nil
 		}
-		before := t.counts()
+		before := t.st.counts()
 		if err := t.apply(ctx, window); err != nil {
-			t.restore(before) // the window is applied again from the stored position
+			t.st.rollback(before) // the window is applied again from the stored position
 			return err
 		}
 		var last []byte
@@ -168,7 +168,7 @@ func (t *table) stream(ctx context.Context) error {
 				}
 				return t.streamFailed(ctx, m.err)
 			}
-			t.worked(sideSalesforce)
+			t.st.worked(sideSalesforce)
 			if len(m.b.Events) == 0 {
 				if len(window) == 0 && len(m.b.LatestReplayID) > 0 {
 					// A keepalive while idle: move the stored position along so it stays within retention
@@ -180,9 +180,7 @@ func (t *table) stream(ctx context.Context) error {
 				continue
 			}
 			if len(window) == 0 {
-				t.stMu.Lock()
-				t.oldestPending = m.b.Events[0].CommitTimestamp
-				t.stMu.Unlock()
+				t.st.windowOpened(m.b.Events[0].CommitTimestamp)
 			}
 			window = append(window, m.b.Events...)
 			// A window holds up to one batch per writer, so a backlog is written with every writer busy;
@@ -228,7 +226,7 @@ func (t *table) streamFailed(ctx context.Context, err error) error {
 func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver bool) error {
 	cp := t.pos.snapshot()
 	if len(cp.RefetchIDs) > 0 {
-		t.received.Add(int64(len(cp.RefetchIDs)))
+		t.st.received.Add(int64(len(cp.RefetchIDs)))
 		if _, err := t.refetch(ctx, cp.RefetchIDs); err != nil {
 			return err
 		}
@@ -244,7 +242,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver boo
 				return err
 			}
 		}
-		t.setPhase(PhaseStreaming, "catching up on changes since "+cp.CatchUpSince.Format(time.RFC3339))
+		t.st.setPhase(PhaseStreaming, "catching up on changes since "+cp.CatchUpSince.Format(time.RFC3339))
 		if err := t.catchUp(ctx, cp.CatchUpSince, false); err != nil {
 			return err
 		}
@@ -257,7 +255,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver boo
 		}
 	}
 	if !cp.DeletesSince.IsZero() {
-		t.setPhase(PhaseStreaming, "applying deletions since "+cp.DeletesSince.Format(time.RFC3339))
+		t.st.setPhase(PhaseStreaming, "applying deletions since "+cp.DeletesSince.Format(time.RFC3339))
 		if err := t.catchUp(ctx, cp.DeletesSince, true); err != nil {
 			return err
 		}
@@ -282,7 +280,7 @@ func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) 
 	}
 	add := func(o writer.Op, ok bool) error {
 		if !ok {
-			t.skipped.Add(1)
+			t.st.skipped.Add(1)
 			return nil
 		}
 		batch = append(batch, o)
@@ -295,7 +293,7 @@ func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) 
 		fields := strings.Join(withField(t.plan.SourceFields(), "SystemModstamp"), ", ")
 		soql := fmt.Sprintf("SELECT %s FROM %s WHERE SystemModstamp >= %s", fields, t.cfg.SourceTable, lit)
 		if _, err := t.a.sf.Query(ctx, soql, false, func(r salesforce.Record) error {
-			t.received.Add(1)
+			t.st.received.Add(1)
 			if ms, ok := r["SystemModstamp"].(string); ok {
 				if ts, err := parseSFTime(ms); err == nil {
 					t.remember(r.ID(), ts)
@@ -312,7 +310,7 @@ func (t *table) catchUp(ctx context.Context, since time.Time, deletesOnly bool) 
 	}
 	soql := fmt.Sprintf("SELECT Id FROM %s WHERE IsDeleted = true AND SystemModstamp >= %s", t.cfg.SourceTable, lit)
 	if _, err := t.a.sf.Query(ctx, soql, true, func(r salesforce.Record) error {
-		t.received.Add(1)
+		t.st.received.Add(1)
 		key, err := t.plan.Key(r.ID())
 		if err != nil {
 			return t.deadLetterMapping(ctx, r.ID(), "delete", err)
@@ -339,14 +337,10 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 	states := map[string]*recState{}
 	var order []string
 	var overflowSince time.Time
-	var lastCommit time.Time
 	for _, ev := range window {
-		if ev.CommitTimestamp.After(lastCommit) {
-			lastCommit = ev.CommitTimestamp
-		}
 		if ev.ChangeType == ctGapOverflow || hasWildcard(ev.RecordIDs) {
-			t.received.Add(1)
-			t.written.Add(1) // settled by the catch-up below
+			t.st.received.Add(1)
+			t.st.written.Add(1) // settled by the catch-up below
 			if overflowSince.IsZero() || ev.CommitTimestamp.Before(overflowSince) {
 				overflowSince = ev.CommitTimestamp
 			}
@@ -354,9 +348,9 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 		}
 		for _, rid := range ev.RecordIDs {
 			id := to18(rid)
-			t.received.Add(1)
+			t.st.received.Add(1)
 			if t.stale(id, ev.CommitTimestamp) {
-				t.skipped.Add(1)
+				t.st.skipped.Add(1)
 				continue
 			}
 			st := states[id]
@@ -371,7 +365,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 			applied := t.lastApplied(id)
 			switch {
 			case sameReplay(ev.ReplayID, st.newest) || sameReplay(ev.ReplayID, applied):
-				t.skipped.Add(1) // a redelivery of a change already taken
+				t.st.skipped.Add(1) // a redelivery of a change already taken
 				if st.changes == 0 && st.kind == "" {
 					delete(states, id)
 					order = order[:len(order)-1]
@@ -419,7 +413,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 			if err := t.deadLetterMapping(ctx, id, st.kind, err); err != nil {
 				return err
 			}
-			t.deadLettered.Add(st.changes - 1)
+			t.st.deadLettered.Add(st.changes - 1)
 			continue
 		}
 		switch st.kind {
@@ -429,7 +423,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 				if err := t.deadLetterMapping(ctx, id, "upsert", err); err != nil {
 					return err
 				}
-				t.deadLettered.Add(st.changes - 1)
+				t.st.deadLettered.Add(st.changes - 1)
 				continue
 			}
 			ops = append(ops, writer.Op{Kind: writer.Upsert, RecordID: id, Key: key, Body: body, Changes: st.changes})
@@ -444,23 +438,23 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 				if err := t.deadLetterMapping(ctx, id, "update", err); err != nil {
 					return err
 				}
-				t.deadLettered.Add(st.changes - 1)
+				t.st.deadLettered.Add(st.changes - 1)
 			case row == nil:
-				t.skipped.Add(st.changes) // no mapped column changed
+				t.st.skipped.Add(st.changes) // no mapped column changed
 			default:
 				ops = append(ops, writer.Op{Kind: writer.Update, RecordID: id, Key: key, Body: body, Changes: st.changes})
 			}
 		case "delete":
 			o, ok, _ := t.deleteOp(id, key)
 			if !ok {
-				t.skipped.Add(st.changes)
+				t.st.skipped.Add(st.changes)
 				continue
 			}
 			o.Changes = st.changes
 			ops = append(ops, o)
 		case "refetch":
 			refetchIDs = append(refetchIDs, id)
-			t.skipped.Add(st.changes - 1) // the re-read write stands for the last of them
+			t.st.skipped.Add(st.changes - 1) // the re-read write stands for the last of them
 		}
 	}
 	if _, err := t.writeAll(ctx, ops); err != nil {
@@ -491,10 +485,7 @@ func (t *table) apply(ctx context.Context, window []*salesforce.ChangeEvent) err
 	for i, ev := range window {
 		commits[i] = ev.CommitTimestamp
 	}
-	t.stMu.Lock()
-	t.lastEventAt, t.oldestPending = lastCommit, time.Time{}
-	t.observe(commits, time.Now())
-	t.stMu.Unlock()
+	t.st.windowWritten(commits, time.Now())
 	return nil
 }
 
@@ -544,9 +535,9 @@ func (t *table) retryLookups(ctx context.Context) error {
 	for i, d := range dls {
 		ids[i] = d.RecordID
 	}
-	t.deadLettered.Add(-int64(len(ids)))
+	t.st.deadLettered.Add(-int64(len(ids)))
 	if _, err := t.refetch(ctx, ids); err != nil {
-		t.deadLettered.Add(int64(len(ids)))
+		t.st.deadLettered.Add(int64(len(ids)))
 		return err
 	}
 	for _, id := range ids {

@@ -11,10 +11,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
@@ -42,26 +40,8 @@ type table struct {
 	loaded    chan struct{} // closed when this table's first load finished
 	once      sync.Once
 
-	received, written, deadLettered, skipped atomic.Int64
-	// loadRate measures the running load's rate, for its ETA.
-	loadRate loadMeter
-
-	stMu        sync.Mutex
-	phase       string
-	reason      string
-	lastEventAt time.Time
-	// oldestPending is the commit time of the oldest received change not yet written (zero when none).
-	oldestPending time.Time
-	lastErr       string
-	lastErrAt     time.Time
-	// failures are the permanent errors the table is stuck on, by side (health.go).
-	failures map[string]tableFailure
-
-	// latencies is a ring of the last change latencies (commit → acknowledged), for status.
-	latencies []time.Duration
-	latNext   int
-	// latHist counts every change latency since the agent started, for the control plane's histogram.
-	latHist api.Histogram
+	// st is what the table reports: counters, phase, health, latency.
+	st *tableStats
 
 	// recent remembers the SystemModstamp of records re-read from Salesforce, so events older than what was
 	// written are skipped and never overwrite newer data.
@@ -87,74 +67,19 @@ func newMappingID(plan *mapping.Plan) mappingID {
 	return mappingID{columns: cols, hash: hex.EncodeToString(sum[:8])}
 }
 
-func (t *table) setPhase(phase, reason string) {
-	t.stMu.Lock()
-	t.phase, t.reason = phase, reason
-	t.stMu.Unlock()
-	t.log.Info("table phase", "phase", phase, "reason", reason)
-}
-
-func (t *table) recordError(err error) {
-	t.stMu.Lock()
-	t.lastErr, t.lastErrAt = err.Error(), time.Now()
-	t.stMu.Unlock()
-}
-
 // addRecovery lists a recovery in status (and in the checkpoint, with its next save).
 func (t *table) addRecovery(what string) { t.pos.addRecovery(what) }
 
 func (t *table) status() TableStatus {
 	cp := t.pos.snapshot()
-	t.stMu.Lock()
-	defer t.stMu.Unlock()
-	s := TableStatus{
-		Table: t.cfg.SourceTable, Destination: t.plan.DestTable, Phase: t.phase, Reason: t.reason,
-		LoadDone: max(cp.LoadDone, t.pos.loadWritten.Load()), LoadTotal: cp.LoadTotal,
-		Received: t.received.Load(), Written: t.written.Load(), DeadLettered: t.deadLettered.Load(), Skipped: t.skipped.Load(),
-		LastEventAt: t.lastEventAt, Recoveries: slices.Clone(cp.Recoveries), LastError: t.lastErr, LastErrorAt: t.lastErrAt,
-		Latency: summarize(t.latencies),
-	}
-	if t.latHist.Count > 0 {
-		h := t.latHist
-		h.Counts = slices.Clone(h.Counts)
-		s.LatencyHistogram = &h
-	}
-	loading := s.Phase == PhaseInitialLoad || s.Phase == PhaseResync
-	s.LoadRate = t.loadRate.observe(time.Now(), s.LoadDone, loading)
-	s.LoadETASeconds = loadETA(s.LoadDone, s.LoadTotal, s.LoadRate)
-	if len(t.failures) > 0 {
-		s.Phase, s.Reason = PhaseFailed, t.failureReason()
-	}
+	s := TableStatus{Table: t.cfg.SourceTable, Destination: t.plan.DestTable,
+		LoadDone: max(cp.LoadDone, t.pos.loadWritten.Load()), LoadTotal: cp.LoadTotal, Recoveries: slices.Clone(cp.Recoveries)}
+	t.st.fill(&s)
 	if len(cp.ReplayID) > 0 {
 		s.ReplayAt, s.Position = cp.UpdatedAt, salesforce.ReplayUint(cp.ReplayID)
 	}
 	s.Owed = owedList(cp)
-	if !t.oldestPending.IsZero() {
-		s.LagSeconds = max(0, time.Since(t.oldestPending).Seconds())
-	}
 	return s
-}
-
-// counts is a snapshot of a table's counters.
-type counts struct{ received, written, deadLettered, skipped int64 }
-
-func (t *table) counts() counts {
-	return counts{t.received.Load(), t.written.Load(), t.deadLettered.Load(), t.skipped.Load()}
-}
-
-// restore puts the counters back to a snapshot when the work counted since is abandoned, to be done (and
-// counted) again from the stored position: counters count work whose result stands, so they reconcile.
-func (t *table) restore(c counts) {
-	t.received.Store(c.received)
-	t.written.Store(c.written)
-	t.deadLettered.Store(c.deadLettered)
-	t.skipped.Store(c.skipped)
-}
-
-func (t *table) tally(o writer.Outcome) {
-	t.written.Add(o.Written)
-	t.deadLettered.Add(o.Refused)
-	t.skipped.Add(o.Skipped)
 }
 
 // run drives the table until ctx ends: it resumes from the stored checkpoint and retries failures with
@@ -168,7 +93,7 @@ func (t *table) run(ctx context.Context) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		t.recordError(err)
+		t.st.recordError(err)
 		t.log.Error("cannot read or store the table's checkpoint; retrying", "err", err, "attempt", attempt)
 		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
 			return err
@@ -201,17 +126,17 @@ func (t *table) loop(ctx context.Context) error {
 		}
 		if err == nil || ctx.Err() != nil {
 			if err == nil {
-				t.worked(sideSalesforce) // a phase finished: both sides worked
-				t.worked(sideDataverse)
+				t.st.worked(sideSalesforce) // a phase finished: both sides worked
+				t.st.worked(sideDataverse)
 			}
 			failures = 0
 			continue
 		}
 		failures++
-		t.noteError(err)
+		t.st.noteError(err)
 		t.log.Error("table failed, retrying", "err", err, "attempt", failures)
 		if errors.Is(err, salesforce.ErrAPILimit) || errors.Is(err, salesforce.ErrDeliveryLimit) {
-			t.setPhase(t.pos.snapshot().Phase, "paused: "+err.Error())
+			t.st.setPhase(t.pos.snapshot().Phase, "paused: "+err.Error())
 		}
 		if serr := sleepCtx(ctx, retryDelay(failures)); serr != nil {
 			break
@@ -251,7 +176,7 @@ func (t *table) rowOp(ctx context.Context, rec map[string]any) (writer.Op, bool,
 	if deletedRecord(rec) {
 		o, ok, err := t.deleteOp(id, key)
 		if !ok {
-			t.skipped.Add(1)
+			t.st.skipped.Add(1)
 		}
 		return o, ok, err
 	}
@@ -292,7 +217,7 @@ func (t *table) deleteOp(id, key string) (writer.Op, bool, error) {
 }
 
 func (t *table) deadLetterMapping(ctx context.Context, id, operation string, err error) error {
-	t.deadLettered.Add(1)
+	t.st.deadLettered.Add(1)
 	dl := DeadLetter{Table: t.cfg.SourceTable, RecordID: id, Operation: operation, Code: CodeMapping, Reason: err.Error(), At: time.Now().UTC()}
 	if derr := t.a.stores.DeadLetters.AddDeadLetters(ctx, []DeadLetter{dl}); derr != nil {
 		return fmt.Errorf("storing a dead letter: %w", derr)
@@ -308,9 +233,9 @@ func (t *table) writeAll(ctx context.Context, ops []writer.Op) (writer.Outcome, 
 		out, err := t.w.Write(ctx, t.target, ops)
 		if err == nil {
 			if len(ops) > 0 {
-				t.worked(sideDataverse)
+				t.st.worked(sideDataverse)
 			}
-			t.tally(out)
+			t.st.tally(out)
 			if len(out.Missing) > 0 {
 				// Updates of rows that are not in Dataverse: write the whole record instead.
 				missing := out.Missing
@@ -328,7 +253,7 @@ func (t *table) writeAll(ctx context.Context, ops []writer.Op) (writer.Outcome, 
 		if !errors.As(err, &te) {
 			return writer.Outcome{}, err
 		}
-		t.noteError(err)
+		t.st.noteError(err)
 		t.log.Warn("write failed, retrying", "err", err, "attempt", attempt)
 		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
 			return writer.Outcome{}, err
@@ -387,7 +312,7 @@ func (t *table) refetch(ctx context.Context, ids []string) (writer.Outcome, erro
 		if o, ok, _ := t.deleteOp(to18(id), key); ok {
 			ops = append(ops, o)
 		} else {
-			t.skipped.Add(1)
+			t.st.skipped.Add(1)
 			out.Skipped++
 		}
 	}
@@ -478,31 +403,4 @@ func to18(id string) string {
 		return v
 	}
 	return id
-}
-
-const latencySamples = 1 << 16
-
-// observe records the latency of changes committed at the given times and acknowledged now. Caller holds
-// stMu.
-func (t *table) observe(commits []time.Time, now time.Time) {
-	for _, c := range commits {
-		d := now.Sub(c)
-		t.latHist.Observe(max(0, d.Seconds()))
-		if len(t.latencies) < latencySamples {
-			t.latencies = append(t.latencies, d)
-			continue
-		}
-		t.latencies[t.latNext] = d
-		t.latNext = (t.latNext + 1) % latencySamples
-	}
-}
-
-func summarize(samples []time.Duration) *Latency {
-	if len(samples) == 0 {
-		return nil
-	}
-	s := slices.Clone(samples)
-	slices.Sort(s)
-	q := func(p float64) float64 { return s[min(len(s)-1, int(p*float64(len(s))))].Seconds() }
-	return &Latency{Samples: len(s), P50: q(0.50), P95: q(0.95), P99: q(0.99), Max: s[len(s)-1].Seconds()}
 }
