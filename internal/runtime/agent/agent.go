@@ -151,37 +151,17 @@ func (a *Agent) Dataverse() *dataverse.Client { return a.dv }
 // prepare reads both schemas and compiles every table's mapping against them: live validation. Every
 // problem of every table is reported at once.
 func (a *Agent) prepare(ctx context.Context) error {
-	synced := a.cfg.SyncedTables()
-	describes := map[string]*salesforce.Describe{}
-	dests := map[string]*mapping.DestSchema{}
-	entitySets := map[string]string{}
-	for _, tc := range a.cfg.Tables {
-		d, err := a.sf.Describe(ctx, tc.SourceTable)
-		if err != nil {
-			if sfNotFound(err) {
-				// The org has no such object: waiting will not make one (a configuration error).
-				return &ConfigError{fmt.Errorf("source_table %s: the Salesforce org has no such object, or the integration user cannot see it (%w)", tc.SourceTable, err)}
-			}
-			return fmt.Errorf("describing Salesforce %s: %w", tc.SourceTable, err)
-		}
-		describes[tc.SourceTable] = d
-		ds, err := a.dv.Table(ctx, tc.Destination())
-		if err != nil {
-			if dataverse.IsNotFound(err) {
-				return &ConfigError{fmt.Errorf("destination_table %s: the Dataverse environment has no such table (%w)", tc.Destination(), err)}
-			}
-			return fmt.Errorf("reading Dataverse table %s: %w", tc.Destination(), err)
-		}
-		dests[tc.Destination()] = ds
-		entitySets[ds.Table] = ds.EntitySetName
+	sc, err := a.readSchemas(ctx)
+	if err != nil {
+		return err
 	}
+	synced := a.cfg.SyncedTables()
 	var errs []error
-	byDest := map[string]*table{}
 	var tables []*table
 	for _, tc := range a.cfg.Tables {
 		// The effective columns come resolved with the config; Compile checks them against the live schemas.
-		live := mapping.Live{Source: describes[tc.SourceTable].SourceSchema(), Dest: dests[tc.Destination()]}
-		plan, probs := mapping.Compile(tc.TableConfig, tc.EffectiveColumns, live, mapping.Tables{DestOf: synced, EntitySetOf: entitySets, OwnerTeamID: a.cfg.TeamID})
+		live := mapping.Live{Source: sc.describes[tc.SourceTable].SourceSchema(), Dest: sc.dests[tc.Destination()]}
+		plan, probs := mapping.Compile(tc.TableConfig, tc.EffectiveColumns, live, mapping.Tables{DestOf: synced, EntitySetOf: sc.entitySets, OwnerTeamID: a.cfg.TeamID})
 		for _, p := range probs {
 			if p.Severity == mapping.Error {
 				errs = append(errs, fmt.Errorf("%s → %s: %s: %s", tc.SourceTable, tc.Destination(), p.Path, p.Message))
@@ -189,35 +169,86 @@ func (a *Agent) prepare(ctx context.Context) error {
 				a.log.Warn("mapping warning", "table", tc.SourceTable, "path", p.Path, "warning", p.Message)
 			}
 		}
-		if plan == nil {
-			continue
+		if plan != nil {
+			tables = append(tables, a.newTable(tc.TableConfig, plan, sc.describes[tc.SourceTable]))
 		}
-		types := salesforce.FieldTypes{}
-		for _, f := range describes[tc.SourceTable].Fields {
-			if f.Type == "date" || f.Type == "datetime" {
-				types[f.Name] = f.Type
-			}
-		}
-		t := &table{
-			a: a, cfg: tc.TableConfig, plan: plan, types: types, topic: changeTopic(describes[tc.SourceTable].Name),
-			log:    a.log.With("table", tc.SourceTable),
-			loaded: make(chan struct{}),
-			w:      a.w, target: writer.Target{Table: plan.DestTable, EntitySet: plan.EntitySet, PrimaryID: plan.PrimaryID,
-				OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable)},
-		}
-		t.pos = newPositions(tc.SourceTable, newMappingID(plan), a.stores.Checkpoints, t.log)
-		t.st = &tableStats{log: t.log}
-		tables = append(tables, t)
-		byDest[plan.DestTable] = t
 	}
-	// Status reads the tables from other goroutines (the /status listener runs while the agent starts).
-	a.stateMu.Lock()
-	a.tables = tables
-	a.stateMu.Unlock()
 	if err := errors.Join(errs...); err != nil {
+		a.setTables(tables)
 		return &MappingError{err}
 	}
-	// A table whose lookups point at another synced table loads after it, so binds find their targets.
+	linkLookups(tables, sc.describes, synced)
+	// Status reads the tables from other goroutines (the /status listener runs while the agent starts).
+	a.setTables(tables)
+	return nil
+}
+
+// schemas are the live schemas of a connector's tables.
+type schemas struct {
+	describes  map[string]*salesforce.Describe // by source table
+	dests      map[string]*mapping.DestSchema  // by destination table
+	entitySets map[string]string               // destination table → entity set
+}
+
+// readSchemas reads the Salesforce object and the Dataverse table of every mapping. A table that does not
+// exist is a ConfigError.
+func (a *Agent) readSchemas(ctx context.Context) (*schemas, error) {
+	sc := &schemas{describes: map[string]*salesforce.Describe{}, dests: map[string]*mapping.DestSchema{}, entitySets: map[string]string{}}
+	for _, tc := range a.cfg.Tables {
+		d, err := a.sf.Describe(ctx, tc.SourceTable)
+		if err != nil {
+			if sfNotFound(err) {
+				// The org has no such object: waiting will not make one (a configuration error).
+				return nil, &ConfigError{fmt.Errorf("source_table %s: the Salesforce org has no such object, or the integration user cannot see it (%w)", tc.SourceTable, err)}
+			}
+			return nil, fmt.Errorf("describing Salesforce %s: %w", tc.SourceTable, err)
+		}
+		sc.describes[tc.SourceTable] = d
+		ds, err := a.dv.Table(ctx, tc.Destination())
+		if err != nil {
+			if dataverse.IsNotFound(err) {
+				return nil, &ConfigError{fmt.Errorf("destination_table %s: the Dataverse environment has no such table (%w)", tc.Destination(), err)}
+			}
+			return nil, fmt.Errorf("reading Dataverse table %s: %w", tc.Destination(), err)
+		}
+		sc.dests[tc.Destination()] = ds
+		sc.entitySets[ds.Table] = ds.EntitySetName
+	}
+	return sc, nil
+}
+
+// newTable assembles one table's pipeline around its compiled plan.
+func (a *Agent) newTable(tc mapping.TableConfig, plan *mapping.Plan, d *salesforce.Describe) *table {
+	types := salesforce.FieldTypes{}
+	for _, f := range d.Fields {
+		if f.Type == "date" || f.Type == "datetime" {
+			types[f.Name] = f.Type
+		}
+	}
+	log := a.log.With("table", tc.SourceTable)
+	st := &tableStats{log: log}
+	return &table{
+		cfg: tc, plan: plan, log: log, tuning: a.tuning, dead: a.stores.DeadLetters,
+		rd: &reader{sf: a.sf, pubsub: a.pubsub, object: tc.SourceTable, fields: plan.SourceFields(), topic: changeTopic(d.Name), types: types,
+			pageSize: a.tuning.PageSize},
+		ap: &applier{plan: plan, table: tc.SourceTable, dead: a.stores.DeadLetters, st: st},
+		w:  a.w,
+		target: writer.Target{Table: plan.DestTable, EntitySet: plan.EntitySet, PrimaryID: plan.PrimaryID,
+			OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable)},
+		pos:    newPositions(tc.SourceTable, newMappingID(plan), a.stores.Checkpoints, log),
+		st:     st,
+		loaded: make(chan struct{}),
+	}
+}
+
+// linkLookups connects tables whose lookups point at other synced tables: such a table loads after the
+// tables it points at (so binds find their targets), and a merge in a table re-reads the records of the
+// tables pointing at it (merge.go).
+func linkLookups(tables []*table, describes map[string]*salesforce.Describe, synced map[string]string) {
+	byDest := map[string]*table{}
+	for _, t := range tables {
+		byDest[t.plan.DestTable] = t
+	}
 	for _, t := range tables {
 		for _, c := range t.plan.Columns() {
 			f, _ := describes[t.cfg.SourceTable].Field(c.Source)
@@ -232,22 +263,26 @@ func (a *Agent) prepare(ctx context.Context) error {
 				if !slices.Contains(t.lookupsTo[dep], f.Name) {
 					t.lookupsTo[dep] = append(t.lookupsTo[dep], f.Name)
 				}
-				if dep != t && !containsTable(t.deps, dep) {
+				if dep != t && !slices.Contains(t.deps, dep) {
 					t.deps = append(t.deps, dep)
 				}
 			}
 		}
 	}
-	return nil
-}
-
-func containsTable(ts []*table, t *table) bool {
-	for _, x := range ts {
-		if x == t {
-			return true
+	for _, t := range tables {
+		for dep, fields := range t.lookupsTo {
+			if dep.children == nil {
+				dep.children = map[*table][]string{}
+			}
+			dep.children[t] = fields
 		}
 	}
-	return false
+}
+
+func (a *Agent) setTables(tables []*table) {
+	a.stateMu.Lock()
+	a.tables = tables
+	a.stateMu.Unlock()
 }
 
 // Run syncs until ctx ends. A connector that cannot start (unreachable services, refused credentials,

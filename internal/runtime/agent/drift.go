@@ -42,13 +42,12 @@ type oobRow struct {
 }
 
 // checkOutOfBand runs the detector once on a table.
-func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
-	tg := g.guard(t)
+func (g *safeguards) checkOutOfBand(ctx context.Context, tg *tableGuard) error {
 	appUser, err := g.whoAmI(ctx)
 	if err != nil {
 		return err
 	}
-	cp := t.pos.snapshot()
+	cp := tg.pos.snapshot()
 	since := cp.OutOfBandSince
 	if since.IsZero() {
 		// The first check looks back to the table's load: an edit made after the load wrote a row is one
@@ -58,19 +57,59 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 			since = time.Now().UTC()
 		}
 	}
-	cols := canonColumns(t.plan)
+	cols := canonColumns(tg.plan)
+	rows, newest, err := g.editedRows(ctx, tg, cols, appUser, since)
+	if err != nil {
+		return err
+	}
+	var edits []api.OutOfBandEdit
+	if len(rows) > 0 {
+		if edits, err = g.compareOutOfBand(ctx, tg, cols, rows); err != nil {
+			return err
+		}
+	}
+	repaired := 0
+	if len(edits) > 0 && tg.repair {
+		if repaired, err = repairOutOfBand(ctx, tg, edits); err != nil {
+			return err
+		}
+	}
+	for _, e := range edits {
+		tg.log.Warn("row edited out of band", "record", e.RecordID, "key", e.Key, "columns", strings.Join(e.Columns, ","),
+			"modified_by", e.ModifiedBy, "modified_by_name", e.ModifiedByName, "modified_at", e.ModifiedAt, "repaired", e.Repaired)
+	}
+	tg.mu.Lock()
+	for _, r := range rows {
+		tg.seen.put(r.key, r.at)
+	}
+	tg.oob.Detected += int64(len(edits))
+	tg.oob.Repaired += int64(repaired)
+	tg.oob.CheckedAt, tg.oob.Since = time.Now().UTC(), newest
+	slices.Reverse(edits)
+	tg.oob.Examples = append(edits, tg.oob.Examples...)
+	if len(tg.oob.Examples) > oobExamples {
+		tg.oob.Examples = tg.oob.Examples[:oobExamples]
+	}
+	tg.mu.Unlock()
+	return tg.pos.outOfBandChecked(ctx, newest)
+}
+
+// editedRows asks Dataverse for the synced rows someone other than the application user modified since a
+// time (not those already looked at), at most oobMaxRows; newest is the latest modifiedon seen.
+func (g *safeguards) editedRows(ctx context.Context, tg *tableGuard, cols []canonColumn, appUser string, since time.Time) ([]oobRow, time.Time, error) {
+	plan := tg.plan
 	from := since.Add(-oobMargin).UTC().Format(time.RFC3339)
-	q := "/" + t.plan.EntitySet + "?$select=" + selectProps(t.plan.PrimaryID, cols, "_modifiedby_value", "modifiedon") +
+	q := "/" + plan.EntitySet + "?$select=" + selectProps(plan.PrimaryID, cols, "_modifiedby_value", "modifiedon") +
 		"&$filter=modifiedon ge " + from + " and _modifiedby_value ne " + appUser +
-		"&$orderby=modifiedon asc," + t.plan.PrimaryID + " asc"
+		"&$orderby=modifiedon asc," + plan.PrimaryID + " asc"
 	var rows []oobRow
 	newest := since
-	err = t.a.dv.Query(ctx, strings.ReplaceAll(q, " ", "%20"), 500, func(row dataverse.Row) error {
-		key, vals := canonDest(t.plan.PrimaryID, cols, row)
+	err := g.a.dv.Query(ctx, strings.ReplaceAll(q, " ", "%20"), 500, func(row dataverse.Row) error {
+		key, vals := canonDest(plan.PrimaryID, cols, row)
 		modified, _ := row["modifiedon"].(string)
 		at, perr := time.Parse(time.RFC3339Nano, modified)
 		if perr != nil {
-			return fmt.Errorf("row %s of %s: modifiedon %q: %w", key, t.plan.DestTable, modified, perr)
+			return fmt.Errorf("row %s of %s: modifiedon %q: %w", key, plan.DestTable, modified, perr)
 		}
 		by, _ := row["_modifiedby_value"].(string)
 		tg.mu.Lock()
@@ -89,60 +128,39 @@ func (g *safeguards) checkOutOfBand(ctx context.Context, t *table) error {
 		return nil
 	})
 	if err != nil && err != errStopQuery { //nolint:errorlint // the sentinel is ours and never wrapped
-		return err
+		return nil, since, err
 	}
-	var edits []api.OutOfBandEdit
-	if len(rows) > 0 {
-		if edits, err = g.compareOutOfBand(ctx, t, cols, rows); err != nil {
-			return err
-		}
+	return rows, newest, nil
+}
+
+// repairOutOfBand rewrites the edited rows from Salesforce through the table's pipeline and marks those
+// Dataverse accepted as repaired (a refused rewrite is dead-lettered).
+func repairOutOfBand(ctx context.Context, tg *tableGuard, edits []api.OutOfBandEdit) (int, error) {
+	ids := make([]string, len(edits))
+	for i, e := range edits {
+		ids[i] = e.RecordID
+	}
+	out, err := tg.heal(ctx, ids)
+	if err != nil {
+		return 0, fmt.Errorf("rewriting %d rows edited out of band: %w", len(ids), err)
+	}
+	refused := map[string]bool{}
+	for _, id := range out.RefusedIDs {
+		refused[to18(id)] = true
 	}
 	repaired := 0
-	if len(edits) > 0 && t.cfg.RepairOutOfBandEdits {
-		ids := make([]string, len(edits))
-		for i, e := range edits {
-			ids[i] = e.RecordID
+	for i := range edits {
+		if !refused[to18(edits[i].RecordID)] {
+			edits[i].Repaired = true
+			repaired++
 		}
-		t.st.received.Add(int64(len(ids)))
-		out, err := t.refetch(ctx, ids)
-		if err != nil {
-			return fmt.Errorf("rewriting %d rows edited out of band: %w", len(ids), err)
-		}
-		// Only what Dataverse accepted is repaired; a refused rewrite is dead-lettered.
-		refused := map[string]bool{}
-		for _, id := range out.RefusedIDs {
-			refused[to18(id)] = true
-		}
-		for i := range edits {
-			if !refused[to18(edits[i].RecordID)] {
-				edits[i].Repaired = true
-				repaired++
-			}
-		}
-		what := fmt.Sprintf("out-of-band edits: %d rows rewritten from Salesforce", repaired)
-		if out.Refused > 0 {
-			what += fmt.Sprintf(", %d refused by Dataverse (see the dead letters)", out.Refused)
-		}
-		t.addRecovery(what)
 	}
-	for _, e := range edits {
-		t.log.Warn("row edited out of band", "record", e.RecordID, "key", e.Key, "columns", strings.Join(e.Columns, ","),
-			"modified_by", e.ModifiedBy, "modified_by_name", e.ModifiedByName, "modified_at", e.ModifiedAt, "repaired", e.Repaired)
+	what := fmt.Sprintf("out-of-band edits: %d rows rewritten from Salesforce", repaired)
+	if out.Refused > 0 {
+		what += fmt.Sprintf(", %d refused by Dataverse (see the dead letters)", out.Refused)
 	}
-	tg.mu.Lock()
-	for _, r := range rows {
-		tg.seen.put(r.key, r.at)
-	}
-	tg.oob.Detected += int64(len(edits))
-	tg.oob.Repaired += int64(repaired)
-	tg.oob.CheckedAt, tg.oob.Since = time.Now().UTC(), newest
-	slices.Reverse(edits)
-	tg.oob.Examples = append(edits, tg.oob.Examples...)
-	if len(tg.oob.Examples) > oobExamples {
-		tg.oob.Examples = tg.oob.Examples[:oobExamples]
-	}
-	tg.mu.Unlock()
-	return t.pos.outOfBandChecked(ctx, newest)
+	tg.pos.addRecovery(what)
+	return repaired, nil
 }
 
 // errStopQuery ends a Dataverse query early.
@@ -150,12 +168,12 @@ var errStopQuery = fmt.Errorf("enough rows")
 
 // compareOutOfBand keeps the rows that belong to live Salesforce records and differ from them in a mapped
 // column.
-func (g *safeguards) compareOutOfBand(ctx context.Context, t *table, cols []canonColumn, rows []oobRow) ([]api.OutOfBandEdit, error) {
+func (g *safeguards) compareOutOfBand(ctx context.Context, tg *tableGuard, cols []canonColumn, rows []oobRow) ([]api.OutOfBandEdit, error) {
 	keys := make([]string, len(rows))
 	for i, r := range rows {
 		keys[i] = r.key
 	}
-	ids, err := g.resolveIDs(ctx, t, keys)
+	ids, err := g.resolveIDs(ctx, tg, keys)
 	if err != nil {
 		return nil, fmt.Errorf("finding the Salesforce records of %d edited rows: %w", len(keys), err)
 	}
@@ -168,11 +186,11 @@ func (g *safeguards) compareOutOfBand(ctx context.Context, t *table, cols []cano
 	}
 	slices.Sort(list)
 	source := map[string][]string{} // key → canonical values
-	err = t.a.sf.Retrieve(ctx, t.cfg.SourceTable, t.plan.SourceFields(), list, func(r salesforce.Record) error {
+	err = tg.rd.reread(ctx, list, func(r salesforce.Record) error {
 		if d, _ := r["IsDeleted"].(bool); d {
 			return nil // deleted: the stream deletes the row
 		}
-		key, vals, err := canonSource(t.plan, cols, r)
+		key, vals, err := canonSource(tg.plan, cols, r)
 		if err == nil {
 			source[key] = vals
 		}

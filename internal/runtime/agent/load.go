@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -59,7 +58,7 @@ func (t *table) load(ctx context.Context) error {
 	if err := t.loadPages(ctx, job); err != nil {
 		return err
 	}
-	if err := t.a.sf.DeleteQueryJob(ctx, job.ID); err != nil {
+	if err := t.rd.dropJob(ctx, job.ID); err != nil {
 		t.log.Debug("deleting the finished bulk job", "job", job.ID, "err", err)
 	}
 
@@ -86,33 +85,24 @@ func depNames(ts []*table) string {
 // stream reveals is stored (positions.bridgeBatch). The stream stays open, buffered in a pump, for load to
 // hand over to stream. Without a subscription the load goes on, and the stream catches up afterwards.
 func (t *table) openBridge(ctx context.Context) *pump {
-	sub, err := t.a.pubsub.Subscribe(ctx, salesforce.SubscribeOptions{Topic: t.topic, Preset: salesforce.Latest, Credit: 1, Types: t.types})
-	if err != nil {
-		t.log.Warn("could not open the change stream before the load; will catch up afterwards", "err", err)
-		return nil
-	}
 	t.pos.bridgeOpened()
-	return startPump(ctx, sub, func(b *salesforce.Batch) {
+	p, err := t.rd.subscribe(ctx, nil, 1, func(b streamBatch) {
 		if err := t.pos.bridgeBatch(ctx, b); err != nil && ctx.Err() == nil {
 			t.log.Warn("storing the stream position revealed during the load", "err", err)
 		}
 	})
-}
-
-func hasWildcard(ids []string) bool {
-	for _, id := range ids {
-		if strings.HasSuffix(id, "*") {
-			return true
-		}
+	if err != nil {
+		t.log.Warn("could not open the change stream before the load; will catch up afterwards", "err", err)
+		return nil
 	}
-	return false
+	return p
 }
 
 // loadJob resumes the stored Bulk job or starts one.
 func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 	cp := t.pos.snapshot()
 	if cp.LoadJobID != "" {
-		job, err := t.a.sf.WaitQueryJob(ctx, cp.LoadJobID)
+		job, err := t.rd.waitJob(ctx, cp.LoadJobID)
 		if err == nil {
 			t.pos.loadResumed()
 			return job, nil
@@ -122,8 +112,7 @@ func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 		}
 		t.log.Warn("the stored bulk job cannot be resumed; starting the load over", "job", cp.LoadJobID, "err", err)
 	}
-	soql := fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.plan.SourceFields(), ", "), t.cfg.SourceTable)
-	job, err := t.a.sf.CreateQueryJob(ctx, soql, false)
+	job, err := t.rd.startJob(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +124,7 @@ func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 		return nil, err
 	}
 	t.log.Info("load started", "job", job.ID)
-	done, err := t.a.sf.WaitQueryJob(ctx, job.ID)
+	done, err := t.rd.waitJob(ctx, job.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -146,130 +135,46 @@ func (t *table) loadJob(ctx context.Context) (*salesforce.BulkJob, error) {
 	return done, nil
 }
 
+// loadBatch is up to BatchSize rows of one page, handed to the writers.
+type loadBatch struct {
+	seq uint64 // its place in acks
+	ops []writer.Op
+}
+
+// pageEnd is the position after a page: where the load resumes, and how many rows the page held.
+type pageEnd struct {
+	next string
+	rows int64
+}
+
 // loadPages streams the job's result pages into batches written by a pool of writers. A page's locator is
-// stored only when it and every page before it are fully written (the highest contiguous acknowledged
-// position), and reading blocks while the writers are busy, so memory stays flat however large the table.
+// stored only when it and every page before it are fully written (acks: the highest contiguous acknowledged
+// position), and reading blocks while twice as many batches as writers are unacknowledged, so memory stays
+// flat however large the table.
 func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	tun := t.a.tuning
-	type batch struct {
-		page int
-		ops  []writer.Op
-	}
-	type pageState struct {
-		batches, done int
-		closed        bool
-		next          string
-		rows          int64
-	}
-	batches := make(chan batch, tun.WriteConcurrency)
-	var (
-		mu       sync.Mutex
-		pages    = map[int]*pageState{}
-		lowest   = 0
-		saveErr  error
-		workerWG sync.WaitGroup
-	)
-	// commit stores every page that is complete and contiguous with the ones before. Caller holds mu.
-	commit := func() {
-		for {
-			p, ok := pages[lowest]
-			if !ok || !p.closed || p.done < p.batches {
-				return
-			}
-			next, rows := p.next, p.rows
-			delete(pages, lowest)
-			lowest++
-			if err := t.pos.pageWritten(context.WithoutCancel(ctx), next, rows); err != nil {
-				saveErr = err
-				cancel(err)
-				return
-			}
+	writers := t.tuning.WriteConcurrency
+	tracker := newAcks(2*writers, func(p pageEnd) error {
+		err := t.pos.pageWritten(context.WithoutCancel(ctx), p.next, p.rows)
+		if err != nil {
+			cancel(err)
 		}
-	}
-	for i := 0; i < tun.WriteConcurrency; i++ {
-		workerWG.Add(1)
+		return err
+	})
+	batches := make(chan loadBatch, 2*writers)
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Add(1)
 		go func() {
-			defer workerWG.Done()
-			for b := range batches {
-				if _, err := t.writeAll(ctx, b.ops); err != nil {
-					// Its rows were counted as received but not written: the page is read again.
-					t.st.received.Add(-int64(len(b.ops)))
-					cancel(err)
-					continue
-				}
-				t.pos.rowsWritten(len(b.ops))
-				mu.Lock()
-				pages[b.page].done++
-				commit()
-				mu.Unlock()
-			}
+			defer wg.Done()
+			t.writeLoadBatches(ctx, cancel, batches, tracker)
 		}()
 	}
-
-	readErr := func() error {
-		defer close(batches)
-		locator := t.pos.snapshot().LoadLocator
-		for page := 0; ; page++ {
-			mu.Lock()
-			pages[page] = &pageState{}
-			mu.Unlock()
-			var cur []writer.Op
-			send := func() error {
-				if len(cur) == 0 {
-					return nil
-				}
-				mu.Lock()
-				pages[page].batches++
-				mu.Unlock()
-				select {
-				case batches <- batch{page: page, ops: cur}:
-				case <-ctx.Done():
-					t.st.received.Add(-int64(len(cur))) // never written: the page is read again
-					cur = cur[:0]
-					return context.Cause(ctx)
-				}
-				cur = make([]writer.Op, 0, tun.BatchSize)
-				return nil
-			}
-			res, err := t.a.sf.QueryResults(ctx, job.ID, locator, tun.PageSize, func(r salesforce.Record) error {
-				t.st.received.Add(1)
-				o, ok, err := t.rowOp(ctx, r)
-				if err != nil {
-					t.st.received.Add(-1) // neither written nor dead-lettered: the page is read again
-					return err
-				}
-				if !ok {
-					return nil // dead-lettered or skipped, and counted
-				}
-				cur = append(cur, o)
-				if len(cur) >= tun.BatchSize {
-					return send()
-				}
-				return nil
-			})
-			if err != nil {
-				t.st.received.Add(-int64(len(cur))) // read but not sent to be written: the page is read again
-				return err
-			}
-			t.st.worked(sideSalesforce)
-			if err := send(); err != nil {
-				return err
-			}
-			mu.Lock()
-			pages[page].closed, pages[page].next, pages[page].rows = true, res.Next, int64(res.Records)
-			commit()
-			mu.Unlock()
-			if res.Next == "" {
-				return nil
-			}
-			locator = res.Next
-		}
-	}()
-	workerWG.Wait()
-	if saveErr != nil {
-		return saveErr
+	readErr := t.readPages(ctx, job.ID, batches, tracker)
+	wg.Wait()
+	if err := tracker.failed(); err != nil {
+		return err
 	}
 	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
 		return cause
@@ -278,4 +183,86 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 		return readErr
 	}
 	return ctx.Err()
+}
+
+// writeLoadBatches writes batches until there are no more, acknowledging each; the first failure cancels
+// the load (it resumes from the stored page).
+func (t *table) writeLoadBatches(ctx context.Context, cancel context.CancelCauseFunc, batches <-chan loadBatch, tracker *acks[pageEnd]) {
+	for b := range batches {
+		if _, err := t.writeAll(ctx, b.ops); err != nil {
+			// Its rows were counted as received but not written: the page is read again.
+			t.st.received.Add(-int64(len(b.ops)))
+			cancel(err)
+			continue
+		}
+		t.pos.rowsWritten(len(b.ops))
+		if err := tracker.resolve(b.seq); err != nil {
+			cancel(err)
+		}
+	}
+}
+
+// readPages reads the job's pages from the stored locator into batches, and closes batches.
+func (t *table) readPages(ctx context.Context, jobID string, batches chan<- loadBatch, tracker *acks[pageEnd]) error {
+	defer close(batches)
+	locator := t.pos.snapshot().LoadLocator
+	for {
+		next, err := t.readPage(ctx, jobID, locator, batches, tracker)
+		if err != nil || next == "" {
+			return err
+		}
+		locator = next
+	}
+}
+
+// readPage reads one page into batches and marks its end; it returns the next page's locator ("" after the
+// last page).
+func (t *table) readPage(ctx context.Context, jobID, locator string, batches chan<- loadBatch, tracker *acks[pageEnd]) (string, error) {
+	batchSize := t.tuning.BatchSize
+	cur := make([]writer.Op, 0, batchSize)
+	send := func() error {
+		if len(cur) == 0 {
+			return nil
+		}
+		seq, err := tracker.track(ctx)
+		if err == nil {
+			select {
+			case batches <- loadBatch{seq: seq, ops: cur}:
+				cur = make([]writer.Op, 0, batchSize)
+				return nil
+			case <-ctx.Done():
+			}
+		}
+		t.st.received.Add(-int64(len(cur))) // never written: the page is read again
+		cur = cur[:0]
+		return context.Cause(ctx)
+	}
+	res, err := t.rd.page(ctx, jobID, locator, func(r salesforce.Record) error {
+		t.st.received.Add(1)
+		o, ok, err := t.ap.rowOp(ctx, r)
+		if err != nil {
+			t.st.received.Add(-1) // neither written nor dead-lettered: the page is read again
+			return err
+		}
+		if !ok {
+			return nil // dead-lettered or skipped, and counted
+		}
+		cur = append(cur, o)
+		if len(cur) >= batchSize {
+			return send()
+		}
+		return nil
+	})
+	if err != nil {
+		t.st.received.Add(-int64(len(cur))) // read but not sent to be written: the page is read again
+		return "", err
+	}
+	t.st.worked(sideSalesforce)
+	if err := send(); err != nil {
+		return "", err
+	}
+	if err := tracker.position(pageEnd{next: res.Next, rows: int64(res.Records)}); err != nil {
+		return "", err
+	}
+	return res.Next, nil
 }

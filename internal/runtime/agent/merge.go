@@ -2,12 +2,10 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
 
 // Record merges. Salesforce merges up to three contacts or accounts (SOAP merge, the UI, Apex): the losers
@@ -22,55 +20,28 @@ import (
 // idsPerQuery bounds the Ids in one SOQL IN list (the query stays far below SOQL's 100,000-character limit).
 const idsPerQuery = 200
 
-// lookupChildren returns, for every synced table with a lookup into this table's object (itself included,
-// for lookups such as Account.ParentId), the source fields of those lookups.
-func (t *table) lookupChildren() map[*table][]string {
-	out := map[*table][]string{}
-	for _, c := range t.a.tableList() {
-		if fields := c.lookupsTo[t]; len(fields) > 0 {
-			out[c] = fields
-		}
-	}
-	return out
-}
-
 // reparentAfterMerges re-reads the records whose lookups a merge moved to a winner, for the deleted records
 // of a window that turn out to have lost a merge.
 func (t *table) reparentAfterMerges(ctx context.Context, deleted []string) error {
-	children := t.lookupChildren()
-	if len(deleted) == 0 || len(children) == 0 {
+	if len(deleted) == 0 || len(t.children) == 0 {
 		return nil
 	}
-	var winners []string
-	err := inChunks(deleted, func(list string) error {
-		soql := fmt.Sprintf("SELECT Id, MasterRecordId FROM %s WHERE Id IN (%s) AND MasterRecordId != null", t.cfg.SourceTable, list)
-		_, err := t.a.sf.Query(ctx, soql, true, func(r salesforce.Record) error {
-			if w, ok := r["MasterRecordId"].(string); ok && sfid.Valid(w) && !slices.Contains(winners, to18(w)) {
-				winners = append(winners, to18(w))
-			}
-			return nil
-		})
-		return err
-	})
+	winners, err := t.rd.mergeWinners(ctx, deleted)
 	if err != nil || len(winners) == 0 {
 		return err
 	}
 	t.log.Info("records merged in Salesforce: re-reading the children of the winners", "winners", len(winners))
-	for child, fields := range children {
+	for child, fields := range t.children {
 		var ids []string
 		for _, f := range fields {
-			err := inChunks(winners, func(list string) error {
-				soql := fmt.Sprintf("SELECT Id FROM %s WHERE %s IN (%s)", child.cfg.SourceTable, f, list)
-				_, err := t.a.sf.Query(ctx, soql, false, func(r salesforce.Record) error {
-					if id := to18(r.ID()); !slices.Contains(ids, id) {
-						ids = append(ids, id)
-					}
-					return nil
-				})
-				return err
-			})
+			found, err := child.rd.idsWhere(ctx, f, winners)
 			if err != nil {
 				return err
+			}
+			for _, id := range found {
+				if !slices.Contains(ids, id) {
+					ids = append(ids, id)
+				}
 			}
 		}
 		child.st.received.Add(int64(len(ids)))

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
 
 // positions is a table's position tracker: the only code that stores its checkpoint, and with it the durable
@@ -251,7 +250,7 @@ func (p *positions) bridgeOpened() {
 // keepalive's latest replay ID, or the replay ID of the first events with their records to re-read (so a
 // restart that resumes the load and streams after those events misses nothing). Later batches are the
 // stream's business once the load hands the bridge over.
-func (p *positions) bridgeBatch(ctx context.Context, b *salesforce.Batch) error {
+func (p *positions) bridgeBatch(ctx context.Context, b streamBatch) error {
 	p.saveMu.Lock()
 	defer p.saveMu.Unlock()
 	if !p.bridgePending {
@@ -259,20 +258,20 @@ func (p *positions) bridgeBatch(ctx context.Context, b *salesforce.Batch) error 
 	}
 	p.bridgePending = false
 	return p.saveLocked(ctx, func(cp *Checkpoint) {
-		if len(b.Events) == 0 {
-			cp.ReplayID = b.LatestReplayID
+		if len(b.changes) == 0 {
+			cp.ReplayID = b.latest
 			return
 		}
-		for _, ev := range b.Events {
-			cp.ReplayID = ev.ReplayID
-			if ev.ChangeType == ctGapOverflow || hasWildcard(ev.RecordIDs) {
-				since := ev.CommitTimestamp.Add(-catchUpMargin)
+		for _, c := range b.changes {
+			cp.ReplayID = c.position
+			if c.op == changeOverflow {
+				since := c.commit.Add(-catchUpMargin)
 				if cp.CatchUpSince.IsZero() || since.Before(cp.CatchUpSince) {
 					cp.CatchUpSince = since
 				}
 				continue
 			}
-			cp.RefetchIDs = append(cp.RefetchIDs, ev.RecordIDs...)
+			cp.RefetchIDs = append(cp.RefetchIDs, c.ids...)
 		}
 	})
 }

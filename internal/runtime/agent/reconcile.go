@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/bits"
 	"slices"
 	"strings"
@@ -72,19 +73,19 @@ func rangeOf(key string, rbits int) int {
 }
 
 // reconcile runs one reconciliation of a table and records its result.
-func (g *safeguards) reconcile(ctx context.Context, t *table, trigger string, reqID int64) api.ReconcileResult {
+func (g *safeguards) reconcile(ctx context.Context, tg *tableGuard, trigger string, reqID int64) api.ReconcileResult {
 	res := &api.ReconcileResult{Trigger: trigger, RequestID: reqID, StartedAt: time.Now().UTC()}
-	sf0, dv0 := t.a.callCounts()
-	err := g.reconcileInto(ctx, t, res)
-	sf1, dv1 := t.a.callCounts()
+	sf0, dv0 := g.a.callCounts()
+	err := g.reconcileInto(ctx, tg, res)
+	sf1, dv1 := g.a.callCounts()
 	res.SalesforceCalls, res.DataverseCalls = sf1-sf0, dv1-dv0
 	res.FinishedAt = time.Now().UTC()
 	if err != nil {
 		res.Error = err.Error()
 		res.Match = false
-		t.log.Warn("reconciliation failed", "err", err)
+		tg.log.Warn("reconciliation failed", "err", err)
 	} else {
-		t.log.Info("reconciled", "match", res.Match, "source_rows", res.SourceRows, "destination_rows", res.DestinationRows,
+		tg.log.Info("reconciled", "match", res.Match, "source_rows", res.SourceRows, "destination_rows", res.DestinationRows,
 			"missing", res.Missing, "different", res.Different, "extra", res.Extra, "kept", res.Kept, "healed", res.Healed, "unhealed", res.Unhealed,
 			"ranges", res.Ranges, "differing_ranges", res.DifferingRanges, "salesforce_calls", res.SalesforceCalls, "dataverse_requests", res.DataverseCalls)
 		if !res.Match {
@@ -92,25 +93,23 @@ func (g *safeguards) reconcile(ctx context.Context, t *table, trigger string, re
 			if res.Unhealed > 0 {
 				what += fmt.Sprintf(", %d not healed (refused by Dataverse: see the dead letters)", res.Unhealed)
 			}
-			t.addRecovery(what)
+			tg.pos.addRecovery(what)
 		}
 	}
-	g.setResult(ctx, t, res)
+	g.setResult(ctx, tg, res)
 	return *res
 }
 
 // setResult keeps a table's last reconciliation for status and in its checkpoint (which schedules the next
 // one across restarts).
-func (g *safeguards) setResult(ctx context.Context, t *table, res *api.ReconcileResult) {
-	tg := g.guard(t)
+func (g *safeguards) setResult(ctx context.Context, tg *tableGuard, res *api.ReconcileResult) {
 	tg.mu.Lock()
 	tg.reconcile = res
 	tg.mu.Unlock()
-	saved := *res
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
-	if err := t.pos.reconciled(sctx, saved); err != nil {
-		t.log.Warn("storing the reconciliation result", "err", err)
+	if err := tg.pos.reconciled(sctx, *res); err != nil {
+		tg.log.Warn("storing the reconciliation result", "err", err)
 	}
 }
 
@@ -120,79 +119,57 @@ type sourceRecord struct {
 	vals []string
 }
 
-func (g *safeguards) reconcileInto(ctx context.Context, t *table, res *api.ReconcileResult) error {
+// reconciliation is one run's state: the digests of both sides by key range, then what the drill-down
+// found.
+type reconciliation struct {
+	tg      *tableGuard
+	dv      *dataverse.Client
+	res     *api.ReconcileResult
+	appUser string
+	cols    []canonColumn
+	sel     string // the $select query of the destination's compared columns
+	jobID   string
+	rbits   int
+	src     []digest
+	dst     []digest
+	// skip holds the keys of records the mapping cannot convert (dead-lettered): left out on both sides.
+	skip map[string]bool
+
+	heal        []string        // Salesforce Ids to re-read and write
+	extras      []string        // keys of rows the sync created for records that are gone
+	found       map[int]int64   // range → Dataverse rows found by key
+	extraRanges map[int]bool    // ranges holding more Dataverse rows than found by key
+	sourceKeys  map[string]bool // Salesforce keys of those ranges
+}
+
+func (g *safeguards) reconcileInto(ctx context.Context, tg *tableGuard, res *api.ReconcileResult) error {
 	appUser, err := g.whoAmI(ctx)
 	if err != nil {
 		return err
 	}
-	cols := canonColumns(t.plan)
-	job, err := t.a.sf.CreateQueryJob(ctx, fmt.Sprintf("SELECT %s FROM %s", strings.Join(t.plan.SourceFields(), ", "), t.cfg.SourceTable), false)
+	job, err := tg.rd.startJob(ctx)
 	if err != nil {
 		return fmt.Errorf("starting the Salesforce query: %w", err)
 	}
-	defer func() { _ = t.a.sf.DeleteQueryJob(context.WithoutCancel(ctx), job.ID) }()
-	done, err := t.a.sf.WaitQueryJob(ctx, job.ID)
+	defer func() { _ = tg.rd.dropJob(context.WithoutCancel(ctx), job.ID) }()
+	done, err := tg.rd.waitJob(ctx, job.ID)
 	if err != nil {
 		return fmt.Errorf("running the Salesforce query: %w", err)
 	}
-	rbits := rangeBits(done.NumberRecordsProcessed)
-	ranges := 1 << rbits
+	r := &reconciliation{tg: tg, dv: g.a.dv, res: res, appUser: appUser, cols: canonColumns(tg.plan), jobID: job.ID,
+		rbits: rangeBits(done.NumberRecordsProcessed), skip: map[string]bool{},
+		found: map[int]int64{}, extraRanges: map[int]bool{}, sourceKeys: map[string]bool{}}
+	r.sel = "/" + tg.plan.EntitySet + "?$select=" + selectProps(tg.plan.PrimaryID, r.cols)
+	ranges := 1 << r.rbits
 	res.Ranges = ranges
-	src, dst := make([]digest, ranges), make([]digest, ranges)
-	skip := map[string]bool{} // keys of records the mapping cannot convert (dead-lettered): left out on both sides
-
-	// readSource streams the job's results (again, for a drill-down) as keys and canonical values.
-	readSource := func(fn func(key string, r salesforce.Record, vals []string)) error {
-		for locator := ""; ; {
-			page, err := t.a.sf.QueryResults(ctx, job.ID, locator, t.a.tuning.PageSize, func(r salesforce.Record) error {
-				key, vals, err := canonSource(t.plan, cols, r)
-				if err != nil {
-					if u, gerr := sfid.GUID(r.ID()); gerr == nil && len(skip) < reconcileMaxSkipped {
-						skip[u.String()] = true
-					}
-					return nil
-				}
-				fn(key, r, vals)
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("reading the Salesforce results: %w", err)
-			}
-			if page.Next == "" {
-				return nil
-			}
-			locator = page.Next
-		}
-	}
-	var srcSum, dstSum uint64
-	if err := readSource(func(key string, _ salesforce.Record, vals []string) {
-		h := rowHash(key, vals)
-		src[rangeOf(key, rbits)].add(h)
-		srcSum += h
-		res.SourceRows++
-	}); err != nil {
+	r.src, r.dst = make([]digest, ranges), make([]digest, ranges)
+	if err := r.digest(ctx); err != nil {
 		return err
 	}
-	sel := "/" + t.plan.EntitySet + "?$select=" + selectProps(t.plan.PrimaryID, cols)
-	err = t.a.dv.Query(ctx, sel, 5000, func(row dataverse.Row) error {
-		key, vals := canonDest(t.plan.PrimaryID, cols, row)
-		if !syncShapedKey(key) || skip[key] {
-			return nil
-		}
-		h := rowHash(key, vals)
-		dst[rangeOf(key, rbits)].add(h)
-		dstSum += h
-		res.DestinationRows++
-		return nil
-	})
-	if err != nil {
-		return fmt.Errorf("reading %s: %w", t.plan.DestTable, err)
-	}
-	res.SourceChecksum, res.DestinationChecksum = fmt.Sprintf("%016x", srcSum), fmt.Sprintf("%016x", dstSum)
 	var differ []int
-	for r := range ranges {
-		if src[r] != dst[r] {
-			differ = append(differ, r)
+	for rg := range ranges {
+		if r.src[rg] != r.dst[rg] {
+			differ = append(differ, rg)
 		}
 	}
 	res.DifferingRanges = len(differ)
@@ -200,123 +177,194 @@ func (g *safeguards) reconcileInto(ctx context.Context, t *table, res *api.Recon
 		res.Match = true
 		return nil
 	}
-
 	// Drill down, a group of differing ranges at a time.
-	var heal []string
-	found := make(map[int]int64)    // range → Dataverse rows found by key
-	extraRanges := map[int]bool{}   // ranges holding more Dataverse rows than found by key
-	sourceKeys := map[string]bool{} // Salesforce keys of those ranges
-	example := func(d api.ReconcileDifference) {
-		if len(res.Examples) < reconcileExamples {
-			res.Examples = append(res.Examples, d)
-		}
-	}
 	for start := 0; start < len(differ); {
 		group := map[int]bool{}
 		var rows int64
-		for ; start < len(differ) && (len(group) == 0 || rows+src[differ[start]].n <= reconcileDrillRows); start++ {
+		for ; start < len(differ) && (len(group) == 0 || rows+r.src[differ[start]].n <= reconcileDrillRows); start++ {
 			group[differ[start]] = true
-			rows += src[differ[start]].n
+			rows += r.src[differ[start]].n
 		}
-		want := map[string]*sourceRecord{}
-		if err := readSource(func(key string, r salesforce.Record, vals []string) {
-			if !group[rangeOf(key, rbits)] {
-				return
-			}
-			want[key] = &sourceRecord{id: to18(r.ID()), vals: slices.Clone(vals)}
-		}); err != nil {
+		if err := r.drill(ctx, group); err != nil {
 			return err
 		}
-		keys := make([]string, 0, len(want))
-		for k := range want {
-			keys = append(keys, k)
-		}
-		slices.Sort(keys)
-		matched := map[string]bool{}
-		for i := 0; i < len(keys); i += reconcileKeysPerQuery {
-			part := keys[i:min(i+reconcileKeysPerQuery, len(keys))]
-			terms := make([]string, len(part))
-			for j, k := range part {
-				terms[j] = t.plan.PrimaryID + " eq " + k
-			}
-			q := sel + "&$filter=" + strings.Join(terms, " or ")
-			err := t.a.dv.Query(ctx, strings.ReplaceAll(q, " ", "%20"), 5000, func(row dataverse.Row) error {
-				key, vals := canonDest(t.plan.PrimaryID, cols, row)
-				sr, ok := want[key]
-				if !ok {
-					return nil
-				}
-				matched[key] = true
-				found[rangeOf(key, rbits)]++
-				if diff := differingColumns(cols, vals, sr.vals); len(diff) > 0 {
-					res.Different++
-					heal = append(heal, sr.id)
-					example(api.ReconcileDifference{Kind: api.DiffDifferent, RecordID: sr.id, Key: key, Columns: diff})
-				}
-				return nil
-			})
-			if err != nil {
-				return fmt.Errorf("reading %s rows by key: %w", t.plan.DestTable, err)
-			}
-		}
-		for _, k := range keys {
-			if sr := want[k]; !matched[k] {
-				res.Missing++
-				heal = append(heal, sr.id)
-				example(api.ReconcileDifference{Kind: api.DiffMissing, RecordID: sr.id, Key: k})
-			}
-		}
-		for r := range group {
-			if dst[r].n > found[r] {
-				extraRanges[r] = true
-			}
-		}
-		for k := range want {
-			if extraRanges[rangeOf(k, rbits)] {
-				sourceKeys[k] = true
-			}
-		}
 	}
-
-	var extras []string
-	if len(extraRanges) > 0 {
-		err := t.a.dv.Query(ctx, sel+",_createdby_value", 5000, func(row dataverse.Row) error {
-			key, _ := canonDest(t.plan.PrimaryID, cols, row)
-			if !syncShapedKey(key) || skip[key] || sourceKeys[key] || !extraRanges[rangeOf(key, rbits)] {
-				return nil
-			}
-			by, _ := row["_createdby_value"].(string)
-			if !strings.EqualFold(by, appUser) || t.plan.DeleteBehaviour != mapping.DeleteRow {
-				res.Kept++
-				return nil
-			}
-			res.Extra++
-			extras = append(extras, key)
-			example(api.ReconcileDifference{Kind: api.DiffExtra, Key: key})
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("looking for extra rows of %s: %w", t.plan.DestTable, err)
-		}
+	if err := r.findExtras(ctx); err != nil {
+		return err
 	}
 	res.Match = res.Missing+res.Different+res.Extra == 0
+	return r.healAll(ctx)
+}
 
-	// Heal. Only what Dataverse accepted counts as healed: a refused rewrite is dead-lettered with the reason
-	// and the row stays different.
-	if len(heal) > 0 {
-		t.st.received.Add(int64(len(heal)))
-		out, err := t.refetch(ctx, heal)
-		res.Healed += out.Written
-		res.Unhealed += out.Refused
+// readSource streams the job's results (again, for a drill-down) as keys and canonical values; records the
+// mapping cannot convert are remembered in skip.
+func (r *reconciliation) readSource(ctx context.Context, fn func(key string, rec salesforce.Record, vals []string)) error {
+	err := r.tg.rd.readJob(ctx, r.jobID, r.tg.rd.pageSize, func(rec salesforce.Record) error {
+		key, vals, err := canonSource(r.tg.plan, r.cols, rec)
 		if err != nil {
-			return fmt.Errorf("re-fetching %d records: %w", len(heal), err)
+			if u, gerr := sfid.GUID(rec.ID()); gerr == nil && len(r.skip) < reconcileMaxSkipped {
+				r.skip[u.String()] = true
+			}
+			return nil
+		}
+		fn(key, rec, vals)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading the Salesforce results: %w", err)
+	}
+	return nil
+}
+
+// digest reads both sides in full into the digests of their key ranges and checksums.
+func (r *reconciliation) digest(ctx context.Context) error {
+	var srcSum, dstSum uint64
+	if err := r.readSource(ctx, func(key string, _ salesforce.Record, vals []string) {
+		h := rowHash(key, vals)
+		r.src[rangeOf(key, r.rbits)].add(h)
+		srcSum += h
+		r.res.SourceRows++
+	}); err != nil {
+		return err
+	}
+	plan := r.tg.plan
+	err := r.dv.Query(ctx, r.sel, 5000, func(row dataverse.Row) error {
+		key, vals := canonDest(plan.PrimaryID, r.cols, row)
+		if !syncShapedKey(key) || r.skip[key] {
+			return nil
+		}
+		h := rowHash(key, vals)
+		r.dst[rangeOf(key, r.rbits)].add(h)
+		dstSum += h
+		r.res.DestinationRows++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading %s: %w", plan.DestTable, err)
+	}
+	r.res.SourceChecksum, r.res.DestinationChecksum = fmt.Sprintf("%016x", srcSum), fmt.Sprintf("%016x", dstSum)
+	return nil
+}
+
+func (r *reconciliation) example(d api.ReconcileDifference) {
+	if len(r.res.Examples) < reconcileExamples {
+		r.res.Examples = append(r.res.Examples, d)
+	}
+}
+
+// drill compares a group of differing ranges record by record: the job's results are read again keeping the
+// group's records, and Dataverse is asked for exactly those keys.
+func (r *reconciliation) drill(ctx context.Context, group map[int]bool) error {
+	want := map[string]*sourceRecord{}
+	if err := r.readSource(ctx, func(key string, rec salesforce.Record, vals []string) {
+		if group[rangeOf(key, r.rbits)] {
+			want[key] = &sourceRecord{id: to18(rec.ID()), vals: slices.Clone(vals)}
+		}
+	}); err != nil {
+		return err
+	}
+	keys := slices.Sorted(maps.Keys(want))
+	matched := map[string]bool{}
+	for i := 0; i < len(keys); i += reconcileKeysPerQuery {
+		if err := r.compareKeys(ctx, keys[i:min(i+reconcileKeysPerQuery, len(keys))], want, matched); err != nil {
+			return err
 		}
 	}
-	for _, key := range extras {
-		if err := t.a.dv.Delete(ctx, t.plan.EntitySet, key); err != nil && !dataverse.IsNotFound(err) {
-			return fmt.Errorf("deleting the extra row %s of %s: %w", key, t.plan.DestTable, err)
+	for _, k := range keys {
+		if sr := want[k]; !matched[k] {
+			r.res.Missing++
+			r.heal = append(r.heal, sr.id)
+			r.example(api.ReconcileDifference{Kind: api.DiffMissing, RecordID: sr.id, Key: k})
 		}
-		res.Healed++
+	}
+	for rg := range group {
+		if r.dst[rg].n > r.found[rg] {
+			r.extraRanges[rg] = true
+		}
+	}
+	for k := range want {
+		if r.extraRanges[rangeOf(k, r.rbits)] {
+			r.sourceKeys[k] = true
+		}
+	}
+	return nil
+}
+
+// compareKeys reads the Dataverse rows of some keys and notes those that differ from their record.
+func (r *reconciliation) compareKeys(ctx context.Context, part []string, want map[string]*sourceRecord, matched map[string]bool) error {
+	plan := r.tg.plan
+	terms := make([]string, len(part))
+	for j, k := range part {
+		terms[j] = plan.PrimaryID + " eq " + k
+	}
+	q := r.sel + "&$filter=" + strings.Join(terms, " or ")
+	err := r.dv.Query(ctx, strings.ReplaceAll(q, " ", "%20"), 5000, func(row dataverse.Row) error {
+		key, vals := canonDest(plan.PrimaryID, r.cols, row)
+		sr, ok := want[key]
+		if !ok {
+			return nil
+		}
+		matched[key] = true
+		r.found[rangeOf(key, r.rbits)]++
+		if diff := differingColumns(r.cols, vals, sr.vals); len(diff) > 0 {
+			r.res.Different++
+			r.heal = append(r.heal, sr.id)
+			r.example(api.ReconcileDifference{Kind: api.DiffDifferent, RecordID: sr.id, Key: key, Columns: diff})
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("reading %s rows by key: %w", plan.DestTable, err)
+	}
+	return nil
+}
+
+// findExtras makes one more Dataverse pass over the ranges holding more rows than were found by key: rows
+// the sync created for records that are gone are extra (deleted when healing, where the delete behaviour
+// deletes); others are kept.
+func (r *reconciliation) findExtras(ctx context.Context) error {
+	if len(r.extraRanges) == 0 {
+		return nil
+	}
+	plan := r.tg.plan
+	err := r.dv.Query(ctx, r.sel+",_createdby_value", 5000, func(row dataverse.Row) error {
+		key, _ := canonDest(plan.PrimaryID, r.cols, row)
+		if !syncShapedKey(key) || r.skip[key] || r.sourceKeys[key] || !r.extraRanges[rangeOf(key, r.rbits)] {
+			return nil
+		}
+		by, _ := row["_createdby_value"].(string)
+		if !strings.EqualFold(by, r.appUser) || plan.DeleteBehaviour != mapping.DeleteRow {
+			r.res.Kept++
+			return nil
+		}
+		r.res.Extra++
+		r.extras = append(r.extras, key)
+		r.example(api.ReconcileDifference{Kind: api.DiffExtra, Key: key})
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("looking for extra rows of %s: %w", plan.DestTable, err)
+	}
+	return nil
+}
+
+// healAll rewrites the missing and different records through the table's pipeline and deletes the extra
+// rows through its writer. Only what Dataverse accepted counts as healed: a refused rewrite is dead-lettered
+// with the reason and the row stays different.
+func (r *reconciliation) healAll(ctx context.Context) error {
+	if len(r.heal) > 0 {
+		out, err := r.tg.heal(ctx, r.heal)
+		r.res.Healed += out.Written
+		r.res.Unhealed += out.Refused
+		if err != nil {
+			return fmt.Errorf("re-fetching %d records: %w", len(r.heal), err)
+		}
+	}
+	if len(r.extras) > 0 {
+		if err := r.tg.deleteRows(ctx, r.extras); err != nil {
+			return fmt.Errorf("deleting %d extra rows of %s: %w", len(r.extras), r.tg.plan.DestTable, err)
+		}
+		r.res.Healed += int64(len(r.extras))
 	}
 	return nil
 }

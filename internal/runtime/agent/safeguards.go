@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"strings"
 	"sync"
@@ -12,8 +13,9 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
 // safeguards runs the agent's two data checks on every streaming table, one at a time in one goroutine:
@@ -23,8 +25,11 @@ import (
 //     reports the last request it completed in Status.ReconcileRequestID, so a request survives an agent
 //     restart until one agent has carried it out.
 //
-// Neither check runs while a table loads, and both only read, except to heal: healing writes through the
-// table's own writer, keyed by GUID, so it is as idempotent as the sync itself.
+// Neither check runs while a table loads, and both only read, except to heal: healing re-reads records and
+// writes them through the table's pipeline (reader, applier, the agent's writer), keyed by GUID, so it is as
+// idempotent as the sync itself. The checks see a table only through its tableGuard: its configuration, its
+// reader, its position tracker (where their results are stored) and the heal and delete functions the table
+// lends them; they never touch the table's own state.
 type safeguards struct {
 	a *Agent
 
@@ -38,8 +43,20 @@ type safeguards struct {
 	firstRun time.Time
 }
 
-// tableGuard is one table's safeguard state, reported in status.
+// tableGuard is what the safeguards know of one table: what the table lends them (set once), and their own
+// state, reported in status (guarded by mu).
 type tableGuard struct {
+	name   string // the source table
+	plan   *mapping.Plan
+	repair bool // repair_out_of_band_edits
+	rd     *reader
+	pos    *positions
+	log    *slog.Logger
+	// heal re-reads records and writes them (counted as received by the table).
+	heal func(ctx context.Context, ids []string) (writer.Outcome, error)
+	// deleteRows deletes rows by key through the table's writer.
+	deleteRows func(ctx context.Context, keys []string) error
+
 	mu        sync.Mutex
 	oob       api.OutOfBandStatus
 	seen      recentTimes // key → modifiedon of out-of-band rows already looked at
@@ -59,10 +76,10 @@ func (g *safeguards) guard(t *table) *tableGuard {
 	defer g.mu.Unlock()
 	tg := g.guards[t]
 	if tg == nil {
-		tg = &tableGuard{ids: map[string]string{}}
-		tg.oob.Repair = t.cfg.RepairOutOfBandEdits
-		cp := t.pos.snapshot()
-		tg.reconcile = cp.LastReconcile
+		tg = &tableGuard{name: t.cfg.SourceTable, plan: t.plan, repair: t.cfg.RepairOutOfBandEdits, rd: t.rd, pos: t.pos, log: t.log,
+			heal: t.heal, deleteRows: t.deleteRows, ids: map[string]string{}}
+		tg.oob.Repair = tg.repair
+		tg.reconcile = t.pos.snapshot().LastReconcile
 		g.guards[t] = tg
 	}
 	return tg
@@ -90,7 +107,7 @@ func (a *Agent) RequestReconcile(id int64) {
 func (a *Agent) Reconcile(ctx context.Context) []api.ReconcileResult {
 	var out []api.ReconcileResult
 	for _, t := range a.streamingTables() {
-		out = append(out, a.guards().reconcile(ctx, t, api.ReconcileRequested, 0))
+		out = append(out, a.guards().reconcile(ctx, a.guards().guard(t), api.ReconcileRequested, 0))
 	}
 	return out
 }
@@ -99,7 +116,7 @@ func (a *Agent) Reconcile(ctx context.Context) []api.ReconcileResult {
 func (a *Agent) CheckOutOfBand(ctx context.Context) error {
 	var errs []error
 	for _, t := range a.streamingTables() {
-		errs = append(errs, a.guards().checkOutOfBand(ctx, t))
+		errs = append(errs, a.guards().checkOutOfBand(ctx, a.guards().guard(t)))
 	}
 	return errors.Join(errs...)
 }
@@ -140,67 +157,73 @@ func (g *safeguards) run(ctx context.Context) {
 		g.mu.Lock()
 		req := g.pending
 		g.mu.Unlock()
-		tables := g.a.streamingTables()
 		if req > 0 {
-			for _, t := range g.a.tableList() {
-				if slices.Contains(tables, t) {
-					g.reconcile(ctx, t, api.ReconcileRequested, req)
-					continue
-				}
-				now := time.Now().UTC()
-				g.setResult(ctx, t, &api.ReconcileResult{Trigger: api.ReconcileRequested, RequestID: req, StartedAt: now, FinishedAt: now,
-					Error: "not reconciled: the table is not streaming yet (" + t.status().Phase + ")"})
-			}
-			if ctx.Err() != nil {
-				return
-			}
-			g.mu.Lock()
-			g.done = max(g.done, req)
-			if g.pending == req {
-				g.pending = 0
-			}
-			g.mu.Unlock()
-			g.a.report(ctx)
+			g.carryOut(ctx, req)
 			continue
 		}
 		now := time.Now()
-		for _, t := range tables {
+		for _, t := range g.a.streamingTables() {
 			if ctx.Err() != nil {
 				return
 			}
-			if hasIntent(t.pos.snapshot().Intents, api.IntentReconcile) {
-				g.owedReconcile(ctx, t)
+			tg := g.guard(t)
+			if hasIntent(tg.pos.snapshot().Intents, api.IntentReconcile) {
+				g.owedReconcile(ctx, tg)
 				continue
 			}
 			if oobEvery > 0 && now.Sub(lastOOB[t]) >= oobEvery {
 				lastOOB[t] = now
-				if err := g.checkOutOfBand(ctx, t); err != nil && ctx.Err() == nil {
-					t.log.Warn("checking for out-of-band edits", "err", err)
+				if err := g.checkOutOfBand(ctx, tg); err != nil && ctx.Err() == nil {
+					tg.log.Warn("checking for out-of-band edits", "err", err)
 				}
 			}
-			if recEvery > 0 && g.reconcileDue(t, now, recEvery) {
-				g.reconcile(ctx, t, api.ReconcileScheduled, 0)
+			if recEvery > 0 && g.reconcileDue(tg, now, recEvery) {
+				g.reconcile(ctx, tg, api.ReconcileScheduled, 0)
 			}
 		}
 	}
 }
 
+// carryOut reconciles every streaming table for a request; the tables not streaming yet get a result that
+// says so. The request counts as carried out (and is reported) once every table has a result.
+func (g *safeguards) carryOut(ctx context.Context, req int64) {
+	streaming := g.a.streamingTables()
+	for _, t := range g.a.tableList() {
+		if slices.Contains(streaming, t) {
+			g.reconcile(ctx, g.guard(t), api.ReconcileRequested, req)
+			continue
+		}
+		now := time.Now().UTC()
+		g.setResult(ctx, g.guard(t), &api.ReconcileResult{Trigger: api.ReconcileRequested, RequestID: req, StartedAt: now, FinishedAt: now,
+			Error: "not reconciled: the table is not streaming yet (" + t.status().Phase + ")"})
+	}
+	if ctx.Err() != nil {
+		return
+	}
+	g.mu.Lock()
+	g.done = max(g.done, req)
+	if g.pending == req {
+		g.pending = 0
+	}
+	g.mu.Unlock()
+	g.a.report(ctx)
+}
+
 // owedReconcile runs the reconciliation a table owes (after a restore) and, once one finished, removes the
 // intent: a failed one is tried again at the next tick.
-func (g *safeguards) owedReconcile(ctx context.Context, t *table) {
-	res := g.reconcile(ctx, t, api.ReconcileRequested, 0)
+func (g *safeguards) owedReconcile(ctx context.Context, tg *tableGuard) {
+	res := g.reconcile(ctx, tg, api.ReconcileRequested, 0)
 	if res.Error != "" || ctx.Err() != nil {
 		return
 	}
-	if err := t.pos.owedReconcileDone(ctx); err != nil && ctx.Err() == nil {
-		t.log.Warn("storing the finished reconciliation", "err", err)
+	if err := tg.pos.owedReconcileDone(ctx); err != nil && ctx.Err() == nil {
+		tg.log.Warn("storing the finished reconciliation", "err", err)
 	}
 }
 
 // reconcileDue: interval after the last reconciliation (persisted in the checkpoint), or after the agent
 // started when there was none.
-func (g *safeguards) reconcileDue(t *table, now time.Time, every time.Duration) bool {
-	tg := g.guard(t)
+func (g *safeguards) reconcileDue(tg *tableGuard, now time.Time, every time.Duration) bool {
 	tg.mu.Lock()
 	last := tg.reconcile
 	tg.mu.Unlock()
@@ -216,8 +239,8 @@ func (g *safeguards) decorate(s *Status) {
 	g.mu.Lock()
 	s.ReconcileRequestID = g.done
 	byName := map[string]*tableGuard{}
-	for t, tg := range g.guards {
-		byName[t.cfg.SourceTable] = tg
+	for _, tg := range g.guards {
+		byName[tg.name] = tg
 	}
 	g.mu.Unlock()
 	for i := range s.Tables {
@@ -287,8 +310,7 @@ func (g *safeguards) userName(ctx context.Context, id string) string {
 // resolveIDs finds the Salesforce Ids of Dataverse keys: from the table's memory of keys resolved before,
 // else with one Bulk query of the object's Ids (a key is the GUID of its Id, which cannot be inverted). Keys
 // without a live record are absent from the answer.
-func (g *safeguards) resolveIDs(ctx context.Context, t *table, keys []string) (map[string]string, error) {
-	tg := g.guard(t)
+func (g *safeguards) resolveIDs(ctx context.Context, tg *tableGuard, keys []string) (map[string]string, error) {
 	out := map[string]string{}
 	want := map[uuid.UUID]string{}
 	tg.mu.Lock()
@@ -305,7 +327,7 @@ func (g *safeguards) resolveIDs(ctx context.Context, t *table, keys []string) (m
 	if len(want) == 0 {
 		return out, nil
 	}
-	err := g.a.bulkIDs(ctx, t.cfg.SourceTable, func(id string) error {
+	err := tg.rd.liveIDs(ctx, func(id string) error {
 		if u, err := sfid.GUID(id); err == nil {
 			if k, ok := want[u]; ok {
 				out[k] = to18(id)
@@ -325,28 +347,6 @@ func (g *safeguards) resolveIDs(ctx context.Context, t *table, keys []string) (m
 	}
 	tg.mu.Unlock()
 	return out, nil
-}
-
-// bulkIDs streams every live Id of an object with one Bulk API query.
-func (a *Agent) bulkIDs(ctx context.Context, object string, fn func(id string) error) error {
-	job, err := a.sf.CreateQueryJob(ctx, "SELECT Id FROM "+object, false)
-	if err != nil {
-		return err
-	}
-	defer func() { _ = a.sf.DeleteQueryJob(context.WithoutCancel(ctx), job.ID) }()
-	if _, err := a.sf.WaitQueryJob(ctx, job.ID); err != nil {
-		return err
-	}
-	for locator := ""; ; {
-		page, err := a.sf.QueryResults(ctx, job.ID, locator, 0, func(r salesforce.Record) error { return fn(r.ID()) })
-		if err != nil {
-			return err
-		}
-		if page.Next == "" {
-			return nil
-		}
-		locator = page.Next
-	}
 }
 
 // callCounts snapshots the clients' call counters, to report what a check cost.

@@ -14,42 +14,37 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
-	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
 
-// table runs one table mapping: load, then stream, with re-syncs when the stream cannot resume.
+// table is one table mapping's pipeline: its reader (Salesforce side), applier (changes to row operations),
+// the agent's writer (Dataverse side), its position tracker (checkpoint and intents) and its stats, each
+// owning its own state. The table drives them through the phases: load, then stream, with re-syncs when the
+// stream cannot resume. It holds no state of theirs; its own fields are set at start and never change, but
+// for the bridge (handed from load to stream in the table's goroutine) and the loaded signal.
 type table struct {
-	a      *Agent
 	cfg    mapping.TableConfig
 	plan   *mapping.Plan
-	types  salesforce.FieldTypes
+	log    *slog.Logger
+	tuning Tuning
+	dead   DeadLetterStore
+
+	rd     *reader
+	ap     *applier
 	w      *writer.Writer
 	target writer.Target // where w writes this table's rows
-	log    *slog.Logger
-	topic  string
-	// pos stores the table's checkpoint and what it owes: every position and intent goes through it.
-	pos *positions
+	pos    *positions
+	st     *tableStats
 
 	deps []*table // tables whose load must finish before this one loads (lookup targets)
 	// lookupsTo names, per synced table this one's mapped lookups point at (itself included), the source
-	// fields of those lookups: a merge in that table re-parents records here (merge.go).
-	lookupsTo map[*table][]string
-	bridge    *pump         // the load's bridge stream, handed over to stream() when the load ends (load.go)
-	loaded    chan struct{} // closed when this table's first load finished
-	once      sync.Once
-
-	// st is what the table reports: counters, phase, health, latency.
-	st *tableStats
-
-	// recent remembers the SystemModstamp of records re-read from Salesforce, so events older than what was
-	// written are skipped and never overwrite newer data.
-	recentMu sync.Mutex
-	recent   recentTimes // SystemModstamp of records re-read from Salesforce
-	// applied (and appliedPrev, the previous generation) hold the replay ID of the newest change written per
-	// record, for the most recent records only.
-	applied, appliedPrev map[string][]byte
+	// fields of those lookups; children is the other way round: per synced table whose lookups point at this
+	// one, those fields. A merge here re-parents records there (merge.go).
+	lookupsTo, children map[*table][]string
+	bridge              *pump         // the load's bridge stream, handed over to stream() when the load ends (load.go)
+	loaded              chan struct{} // closed when this table's first load finished
+	once                sync.Once
 }
 
 // newMappingID identifies a plan's mapping: its "dest<-source" columns, the owner included, and their hash.
@@ -163,68 +158,6 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// rowOps maps records (from a query, a Bulk page or a re-read) to upserts, or deletes for records that are
-// deleted in Salesforce; records the mapping cannot convert are dead-lettered. ok is false when there is
-// nothing to write, and the record is already counted: dead-lettered, or skipped (a deletion the table
-// ignores). Callers count nothing more for it.
-func (t *table) rowOp(ctx context.Context, rec map[string]any) (writer.Op, bool, error) {
-	id, _ := rec["Id"].(string)
-	key, err := t.plan.Key(id)
-	if err != nil {
-		return writer.Op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
-	}
-	if deletedRecord(rec) {
-		o, ok, err := t.deleteOp(id, key)
-		if !ok {
-			t.st.skipped.Add(1)
-		}
-		return o, ok, err
-	}
-	// Encode into a reused scratch buffer and keep an exact-size copy: rows wait in batches, so their size is
-	// the load's memory.
-	scratch := scratchRows.Get().(*[]byte)
-	enc, err := t.plan.AppendRow((*scratch)[:0], rec)
-	var body []byte
-	if err == nil {
-		body = append([]byte(nil), enc...)
-		*scratch = enc
-	}
-	scratchRows.Put(scratch)
-	if err != nil {
-		return writer.Op{}, false, t.deadLetterMapping(ctx, id, "upsert", err)
-	}
-	return writer.Op{Kind: writer.Upsert, RecordID: id, Key: key, Body: body, Changes: 1}, true, nil
-}
-
-// deletedRecord reports whether a record read from Salesforce is deleted (IsDeleted true in JSON or CSV).
-func deletedRecord(rec map[string]any) bool {
-	deletedText, _ := rec["IsDeleted"].(string)
-	deleted, _ := rec["IsDeleted"].(bool)
-	return deleted || deletedText == "true"
-}
-
-var scratchRows = sync.Pool{New: func() any { b := make([]byte, 0, 4096); return &b }}
-
-// deleteOp applies the table's delete behaviour; ok is false when deletes are ignored.
-func (t *table) deleteOp(id, key string) (writer.Op, bool, error) {
-	switch t.plan.DeleteBehaviour {
-	case mapping.DeleteIgnore:
-		return writer.Op{}, false, nil
-	case mapping.DeleteDeactivate:
-		return writer.Op{Kind: writer.Update, RecordID: id, Key: key, Body: []byte(`"statecode":1,"statuscode":2`), Changes: 1}, true, nil
-	}
-	return writer.Op{Kind: writer.Delete, RecordID: id, Key: key, Changes: 1}, true, nil
-}
-
-func (t *table) deadLetterMapping(ctx context.Context, id, operation string, err error) error {
-	t.st.deadLettered.Add(1)
-	dl := DeadLetter{Table: t.cfg.SourceTable, RecordID: id, Operation: operation, Code: CodeMapping, Reason: err.Error(), At: time.Now().UTC()}
-	if derr := t.a.stores.DeadLetters.AddDeadLetters(ctx, []DeadLetter{dl}); derr != nil {
-		return fmt.Errorf("storing a dead letter: %w", derr)
-	}
-	return nil
-}
-
 // writeAll writes ops until Dataverse accepts them or ctx ends: table-level failures are retried with
 // backoff (throttling is already handled inside the client), so nothing is ever dropped. It returns what
 // the writes did, per change: written, dead-lettered (refused by Dataverse) or skipped.
@@ -273,15 +206,11 @@ func (t *table) refetch(ctx context.Context, ids []string) (writer.Outcome, erro
 	var out writer.Outcome
 	seen := map[string]bool{}
 	var ops []writer.Op
-	err := t.a.sf.Retrieve(ctx, t.cfg.SourceTable, t.plan.SourceFields(), ids, func(r salesforce.Record) error {
+	err := t.rd.reread(ctx, ids, func(r salesforce.Record) error {
 		id := r.ID()
 		seen[id] = true
-		if ms, ok := r["SystemModstamp"].(string); ok {
-			if ts, err := parseSFTime(ms); err == nil {
-				t.remember(id, ts)
-			}
-		}
-		o, ok, err := t.rowOp(ctx, r)
+		t.ap.noteRead(r)
+		o, ok, err := t.ap.rowOp(ctx, r)
 		if err != nil {
 			return err
 		}
@@ -309,7 +238,7 @@ func (t *table) refetch(ctx context.Context, ids []string) (writer.Outcome, erro
 			continue
 		}
 		// Not even in the recycle bin: hard-deleted.
-		if o, ok, _ := t.deleteOp(to18(id), key); ok {
+		if o, ok := t.ap.deleteOp(to18(id), key); ok {
 			ops = append(ops, o)
 		} else {
 			t.st.skipped.Add(1)
@@ -321,86 +250,24 @@ func (t *table) refetch(ctx context.Context, ids []string) (writer.Outcome, erro
 	return out, err
 }
 
-func (t *table) remember(id string, modstamp time.Time) {
-	t.recentMu.Lock()
-	defer t.recentMu.Unlock()
-	t.recent.put(to18(id), modstamp)
+// heal re-reads records and writes what Salesforce holds now (the safeguards' repairs), counting them as
+// received.
+func (t *table) heal(ctx context.Context, ids []string) (writer.Outcome, error) {
+	t.st.received.Add(int64(len(ids)))
+	return t.refetch(ctx, ids)
 }
 
-// stale reports whether an event committed at commit is older than what a re-read already wrote.
-func (t *table) stale(id string, commit time.Time) bool {
-	t.recentMu.Lock()
-	defer t.recentMu.Unlock()
-	ms, ok := t.recent.get(to18(id))
-	return ok && !commit.After(ms)
-}
-
-// markApplied records the replay ID of the newest change written for a record.
-func (t *table) markApplied(id string, replay []byte) {
-	if len(replay) == 0 {
-		return
+// deleteRows deletes rows by key through the table's writer (the reconciliation's extra rows, which no
+// Salesforce record stands for): a row already gone counts as deleted; one Dataverse refuses fails the call.
+func (t *table) deleteRows(ctx context.Context, keys []string) error {
+	ops := make([]writer.Op, len(keys))
+	for i, k := range keys {
+		ops[i] = writer.Op{Kind: writer.Delete, RecordID: k, Key: k, Changes: 1}
 	}
-	t.recentMu.Lock()
-	defer t.recentMu.Unlock()
-	if t.applied == nil {
-		t.applied = map[string][]byte{}
+	target := t.target
+	target.OnRefused = func(_ context.Context, r writer.Refusal) error {
+		return fmt.Errorf("deleting the extra row %s of %s: %w", r.Op.Key, t.plan.DestTable, r.Err)
 	}
-	if prev, ok := t.applied[id]; !ok || !olderReplay(replay, prev) {
-		if len(t.applied) >= recentLimit {
-			t.appliedPrev, t.applied = t.applied, map[string][]byte{}
-		}
-		t.applied[id] = replay
-	}
-}
-
-// lastApplied returns the replay ID of the newest change written for a record (nil when unknown).
-func (t *table) lastApplied(id string) []byte {
-	t.recentMu.Lock()
-	defer t.recentMu.Unlock()
-	if r, ok := t.applied[id]; ok {
-		return r
-	}
-	return t.appliedPrev[id]
-}
-
-// recentTimes remembers a time per record for the most recent records only: two generations of up to
-// recentLimit entries each, the older dropped when the newer fills up, so memory stays bounded.
-type recentTimes struct {
-	cur, prev map[string]time.Time
-}
-
-const recentLimit = 100_000
-
-func (r *recentTimes) put(id string, at time.Time) {
-	if r.cur == nil {
-		r.cur = map[string]time.Time{}
-	}
-	if len(r.cur) >= recentLimit {
-		r.prev, r.cur = r.cur, map[string]time.Time{}
-	}
-	r.cur[id] = at
-}
-
-func (r *recentTimes) get(id string) (time.Time, bool) {
-	if at, ok := r.cur[id]; ok {
-		return at, true
-	}
-	at, ok := r.prev[id]
-	return at, ok
-}
-
-func parseSFTime(s string) (time.Time, error) {
-	for _, layout := range []string{"2006-01-02T15:04:05.000-0700", "2006-01-02T15:04:05.000Z", time.RFC3339Nano} {
-		if ts, err := time.Parse(layout, s); err == nil {
-			return ts, nil
-		}
-	}
-	return time.Time{}, fmt.Errorf("unrecognised datetime %q", s)
-}
-
-func to18(id string) string {
-	if v, err := sfid.To18(id); err == nil {
-		return v
-	}
-	return id
+	_, err := t.w.Write(ctx, target, ops)
+	return err
 }
