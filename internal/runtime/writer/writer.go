@@ -18,7 +18,7 @@
 //   - Batching and concurrency are configuration: BatchSize operations per request, Concurrency requests of
 //     one Write in flight at once. A Writer is safe for concurrent use and holds no state of its callers.
 //
-// What a later writer may add behind the same Write (issue 18): several application users, each a Dataverse
+// What a later writer may add behind the same Write: several application users, each a Dataverse
 // client, with each chunk of a Write sent by whichever client is free; and group commit, where the agent
 // hands a window to the writer as soon as one is free rather than when its flush timer fires.
 package writer
