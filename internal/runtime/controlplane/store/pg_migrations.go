@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"time"
 )
 
 // pgMigrations are the PostgreSQL schema's versions, in order, like SQLite's (sqlite_migrations.go): never
@@ -193,35 +192,5 @@ func pgMigrate(ctx context.Context, db *sql.DB) error {
 	defer func() {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock(?)`, migrationLock)
 	}()
-	if _, err := conn.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version    BIGINT PRIMARY KEY,
-	applied_at BIGINT NOT NULL
-)`); err != nil {
-		return fmt.Errorf("creating schema_migrations: %w", err)
-	}
-	var current int
-	if err := conn.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("reading the schema version: %w", err)
-	}
-	if current > len(pgMigrations) {
-		return fmt.Errorf("the database has schema version %d, newer than this binary's %d: upgrade crmsync", current, len(pgMigrations))
-	}
-	for v := current + 1; v <= len(pgMigrations); v++ {
-		tx, err := conn.BeginTx(ctx, nil)
-		if err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, pgMigrations[v-1]); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("schema migration %d: %w", v, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`, v, time.Now().UnixNano()); err != nil {
-			_ = tx.Rollback()
-			return fmt.Errorf("schema migration %d: %w", v, err)
-		}
-		if err := tx.Commit(); err != nil {
-			return fmt.Errorf("schema migration %d: %w", v, err)
-		}
-	}
-	return nil
+	return applyMigrations(ctx, conn, "BIGINT", pgMigrations)
 }

@@ -118,9 +118,24 @@ func SchemaVersion() int { return len(migrations) }
 // migrate brings the schema to SchemaVersion, one transaction per migration, and refuses a database written
 // by a newer binary.
 func migrate(ctx context.Context, db *sql.DB) error {
+	return applyMigrations(ctx, db, "INTEGER", migrations)
+}
+
+// migrationRunner is what applyMigrations needs of a database: *sql.DB, or *sql.Conn to keep a session's
+// lock for the whole run.
+type migrationRunner interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+	BeginTx(ctx context.Context, opts *sql.TxOptions) (*sql.Tx, error)
+}
+
+// applyMigrations brings a schema to version len(list): it records applied versions in schema_migrations
+// (version of SQL type intType), applies each missing one in a transaction of its own, and refuses a
+// database written by a newer binary. SQLite and PostgreSQL share it with their own lists.
+func applyMigrations(ctx context.Context, db migrationRunner, intType string, list []string) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-	version    INTEGER PRIMARY KEY,
-	applied_at INTEGER NOT NULL
+	version    `+intType+` PRIMARY KEY,
+	applied_at `+intType+` NOT NULL
 )`); err != nil {
 		return fmt.Errorf("creating schema_migrations: %w", err)
 	}
@@ -128,15 +143,15 @@ func migrate(ctx context.Context, db *sql.DB) error {
 	if err := db.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
 		return fmt.Errorf("reading the schema version: %w", err)
 	}
-	if current > len(migrations) {
-		return fmt.Errorf("the database has schema version %d, newer than this binary's %d: upgrade crmsync", current, len(migrations))
+	if current > len(list) {
+		return fmt.Errorf("the database has schema version %d, newer than this binary's %d: upgrade crmsync", current, len(list))
 	}
-	for v := current + 1; v <= len(migrations); v++ {
+	for v := current + 1; v <= len(list); v++ {
 		tx, err := db.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+		if _, err := tx.ExecContext(ctx, list[v-1]); err != nil {
 			_ = tx.Rollback()
 			return fmt.Errorf("schema migration %d: %w", v, err)
 		}
