@@ -1,7 +1,7 @@
 // Package egress keeps an HTTP client on the hosts its caller allows: Guard wraps a transport so that every
 // request, each redirect and each request to a host learnt from an answer included, asks the check first.
 // The policy itself (which hosts) is package policy's; the Salesforce and Dataverse clients take the check
-// as a function so that they depend on nothing but this.
+// as a function so that they depend on nothing but this. ServiceClient is the whole HTTP client both build on.
 package egress
 
 import "net/http"

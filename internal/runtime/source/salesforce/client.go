@@ -20,10 +20,8 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
-	"github.com/crmsync/terraform-provider-crmsync/internal/cafile"
 	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
-	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/httpstall"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/tally"
 )
 
@@ -145,17 +143,10 @@ func New(cfg Config) (*Client, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	tlsCfg, err := cafile.TLSConfig("CA file", cfg.CAFile)
+	hc, err := egress.ServiceClient(cfg.CAFile, 16, cfg.Timeout, cfg.CheckHost)
 	if err != nil {
 		return nil, err
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = tlsCfg
-	tr.MaxIdleConnsPerHost = 16
-	tr.ResponseHeaderTimeout = cfg.Timeout
-	// The timeout also bounds a body that stops arriving halfway, which the transport alone would wait for
-	// until the caller's context ends.
-	hc := &http.Client{Transport: egress.Guard(httpstall.Transport(tr, cfg.Timeout), cfg.CheckHost)}
 	c := &Client{cfg: cfg, http: hc, sleep: retry.Sleep}
 	c.tokens = newTokenSource(&c.cfg, hc)
 	return c, nil
