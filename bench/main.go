@@ -29,7 +29,11 @@ type options struct {
 	CDCSeconds int    `json:"cdc_seconds"`
 	Backlog    int    `json:"backlog"`
 	Throttled  int    `json:"throttled"`
-	Only       string `json:"only,omitempty"`
+	// Users are the numbers of application users of the budget-bound load (scenario users), of UsersLoad
+	// contacts.
+	Users     []int  `json:"users"`
+	UsersLoad int    `json:"users_load"`
+	Only      string `json:"only,omitempty"`
 	// Latency, when set, is added to every Salesforce and Dataverse request of the "-lat" scenarios: a
 	// modelled network round trip, which the zero-latency sandbox otherwise lacks.
 	Latency time.Duration `json:"latency"`
@@ -40,7 +44,7 @@ type options struct {
 
 func main() {
 	var o options
-	var sizes, rates string
+	var sizes, rates, users string
 	flag.StringVar(&o.Scenario, "scenario", "", "run one scenario in this process and print its result as JSON (used by the harness)")
 	flag.IntVar(&o.Param, "param", 0, "the scenario's size or rate")
 	flag.StringVar(&o.Crmsync, "crmsync", "bin/crmsync", "the crmsync binary whose agent is measured")
@@ -50,12 +54,14 @@ func main() {
 	flag.IntVar(&o.CDCSeconds, "cdc-seconds", 20, "how long each CDC rate runs (the published figures use 60)")
 	flag.IntVar(&o.Backlog, "backlog", 50000, "changes accumulated while the agent is stopped")
 	flag.IntVar(&o.Throttled, "throttled", 100000, "contacts loaded under a small Dataverse budget")
-	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled, plan); all when empty")
+	flag.StringVar(&users, "users", "1,2,4", "numbers of Dataverse application users of the budget-bound load scenario")
+	flag.IntVar(&o.UsersLoad, "users-load", 40000, "contacts of the budget-bound load with several application users (accounts are a fifth of that)")
+	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled, users, plan); all when empty")
 	flag.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "modelled round trip added to every request in the ceiling scenarios' second run (0 skips it)")
 	flag.StringVar(&o.AgentCPUProfile, "agent-cpuprofile", "", "with -scenario load: write a CPU profile of the agent process's first 20 seconds to this file")
 	cpuProfile := flag.String("cpuprofile", "", "with -scenario: write a CPU profile of the scenario's process (the sandbox and the harness, not the agent) to this file")
 	flag.Parse()
-	o.Sizes, o.CDCRates = ints(sizes), ints(rates)
+	o.Sizes, o.CDCRates, o.Users = ints(sizes), ints(rates), ints(users)
 
 	if o.Scenario != "" {
 		if *cpuProfile != "" {
@@ -144,6 +150,11 @@ func orchestrate(o options) error {
 	if want("throttled") {
 		runs = append(runs, run{"throttled", o.Throttled})
 	}
+	if want("users") {
+		for _, u := range o.Users {
+			runs = append(runs, run{"users", u})
+		}
+	}
 	if want("plan") {
 		runs = append(runs, run{"plan", 50})
 	}
@@ -156,7 +167,7 @@ func orchestrate(o options) error {
 	for _, r := range runs {
 		fmt.Fprintf(os.Stderr, "bench: %s %d ...\n", r.scenario, r.param)
 		args := []string{"-scenario", r.scenario, "-param", strconv.Itoa(r.param), "-crmsync", o.Crmsync,
-			"-cdc-seconds", strconv.Itoa(o.CDCSeconds), "-latency", o.Latency.String()}
+			"-cdc-seconds", strconv.Itoa(o.CDCSeconds), "-latency", o.Latency.String(), "-users-load", strconv.Itoa(o.UsersLoad)}
 		cmd := exec.Command(self, args...) //nolint:gosec // G204: this program re-executing itself for one scenario
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, os.Stderr

@@ -83,6 +83,8 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 	}
 	dvSecret, err := secret(refs, "dataverse.client_secret", cfg.Dataverse.ClientSecret, cfg.Dataverse.ClientSecretEnv, cfg.Dataverse.ClientSecretFile, o.allowReadableKeys)
 	errs = append(errs, err)
+	more, err := moreUsers(refs, cfg.Dataverse.AdditionalUsers, o.allowReadableKeys)
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -103,7 +105,7 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 	}
 	a.dv, err = dataverse.New(dataverse.Config{
 		EnvironmentURL: cfg.Dataverse.EnvironmentURL, AuthorityURL: cfg.Dataverse.AuthorityURL, TenantID: cfg.Dataverse.TenantID,
-		ClientID: cfg.Dataverse.ClientID, ClientSecret: dvSecret, CAFile: cfg.Dataverse.CAFile, CheckHost: check,
+		ClientID: cfg.Dataverse.ClientID, ClientSecret: dvSecret, MoreUsers: more, CAFile: cfg.Dataverse.CAFile, CheckHost: check,
 		Fence: o.fence,
 	})
 	if err != nil {
@@ -400,6 +402,7 @@ func (a *Agent) Status() Status {
 	for k, v := range dv {
 		s.Calls["dataverse."+k] = v
 	}
+	s.ApplicationUsers = a.dv.UserStatus()
 	phases := map[string]int{}
 	for _, t := range tables {
 		ts := t.status()

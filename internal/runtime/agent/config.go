@@ -15,6 +15,7 @@ import (
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/strictjson"
 )
 
@@ -112,6 +113,23 @@ func secret(refs policy.Refs, field, inline, env, file string, allowReadable boo
 		return strings.TrimSpace(string(b)), nil
 	}
 	return "", nil
+}
+
+// moreUsers resolves the secrets of the additional Dataverse application users, each error naming its user's
+// field (dataverse.additional_application_users[1].client_secret_file).
+func moreUsers(refs policy.Refs, users []api.DataverseApplicationUser, allowReadable bool) ([]dataverse.Credentials, error) {
+	var out []dataverse.Credentials
+	var errs []error
+	for i, u := range users {
+		field := fmt.Sprintf("dataverse.additional_application_users[%d].client_secret", i)
+		v, err := secret(refs, field, u.ClientSecret, u.ClientSecretEnv, u.ClientSecretFile, allowReadable)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out = append(out, dataverse.Credentials{ClientID: u.ClientID, ClientSecret: v})
+	}
+	return out, errors.Join(errs...)
 }
 
 // sourceOf names the form a secret was given in, for messages: "salesforce.private_key_file".

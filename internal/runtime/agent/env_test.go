@@ -28,8 +28,15 @@ type env struct {
 
 func newEnv(t testing.TB, contacts, accounts int) *env {
 	t.Helper()
+	return newEnvWith(t, sandbox.Options{Contacts: contacts, Accounts: accounts})
+}
+
+// newEnvWith is newEnv with more sandbox options (the directory and seed are set here).
+func newEnvWith(t testing.TB, opts sandbox.Options) *env {
+	t.Helper()
 	dir := t.TempDir()
-	sb, err := sandbox.Start(t.Context(), sandbox.Options{Dir: filepath.Join(dir, "sandbox"), Contacts: contacts, Accounts: accounts, Seed: 7})
+	opts.Dir, opts.Seed = filepath.Join(dir, "sandbox"), 7
+	sb, err := sandbox.Start(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}

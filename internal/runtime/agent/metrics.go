@@ -31,7 +31,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) { c.set.Describe(ch) }
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	s := c.status()
-	c.set.Collect(ch, syncmetrics.Report{Connector: c.connector, Tables: s.Tables, Calls: s.Calls, Retention: ReplayRetention, Now: time.Now()})
+	c.set.Collect(ch, syncmetrics.Report{Connector: c.connector, Tables: s.Tables, Calls: s.Calls, Users: s.ApplicationUsers, Retention: ReplayRetention, Now: time.Now()})
 }
 
 // ConnectorName is the name of the connector the agent syncs (it labels its metrics).

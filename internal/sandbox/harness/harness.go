@@ -26,7 +26,8 @@ import (
 )
 
 // AgentConfig returns a configuration syncing the sandbox's Account and Contact tables with the predefined
-// mappings; the Dataverse secret is inline (callers writing it to a file switch it to a reference).
+// mappings; the Dataverse secrets are inline (callers writing them to a file switch them to references), one
+// per application user of the sandbox.
 func AgentConfig(info sandbox.Info) api.Config {
 	return api.Config{
 		Connector: "sandbox",
@@ -39,12 +40,22 @@ func AgentConfig(info sandbox.Info) api.Config {
 		Dataverse: api.DataverseConfig{
 			EnvironmentURL: info.Dataverse.EnvironmentURL, AuthorityURL: info.Dataverse.AuthorityURL, TenantID: info.Dataverse.TenantID,
 			ClientID: info.Dataverse.ClientID, ClientSecret: info.Dataverse.ClientSecret, CAFile: info.Dataverse.CAFile,
+			AdditionalUsers: additionalUsers(info),
 		},
 		Tables: mapping.ResolveAll([]mapping.TableConfig{
 			{SourceTable: "Account", UsePredefined: true},
 			{SourceTable: "Contact", UsePredefined: true},
 		}),
 	}
+}
+
+// additionalUsers are the sandbox's application users after the first, for the agent to write with too.
+func additionalUsers(info sandbox.Info) []api.DataverseApplicationUser {
+	var out []api.DataverseApplicationUser
+	for _, u := range info.Dataverse.ApplicationUsers {
+		out = append(out, api.DataverseApplicationUser{ClientID: u.ClientID, ClientSecret: u.ClientSecret})
+	}
+	return out
 }
 
 // AllowHostArgs are the --allow-host flags that let a standalone agent reach the hosts of cfg (the sandbox's
