@@ -137,7 +137,7 @@ func markdown(rep Report) string {
 	}
 	if us := find(rs, "users"); len(us) > 0 {
 		b.WriteString("## Several application users: a budget-bound load\n\n")
-		fmt.Fprintf(&b, "%s; %s. The sustained rate is measured from the first 429 to the end of the load, once each user's first window is spent.\n\n",
+		fmt.Fprintf(&b, "%s; %s. The sustained rate is measured from when every user has had a 429 (its first window's budget spent) to the end of the load.\n\n",
 			"Dataverse's published limits per user, the default 20 ms per bulk item", strings.Join(us[0].Notes, "; "))
 		b.WriteString("| users | records | records/s (whole load) | sustained records/s | combined budget (records/s) | budget used | speed-up (sustained) | 429s / 1,000 records | early retries | Dataverse equal |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		base := us[0].Figures["sustained_records_per_second"]

@@ -413,7 +413,7 @@ const usersWindowScale = 20
 
 // scenarioUsers: a load of n contacts (and n/5 accounts) written as users application users under the default
 // budget (window scaled, see usersWindowScale). Figures: the whole load's rate, the sustained rate once the
-// budget binds (from the first 429 to the end), the fraction of the users' combined modelled budget that
+// budget binds (from when every user has had a 429 to the end), the fraction of the users' combined modelled budget that
 // sustained rate is, 429s per 1,000 records, early retries (none), and whether Dataverse holds every row.
 func scenarioUsers(o options, users int) (*Result, error) {
 	n := o.UsersLoad
@@ -442,14 +442,15 @@ func scenarioUsers(o options, users int) (*Result, error) {
 		}
 		return float64(w)
 	}
-	// Sample every second: the sustained rate is measured from the first 429 on.
+	// Sample every second: the sustained rate is measured once every user has had a 429 (its first window's
+	// budget spent) until the end.
 	var boundAt time.Time
 	var boundWritten float64
 	var s api.Status
 	for {
 		var ok bool
 		if s, ok = a.Status(); ok {
-			if boundAt.IsZero() && s.Throttled > 0 {
+			if boundAt.IsZero() && everyUserThrottled(s, users) {
 				boundAt, boundWritten = time.Now(), written(s)
 			}
 			if harness.Streaming(s) {
@@ -502,4 +503,15 @@ func newEnvUsers(o options, contacts, accounts, users int) (*env, error) {
 		return nil, err
 	}
 	return &env{o: o, dir: dir, sb: sb}, nil
+}
+
+// everyUserThrottled reports whether each of the agent's users application users has had a 429.
+func everyUserThrottled(s api.Status, users int) bool {
+	n := 0
+	for _, u := range s.ApplicationUsers {
+		if u.Throttled > 0 {
+			n++
+		}
+	}
+	return n >= users
 }
