@@ -32,6 +32,9 @@ type Agent struct {
 	dv     *dataverse.Client
 	// w writes every table's rows to Dataverse.
 	w *writer.Writer
+	// windows is the change windows' share of the Dataverse request budget, shared by the tables
+	// (groupcommit.go).
+	windows *windowBudget
 
 	// stateMu guards tables, started, state and reason: Status and the safeguards read them from other
 	// goroutines while Run starts (tables are set once the mappings compile, and cleared between attempts).
@@ -112,6 +115,7 @@ func New(cfg Config, stores Stores, log *slog.Logger, opts ...Option) (*Agent, e
 		return nil, err
 	}
 	a.w = writer.New(writer.Config{Client: a.dv, BatchSize: a.tuning.BatchSize, Concurrency: a.tuning.WriteConcurrency})
+	a.windows = newWindowBudget(1+len(more), time.Now())
 	return a, nil
 }
 
@@ -237,9 +241,10 @@ func (a *Agent) newTable(tc mapping.TableConfig, plan *mapping.Plan, d *salesfor
 		w:  a.w,
 		target: writer.Target{Table: plan.DestTable, EntitySet: plan.EntitySet, PrimaryID: plan.PrimaryID,
 			OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable)},
-		pos:    newPositions(tc.SourceTable, newMappingID(plan), a.stores.Checkpoints, log),
-		st:     st,
-		loaded: make(chan struct{}),
+		pos:     newPositions(tc.SourceTable, newMappingID(plan), a.stores.Checkpoints, log),
+		st:      st,
+		windows: a.windows,
+		loaded:  make(chan struct{}),
 	}
 }
 

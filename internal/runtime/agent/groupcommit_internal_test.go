@@ -5,20 +5,32 @@ import (
 	"time"
 )
 
-func TestWindowIntervalIsTheTablesShareOfTheUsersBudget(t *testing.T) {
-	for _, c := range []struct {
-		flush         time.Duration
-		users, tables int
-		want          time.Duration
-	}{
-		{time.Minute, 1, 1, 100 * time.Millisecond},            // one user, one table: 10 requests/s
-		{time.Minute, 1, 2, 200 * time.Millisecond},            // two tables share it
-		{time.Minute, 4, 2, 50 * time.Millisecond},             // four users: four times the budget
-		{100 * time.Millisecond, 1, 4, 100 * time.Millisecond}, // the flush interval caps the wait
-		{time.Minute, 0, 0, 100 * time.Millisecond},            // degenerate counts read as one
-	} {
-		if got := windowInterval(c.flush, c.users, c.tables); got != c.want {
-			t.Errorf("windowInterval(%s, %d users, %d tables) = %s, want %s", c.flush, c.users, c.tables, got, c.want)
+// The window budget lets a second's worth of windows go at once, then one per 1/rate, and keeps a debt when a
+// window does not wait for its token.
+func TestTheWindowBudgetIsTheUsersShare(t *testing.T) {
+	now := time.Unix(1000, 0)
+	b := newWindowBudget(2, now) // 20 windows a second
+	for i := range 20 {
+		if d := b.take(now); d != 0 {
+			t.Fatalf("window %d of the first second waits %s", i, d)
 		}
+	}
+	if d := b.take(now); d != 50*time.Millisecond {
+		t.Errorf("the 21st window waits %s, want 50ms (1/20 s)", d)
+	}
+	if d := b.take(now); d != 100*time.Millisecond {
+		t.Errorf("the 22nd window waits %s, want 100ms: the first debt delays it", d)
+	}
+	now = now.Add(time.Second) // 20 tokens earned, 2 owed
+	for i := range 18 {
+		if d := b.take(now); d != 0 {
+			t.Fatalf("window %d after a second waits %s", i, d)
+		}
+	}
+	if d := b.take(now); d == 0 {
+		t.Error("the debt was forgotten")
+	}
+	if d := newWindowBudget(0, now).rate; d != changeRequestShare {
+		t.Errorf("no users counts as one: rate %v", d)
 	}
 }

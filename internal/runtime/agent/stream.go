@@ -51,12 +51,18 @@ func (t *table) stream(ctx context.Context) error {
 }
 
 // streamer gathers a stream's changes into windows and applies them.
+//
+// Group commit (groupcommit.go): a window is written as soon as the table's writer is free (the stream is read
+// between writes), with every change that arrived meanwhile, when the connector's window budget has a token;
+// otherwise it grows until its token comes (at most the flush interval).
 type streamer struct {
 	t      *table
 	msgs   <-chan pumped
 	window []change
-	timer  *time.Timer
+	timer  *time.Timer // set while the window waits for its token
 	timerC <-chan time.Time
+	// failed is a stream error met while gathering what had arrived: handled once the window is written.
+	failed error
 }
 
 func (s *streamer) run(ctx context.Context) error {
@@ -78,9 +84,16 @@ func (s *streamer) run(ctx context.Context) error {
 			if err := s.receive(ctx, m.b); err != nil {
 				return err
 			}
+			if err := s.failedAfterWrite(ctx); err != nil {
+				return err
+			}
 		case <-s.timerC:
 			s.timer, s.timerC = nil, nil
+			s.gather()
 			if err := s.flush(ctx, false); err != nil {
+				return err
+			}
+			if err := s.failedAfterWrite(ctx); err != nil {
 				return err
 			}
 		case <-retryTick.C:
@@ -107,16 +120,53 @@ func (s *streamer) receive(ctx context.Context, b streamBatch) error {
 		t.st.windowOpened(b.changes[0].commit)
 	}
 	s.window = append(s.window, b.changes...)
-	// A window holds up to one batch per writer, so a backlog is written with every writer busy; under a
-	// trickle the timer flushes small windows early.
-	if len(s.window) >= t.tuning.BatchSize*t.tuning.WriteConcurrency {
+	// A window holds up to one batch per writer, so a backlog is written with every writer busy.
+	if s.full() {
 		return s.flush(ctx, false)
 	}
-	if s.timer == nil {
-		s.timer = time.NewTimer(time.Duration(t.tuning.FlushInterval))
-		s.timerC = s.timer.C
+	if s.timer != nil {
+		return nil // it grows until its token comes
 	}
-	return nil
+	if wait := t.windows.take(time.Now()); wait > 0 {
+		s.timer = time.NewTimer(min(wait, time.Duration(t.tuning.FlushInterval)))
+		s.timerC = s.timer.C
+		return nil
+	}
+	s.gather()
+	return s.flush(ctx, false)
+}
+
+func (s *streamer) full() bool {
+	return len(s.window) >= s.t.tuning.BatchSize*s.t.tuning.WriteConcurrency
+}
+
+// gather takes into the window every batch already received from the stream, without waiting, until the
+// window is full; a stream error ends it (s.failed).
+func (s *streamer) gather() {
+	for !s.full() {
+		select {
+		case m := <-s.msgs:
+			if m.err != nil {
+				s.failed = m.err
+				return
+			}
+			s.t.st.worked(sideSalesforce)
+			s.window = append(s.window, m.b.changes...)
+		default:
+			return
+		}
+	}
+}
+
+// failedAfterWrite handles a stream error gather met, once the window before it is written.
+func (s *streamer) failedAfterWrite(ctx context.Context) error {
+	if s.failed == nil {
+		return nil
+	}
+	if err := s.flush(ctx, true); err != nil {
+		return err
+	}
+	return s.t.streamFailed(ctx, s.failed)
 }
 
 // flush writes the window and reports its position to the tracker (stored at once when force is set).

@@ -36,6 +36,8 @@ type table struct {
 	target writer.Target // where w writes this table's rows
 	pos    *positions
 	st     *tableStats
+	// windows is the connector's budget of change-window writes, shared by its tables (groupcommit.go).
+	windows *windowBudget
 
 	deps []*table // tables whose load must finish before this one loads (lookup targets)
 	// lookupsTo names, per synced table this one's mapped lookups point at (itself included), the source
