@@ -47,7 +47,7 @@ func (e *env) createdBy(t *testing.T, table string) map[string]int {
 	return out
 }
 
-// Issue 18, end to end: an agent configured with three application users loads and streams through all of
+// An agent configured with three application users loads and streams through all of
 // them — every user creates a share of the rows, under a request budget no single user could meet in time —
 // and Dataverse ends equal to Salesforce.
 func TestAnAgentWritesThroughEveryApplicationUser(t *testing.T) {
@@ -126,7 +126,7 @@ func TestAnAgentWritesThroughEveryApplicationUser(t *testing.T) {
 	}
 }
 
-// Issue 18: the standalone configuration names the additional users like the API; a secret the agent cannot
+// The standalone configuration names the additional users like the API; a secret the agent cannot
 // read stops it at start, naming the user's field.
 func TestTheConfigFileNamesAdditionalUsersAndAMissingSecretIsNamed(t *testing.T) {
 	e := newEnvUsers(t, 10, 0, 2)

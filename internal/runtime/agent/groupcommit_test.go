@@ -14,7 +14,7 @@ func waitWritten(t *testing.T, r *running, timeout time.Duration, what string, r
 	waitFor(t, timeout, what, func() bool { return tableStatus(r.a.Status(), "Contact").Position >= replayID })
 }
 
-// Issue 18, group commit: a change is written as soon as the table's writer is free, not after the flush
+// A change is written as soon as the table's writer is free, not after the flush
 // timer (here a minute, the longest allowed: it never fires within the waits), and under a burst the changes that arrive
 // while a write is in flight make the next window, so the requests stay within the table's share of the
 // request budget instead of one per source transaction.
