@@ -16,7 +16,7 @@ var (
 	WriteConcurrencyBound = IntBound{Key: "write_concurrency", Min: 1, Max: 64}
 	// PageSizeBound: Bulk API result page; smaller pages spend one API call each.
 	PageSizeBound = IntBound{Key: "page_size", Min: 100, Max: 100000}
-	// FlushIntervalBound: how long a change waits for its batch to fill.
+	// FlushIntervalBound: the longest a change waits to be written.
 	FlushIntervalBound = DurationBound{Key: "flush_interval", Min: time.Millisecond, Max: time.Minute}
 	// StatusIntervalBound: how often status is reported; below 100 ms an idle agent spends its time reporting.
 	StatusIntervalBound = DurationBound{Key: "status_interval", Min: 100 * time.Millisecond, Max: time.Minute}

@@ -64,7 +64,8 @@ type DataverseConfig struct {
 type Tuning struct {
 	// BatchSize is the number of rows per Dataverse write (UpsertMultiple targets or $batch operations).
 	BatchSize int `json:"batch_size,omitempty"`
-	// FlushInterval bounds how long a change waits for its batch to fill.
+	// FlushInterval bounds how long a change waits to be written: a window is written as soon as its table's
+	// writer is free and the change windows' share of the request budget allows (group commit).
 	FlushInterval Duration `json:"flush_interval,omitempty"`
 	// WriteConcurrency is the number of Dataverse writes in flight per table.
 	WriteConcurrency int `json:"write_concurrency,omitempty"`

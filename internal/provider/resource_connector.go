@@ -381,7 +381,10 @@ func (r *connectorResource) Schema(_ context.Context, _ resource.SchemaRequest, 
 						Validators: []validator.Int64{intBetween(batchSizeBound)},
 					},
 					"flush_interval": schema.StringAttribute{
-						MarkdownDescription: fmt.Sprintf("How long a change waits for its batch to fill, from %s to %s. Defaults to `%s`.",
+						MarkdownDescription: fmt.Sprintf("The longest a change waits to be written, from %s to %s. Defaults to `%s`. A change is written as soon as "+
+							"its table's writer is free (group commit: what arrives during a write makes the next window), within the change "+
+							"windows' share of the Dataverse request budget (10 requests/s per application user); this bounds the wait for "+
+							"that share.",
 							shortDuration(flushIntervalBound.Min), shortDuration(flushIntervalBound.Max), shortDuration(api.DefaultFlushInterval)),
 						Optional:   true,
 						Validators: []validator.String{durationIn(flushIntervalBound)},

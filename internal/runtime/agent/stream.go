@@ -20,7 +20,7 @@ const (
 const streamCredit = 100
 
 // stream applies changes from the stored position until ctx ends or the stream cannot resume. Changes are
-// gathered into windows (flushed by size or after FlushInterval), coalesced per record in commit order and
+// gathered into windows (group commit, groupcommit.go), coalesced per record in commit order and
 // written; the window's position is stored only after the writes are acknowledged.
 func (t *table) stream(ctx context.Context) error {
 	cp := t.pos.snapshot()
