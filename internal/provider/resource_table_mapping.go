@@ -10,6 +10,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework-validators/setvalidator"
 	"github.com/hashicorp/terraform-plugin-framework-validators/stringvalidator"
 	"github.com/hashicorp/terraform-plugin-framework/attr"
+	"github.com/hashicorp/terraform-plugin-framework/diag"
 	"github.com/hashicorp/terraform-plugin-framework/path"
 	"github.com/hashicorp/terraform-plugin-framework/resource"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema"
@@ -18,6 +19,7 @@ import (
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringdefault"
 	"github.com/hashicorp/terraform-plugin-framework/resource/schema/stringplanmodifier"
 	"github.com/hashicorp/terraform-plugin-framework/schema/validator"
+	"github.com/hashicorp/terraform-plugin-framework/tfsdk"
 	"github.com/hashicorp/terraform-plugin-framework/types"
 	"github.com/hashicorp/terraform-plugin-log/tflog"
 
@@ -209,17 +211,33 @@ func (r *tableMappingResource) Configure(_ context.Context, req resource.Configu
 	r.data = providerDataFrom(req.ProviderData, &resp.Diagnostics)
 }
 
+// planned is what Create and Update need before they call the control plane: its client, the context that
+// masks secrets in logs, and the planned mapping; ok is false when diags holds why not.
+func (r *tableMappingResource) planned(ctx context.Context, plan tableMappingModel, action string, diags *diag.Diagnostics) (context.Context, *client.Client, mapping.TableConfig, bool) {
+	c := clientOf(r.data, diags, action)
+	if diags.HasError() || c == nil {
+		return ctx, nil, mapping.TableConfig{}, false
+	}
+	ctx = r.data.mask(ctx)
+	spec, d := plan.toSpec(ctx)
+	diags.Append(d...)
+	return ctx, c, spec, !diags.HasError()
+}
+
+// storeWritten stores in state the mapping the control plane answered a create or an update with, keeping
+// the effective columns predicted at plan time (keepPlannedEffective).
+func storeWritten(ctx context.Context, plan tableMappingModel, m *api.TableMapping, st *tfsdk.State) diag.Diagnostics {
+	state := plan
+	diags := state.fromAPI(ctx, m, &plan)
+	state.keepPlannedEffective(plan)
+	return append(diags, st.Set(ctx, &state)...)
+}
+
 func (r *tableMappingResource) Create(ctx context.Context, req resource.CreateRequest, resp *resource.CreateResponse) {
 	var plan tableMappingModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
-	c := clientOf(r.data, &resp.Diagnostics, "Creating a crmsync_table_mapping")
-	if resp.Diagnostics.HasError() || c == nil {
-		return
-	}
-	ctx = r.data.mask(ctx)
-	spec, diags := plan.toSpec(ctx)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	ctx, c, spec, ok := r.planned(ctx, plan, "Creating a crmsync_table_mapping", &resp.Diagnostics)
+	if !ok {
 		return
 	}
 	connectorID := plan.ConnectorID.ValueString()
@@ -236,10 +254,7 @@ func (r *tableMappingResource) Create(ctx context.Context, req resource.CreateRe
 		return
 	}
 	tflog.Info(ctx, "created table mapping", map[string]any{"id": m.ID, "source_table": m.SourceTable, "revision": m.Revision})
-	state := plan
-	resp.Diagnostics.Append(state.fromAPI(ctx, m, &plan)...)
-	state.keepPlannedEffective(plan)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &state)...)
+	resp.Diagnostics.Append(storeWritten(ctx, plan, m, &resp.State)...)
 }
 
 func (r *tableMappingResource) Read(ctx context.Context, req resource.ReadRequest, resp *resource.ReadResponse) {
@@ -269,14 +284,8 @@ func (r *tableMappingResource) Update(ctx context.Context, req resource.UpdateRe
 	var plan, state tableMappingModel
 	resp.Diagnostics.Append(req.Plan.Get(ctx, &plan)...)
 	resp.Diagnostics.Append(req.State.Get(ctx, &state)...)
-	c := clientOf(r.data, &resp.Diagnostics, "Updating a crmsync_table_mapping")
-	if resp.Diagnostics.HasError() || c == nil {
-		return
-	}
-	ctx = r.data.mask(ctx)
-	spec, diags := plan.toSpec(ctx)
-	resp.Diagnostics.Append(diags...)
-	if resp.Diagnostics.HasError() {
+	ctx, c, spec, ok := r.planned(ctx, plan, "Updating a crmsync_table_mapping", &resp.Diagnostics)
+	if !ok {
 		return
 	}
 	id := state.ID.ValueString()
@@ -286,10 +295,7 @@ func (r *tableMappingResource) Update(ctx context.Context, req resource.UpdateRe
 		return
 	}
 	tflog.Info(ctx, "updated table mapping", map[string]any{"id": id, "revision": m.Revision})
-	newState := plan
-	resp.Diagnostics.Append(newState.fromAPI(ctx, m, &plan)...)
-	newState.keepPlannedEffective(plan)
-	resp.Diagnostics.Append(resp.State.Set(ctx, &newState)...)
+	resp.Diagnostics.Append(storeWritten(ctx, plan, m, &resp.State)...)
 }
 
 func (r *tableMappingResource) Delete(ctx context.Context, req resource.DeleteRequest, resp *resource.DeleteResponse) {
