@@ -25,6 +25,9 @@ import (
 //     (the stream's first position arriving while a load page is acknowledged) cannot put an older one last.
 //   - mu guards the checkpoint in memory; status and the safeguards read a copy of it (snapshot) without
 //     waiting for a store in flight.
+//   - The checkpoint in memory is never behind what was done, and may be ahead of the stored one (a position
+//     kept between stores, a store cut by the ending context): stopped stores it when the table ends, on a
+//     context of its own, so a shutdown never loses a position already reached.
 type positions struct {
 	table   string
 	mapping mappingID
@@ -41,6 +44,10 @@ type positions struct {
 	// positionStoredAt is when the stream's position was last stored: written windows move it at most every
 	// windowStoreEvery, keepalives every idleStoreEvery.
 	positionStoredAt time.Time
+	// unsaved is set while the checkpoint in memory may differ from the stored one; changes counts the
+	// changes made to it in memory, so a store clears unsaved only if nothing changed while it ran.
+	unsaved bool
+	changes uint64
 
 	// loadWritten counts rows written by the running load, for progress between page checkpoints.
 	loadWritten atomic.Int64
@@ -108,8 +115,35 @@ func (p *positions) saveLocked(ctx context.Context, mutate func(cp *Checkpoint))
 	cp.RefetchIDs = slices.Clone(cp.RefetchIDs)
 	cp.Recoveries = slices.Clone(cp.Recoveries)
 	cp.Intents = slices.Clone(cp.Intents)
+	p.changes++
+	p.unsaved = true
+	stored := p.changes
 	p.mu.Unlock()
-	return p.store.SaveCheckpoint(ctx, cp)
+	if err := p.store.SaveCheckpoint(ctx, cp); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	if p.changes == stored {
+		p.unsaved = false
+	}
+	p.mu.Unlock()
+	return nil
+}
+
+// stopped stores the checkpoint in memory if the last store did not cover it, on a context of its own (ctx,
+// the table's, has ended): a store cut by the shutdown, or a position kept in memory since the last store.
+func (p *positions) stopped(ctx context.Context) {
+	p.mu.Lock()
+	unsaved := p.unsaved
+	p.mu.Unlock()
+	if !unsaved {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := p.flush(sctx); err != nil {
+		p.log.Error("storing the checkpoint on shutdown", "err", err)
+	}
 }
 
 // addRecovery lists a recovery. It is stored with the checkpoint's next save, so a restarted agent still
@@ -118,6 +152,8 @@ func (p *positions) addRecovery(what string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cp.Recoveries = append(slices.Clone(p.cp.Recoveries), time.Now().UTC().Format(time.RFC3339)+" "+what)
+	p.unsaved = true
+	p.changes++
 	if len(p.cp.Recoveries) > maxRecoveries {
 		p.cp.Recoveries = p.cp.Recoveries[len(p.cp.Recoveries)-maxRecoveries:]
 	}
@@ -143,7 +179,8 @@ func (p *positions) streamOpened() {
 func (p *positions) windowWritten(ctx context.Context, last []byte, force bool) error {
 	p.mu.Lock()
 	if !force && time.Since(p.positionStoredAt) < windowStoreEvery && p.cp.CatchUpSince.IsZero() {
-		p.cp.ReplayID = last
+		p.cp.ReplayID, p.unsaved = last, true
+		p.changes++
 		p.mu.Unlock()
 		return nil
 	}

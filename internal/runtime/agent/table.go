@@ -96,6 +96,7 @@ func (t *table) run(ctx context.Context) error {
 			return err
 		}
 	}
+	defer t.pos.stopped(ctx)
 	return t.loop(ctx)
 }
 
