@@ -248,6 +248,13 @@
     $("c-lag").textContent = secs(st.lag_seconds);
     $("c-dead").textContent = num(st.dead_letters);
     $("c-calls").textContent = num(st.salesforce_calls) + " Salesforce, " + num(st.dataverse_requests) + " Dataverse (" + num(st.dataverse_throttled) + " throttled)";
+    // Several Dataverse application users: each one's share of the current agent's requests.
+    var users = st.application_users || [];
+    if (users.length > 1) {
+      $("c-calls").textContent += " · " + users.length + " Dataverse application users: " + users.map(function (u) {
+        return u.client_id.slice(0, 8) + "… " + num(u.requests || 0) + " (" + num(u.throttled || 0) + " throttled)";
+      }).join(", ");
+    }
 
     var box = $("tables");
     clear(box);
