@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"time"
@@ -49,8 +50,10 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
+// heartbeat is the control plane's hottest call (every connector's agent, up to once a second): one store
+// transaction checks the holder, renews, stores the status and reads the answer.
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
-	id, err := s.ownLease(r)
+	id, err := pathID(r, store.PrefixLease)
 	if err != nil {
 		return err
 	}
@@ -61,19 +64,18 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := sanitizeStatus(&hb.Status); err != nil {
 		return err
 	}
-	l, err := s.cfg.Store.RenewLease(r.Context(), id, s.cfg.LeaseTTL, hb.Status)
+	b, err := s.cfg.Store.Heartbeat(r.Context(), id, principalOf(r).agent.ID, s.cfg.LeaseTTL, hb.Status)
+	if errors.Is(err, store.ErrNotHolder) {
+		return errorf(http.StatusForbidden, CodeForbidden, "id", "lease %s belongs to another agent", id)
+	}
 	if err != nil {
 		return storeError(err, "id")
 	}
-	a, err := s.cfg.Store.GetActivation(r.Context(), l.ConnectorID)
-	if err != nil {
-		return storeError(err, "id")
+	var reconcile int64
+	if b.Reconcile != nil {
+		reconcile = b.Reconcile.RequestID
 	}
-	reconcile, err := s.reconcileAnswer(r.Context(), l.ConnectorID, hb.Status)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, api.HeartbeatResponse{ExpiresAt: l.ExpiresAt, Active: a.Active, DesiredRevision: a.DesiredRevision, ReconcileRequestID: reconcile})
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{ExpiresAt: b.Lease.ExpiresAt, Active: b.Activation.Active, DesiredRevision: b.Activation.DesiredRevision, ReconcileRequestID: reconcile})
 	return nil
 }
 

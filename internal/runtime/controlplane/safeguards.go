@@ -287,16 +287,6 @@ func (s *Server) afterDeactivation(ctx context.Context, id string) {
 	}
 }
 
-// reconcileAnswer records the reconciliation request the agent reports done and returns the one it should
-// carry out (0: none).
-func (s *Server) reconcileAnswer(ctx context.Context, connectorID string, st api.Status) (int64, error) {
-	req, err := s.cfg.Store.ReconcileProgress(ctx, connectorID, st.ReconcileRequestID)
-	if err != nil || req == nil {
-		return 0, err
-	}
-	return req.RequestID, nil
-}
-
 // safeguardStatus adds the unfinished backup and the pending reconciliation request to a connector's status;
 // an active connector whose first activation's backup is unfinished is backing_up.
 func (s *Server) safeguardStatus(ctx context.Context, out *api.ConnectorStatus, act api.Activation) error {

@@ -145,24 +145,27 @@ ON CONFLICT (connector_id) DO UPDATE SET request_id = reconcile_requests.request
 // connector's latest request when it is still to do (nil otherwise).
 func (s *SQLite) ReconcileProgress(ctx context.Context, connectorID string, completed int64) (*api.ReconcileRequest, error) {
 	var out *api.ReconcileRequest
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		if completed > 0 {
-			if _, err := tx.ExecContext(ctx, `UPDATE reconcile_requests SET completed = ? WHERE connector_id = ? AND completed < ?`, completed, connectorID, completed); err != nil {
-				return err
-			}
-		}
-		var id, at, done int64
-		err := tx.QueryRowContext(ctx, `SELECT request_id, requested_at, completed FROM reconcile_requests WHERE connector_id = ?`, connectorID).Scan(&id, &at, &done)
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if id > done {
-			out = &api.ReconcileRequest{ConnectorID: connectorID, RequestID: id, RequestedAt: fromNanos(at)}
-		}
-		return nil
+	err := s.tx(ctx, func(tx *sql.Tx) (err error) {
+		out, err = reconcileProgress(ctx, tx, connectorID, completed)
+		return err
 	})
 	return out, err
+}
+
+// reconcileProgress records the request an agent completed and returns the pending one (nil when none).
+func reconcileProgress(ctx context.Context, tx *sql.Tx, connectorID string, completed int64) (*api.ReconcileRequest, error) {
+	if completed > 0 {
+		if _, err := tx.ExecContext(ctx, `UPDATE reconcile_requests SET completed = ? WHERE connector_id = ? AND completed < ?`, completed, connectorID, completed); err != nil {
+			return nil, err
+		}
+	}
+	var id, at, done int64
+	err := tx.QueryRowContext(ctx, `SELECT request_id, requested_at, completed FROM reconcile_requests WHERE connector_id = ?`, connectorID).Scan(&id, &at, &done)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil || id <= done {
+		return nil, err
+	}
+	return &api.ReconcileRequest{ConnectorID: connectorID, RequestID: id, RequestedAt: fromNanos(at)}, nil
 }

@@ -99,16 +99,46 @@ func (s *SQLite) RenewLease(ctx context.Context, leaseID string, ttl time.Durati
 		if err != nil {
 			return err
 		}
-		now := s.Now()
-		l.ExpiresAt, l.TTLSeconds = now.Add(ttl), ttl.Seconds()
-		if _, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = ?, heartbeat_at = ? WHERE id = ?`, nanos(l.ExpiresAt), nanos(now), leaseID); err != nil {
+		out, err = s.renew(ctx, tx, l, ttl, status)
+		return err
+	})
+	return out, err
+}
+
+// renew extends a current lease by ttl from now and stores its agent's status.
+func (s *SQLite) renew(ctx context.Context, tx *sql.Tx, l leaseRow, ttl time.Duration, status api.Status) (api.Lease, error) {
+	now := s.Now()
+	l.ExpiresAt, l.TTLSeconds = now.Add(ttl), ttl.Seconds()
+	if _, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = ?, heartbeat_at = ? WHERE id = ?`, nanos(l.ExpiresAt), nanos(now), l.ID); err != nil {
+		return api.Lease{}, err
+	}
+	if err := storeReport(ctx, tx, l.ConnectorID, l.ID, status, now); err != nil {
+		return api.Lease{}, err
+	}
+	return l.Lease, nil
+}
+
+// Heartbeat implements Store: the holder check, the renewal with the status, and the reads of the answer
+// (activation, pending reconciliation) in one transaction instead of four, on the hottest path of the control
+// plane (docs/scaling.md, "Status at scale").
+func (s *SQLite) Heartbeat(ctx context.Context, leaseID, agentID string, ttl time.Duration, status api.Status) (Beat, error) {
+	var out Beat
+	err := s.tx(ctx, func(tx *sql.Tx) error {
+		l, err := s.currentLease(ctx, tx, leaseID)
+		if err != nil {
 			return err
 		}
-		if err := storeReport(ctx, tx, l.ConnectorID, leaseID, status, now); err != nil {
+		if l.AgentID != agentID {
+			return fmt.Errorf("%w: lease %s belongs to another agent", ErrNotHolder, leaseID)
+		}
+		if out.Lease, err = s.renew(ctx, tx, l, ttl, status); err != nil {
 			return err
 		}
-		out = l.Lease
-		return nil
+		if out.Activation, err = s.activation(ctx, tx, l.ConnectorID); err != nil {
+			return err
+		}
+		out.Reconcile, err = reconcileProgress(ctx, tx, l.ConnectorID, status.ReconcileRequestID)
+		return err
 	})
 	return out, err
 }

@@ -32,6 +32,7 @@ var (
 	ErrNotFound  = errors.New("not found")
 	ErrConflict  = errors.New("conflict")   // a unique name taken, a lease held by another live agent, a mapping of the same table
 	ErrLeaseLost = errors.New("lease lost") // the lease is not the connector's current one
+	ErrNotHolder = errors.New("not the lease's holder")
 	// ErrUnauthenticated is an unknown, wrong, used or expired credential; callers answer it with no detail.
 	ErrUnauthenticated = errors.New("unauthenticated")
 )
@@ -105,6 +106,17 @@ type Leases interface {
 	CurrentAgent(ctx context.Context, connectorID string) (LeaseInfo, error)
 	// LeaseHolder returns the agent and connector of a current lease (ErrLeaseLost when it is not one).
 	LeaseHolder(ctx context.Context, leaseID string) (agentID, connectorID string, err error)
+	// Heartbeat is an agent's heartbeat in one transaction: RenewLease for the lease's holder only
+	// (ErrNotHolder for another agent, ErrLeaseLost when it is not current), with the connector's activation
+	// and ReconcileProgress(status.ReconcileRequestID).
+	Heartbeat(ctx context.Context, leaseID, agentID string, ttl time.Duration, status api.Status) (Beat, error)
+}
+
+// Beat is what a heartbeat returns: the renewed lease and what its answer tells the agent.
+type Beat struct {
+	Lease      api.Lease
+	Activation api.Activation
+	Reconcile  *api.ReconcileRequest // the pending reconciliation request, nil when none
 }
 
 // Agents are agent identities and their enrollment. Credentials are "<id>.<secret>"; only hashes are stored.
