@@ -26,6 +26,7 @@ import (
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
+	dvsandbox "github.com/crmsync/terraform-provider-crmsync/internal/sandbox/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faultproxy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
 	"github.com/crmsync/terraform-provider-crmsync/internal/testenv"
@@ -96,6 +97,10 @@ func newFleet(t *testing.T, seed uint64, contacts, accounts, replicas, agents in
 	}
 	t.Cleanup(func() { sb.Close() })
 	f.sb = sb
+	// Not the budget under test: every connector writes as the sandbox's one application user, and 30 of them
+	// make more than its 6,000 requests per 5-minute window on a busy machine; Dataverse (and the sandbox) then
+	// answers 429 to every connector until the window slides (minutes), which is faithful but hides failover.
+	sb.Dataverse.SetLimits(dvsandbox.Limits{Requests: 1 << 30, ExecutionTime: dvsandbox.Duration(1000 * time.Hour)})
 	f.pg = pgtest.New(t)
 	if f.storeURL, err = f.pg.CreateDatabase(t.Context(), "crmsync"); err != nil {
 		t.Fatal(err)
