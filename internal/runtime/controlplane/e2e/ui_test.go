@@ -2,6 +2,7 @@ package e2e_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -75,6 +76,17 @@ func get[T any](t *testing.T, ctx context.Context, what string, a chromedp.Actio
 	return v
 }
 
+// textOf returns the text of the element a CSS selector finds ("" when none), read in one script: the page
+// redraws its tables, so a node found by one query may be gone by the next.
+func textOf(t *testing.T, ctx context.Context, selector string) string {
+	t.Helper()
+	sel, err := json.Marshal(selector)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return get(t, ctx, selector, chromedp.Evaluate[string](`(() => { const e = document.querySelector(`+string(sel)+`); return e ? e.textContent : ""; })()`))
+}
+
 // screenshot saves the page as PNG: into CRMSYNC_UI_SCREENSHOTS when set (the images in docs/ are made so),
 // else into the test's directory, checked to be a PNG.
 func screenshot(t *testing.T, ctx context.Context, name string) {
@@ -132,14 +144,22 @@ func TestStatusPageInARealBrowser(t *testing.T) {
 	// The connector's page: the load progresses, with a rate and the time left.
 	do(t, ctx, 30*time.Second, "opening the connector", chromedp.Click(chromedp.CSS(`#connectors tr[data-connector="e2e-ui"] a`)),
 		chromedp.WaitVisible(chromedp.CSS(`#tables .card[data-table="Contact"] progress`)))
-	bar := chromedp.CSS(`#tables .card[data-table="Contact"] progress`)
+	// The page redraws its tables every few seconds, replacing their nodes: a node found by one query may be
+	// gone by the next (chromedp: "No node with given id found"), so the bar and its text are read in one
+	// script, from the same drawing.
+	type bar struct {
+		Done, Total string
+		Text        string
+	}
 	progress := func() (int64, int64, string) {
-		done := get(t, ctx, "the progress", chromedp.AttributeValue(bar, "data-done"))
-		total := get(t, ctx, "the progress", chromedp.AttributeValue(bar, "data-total"))
-		text := get(t, ctx, "the progress", chromedp.Text(chromedp.CSS(`#tables .card[data-table="Contact"] .progress-text`)))
-		d, _ := strconv.ParseInt(done.Value, 10, 64)
-		n, _ := strconv.ParseInt(total.Value, 10, 64)
-		return d, n, text
+		b := get(t, ctx, "the progress", chromedp.Evaluate[bar](`(() => {
+			const card = document.querySelector('#tables .card[data-table="Contact"]');
+			const p = card && card.querySelector('progress'), txt = card && card.querySelector('.progress-text');
+			return {Done: p ? p.dataset.done || "" : "", Total: p ? p.dataset.total || "" : "", Text: txt ? txt.textContent : ""};
+		})()`))
+		d, _ := strconv.ParseInt(b.Done, 10, 64)
+		n, _ := strconv.ParseInt(b.Total, 10, 64)
+		return d, n, b.Text
 	}
 	var seen []int64
 	var withETA string
@@ -185,13 +205,13 @@ func TestStatusPageInARealBrowser(t *testing.T) {
 	}
 	row := fmt.Sprintf(`#dead-letters tr[data-record="%s"]`, bad)
 	do(t, ctx, 2*time.Minute, "the dead letter on the page", chromedp.WaitVisible(chromedp.CSS(row)))
-	reason := get(t, ctx, "the reason", chromedp.Text(chromedp.CSS(row+" .reason")))
+	reason := textOf(t, ctx, row+" .reason")
 	t.Logf("dead letter reason: %s", reason)
 	if !strings.Contains(strings.ToLower(reason), "lastname") {
 		t.Errorf("the dead letter's reason does not name the column: %q", reason)
 	}
 	attempts := func() string {
-		return strings.TrimSpace(get(t, ctx, "the attempts", chromedp.Text(chromedp.CSS(row+" td.num"))))
+		return strings.TrimSpace(textOf(t, ctx, row+" td.num"))
 	}
 	if a := attempts(); a != "1" {
 		t.Fatalf("attempts before the retry: %q", a)
