@@ -111,14 +111,18 @@ type TableStatus struct {
 	// it started, when younger); 0 when no load runs or it has not been measured yet.
 	LoadRate float64 `json:"load_rate,omitempty"`
 	// LoadETASeconds is the time the load has left at LoadRate; 0 when unknown.
-	LoadETASeconds float64   `json:"load_eta_seconds,omitempty"`
-	Received       int64     `json:"received" crmsync:"required"`
-	Written        int64     `json:"written" crmsync:"required"`
-	DeadLettered   int64     `json:"dead_lettered" crmsync:"required"`
-	Skipped        int64     `json:"skipped" crmsync:"required"`
-	LagSeconds     float64   `json:"lag_seconds" crmsync:"required"` // now − commit time of the last applied event
-	LastEventAt    time.Time `json:"last_event_at,omitzero"`         // commit time of the last applied event
-	ReplayAt       time.Time `json:"replay_at,omitzero"`             // when the stored replay position was last moved
+	LoadETASeconds float64 `json:"load_eta_seconds,omitempty"`
+	Received       int64   `json:"received" crmsync:"required"`
+	Written        int64   `json:"written" crmsync:"required"`
+	DeadLettered   int64   `json:"dead_lettered" crmsync:"required"`
+	// DeadLetterEvents counts every time a record was put in the dead-letter store (a record retried and
+	// refused again counts again). Unlike DeadLettered, which a successful retry takes back so the counters
+	// add up, it never goes down: it is what the crmsync_dead_letter_events_total counter serves.
+	DeadLetterEvents int64     `json:"dead_letter_events,omitempty"`
+	Skipped          int64     `json:"skipped" crmsync:"required"`
+	LagSeconds       float64   `json:"lag_seconds" crmsync:"required"` // now − commit time of the last applied event
+	LastEventAt      time.Time `json:"last_event_at,omitzero"`         // commit time of the last applied event
+	ReplayAt         time.Time `json:"replay_at,omitzero"`             // when the stored replay position was last moved
 	// Position is the replay ID written up to, read as a big-endian number (opaque to Salesforce clients,
 	// 8 bytes in practice); for progress checks and debugging.
 	Position   uint64   `json:"position,omitempty"`

@@ -240,7 +240,7 @@ func (a *Agent) newTable(tc mapping.TableConfig, plan *mapping.Plan, d *salesfor
 		ap: &applier{plan: plan, table: tc.SourceTable, dead: a.stores.DeadLetters, st: st},
 		w:  a.w,
 		target: writer.Target{Table: plan.DestTable, EntitySet: plan.EntitySet, PrimaryID: plan.PrimaryID,
-			OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable)},
+			OnRefused: deadLetterRefusal(a.stores.DeadLetters, plan.SourceTable, st)},
 		pos:     newPositions(tc.SourceTable, newMappingID(plan), a.stores.Checkpoints, log),
 		st:      st,
 		windows: a.windows,

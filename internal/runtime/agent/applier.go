@@ -95,6 +95,7 @@ func (ap *applier) deadLetterMapping(ctx context.Context, id, operation string, 
 	if derr := ap.dead.AddDeadLetters(ctx, []DeadLetter{dl}); derr != nil {
 		return fmt.Errorf("storing a dead letter: %w", derr)
 	}
+	ap.st.deadLetterEvents.Add(1)
 	return nil
 }
 

@@ -5,6 +5,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/agent"
+
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/compare"
 	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/faults"
@@ -87,4 +92,86 @@ func TestCountersReconcileAfterFailedAttempts(t *testing.T) {
 	sf.Faults().Reset()
 	reconciled(t, r.a.Status())
 	e.compareAll(t, nil)
+}
+
+// TestCountersOnlyGrowWhenADeadLetterIsRetried: a contact whose account Dataverse does not have is
+// dead-lettered (lookup_missing); once the account arrives the agent retries it and writes it. Every counter
+// the agent's metrics serve stays where it was or grows across the retry, and the dead-letter events
+// counter still counts the refusal. Regression: crmsync_records_total{outcome="dead_lettered"} went back
+// to 0 when the retry succeeded, so Prometheus saw a counter reset, and the alert rule's increase() over it
+// invented or hid dead letters.
+func TestCountersOnlyGrowWhenADeadLetterIsRetried(t *testing.T) {
+	e := newEnv(t, 20, 5)
+	r := e.start(t, "")
+	e.settle(t, r, time.Minute)
+	sf := e.sb.Salesforce
+	// The account's name is too long for Dataverse's 160 characters: the mapping refuses it, so the contact
+	// pointing at it finds no lookup target.
+	res, err := sf.Transact(salesforce.Transaction{Operations: []salesforce.Operation{
+		{Op: "create", Object: "Account", Fields: map[string]any{"Name": strings.Repeat("Long name ", 20)}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	account := res.IDs[0][0]
+	if _, err := sf.Transact(salesforce.Transaction{Operations: []salesforce.Operation{
+		{Op: "create", Object: "Contact", Fields: map[string]any{"LastName": "Orphan", "AccountId": account}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the orphan contact to be dead-lettered", func() bool {
+		return tableStatus(r.a.Status(), "Contact").DeadLettered == 1
+	})
+	before := counterSamples(t, r)
+	if v := before[`crmsync_dead_letter_events_total{connector=`+r.a.ConnectorName()+`,table=Contact}`]; v != 1 {
+		t.Errorf("crmsync_dead_letter_events_total of Contact = %v after one refusal, want 1", v)
+	}
+
+	// The account gets a name Dataverse takes: it is written, and the contact's retry (every 15 s) finds it.
+	if _, err := sf.Transact(salesforce.Transaction{Operations: []salesforce.Operation{
+		{Op: "update", Object: "Account", ID: account, Fields: map[string]any{"Name": "Short name"}},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "the orphan contact's retry to write it", func() bool {
+		dls, err := r.store.DeadLetters(t.Context(), "Contact")
+		return err == nil && len(dls) == 0 && tableStatus(r.a.Status(), "Contact").DeadLettered == 0
+	})
+	e.settle(t, r, 30*time.Second)
+	reconciled(t, r.a.Status())
+	after := counterSamples(t, r)
+	for name, v := range before {
+		if after[name] < v {
+			t.Errorf("counter %s went down from %v to %v across the retry", name, v, after[name])
+		}
+	}
+	if v := after[`crmsync_dead_letter_events_total{connector=`+r.a.ConnectorName()+`,table=Contact}`]; v != 1 {
+		t.Errorf("crmsync_dead_letter_events_total of Contact = %v after the retry, want 1 (the refusal happened)", v)
+	}
+	e.compareAll(t, nil)
+}
+
+// counterSamples gathers the agent's metrics and returns every counter's value by name{labels}.
+func counterSamples(t *testing.T, r *running) map[string]float64 {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(agent.NewCollector(r.a.ConnectorName(), r.a.Status))
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]float64{}
+	for _, f := range families {
+		if f.GetType() != dto.MetricType_COUNTER {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			var labels []string
+			for _, l := range m.GetLabel() {
+				labels = append(labels, l.GetName()+"="+l.GetValue())
+			}
+			out[f.GetName()+"{"+strings.Join(labels, ",")+"}"] = m.GetCounter().GetValue()
+		}
+	}
+	return out
 }

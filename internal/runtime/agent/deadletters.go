@@ -19,8 +19,8 @@ const CodeMapping = "mapping"
 const CodeRetryRequested = "retry_requested"
 
 // deadLetterRefusal stores a row Dataverse refused as a dead letter of the table, with the reason and the
-// body that was refused.
-func deadLetterRefusal(dead DeadLetterStore, sourceTable string) func(context.Context, writer.Refusal) error {
+// body that was refused, and counts the event in st.
+func deadLetterRefusal(dead DeadLetterStore, sourceTable string, st *tableStats) func(context.Context, writer.Refusal) error {
 	return func(ctx context.Context, r writer.Refusal) error {
 		code := dataverse.Code(r.Err)
 		if dataverse.IsNotFound(r.Err) {
@@ -35,6 +35,7 @@ func deadLetterRefusal(dead DeadLetterStore, sourceTable string) func(context.Co
 		if err := dead.AddDeadLetters(ctx, []DeadLetter{dl}); err != nil {
 			return fmt.Errorf("storing a dead letter: %w", err)
 		}
+		st.deadLetterEvents.Add(1)
 		return nil
 	}
 }

@@ -23,6 +23,9 @@ type tableStats struct {
 	log *slog.Logger
 
 	received, written, deadLettered, skipped atomic.Int64
+	// deadLetterEvents counts the records put in the dead-letter store. It only grows: neither a successful
+	// retry nor a rollback takes it back (the refusal happened), so it serves a true Prometheus counter.
+	deadLetterEvents atomic.Int64
 
 	mu          sync.Mutex
 	phase       string
@@ -125,6 +128,7 @@ const latencySamples = 1 << 16
 // caller).
 func (s *tableStats) fill(ts *TableStatus) {
 	ts.Received, ts.Written, ts.DeadLettered, ts.Skipped = s.received.Load(), s.written.Load(), s.deadLettered.Load(), s.skipped.Load()
+	ts.DeadLetterEvents = s.deadLetterEvents.Load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ts.Phase, ts.Reason = s.phase, s.reason

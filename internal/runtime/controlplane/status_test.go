@@ -207,7 +207,7 @@ func TestMetricsCoverEveryConnectorsSyncFromTheAgentsReports(t *testing.T) {
 	st := api.Status{State: api.PhaseStreaming, Revision: l.Revision, SalesforceCalls: 7, DataverseCalls: 9, Throttled: 2,
 		Calls: map[string]int64{"salesforce.bulk.create": 1, "salesforce.pubsub.subscribe": 1, "dataverse.requests": 9, "dataverse.upsert_multiple": 9, "dataverse.throttled": 2, "dataverse.retries": 3},
 		Tables: []api.TableStatus{{Table: "Contact", Destination: "contact", Phase: api.PhaseStreaming, LoadDone: 500, LoadTotal: 500,
-			Received: 510, Written: 505, DeadLettered: 3, Skipped: 2, LagSeconds: 1.5, ReplayAt: now.Add(-time.Hour),
+			Received: 510, Written: 505, DeadLettered: 3, DeadLetterEvents: 4, Skipped: 2, LagSeconds: 1.5, ReplayAt: now.Add(-time.Hour),
 			LatencyHistogram: &hist, OutOfBand: &api.OutOfBandStatus{Detected: 4, Repaired: 1},
 			Reconcile: &api.ReconcileResult{StartedAt: now.Add(-time.Minute), FinishedAt: now.Add(-30 * time.Second), Missing: 1, Healed: 1}}}}
 	if _, err := e.by(l.ID).Heartbeat(ctx, l.ID, api.Heartbeat{Status: st}); err != nil {
@@ -222,7 +222,8 @@ func TestMetricsCoverEveryConnectorsSyncFromTheAgentsReports(t *testing.T) {
 		`crmsync_agent_up{connector="m-sync"} 1`,
 		`crmsync_agent_heartbeat_age_seconds{connector="m-sync"} 0`,
 		`crmsync_records_total{connector="m-sync",outcome="written",table="Contact"} 505`,
-		`crmsync_records_total{connector="m-sync",outcome="dead_lettered",table="Contact"} 3`,
+		`crmsync_records_dead_lettered{connector="m-sync",table="Contact"} 3`,
+		`crmsync_dead_letter_events_total{connector="m-sync",table="Contact"} 4`,
 		`crmsync_load_rows_done{connector="m-sync",table="Contact"} 500`,
 		`crmsync_load_rows_estimated{connector="m-sync",table="Contact"} 500`,
 		`crmsync_table_phase{connector="m-sync",phase="streaming",table="Contact"} 1`,

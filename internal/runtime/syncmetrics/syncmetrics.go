@@ -31,7 +31,8 @@ type Report struct {
 
 // Set holds the descriptors; it is stateless and safe for concurrent use.
 type Set struct {
-	records, loadDone, loadTotal, phase, lag, latency, replayAge, retention  *prometheus.Desc
+	records, deadLettered, deadLetterEvents                                  *prometheus.Desc
+	loadDone, loadTotal, phase, lag, latency, replayAge, retention           *prometheus.Desc
 	outOfBand, outOfBandRepaired, reconcileDiff, reconcileMatch, reconcileAt *prometheus.Desc
 	calls, throttled, retries                                                *prometheus.Desc
 	userRequests, userThrottled, userConcurrency, userRemaining              *prometheus.Desc
@@ -42,8 +43,14 @@ func New() *Set {
 	ct := []string{"connector", "table"}
 	return &Set{
 		records: prometheus.NewDesc("crmsync_records_total",
-			"Records by outcome: received, written, dead_lettered, skipped (received = written + dead_lettered + skipped); since the connector's first activation.",
+			"Records by outcome: received, written, skipped (received = written + skipped + crmsync_records_dead_lettered once settled); since the connector's first activation.",
 			append(ct, "outcome"), nil),
+		// A record dead-lettered and later retried and written is taken back out of the dead-lettered count,
+		// so the counts add up: that figure goes down and is a gauge; the events counter never does.
+		deadLettered: prometheus.NewDesc("crmsync_records_dead_lettered",
+			"Records received whose outcome is dead-lettered now: a dead letter retried and written is taken back out.", ct, nil),
+		deadLetterEvents: prometheus.NewDesc("crmsync_dead_letter_events_total",
+			"Records put in the dead-letter store (a record retried and refused again counts again); never decreases.", ct, nil),
 		loadDone:  prometheus.NewDesc("crmsync_load_rows_done", "Rows written by the table's current or last load (initial load or re-sync).", ct, nil),
 		loadTotal: prometheus.NewDesc("crmsync_load_rows_estimated", "Rows the table's current or last load is estimated to copy.", ct, nil),
 		phase:     prometheus.NewDesc("crmsync_table_phase", "1 for the table's current phase (pending, initial_load, streaming, resyncing, failed).", append(ct, "phase"), nil),
@@ -80,7 +87,7 @@ func New() *Set {
 
 // Describe sends every descriptor.
 func (s *Set) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{s.records, s.loadDone, s.loadTotal, s.phase, s.lag, s.latency, s.replayAge, s.retention,
+	for _, d := range []*prometheus.Desc{s.records, s.deadLettered, s.deadLetterEvents, s.loadDone, s.loadTotal, s.phase, s.lag, s.latency, s.replayAge, s.retention,
 		s.outOfBand, s.outOfBandRepaired, s.reconcileDiff, s.reconcileMatch, s.reconcileAt, s.calls, s.throttled, s.retries,
 		s.userRequests, s.userThrottled, s.userConcurrency, s.userRemaining} {
 		ch <- d
@@ -103,8 +110,9 @@ func (s *Set) Collect(ch chan<- prometheus.Metric, r Report) {
 		c, tb := r.Connector, t.Table
 		counter(s.records, float64(t.Received), c, tb, "received")
 		counter(s.records, float64(t.Written), c, tb, "written")
-		counter(s.records, float64(t.DeadLettered), c, tb, "dead_lettered")
 		counter(s.records, float64(t.Skipped), c, tb, "skipped")
+		gauge(s.deadLettered, float64(t.DeadLettered), c, tb)
+		counter(s.deadLetterEvents, float64(t.DeadLetterEvents), c, tb)
 		gauge(s.loadDone, float64(t.LoadDone), c, tb)
 		gauge(s.loadTotal, float64(t.LoadTotal), c, tb)
 		if t.Phase != "" {

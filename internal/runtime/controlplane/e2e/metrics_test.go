@@ -161,7 +161,8 @@ func TestMetricsCoverEveryConnectorAndTheDeployFilesUseThem(t *testing.T) {
 	check("crmsync_agent_heartbeat_age_seconds", c, between(0, 10), "a few seconds at most")
 	for table, n := range map[string]float64{"Contact": contacts, "Account": accounts} {
 		check("crmsync_records_total", with("table", table, "outcome", "written"), atLeast(n), "at least the loaded rows")
-		check("crmsync_records_total", with("table", table, "outcome", "dead_lettered"), equals(0), "0")
+		check("crmsync_records_dead_lettered", with("table", table), equals(0), "0")
+		check("crmsync_dead_letter_events_total", with("table", table), equals(0), "0")
 		check("crmsync_load_rows_done", with("table", table), equals(n), "the table's rows")
 		check("crmsync_load_rows_estimated", with("table", table), equals(n), "the table's rows")
 		check("crmsync_table_phase", with("table", table, "phase", "streaming"), equals(1), "1")

@@ -39,6 +39,8 @@ func TestStatusCountersAddUpEveryAgentOfTheConnector(t *testing.T) {
 	// them again.
 	last := report(1, 104, 100, 1, 10)
 	last.Tables[0].Skipped = 0
+	// Two records were put in the dead-letter store; one was retried and written since.
+	last.Tables[0].DeadLetterEvents = 2
 	if _, err := s.RenewLease(ctx, l1.ID, time.Hour, last); err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +53,9 @@ func TestStatusCountersAddUpEveryAgentOfTheConnector(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, w := range []int64{2, 5} {
-		if _, err := s.RenewLease(ctx, l2.ID, time.Hour, report(2, w, w, 0, 3)); err != nil {
+		r := report(2, w, w, 0, 3)
+		r.Tables[0].DeadLetterEvents = 1 // refused once, then retried and written
+		if _, err := s.RenewLease(ctx, l2.ID, time.Hour, r); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -62,6 +66,9 @@ func TestStatusCountersAddUpEveryAgentOfTheConnector(t *testing.T) {
 	tab := st.Tables[0]
 	if tab.Written != 105 || tab.Received != 106 || tab.DeadLettered != 1 {
 		t.Errorf("written %d, received %d, dead-lettered %d; want 105, 106, 1 (both agents)", tab.Written, tab.Received, tab.DeadLettered)
+	}
+	if tab.DeadLetterEvents != 3 {
+		t.Errorf("dead-letter events %d, want 3 (2 of the first agent, 1 of the second)", tab.DeadLetterEvents)
 	}
 	if tab.Received != tab.Written+tab.DeadLettered+tab.Skipped {
 		t.Errorf("received %d != written %d + dead-lettered %d + skipped %d", tab.Received, tab.Written, tab.DeadLettered, tab.Skipped)

@@ -63,6 +63,7 @@ type tableTotals struct {
 	Received          int64          `json:"received,omitempty"`
 	Written           int64          `json:"written,omitempty"`
 	DeadLettered      int64          `json:"dead_lettered,omitempty"`
+	DeadLetterEvents  int64          `json:"dead_letter_events,omitempty"`
 	Skipped           int64          `json:"skipped,omitempty"`
 	OutOfBandDetected int64          `json:"out_of_band_detected,omitempty"`
 	OutOfBandRepaired int64          `json:"out_of_band_repaired,omitempty"`
@@ -82,6 +83,7 @@ func (t *statusTotals) fold(st api.Status) {
 		tt.Received += ts.Written + ts.DeadLettered + ts.Skipped
 		tt.Written += ts.Written
 		tt.DeadLettered += ts.DeadLettered
+		tt.DeadLetterEvents += ts.DeadLetterEvents
 		tt.Skipped += ts.Skipped
 		if ts.OutOfBand != nil {
 			tt.OutOfBandDetected += ts.OutOfBand.Detected
@@ -117,6 +119,7 @@ func (t *statusTotals) apply(st *api.Status) {
 		ts.Received += tt.Received
 		ts.Written += tt.Written
 		ts.DeadLettered += tt.DeadLettered
+		ts.DeadLetterEvents += tt.DeadLetterEvents
 		ts.Skipped += tt.Skipped
 		if ts.OutOfBand != nil {
 			o := *ts.OutOfBand
