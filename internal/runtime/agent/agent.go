@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/egress"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/policy"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
@@ -326,7 +327,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.stateMu.Lock()
 		a.tables = nil
 		a.stateMu.Unlock()
-		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
+		if err := retry.Sleep(ctx, retryDelay(attempt)); err != nil {
 			return err
 		}
 	}

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
-	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 )
 
@@ -192,6 +191,3 @@ func differingColumns(cols []canonColumn, a, b []string) []string {
 	}
 	return out
 }
-
-// syncShapedKey is sfid.IsSyncGUID, under the name the agent's pipeline files call.
-func syncShapedKey(key string) bool { return sfid.IsSyncGUID(key) }

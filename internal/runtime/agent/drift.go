@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/api"
+	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/sfid"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 )
@@ -118,7 +119,7 @@ func (g *safeguards) editedRows(ctx context.Context, tg *tableGuard, cols []cano
 		if at.After(newest) {
 			newest = at
 		}
-		if (seen && !at.After(prev)) || !syncShapedKey(key) {
+		if (seen && !at.After(prev)) || !sfid.IsSyncGUID(key) {
 			return nil
 		}
 		rows = append(rows, oobRow{key: key, vals: vals, by: strings.ToLower(by), at: at, modified: modified})

@@ -41,67 +41,104 @@ func permanentError(err error) (reason, side string, permanent bool) {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return "", "", false
 	}
+	if reason, known := dataverseFailure(err); known {
+		return permanentOn(reason, sideDataverse)
+	}
+	if reason, known := salesforceFailure(err); known {
+		return permanentOn(reason, sideSalesforce)
+	}
+	return "", "", false
+}
+
+// permanentOn is permanentError's answer for a classified error: permanent on side when it has a reason.
+func permanentOn(reason, side string) (string, string, bool) {
+	if reason == "" {
+		return "", "", false
+	}
+	return reason, side, true
+}
+
+// dataverseFailure classifies a Dataverse error: known is true when err is one (an API or token error), and
+// reason is "" when retrying may fix it.
+func dataverseFailure(err error) (reason string, known bool) {
 	var dae *dataverse.APIError
 	if errors.As(err, &dae) {
 		switch {
 		case dae.Status == http.StatusForbidden:
 			if priv, entity := missingPrivilege(dae.Message); priv != "" {
 				return fmt.Sprintf("Dataverse refuses the writes: missing privilege %s on %s (HTTP 403; grant it to the connector's team and application user): %s",
-					priv, entity, dae.Message), sideDataverse, true
+					priv, entity, dae.Message), true
 			}
-			return "Dataverse refuses access (HTTP 403): " + dae.Message, sideDataverse, true
+			return "Dataverse refuses access (HTTP 403): " + dae.Message, true
 		case dae.Status == http.StatusUnauthorized:
-			return "Dataverse refuses the connector's credentials (HTTP 401): " + dae.Message, sideDataverse, true
+			return "Dataverse refuses the connector's credentials (HTTP 401): " + dae.Message, true
 		case dae.Status == http.StatusNotFound && !strings.Contains(dae.Path, "("):
 			// A collection that does not exist (a single row's 404 is the record's business, not the table's).
-			return "Dataverse has no such table (HTTP 404 for " + dae.Path + "): " + dae.Message, sideDataverse, true
+			return "Dataverse has no such table (HTTP 404 for " + dae.Path + "): " + dae.Message, true
 		}
-		return "", "", false
+		return "", true
 	}
 	var dau *dataverse.AuthError
 	if errors.As(err, &dau) {
-		if dau.Status >= 400 && dau.Status < 500 && dau.Status != http.StatusTooManyRequests {
-			return "Dataverse (Entra ID) refuses the connector's credentials: " + dau.Error(), sideDataverse, true
+		if refusedCredentials(dau.Status) {
+			return "Dataverse (Entra ID) refuses the connector's credentials: " + dau.Error(), true
 		}
-		return "", "", false
+		return "", true
 	}
+	return "", false
+}
+
+// salesforceFailure classifies a Salesforce error (REST, Bulk, token, Pub/Sub, change events) like
+// dataverseFailure.
+func salesforceFailure(err error) (reason string, known bool) {
 	var sae *salesforce.APIError
 	if errors.As(err, &sae) {
-		switch {
-		case errors.Is(err, salesforce.ErrAPILimit):
-			return "", "", false // paused until the budget returns; status says so
-		case sae.Status == http.StatusForbidden || strings.HasPrefix(sae.Code, "INSUFFICIENT_ACCESS") || sae.Code == "API_DISABLED_FOR_ORG" ||
-			sae.Code == "FUNCTIONALITY_NOT_ENABLED":
-			return "Salesforce refuses access (" + sae.Code + "): the integration user lacks a permission: " + sae.Message, sideSalesforce, true
-		case sae.Code == "INVALID_FIELD" || sae.Code == "INVALID_TYPE" || (sae.Code == "NOT_FOUND" && !strings.Contains(sae.Path, "/sobjects/")):
-			return "Salesforce does not know a mapped object or field (" + sae.Code + "): " + sae.Message, sideSalesforce, true
-		case sae.Status == http.StatusUnauthorized:
-			return "Salesforce refuses the connector's session (HTTP 401 " + sae.Code + "): " + sae.Message, sideSalesforce, true
-		}
-		return "", "", false
+		return salesforceAPIFailure(err, sae), true
 	}
 	var sau *salesforce.AuthError
 	if errors.As(err, &sau) {
-		if sau.Status >= 400 && sau.Status < 500 && sau.Status != http.StatusTooManyRequests {
-			return "Salesforce refuses the connector's credentials: " + sau.Error(), sideSalesforce, true
+		if refusedCredentials(sau.Status) {
+			return "Salesforce refuses the connector's credentials: " + sau.Error(), true
 		}
-		return "", "", false
+		return "", true
 	}
 	switch {
 	case errors.Is(err, salesforce.ErrMalformedEvent):
-		return "a change event cannot be decoded; the table's stream waits at it: " + err.Error(), sideSalesforce, true
+		return "a change event cannot be decoded; the table's stream waits at it: " + err.Error(), true
 	case errors.Is(err, salesforce.ErrJobFailed):
-		return "the Salesforce Bulk query failed: " + err.Error(), sideSalesforce, true
+		return "the Salesforce Bulk query failed: " + err.Error(), true
 	}
 	if st, ok := status.FromError(err); ok {
 		switch st.Code() {
 		case codes.PermissionDenied, codes.Unauthenticated:
-			return "the Salesforce Pub/Sub API refuses the subscription (" + st.Code().String() + "): " + st.Message(), sideSalesforce, true
+			return "the Salesforce Pub/Sub API refuses the subscription (" + st.Code().String() + "): " + st.Message(), true
 		case codes.NotFound:
-			return "the Salesforce Pub/Sub API has no such change topic: " + st.Message(), sideSalesforce, true
+			return "the Salesforce Pub/Sub API has no such change topic: " + st.Message(), true
 		}
 	}
-	return "", "", false
+	return "", false
+}
+
+// salesforceAPIFailure is the reason a Salesforce REST or Bulk error needs a person, "" when it does not.
+func salesforceAPIFailure(err error, sae *salesforce.APIError) string {
+	switch {
+	case errors.Is(err, salesforce.ErrAPILimit):
+		return "" // paused until the budget returns; status says so
+	case sae.Status == http.StatusForbidden || strings.HasPrefix(sae.Code, "INSUFFICIENT_ACCESS") || sae.Code == "API_DISABLED_FOR_ORG" ||
+		sae.Code == "FUNCTIONALITY_NOT_ENABLED":
+		return "Salesforce refuses access (" + sae.Code + "): the integration user lacks a permission: " + sae.Message
+	case sae.Code == "INVALID_FIELD" || sae.Code == "INVALID_TYPE" || (sae.Code == "NOT_FOUND" && !strings.Contains(sae.Path, "/sobjects/")):
+		return "Salesforce does not know a mapped object or field (" + sae.Code + "): " + sae.Message
+	case sae.Status == http.StatusUnauthorized:
+		return "Salesforce refuses the connector's session (HTTP 401 " + sae.Code + "): " + sae.Message
+	}
+	return ""
+}
+
+// refusedCredentials reports whether a token endpoint's status refuses the credentials (a 4xx other than
+// throttling) rather than failing for now.
+func refusedCredentials(status int) bool {
+	return status >= 400 && status < 500 && status != http.StatusTooManyRequests
 }
 
 var missingPrivilegeRE = regexp.MustCompile(`missing (prv[A-Za-z0-9_]+) privilege.*?(?:for entity '([A-Za-z0-9_]+)')?`)

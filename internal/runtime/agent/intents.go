@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"strings"
@@ -42,10 +43,17 @@ func (p *positions) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpo
 	}
 	if c.Phase != PhaseStreaming && !hasIntent(c.Intents, api.IntentLoad) {
 		// A load in progress from before intents were kept: it is owed in full.
-		c.Intents = append(c.Intents, api.Intent{Kind: api.IntentLoad, Reason: cmpOr(c.LoadReason, "load"), At: now})
+		c.Intents = append(c.Intents, api.Intent{Kind: api.IntentLoad, Reason: cmp.Or(c.LoadReason, "load"), At: now})
 	}
+	notes = takeInIntents(&c)
+	notes = append(notes, p.followMapping(&c, now)...)
+	notes = append(notes, p.planLoad(&c, loadHash)...)
+	return c, notes
+}
 
-	// Intents the control plane added since this table's agents last looked.
+// takeInIntents takes in the intents the control plane added since this table's agents last looked: a
+// catch-up or deletions window widens the checkpoint's, any other stays owed.
+func takeInIntents(c *Checkpoint) (notes []string) {
 	kept := c.Intents[:0]
 	for _, in := range c.Intents {
 		if in.Seq == 0 || in.Seq <= c.IntentSeq {
@@ -68,29 +76,33 @@ func (p *positions) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpo
 		}
 	}
 	c.Intents = kept
+	return notes
+}
 
-	// Columns whose source changed since the revision that last ran on this table: their values may differ.
+// followMapping brings the checkpoint to the current mapping: columns whose source changed since the
+// revision that last ran on this table are owed a load (their values may differ), and a load owed for
+// columns the current mapping no longer has is owed no more.
+func (p *positions) followMapping(c *Checkpoint, now time.Time) (notes []string) {
 	if c.MappingHash != p.mapping.hash {
-		if added := p.mapping.addedSince(&c); len(added) > 0 {
+		if added := p.mapping.addedSince(c); len(added) > 0 {
 			c.Intents = mergeLoad(c.Intents, api.Intent{Kind: api.IntentLoad, Reason: "mapping changed: added " + strings.Join(added, ", "), Columns: added, At: now})
 			notes = append(notes, "mapping change re-sync ("+strings.Join(added, ", ")+")")
 		}
 		c.MappingHash, c.MappingColumns = p.mapping.hash, p.mapping.columns
 	}
-	// A load owed for columns the current mapping no longer has is owed no more.
 	mapped := map[string]bool{}
 	for _, col := range p.mapping.columns {
 		mapped[strings.SplitN(col, "<-", 2)[0]] = true
 	}
-	kept = c.Intents[:0]
-	for _, in := range c.Intents {
-		if in.Kind == api.IntentLoad && len(in.Columns) > 0 && !slices.ContainsFunc(in.Columns, func(col string) bool { return mapped[col] }) {
-			continue
-		}
-		kept = append(kept, in)
-	}
-	c.Intents = kept
+	c.Intents = slices.DeleteFunc(c.Intents, func(in api.Intent) bool {
+		return in.Kind == api.IntentLoad && len(in.Columns) > 0 && !slices.ContainsFunc(in.Columns, func(col string) bool { return mapped[col] })
+	})
+	return notes
+}
 
+// planLoad sets the phase and load job to what the intents owe: streaming when no load is owed, a re-sync
+// when a streaming table owes one, and a load another mapping started (loadHash) starts over.
+func (p *positions) planLoad(c *Checkpoint, loadHash string) (notes []string) {
 	load := loadIntents(c.Intents)
 	switch {
 	case len(load) == 0:
@@ -114,7 +126,7 @@ func (p *positions) planCheckpoint(stored *Checkpoint, now time.Time) (c Checkpo
 		}
 		c.LoadMappingHash = p.mapping.hash
 	}
-	return c, notes
+	return notes
 }
 
 func hasIntent(ins []api.Intent, kind string) bool {
@@ -177,13 +189,6 @@ func withoutIntents(ins []api.Intent, kind string) []api.Intent {
 		}
 	}
 	return out
-}
-
-func cmpOr(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
 }
 
 // owedList describes what a checkpoint owes, for status.

@@ -230,7 +230,7 @@ func (r *reconciliation) digest(ctx context.Context) error {
 	plan := r.tg.plan
 	err := r.dv.Query(ctx, r.sel, 5000, func(row dataverse.Row) error {
 		key, vals := canonDest(plan.PrimaryID, r.cols, row)
-		if !syncShapedKey(key) || r.skip[key] {
+		if !sfid.IsSyncGUID(key) || r.skip[key] {
 			return nil
 		}
 		h := rowHash(key, vals)
@@ -329,7 +329,7 @@ func (r *reconciliation) findExtras(ctx context.Context) error {
 	plan := r.tg.plan
 	err := r.dv.Query(ctx, r.sel+",_createdby_value", 5000, func(row dataverse.Row) error {
 		key, _ := canonDest(plan.PrimaryID, r.cols, row)
-		if !syncShapedKey(key) || r.skip[key] || r.sourceKeys[key] || !r.extraRanges[rangeOf(key, r.rbits)] {
+		if !sfid.IsSyncGUID(key) || r.skip[key] || r.sourceKeys[key] || !r.extraRanges[rangeOf(key, r.rbits)] {
 			return nil
 		}
 		by, _ := row["_createdby_value"].(string)

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -199,13 +200,8 @@ func (s *tableStats) worked(side string) {
 
 // failureReason is the table's current failure, "" when none. Caller holds mu.
 func (s *tableStats) failureReason() string {
-	var sides []string
-	for side := range s.failures {
-		sides = append(sides, side)
-	}
-	slices.Sort(sides)
 	var out []string
-	for _, side := range sides {
+	for _, side := range slices.Sorted(maps.Keys(s.failures)) {
 		f := s.failures[side]
 		out = append(out, f.reason+" (since "+f.since.Format(time.RFC3339)+"; retrying)")
 	}

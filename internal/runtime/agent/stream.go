@@ -5,6 +5,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
@@ -264,7 +265,7 @@ func (t *table) settleLoadLeftovers(ctx context.Context, fromTip, handedOver boo
 		if fromTip {
 			// Let the server register the LATEST subscription before querying, so every change is either in
 			// the query or in the stream.
-			if err := sleepCtx(ctx, time.Second); err != nil {
+			if err := retry.Sleep(ctx, time.Second); err != nil {
 				return err
 			}
 		}

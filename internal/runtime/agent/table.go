@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
+	"github.com/crmsync/terraform-provider-crmsync/internal/retry"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/source/salesforce"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/writer"
 )
@@ -92,7 +93,7 @@ func (t *table) run(ctx context.Context) error {
 		}
 		t.st.recordError(err)
 		t.log.Error("cannot read or store the table's checkpoint; retrying", "err", err, "attempt", attempt)
-		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
+		if err := retry.Sleep(ctx, retryDelay(attempt)); err != nil {
 			return err
 		}
 	}
@@ -136,30 +137,20 @@ func (t *table) loop(ctx context.Context) error {
 		if errors.Is(err, salesforce.ErrAPILimit) || errors.Is(err, salesforce.ErrDeliveryLimit) {
 			t.st.setPhase(t.pos.snapshot().Phase, "paused: "+err.Error())
 		}
-		if serr := sleepCtx(ctx, retryDelay(failures)); serr != nil {
+		if serr := retry.Sleep(ctx, retryDelay(failures)); serr != nil {
 			break
 		}
 	}
 	return ctx.Err()
 }
 
-func retryDelay(failures int) time.Duration {
-	d := time.Second << min(failures-1, 6)
-	return min(d, time.Minute)
-}
+// backoff spaces the retries of a failing table, write or start: 1 s, doubling, at most a minute.
+var backoff = retry.Policy{Base: time.Second, Max: time.Minute}
+
+// retryDelay is the wait after the given number of consecutive failures (from 1).
+func retryDelay(failures int) time.Duration { return backoff.Delay(failures - 1) }
 
 func (t *table) markLoaded() { t.once.Do(func() { close(t.loaded) }) }
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
 
 // writeAll writes ops until Dataverse accepts them or ctx ends: table-level failures are retried with
 // backoff (throttling is already handled inside the client), so nothing is ever dropped. It returns what
@@ -191,7 +182,7 @@ func (t *table) writeAll(ctx context.Context, ops []writer.Op) (writer.Outcome, 
 		}
 		t.st.noteError(err)
 		t.log.Warn("write failed, retrying", "err", err, "attempt", attempt)
-		if err := sleepCtx(ctx, retryDelay(attempt)); err != nil {
+		if err := retry.Sleep(ctx, retryDelay(attempt)); err != nil {
 			return writer.Outcome{}, err
 		}
 	}
