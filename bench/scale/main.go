@@ -23,6 +23,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/controlplane"
 )
 
 type options struct {
@@ -49,7 +51,7 @@ func main() {
 	flag.IntVar(&o.kills, "kills", 20, "failover: how many agent kills")
 	flag.IntVar(&o.failConns, "failover-connectors", 4, "failover: connectors the pool runs")
 	flag.IntVar(&o.sizeConns, "sizing-connectors", 20, "sizing: connectors one pool agent runs")
-	flag.DurationVar(&o.leaseTTL, "lease-ttl", 30*time.Second, "failover: serve --lease-ttl (the default)")
+	flag.DurationVar(&o.leaseTTL, "lease-ttl", controlplane.DefaultLeaseTTL, "failover: serve --lease-ttl (the default)")
 	flag.Parse()
 	bin, err := filepath.Abs(o.crmsync)
 	if err == nil {
