@@ -44,10 +44,9 @@ type positions struct {
 	// positionStoredAt is when the stream's position was last stored: written windows move it at most every
 	// windowStoreEvery, keepalives every idleStoreEvery.
 	positionStoredAt time.Time
-	// unsaved is set while the checkpoint in memory may differ from the stored one; changes counts the
-	// changes made to it in memory, so a store clears unsaved only if nothing changed while it ran.
-	unsaved bool
-	changes uint64
+	// changes counts the changes made to the checkpoint in memory; stored is the count the last store
+	// covered: they differ while memory holds something not stored.
+	changes, stored uint64
 
 	// loadWritten counts rows written by the running load, for progress between page checkpoints.
 	loadWritten atomic.Int64
@@ -116,16 +115,13 @@ func (p *positions) saveLocked(ctx context.Context, mutate func(cp *Checkpoint))
 	cp.Recoveries = slices.Clone(cp.Recoveries)
 	cp.Intents = slices.Clone(cp.Intents)
 	p.changes++
-	p.unsaved = true
-	stored := p.changes
+	covers := p.changes
 	p.mu.Unlock()
 	if err := p.store.SaveCheckpoint(ctx, cp); err != nil {
 		return err
 	}
 	p.mu.Lock()
-	if p.changes == stored {
-		p.unsaved = false
-	}
+	p.stored = covers // stores are serialised: this one is the newest
 	p.mu.Unlock()
 	return nil
 }
@@ -134,7 +130,7 @@ func (p *positions) saveLocked(ctx context.Context, mutate func(cp *Checkpoint))
 // the table's, has ended): a store cut by the shutdown, or a position kept in memory since the last store.
 func (p *positions) stopped(ctx context.Context) {
 	p.mu.Lock()
-	unsaved := p.unsaved
+	unsaved := p.changes != p.stored
 	p.mu.Unlock()
 	if !unsaved {
 		return
@@ -152,7 +148,6 @@ func (p *positions) addRecovery(what string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.cp.Recoveries = append(slices.Clone(p.cp.Recoveries), time.Now().UTC().Format(time.RFC3339)+" "+what)
-	p.unsaved = true
 	p.changes++
 	if len(p.cp.Recoveries) > maxRecoveries {
 		p.cp.Recoveries = p.cp.Recoveries[len(p.cp.Recoveries)-maxRecoveries:]
@@ -179,7 +174,7 @@ func (p *positions) streamOpened() {
 func (p *positions) windowWritten(ctx context.Context, last []byte, force bool) error {
 	p.mu.Lock()
 	if !force && time.Since(p.positionStoredAt) < windowStoreEvery && p.cp.CatchUpSince.IsZero() {
-		p.cp.ReplayID, p.unsaved = last, true
+		p.cp.ReplayID = last
 		p.changes++
 		p.mu.Unlock()
 		return nil
