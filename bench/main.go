@@ -38,6 +38,9 @@ type options struct {
 	// modelled network round trip, which the zero-latency sandbox otherwise lacks.
 	Latency time.Duration `json:"latency"`
 	Param   int           `json:"-"`
+	// Pairs is how many times the relay and the load of the largest size run, alternately, in one
+	// invocation: the ratio is taken within each pair and its median published.
+	Pairs int `json:"pairs"`
 	// AgentCPUProfile, with -scenario load, is where a CPU profile of the agent's first 20 s goes.
 	AgentCPUProfile string `json:"-"`
 }
@@ -58,6 +61,7 @@ func main() {
 	flag.IntVar(&o.UsersLoad, "users-load", 40000, "contacts of the budget-bound load with several application users (accounts are a fifth of that)")
 	flag.StringVar(&o.Only, "only", "", "comma-separated scenarios to run (load, ceiling, cdc, backlog, throttled, users, plan); all when empty")
 	flag.DurationVar(&o.Latency, "latency", 20*time.Millisecond, "modelled round trip added to every request in the ceiling scenarios' second run (0 skips it)")
+	flag.IntVar(&o.Pairs, "pairs", 3, "with load and ceiling: how many times the relay and the largest load run, alternately (the published ratio is the median of the pairs')")
 	flag.StringVar(&o.AgentCPUProfile, "agent-cpuprofile", "", "with -scenario load: write a CPU profile of the agent process's first 20 seconds to this file")
 	cpuProfile := flag.String("cpuprofile", "", "with -scenario: write a CPU profile of the scenario's process (the sandbox and the harness, not the agent) to this file")
 	flag.Parse()
@@ -127,14 +131,27 @@ func orchestrate(o options) error {
 	}
 	want := func(s string) bool { return o.Only == "" || strings.Contains(","+o.Only+",", ","+s+",") }
 	var runs []run
+	largest := o.Sizes[len(o.Sizes)-1]
+	paired := want("load") && want("ceiling")
 	if want("load") {
 		for _, n := range o.Sizes {
-			runs = append(runs, run{"load", n})
+			if !paired || n != largest { // the largest load runs in the pairs below
+				runs = append(runs, run{"load", n})
+			}
 		}
 	}
 	if want("ceiling") {
-		n := o.Sizes[len(o.Sizes)-1]
-		runs = append(runs, run{"intake", n}, run{"output", n}, run{"relay", n}, run{"naive", min(n, 3000)})
+		n := largest
+		runs = append(runs, run{"intake", n}, run{"output", n})
+		// The relay and the load alternate, so both sides of each ratio see the same moment of a shared
+		// machine; a single relay run lasts about a second and varies more than the load does.
+		for i := 0; i < max(1, o.Pairs); i++ {
+			runs = append(runs, run{"relay", n})
+			if paired {
+				runs = append(runs, run{"load", n})
+			}
+		}
+		runs = append(runs, run{"naive", min(n, 3000)})
 		if o.Latency > 0 {
 			runs = append(runs, run{"load-lat", n}, run{"intake-lat", n}, run{"naive-lat", min(n, 300)})
 		}
@@ -165,7 +182,8 @@ func orchestrate(o options) error {
 	started := time.Now()
 	var results []Result
 	for _, r := range runs {
-		fmt.Fprintf(os.Stderr, "bench: %s %d ...\n", r.scenario, r.param)
+		load := loadAverage()
+		fmt.Fprintf(os.Stderr, "bench: %s %d (load average %.2f) ...\n", r.scenario, r.param, load)
 		args := []string{"-scenario", r.scenario, "-param", strconv.Itoa(r.param), "-crmsync", o.Crmsync,
 			"-cdc-seconds", strconv.Itoa(o.CDCSeconds), "-latency", o.Latency.String(), "-users-load", strconv.Itoa(o.UsersLoad)}
 		cmd := exec.Command(self, args...) //nolint:gosec // G204: this program re-executing itself for one scenario
@@ -177,6 +195,9 @@ func orchestrate(o options) error {
 		var res Result
 		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
 			return fmt.Errorf("scenario %s %d printed no result: %w", r.scenario, r.param, err)
+		}
+		if load >= 0 {
+			res.Figures["load_average"] = load
 		}
 		fmt.Fprintf(os.Stderr, "bench: %s %d: %v\n", r.scenario, r.param, res.Figures)
 		results = append(results, res)
@@ -213,6 +234,24 @@ type Report struct {
 	Seconds float64   `json:"seconds"`
 	Options options   `json:"options"`
 	Results []Result  `json:"results"`
+}
+
+// loadAverage is the machine's 1-minute load average (-1 where /proc/loadavg is missing): the figures of a
+// shared machine are read beside it.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }
 
 func machine() string {
