@@ -36,14 +36,16 @@ var columnDelimiters = map[string]byte{
 
 type bulkJob struct {
 	id, operation, object, createdBy string
-	created, modstamp                time.Time
-	state                            string
-	query                            *query
-	columnDelimiter, lineEnding      string
-	apiVersion                       string
-	rs                               *resultSet
-	processing                       time.Duration
-	timers                           []*time.Timer
+	created, modstamp                time.Time // as reported: whole seconds
+	// started is the instant the job was created, on the sandbox clock: its delay runs from there.
+	started                     time.Time
+	state                       string
+	query                       *query
+	columnDelimiter, lineEnding string
+	apiVersion                  string
+	rs                          *resultSet
+	processing                  time.Duration
+	timers                      []*time.Timer
 }
 
 func (j *bulkJob) terminal() bool {
@@ -217,10 +219,11 @@ func (e *Emulator) bulkCreate(c *call) {
 			"Max bulk v2 query jobs (%d) per 24 hrs has been reached (%d)", dailyBulkJobsMax, dailyBulkJobsMax+1))
 		return
 	}
-	now := e.clock.Now().UTC().Truncate(time.Second)
+	started := e.clock.Now()
+	now := started.UTC().Truncate(time.Second)
 	j := &bulkJob{
 		id: e.ids.New(prefixJob), operation: req.Operation, object: q.meta.obj.Name, createdBy: c.sess.user,
-		created: now, modstamp: now, state: jobUploadComplete, query: q,
+		created: now, modstamp: now, started: started, state: jobUploadComplete, query: q,
 		columnDelimiter: req.ColumnDelimiter, lineEnding: req.LineEnding, apiVersion: c.version,
 	}
 	delay := e.currentSettings().BulkDelay
@@ -250,7 +253,7 @@ func (e *Emulator) advanceLocked(j *bulkJob) {
 	}
 	now := e.clock.Now()
 	delay := e.currentSettings().BulkDelay
-	elapsed := now.Sub(j.created)
+	elapsed := now.Sub(j.started)
 	switch {
 	case elapsed >= delay:
 		start := time.Now()

@@ -209,3 +209,22 @@ func TestBulkListAbortDeleteAndQueryAll(t *testing.T) {
 		t.Errorf("deleted job: %d %s", resp.StatusCode, b)
 	}
 }
+
+// A job's delay runs from the instant it was created, not from its createdDate (which has whole seconds):
+// a job created late in a second completes after the whole delay, like one created early in it. Measured
+// from the truncated stamp, the 300 ms default delay was anything between 0 and 300 ms, at random.
+func TestBulkJobDelayRunsFromTheCreationInstant(t *testing.T) {
+	o := newTestOrg(t, 5, 0, func(c *Config) { c.BulkDelay = time.Hour })
+	// Move the sandbox clock to 900 ms past a whole second.
+	now := o.clock.Now()
+	o.clock.Advance(time.Second + 900*time.Millisecond - time.Duration(now.Nanosecond()))
+	id := createJob(t, o, `{"operation":"query","query":"SELECT Id FROM Contact"}`)["id"].(string)
+	o.clock.Advance(time.Hour - 500*time.Millisecond)
+	if s := jobState(t, o, id)["state"]; s != "InProgress" {
+		t.Errorf("state %v half a second before the delay has passed, want InProgress", s)
+	}
+	o.clock.Advance(time.Second)
+	if s := jobState(t, o, id)["state"]; s != "JobComplete" {
+		t.Errorf("state %v half a second after the delay has passed, want JobComplete", s)
+	}
+}
