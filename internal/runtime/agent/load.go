@@ -38,22 +38,11 @@ func (t *table) load(ctx context.Context) error {
 		}
 	}()
 
-	// The Bulk job runs while the tables this one points at load; only writing waits for them, so lookups
-	// find their targets.
+	// The Bulk job runs, and its first rows are read, while the tables this one points at load; only
+	// writing waits for them (loadPages), so lookups find their targets.
 	job, err := t.loadJob(ctx)
 	if err != nil {
 		return err
-	}
-	if len(t.deps) > 0 {
-		t.st.setPhase(cp.Phase, "waiting for "+depNames(t.deps)+" to load first (lookups point at them)")
-		for _, d := range t.deps {
-			select {
-			case <-d.loaded:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		}
-		t.st.setPhase(cp.Phase, cp.LoadReason)
 	}
 	if err := t.loadPages(ctx, job); err != nil {
 		return err
@@ -70,6 +59,24 @@ func (t *table) load(ctx context.Context) error {
 		t.bridge, handedOver = bridge, true
 	}
 	t.markLoaded()
+	return nil
+}
+
+// waitForDeps waits until every table this one points at has loaded, saying so in the table's status.
+func (t *table) waitForDeps(ctx context.Context) error {
+	if len(t.deps) == 0 {
+		return nil
+	}
+	cp := t.pos.snapshot()
+	t.st.setPhase(cp.Phase, "waiting for "+depNames(t.deps)+" to load first (lookups point at them)")
+	for _, d := range t.deps {
+		select {
+		case <-d.loaded:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	t.st.setPhase(cp.Phase, cp.LoadReason)
 	return nil
 }
 
@@ -150,7 +157,8 @@ type pageEnd struct {
 // loadPages streams the job's result pages into batches written by a pool of writers. A page's locator is
 // stored only when it and every page before it are fully written (acks: the highest contiguous acknowledged
 // position), and reading blocks while twice as many batches as writers are unacknowledged, so memory stays
-// flat however large the table.
+// flat however large the table. The writers start once the tables this one points at have loaded; reading
+// starts at once, so those first batches are ready when they do.
 func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -164,13 +172,21 @@ func (t *table) loadPages(ctx context.Context, job *salesforce.BulkJob) error {
 	})
 	batches := make(chan loadBatch, 2*writers)
 	var wg sync.WaitGroup
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			t.writeLoadBatches(ctx, cancel, batches, tracker)
-		}()
-	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := t.waitForDeps(ctx); err != nil {
+			cancel(err)
+			return
+		}
+		for range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				t.writeLoadBatches(ctx, cancel, batches, tracker)
+			}()
+		}
+	}()
 	readErr := t.readPages(ctx, job.ID, batches, tracker)
 	wg.Wait()
 	if err := tracker.failed(); err != nil {
