@@ -204,31 +204,96 @@ func (p *Plan) AppendRow(b []byte, rec map[string]any) ([]byte, error) {
 		c := &p.columns[i]
 		raw := lookupField(rec, c.Source)
 		b = append(jsonrow.Separate(b), c.memberJSON...)
-		// The two commonest cases are written straight into b; the rest, and every failure, go through value,
-		// as Row does.
 		if s, ok := raw.(string); ok && s != "" {
-			switch {
-			case c.bindProperty != "":
-				if g, err := sfid.GUID(s); err == nil {
-					b = append(append(append(b, `"/`...), c.bindSet...), '(')
-					b = append(sfid.AppendGUID(b, g), `)"`...)
-					continue
-				}
-			case c.plainText && (c.maxLength <= 0 || len(s) <= c.maxLength):
-				// A string never has more UTF-16 code units than UTF-8 bytes, so it fits.
-				b = jsonrow.AppendString(b, s)
+			if out, ok := c.appendString(b, s); ok {
+				b = out
 				continue
 			}
 		}
-		v, err := c.value(raw)
-		if err != nil {
-			return nil, err
-		}
-		if b, err = jsonrow.AppendValue(b, c.member, v); err != nil {
+		var err error
+		if b, err = c.appendValue(b, raw); err != nil {
 			return nil, err
 		}
 	}
 	return b, nil
+}
+
+// Positions returns, for each of the plan's columns, the position of its source field in header (a Bulk
+// results page's header), or -1 when the header lacks it: what AppendValues reads a row with.
+func (p *Plan) Positions(header []string) []int {
+	out := make([]int, len(p.columns))
+	for i := range p.columns {
+		out[i] = FieldPosition(header, p.columns[i].Source)
+	}
+	return out
+}
+
+// FieldPosition is the position of field in header, matched as a record's fields are (exactly, else in any
+// case), or -1.
+func FieldPosition(header []string, field string) int {
+	for j, h := range header {
+		if h == field {
+			return j
+		}
+	}
+	for j, h := range header {
+		if strings.EqualFold(h, field) {
+			return j
+		}
+	}
+	return -1
+}
+
+// AppendValues is AppendRow for a record given as a Bulk results row: its values by position, pos from
+// Positions of the page's header, an empty value standing for null (as a Bulk CSV record holds it). It
+// writes the same bytes as AppendRow of that record, without a map and a boxed value per field.
+func (p *Plan) AppendValues(b []byte, pos []int, vals []string) ([]byte, error) {
+	if p.ownerMember != nil {
+		b = append(jsonrow.Separate(b), p.ownerMember...)
+	}
+	for i := range p.columns {
+		c := &p.columns[i]
+		b = append(jsonrow.Separate(b), c.memberJSON...)
+		var raw any
+		if j := pos[i]; j >= 0 && vals[j] != "" {
+			if out, ok := c.appendString(b, vals[j]); ok {
+				b = out
+				continue
+			}
+			raw = vals[j]
+		}
+		var err error
+		if b, err = c.appendValue(b, raw); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
+}
+
+// appendString writes the two commonest cases straight into b: a lookup bound from a Salesforce Id, and
+// text that fits its column. ok is false for every other value and every failure, which go through
+// appendValue, as Row converts them.
+func (c *plannedColumn) appendString(b []byte, s string) ([]byte, bool) {
+	switch {
+	case c.bindProperty != "":
+		if g, err := sfid.GUID(s); err == nil {
+			b = append(append(append(b, `"/`...), c.bindSet...), '(')
+			return append(sfid.AppendGUID(b, g), `)"`...), true
+		}
+	case c.plainText && (c.maxLength <= 0 || len(s) <= c.maxLength):
+		// A string never has more UTF-16 code units than UTF-8 bytes, so it fits.
+		return jsonrow.AppendString(b, s), true
+	}
+	return b, false
+}
+
+// appendValue converts raw as Row does and writes it into b.
+func (c *plannedColumn) appendValue(b []byte, raw any) ([]byte, error) {
+	v, err := c.value(raw)
+	if err != nil {
+		return nil, err
+	}
+	return jsonrow.AppendValue(b, c.member, v)
 }
 
 // Patch builds the body of an update that writes only the columns fed by the changed fields (nil values

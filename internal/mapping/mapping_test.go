@@ -1,8 +1,11 @@
 package mapping
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -359,6 +362,44 @@ func TestAppendRowEncodesWhatRowBuilds(t *testing.T) {
 		var ve *ValueError
 		if !errors.As(err, &ve) || ve.Column != col {
 			t.Errorf("a bad %s value must fail with the column named: %v", col, err)
+		}
+	}
+}
+
+// TestAppendValuesWritesWhatAppendRowWrites: the load's Bulk rows, given by position, are written byte for
+// byte as the same records read into a map (an empty CSV value being null), refusals included; a field the
+// header lacks is null, and header names match in any case, as map lookups do.
+func TestAppendValuesWritesWhatAppendRowWrites(t *testing.T) {
+	p := compileContact(t, contactConfig())
+	header := append([]string{"Id"}, p.SourceFields()[1:]...)
+	header[len(header)-1] = strings.ToUpper(header[len(header)-1]) // matched in any case
+	header = append(header[:2], header[3:]...)                     // one field missing: null
+	pos := p.Positions(header)
+	for _, rec := range []map[string]any{
+		{"Id": "003D000000QV9n2", "FirstName": "Zoë \"Q\"", "LastName": "Lovelace", "Email": "ada@example.com",
+			"Birthdate": "1815-12-10", "AccountId": "001D000000IqhSL", "Description": "line\nbreak", "HasOptedOutOfEmail": "true"},
+		{"Id": "003D000000QV9n3", "LastName": "Nguyễn"},
+		{"Id": "003D000000QV9n4", "LastName": strings.Repeat("é", 50), "Description": "🙂 emoji", "Birthdate": "2001-02-03"},
+		{"Id": "003D000000QV9n5", "LastName": strings.Repeat("x", 51)},
+		{"Id": "003D000000QV9n6", "LastName": "x", "AccountId": "not-an-id"},
+		{"Id": "003D000000QV9n7", "LastName": "x", "Birthdate": "not a date"},
+	} {
+		vals := make([]string, len(header))
+		asMap := map[string]any{}
+		for j, h := range header {
+			f := p.SourceFields()[slices.IndexFunc(p.SourceFields(), func(s string) bool { return strings.EqualFold(s, h) })]
+			s, _ := rec[f].(string)
+			vals[j] = s
+			if s == "" {
+				asMap[h] = nil
+			} else {
+				asMap[h] = s
+			}
+		}
+		want, wantErr := p.AppendRow([]byte(`"prefix":1`), asMap)
+		got, err := p.AppendValues([]byte(`"prefix":1`), pos, vals)
+		if !bytes.Equal(got, want) || fmt.Sprint(err) != fmt.Sprint(wantErr) {
+			t.Errorf("record %v:\nAppendValues %s, %v\nAppendRow    %s, %v", rec["Id"], got, err, want, wantErr)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -41,11 +42,38 @@ type applier struct {
 // deletion the table ignores). Callers count nothing more for it.
 func (ap *applier) rowOp(ctx context.Context, rec map[string]any) (writer.Op, bool, error) {
 	id, _ := rec["Id"].(string)
+	return ap.upsertOp(ctx, id, deletedRecord(rec), func(b []byte) ([]byte, error) { return ap.plan.AppendRow(b, rec) })
+}
+
+// bulkColumns is where the load finds what it reads in a Bulk results page's rows (positions in the page's
+// header; -1 when absent).
+type bulkColumns struct {
+	id, deleted int
+	plan        []int // mapping.Plan.Positions
+}
+
+func (ap *applier) bulkColumns(header []string) *bulkColumns {
+	return &bulkColumns{id: slices.Index(header, "Id"), deleted: slices.Index(header, "IsDeleted"), plan: ap.plan.Positions(header)}
+}
+
+// bulkRowOp is rowOp for a Bulk results row, given by position (an empty value is null): the same
+// operation, without a map per record.
+func (ap *applier) bulkRowOp(ctx context.Context, cols *bulkColumns, row []string) (writer.Op, bool, error) {
+	var id string
+	if cols.id >= 0 {
+		id = row[cols.id]
+	}
+	deleted := cols.deleted >= 0 && row[cols.deleted] == "true"
+	return ap.upsertOp(ctx, id, deleted, func(b []byte) ([]byte, error) { return ap.plan.AppendValues(b, cols.plan, row) })
+}
+
+// upsertOp is rowOp's operation for the record id, its body appended by encode.
+func (ap *applier) upsertOp(ctx context.Context, id string, deleted bool, encode func([]byte) ([]byte, error)) (writer.Op, bool, error) {
 	key, err := ap.plan.Key(id)
 	if err != nil {
 		return writer.Op{}, false, ap.deadLetterMapping(ctx, id, "upsert", err)
 	}
-	if deletedRecord(rec) {
+	if deleted {
 		o, ok := ap.deleteOp(id, key)
 		if !ok {
 			ap.st.skipped.Add(1)
@@ -55,7 +83,7 @@ func (ap *applier) rowOp(ctx context.Context, rec map[string]any) (writer.Op, bo
 	// Encode into a reused scratch buffer and keep an exact-size copy: rows wait in batches, so their size is
 	// the load's memory.
 	scratch := scratchRows.Get().(*[]byte)
-	enc, err := ap.plan.AppendRow((*scratch)[:0], rec)
+	enc, err := encode((*scratch)[:0])
 	var body []byte
 	if err == nil {
 		body = append([]byte(nil), enc...)

@@ -115,9 +115,10 @@ func (r *reader) waitJob(ctx context.Context, id string) (*salesforce.BulkJob, e
 // dropJob deletes a finished Bulk job (its results are not needed any more).
 func (r *reader) dropJob(ctx context.Context, id string) error { return r.sf.DeleteQueryJob(ctx, id) }
 
-// page reads one page of a job's results (locator "" for the first).
-func (r *reader) page(ctx context.Context, jobID, locator string, fn func(salesforce.Record) error) (salesforce.ResultPage, error) {
-	return r.sf.QueryResults(ctx, jobID, locator, r.pageSize, fn)
+// pageRows reads one page of a job's results (locator "" for the first), each row given by position
+// (salesforce.Client.QueryResultRows): the load's path.
+func (r *reader) pageRows(ctx context.Context, jobID, locator string, fn func(header, row []string) error) (salesforce.ResultPage, error) {
+	return r.sf.QueryResultRows(ctx, jobID, locator, r.pageSize, fn)
 }
 
 // readJob reads every page of a completed job's results, from the first.

@@ -131,6 +131,30 @@ type ResultPage struct {
 // null from empty, and Salesforce stores empty text as null). The row map is reused between calls: fn must
 // copy what it keeps. maxRecords bounds the page (0 lets the server choose).
 func (c *Client) QueryResults(ctx context.Context, jobID, locator string, maxRecords int, fn func(Record) error) (ResultPage, error) {
+	return c.QueryResultRows(ctx, jobID, locator, maxRecords, recordsOf(fn))
+}
+
+// recordsOf hands each row to fn as a Record (one map, reused), an empty value as nil.
+func recordsOf(fn func(Record) error) func(header, row []string) error {
+	var rec Record
+	return func(header, row []string) error {
+		if rec == nil {
+			rec = make(Record, len(header))
+		}
+		for i, h := range header {
+			if row[i] == "" {
+				rec[h] = nil
+			} else {
+				rec[h] = row[i]
+			}
+		}
+		return fn(rec)
+	}
+}
+
+// QueryResultRows is QueryResults with each row given as its values in the header's order (an empty value
+// is null), without a map per row: the load's path. header and row are reused between calls.
+func (c *Client) QueryResultRows(ctx context.Context, jobID, locator string, maxRecords int, fn func(header, row []string) error) (ResultPage, error) {
 	q := url.Values{}
 	if locator != "" {
 		q.Set("locator", locator)
@@ -167,9 +191,9 @@ func (c *Client) QueryResults(ctx context.Context, jobID, locator string, maxRec
 	return page, nil
 }
 
-// readCSV reads a Bulk results page: a header row, then one row per record. Values keep their bytes exactly
-// (csvReader).
-func readCSV(r io.Reader, fn func(Record) error) (int, error) {
+// readCSV reads a Bulk results page: a header row, then one row per record, each handed to fn with the
+// header. Values keep their bytes exactly (csvReader).
+func readCSV(r io.Reader, fn func(header, row []string) error) (int, error) {
 	cr := newCSVReader(r)
 	header, err := cr.Read()
 	if errors.Is(err, io.EOF) {
@@ -179,7 +203,6 @@ func readCSV(r io.Reader, fn func(Record) error) (int, error) {
 		return 0, fmt.Errorf("reading the CSV header: %w", err)
 	}
 	header = append([]string(nil), header...)
-	rec := make(Record, len(header))
 	n := 0
 	for {
 		row, err := cr.Read()
@@ -192,15 +215,8 @@ func readCSV(r io.Reader, fn func(Record) error) (int, error) {
 		if len(row) != len(header) {
 			return n, fmt.Errorf("CSV row %d has %d values for %d columns", n+1, len(row), len(header))
 		}
-		for i, h := range header {
-			if row[i] == "" {
-				rec[h] = nil
-			} else {
-				rec[h] = row[i]
-			}
-		}
 		n++
-		if err := fn(rec); err != nil {
+		if err := fn(header, row); err != nil {
 			return n, err
 		}
 	}

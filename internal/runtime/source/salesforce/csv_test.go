@@ -30,11 +30,11 @@ func TestBulkCSVKeepsLineBreaksInsideValuesByteForByte(t *testing.T) {
 			page.WriteString(`"` + string(rune('a'+i)) + `","` + strings.ReplaceAll(v, `"`, `""`) + `"` + ending)
 		}
 		var got []string
-		n, err := readCSV(strings.NewReader(page.String()), func(r Record) error {
+		n, err := readCSV(strings.NewReader(page.String()), recordsOf(func(r Record) error {
 			s, _ := r["Description"].(string)
 			got = append(got, s)
 			return nil
-		})
+		}))
 		if err != nil || n != len(values) {
 			t.Fatalf("line ending %q: %d records, %v", ending, n, err)
 		}
@@ -58,7 +58,7 @@ func BenchmarkReadCSV(b *testing.B) {
 	b.Run("crmsync", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			if _, err := readCSV(strings.NewReader(data), func(Record) error { return nil }); err != nil {
+			if _, err := readCSV(strings.NewReader(data), recordsOf(func(Record) error { return nil })); err != nil {
 				b.Fatal(err)
 			}
 		}

@@ -135,10 +135,10 @@ func FuzzReadCSV(f *testing.F) {
 		}
 		value := string(page)
 		var got any
-		if _, err := readCSV(strings.NewReader("\"Id\",\"V\"\n\"1\",\""+strings.ReplaceAll(value, `"`, `""`)+"\"\n"), func(r Record) error {
+		if _, err := readCSV(strings.NewReader("\"Id\",\"V\"\n\"1\",\""+strings.ReplaceAll(value, `"`, `""`)+"\"\n"), recordsOf(func(r Record) error {
 			got = r["V"]
 			return nil
-		}); err != nil {
+		})); err != nil {
 			t.Fatalf("the quoted value %q: %v", value, err)
 		}
 		if want := any(value); value == "" {
@@ -151,7 +151,7 @@ func FuzzReadCSV(f *testing.F) {
 		}
 		var header map[string]bool
 		handed := 0
-		n, err := readCSV(bytes.NewReader(page), func(r Record) error {
+		n, err := readCSV(bytes.NewReader(page), recordsOf(func(r Record) error {
 			handed++
 			if header == nil {
 				header = map[string]bool{}
@@ -168,7 +168,7 @@ func FuzzReadCSV(f *testing.F) {
 				}
 			}
 			return nil
-		})
+		}))
 		if n != handed {
 			t.Fatalf("readCSV counted %d records and handed over %d (err %v)", n, handed, err)
 		}
