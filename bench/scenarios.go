@@ -203,6 +203,7 @@ func scenarioLoad(o options, n int) (*Result, error) {
 		"agent_cpu_ms_per_1000":       cpu.Seconds() * 1000 / records * 1000,
 		"agent_cpu_cores":             cpu.Seconds() / elapsed,
 		"sandbox_cpu_cores":           (sandboxCPU - sandboxCPU0).Seconds() / elapsed,
+		"sandbox_cpu_ms_per_1000":     (sandboxCPU - sandboxCPU0).Seconds() * 1000 / records * 1000,
 		"salesforce_calls_per_1000":   float64(s.SalesforceCalls) / records * 1000,
 		"dataverse_requests_per_1000": float64(s.DataverseCalls) / records * 1000,
 		"peak_rss_mib":                float64(rss) / (1 << 20),
