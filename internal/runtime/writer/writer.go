@@ -179,13 +179,25 @@ func (w *Writer) Write(ctx context.Context, t Target, ops []Op) (Outcome, error)
 	return out, errors.Join(errs...)
 }
 
-// chunks groups ops by kind (upserts, updates, deletes) in pieces of at most batchSize.
+// chunks groups ops by kind (upserts, updates, deletes) in pieces of at most batchSize. Ops all of one kind
+// (a load's batch) are cut as they are, without copying.
 func (w *Writer) chunks(ops []Op) [][]Op {
-	var byKind [3][]Op
+	var count [3]int
 	for _, o := range ops {
-		byKind[o.Kind] = append(byKind[o.Kind], o)
+		count[o.Kind]++
 	}
-	var out [][]Op
+	var byKind [3][]Op
+	if count[ops[0].Kind] == len(ops) {
+		byKind[ops[0].Kind] = ops
+	} else {
+		for k, n := range count {
+			byKind[k] = make([]Op, 0, n)
+		}
+		for _, o := range ops {
+			byKind[o.Kind] = append(byKind[o.Kind], o)
+		}
+	}
+	out := make([][]Op, 0, (len(ops)+w.batchSize-1)/w.batchSize+2)
 	for _, group := range byKind {
 		for i := 0; i < len(group); i += w.batchSize {
 			out = append(out, group[i:min(i+w.batchSize, len(group))])

@@ -65,6 +65,7 @@ type request struct {
 	method string
 	path   string // relative to /api/data/v9.2, starting with "/"; or an absolute URL (nextLink)
 	body   []byte
+	bulk   *bulkBody // a body streamed from its targets, in place of body
 	ctype  string
 	header http.Header
 	// idempotent requests are re-sent after network errors and 502/503/504. Every write the sync makes is
@@ -179,18 +180,25 @@ func (c *Client) send(ctx context.Context, r request, u *appUser) (*answer, erro
 		target = c.base + r.path
 	}
 	var rd io.Reader
-	if r.body != nil {
+	switch {
+	case r.bulk != nil:
+		rd = r.bulk.reader()
+	case r.body != nil:
 		rd = bytes.NewReader(r.body)
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, target, rd)
 	if err != nil {
 		return nil, err
 	}
+	if r.bulk != nil {
+		req.ContentLength = r.bulk.size
+		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(r.bulk.reader()), nil }
+	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("OData-MaxVersion", "4.0")
 	req.Header.Set("OData-Version", "4.0")
-	if r.body != nil {
+	if r.body != nil || r.bulk != nil {
 		req.Header.Set("Content-Type", cmp.Or(r.ctype, "application/json; charset=utf-8"))
 	}
 	for k, vs := range r.header {

@@ -1,10 +1,13 @@
 package dataverse
 
 import (
+	"bytes"
 	"encoding/json"
+	"io"
 	"reflect"
 	"strings"
 	"testing"
+	"testing/iotest"
 
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping/jsonrow"
 )
@@ -68,5 +71,37 @@ func BenchmarkBulkBody(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = BulkBody("contact", "contactid", targets)
+	}
+}
+
+// TestBulkBodyStreamsTheBytesBulkBodyBuilds: the body BulkTargets streams is BulkBody's, byte for byte, read
+// whole or a byte at a time, with the length announced beforehand; a second reader starts over (a retry).
+func TestBulkBodyStreamsTheBytesBulkBodyBuilds(t *testing.T) {
+	var targets []Target
+	for i, r := range []Row{{"lastname": "Zoë \"Q\"", "n": int64(42)}, {}, {"firstname": "Nguyễn"}, {"x": nil}} {
+		m, err := jsonrow.AppendMembers(nil, r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		key := ""
+		if i%2 == 0 {
+			key = "0068845f-aaaa-587f-b5f2-ae83098ac839"
+		}
+		targets = append(targets, Target{Key: key, Members: m})
+	}
+	for n := 1; n <= len(targets); n++ {
+		want := BulkBody("contact", "contactid", targets[:n])
+		body := newBulkBody("contact", "contactid", targets[:n])
+		if body.size != int64(len(want)) {
+			t.Errorf("%d targets: size %d, the body has %d bytes", n, body.size, len(want))
+		}
+		whole, err := io.ReadAll(body.reader())
+		if err != nil || !bytes.Equal(whole, want) {
+			t.Errorf("%d targets: read whole %s (%v), want %s", n, whole, err, want)
+		}
+		bytewise, err := io.ReadAll(iotest.OneByteReader(body.reader()))
+		if err != nil || !bytes.Equal(bytewise, want) {
+			t.Errorf("%d targets: read a byte at a time %s (%v), want %s", n, bytewise, err, want)
+		}
 	}
 }
