@@ -381,9 +381,13 @@ type Heartbeat struct {
 // HeartbeatResponse tells the agent whether to go on: Active false or a DesiredRevision above its own means
 // drain, commit and stop (the supervisor starts the new revision).
 type HeartbeatResponse struct {
-	ExpiresAt       time.Time `json:"expires_at"`
-	Active          bool      `json:"active"`
-	DesiredRevision int64     `json:"desired_revision"`
+	ExpiresAt time.Time `json:"expires_at"`
+	// ExpiresInSeconds is the time left on the lease when the control plane answered, by its clock. An agent
+	// that sent the X-Crmsync-Lease-Deadline: answer header counts its deadline from when it sent the
+	// heartbeat plus this (never more than the TTL): the lease is then renewed only when due.
+	ExpiresInSeconds float64 `json:"expires_in_seconds,omitempty"`
+	Active           bool    `json:"active"`
+	DesiredRevision  int64   `json:"desired_revision"`
 	// ReconcileRequestID is the latest on-demand reconciliation request (POST /v1/connectors/{id}/reconcile):
 	// when it is above the Status.ReconcileRequestID the agent reported, the agent reconciles every
 	// streaming table and reports the ID as taken up. 0 when none was ever asked for.

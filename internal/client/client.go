@@ -174,6 +174,11 @@ func (c *Client) Requests() int64 { return c.requests.Load() }
 
 // do sends one API call and decodes the answer into out (nil: discard).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	return c.doWith(ctx, method, path, nil, in, out)
+}
+
+// doWith is do with more request headers.
+func (c *Client) doWith(ctx context.Context, method, path string, header http.Header, in, out any) error {
 	var body []byte
 	if in != nil {
 		var err error
@@ -203,6 +208,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 		}
 		if c.cfg.UserAgent != "" {
 			req.Header.Set("User-Agent", c.cfg.UserAgent)
+		}
+		for k, v := range header {
+			req.Header[k] = v
 		}
 		c.requests.Add(1)
 		resp, err := c.http.Do(req)
@@ -465,9 +473,14 @@ func (c *Client) AcquireLease(ctx context.Context, req api.LeaseRequest) (*api.L
 }
 
 // Heartbeat calls POST /v1/agent/leases/{id}/heartbeat; ErrLeaseLost when the lease is no longer current.
+//
+// It says the caller takes its lease's deadline from the answer (the X-Crmsync-Lease-Deadline: answer
+// header): from when it sent the heartbeat, the answer's ExpiresInSeconds when set (a control plane that
+// renews only when due), else the lease's TTL (one that renews at every heartbeat).
 func (c *Client) Heartbeat(ctx context.Context, leaseID string, hb api.Heartbeat) (*api.HeartbeatResponse, error) {
 	var out api.HeartbeatResponse
-	return &out, c.do(ctx, http.MethodPost, "/v1/agent/leases/"+esc(leaseID)+"/heartbeat", hb, &out)
+	h := http.Header{"X-Crmsync-Lease-Deadline": {"answer"}}
+	return &out, c.doWith(ctx, http.MethodPost, "/v1/agent/leases/"+esc(leaseID)+"/heartbeat", h, hb, &out)
 }
 
 // ReleaseLease calls DELETE /v1/agent/leases/{id}.

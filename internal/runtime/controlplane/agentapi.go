@@ -50,8 +50,15 @@ func (s *Server) acquireLease(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// heartbeat is the control plane's hottest call (every connector's agent, up to once a second): one store
-// transaction checks the holder, renews, stores the status and reads the answer.
+// LeaseDeadlineHeader, sent with "answer" on a heartbeat, says the agent takes its lease's deadline from the
+// answer's expires_in_seconds: the lease is then renewed in the store only when a fifth of the TTL passed
+// since it last was, not at every heartbeat. Without it (an older agent counting TTL from its request) every
+// heartbeat renews, so the store's expiry is never earlier than the deadline the agent keeps.
+const LeaseDeadlineHeader = "X-Crmsync-Lease-Deadline"
+
+// heartbeat is the control plane's hottest call (every connector's agent, up to once a second): one read
+// checks the holder and reads the answer; the lease is renewed when due, and the status is buffered by the
+// store (docs/scaling.md, "Status at scale").
 func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	id, err := pathID(r, store.PrefixLease)
 	if err != nil {
@@ -64,7 +71,11 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if err := sanitizeStatus(&hb.Status); err != nil {
 		return err
 	}
-	b, err := s.cfg.Store.Heartbeat(r.Context(), id, principalOf(r).agent.ID, s.cfg.LeaseTTL, hb.Status)
+	var renewEvery time.Duration
+	if r.Header.Get(LeaseDeadlineHeader) == "answer" {
+		renewEvery = s.cfg.LeaseTTL / 5
+	}
+	b, err := s.cfg.Store.Heartbeat(r.Context(), id, principalOf(r).agent.ID, s.cfg.LeaseTTL, renewEvery, hb.Status)
 	if errors.Is(err, store.ErrNotHolder) {
 		return errorf(http.StatusForbidden, CodeForbidden, "id", "lease %s belongs to another agent", id)
 	}
@@ -75,7 +86,8 @@ func (s *Server) heartbeat(w http.ResponseWriter, r *http.Request) error {
 	if b.Reconcile != nil {
 		reconcile = b.Reconcile.RequestID
 	}
-	writeJSON(w, http.StatusOK, api.HeartbeatResponse{ExpiresAt: b.Lease.ExpiresAt, Active: b.Activation.Active, DesiredRevision: b.Activation.DesiredRevision, ReconcileRequestID: reconcile})
+	writeJSON(w, http.StatusOK, api.HeartbeatResponse{ExpiresAt: b.Lease.ExpiresAt, ExpiresInSeconds: max(0, b.ExpiresIn.Seconds()),
+		Active: b.Activation.Active, DesiredRevision: b.Activation.DesiredRevision, ReconcileRequestID: reconcile})
 	return nil
 }
 

@@ -57,6 +57,7 @@ func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request) error {
 	if err := s.cfg.Store.RevokeAgent(r.Context(), id, actorAdmin); err != nil {
 		return storeError(err, "id")
 	}
+	s.agentAuth.forget(id)
 	s.log.InfoContext(r.Context(), "agent revoked", "agent_id", id)
 	// Its leases are gone: the supervisor starts other agents for active connectors it held.
 	if s.cfg.Deployer != nil {

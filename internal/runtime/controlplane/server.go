@@ -61,6 +61,9 @@ type Config struct {
 	AgentMaxBodyBytes int64
 	// Version is reported by /healthz.
 	Version string
+	// AgentAuthCache is how long this replica trusts an agent credential it checked (DefaultAgentAuthCache
+	// when zero, no cache when negative): a revocation through another replica takes effect here within it.
+	AgentAuthCache time.Duration
 	// Now is the clock status computations use (time.Now when nil); tests share it with the store's.
 	Now func() time.Time
 	// Hosts is the outbound destination policy: a connector naming a host it does not allow is refused at
@@ -83,6 +86,8 @@ type Server struct {
 	metrics *metrics
 	// sessions are the status page's signed-in sessions (ui.go).
 	sessions sessions
+	// agentAuth are the agent credentials checked recently (authcache.go).
+	agentAuth agentAuthCache
 }
 
 // role is who may call a route. Each credential has one role and reaches only its routes: the operator token
@@ -204,6 +209,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.AgentAuthCache == 0 {
+		cfg.AgentAuthCache = DefaultAgentAuthCache
 	}
 	if cfg.Version == "" {
 		cfg.Version = "dev"
@@ -421,7 +429,8 @@ func (s *Server) authenticate(r *http.Request) (principal, bool) {
 	}
 	switch {
 	case strings.HasPrefix(tok, store.PrefixAgent):
-		a, err := s.cfg.Store.AuthenticateAgent(r.Context(), tok)
+		// A lease grant hands out the connector's secrets: its credential is checked in the store.
+		a, err := s.authenticateAgent(r.Context(), tok, r.Method == http.MethodPost && r.URL.Path == "/v1/agent/leases")
 		if err != nil {
 			if !errors.Is(err, store.ErrUnauthenticated) {
 				s.log.ErrorContext(r.Context(), "authenticating an agent", "err", err)

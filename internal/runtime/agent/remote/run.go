@@ -378,7 +378,7 @@ func (r *runner) heartbeat(ctx context.Context) (string, error) {
 		}
 		return "", err
 	}
-	r.setExpires(sent.Add(r.ttl()))
+	r.setExpires(sent.Add(leaseLeft(r.ttl(), resp.ExpiresInSeconds)))
 	if rq, ok := r.engine.(interface{ RequestReconcile(id int64) }); ok && resp.ReconcileRequestID > 0 {
 		rq.RequestReconcile(resp.ReconcileRequestID) // carried out in the background; never blocks
 	}
@@ -389,6 +389,16 @@ func (r *runner) heartbeat(ctx context.Context) (string, error) {
 		return fmt.Sprintf("revision %d is desired (this agent runs %d)", resp.DesiredRevision, r.lease.Revision), nil
 	}
 	return "", nil
+}
+
+// leaseLeft is how long the lease lasts from when its heartbeat was sent: what the answer says is left when
+// it says (a control plane that renews only when due), else the TTL (one that renewed it); never more than
+// the TTL. Counting it from the sending, not the answer, keeps the local deadline before the store's.
+func leaseLeft(ttl time.Duration, expiresIn float64) time.Duration {
+	if expiresIn <= 0 {
+		return ttl
+	}
+	return min(ttl, time.Duration(expiresIn*float64(time.Second)))
 }
 
 func (r *runner) status() api.Status {

@@ -30,7 +30,7 @@ func TestHeartbeatRenewsForTheHolderOnlyAndAnswersInOneCall(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	b, err := s.Heartbeat(ctx, l.ID, "a1", time.Hour, report(1, 7, 7, 0, 1))
+	b, err := s.Heartbeat(ctx, l.ID, "a1", time.Hour, 0, report(1, 7, 7, 0, 1))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,12 +51,12 @@ func TestHeartbeatRenewsForTheHolderOnlyAndAnswersInOneCall(t *testing.T) {
 	// The agent reports the reconciliation done: the answer no longer carries it.
 	done := report(1, 9, 9, 0, 1)
 	done.ReconcileRequestID = req.RequestID
-	if b, err = s.Heartbeat(ctx, l.ID, "a1", time.Hour, done); err != nil || b.Reconcile != nil {
+	if b, err = s.Heartbeat(ctx, l.ID, "a1", time.Hour, 0, done); err != nil || b.Reconcile != nil {
 		t.Errorf("after the agent completed the request: %+v, %v", b.Reconcile, err)
 	}
 
 	// Another agent cannot renew it, nor store a status under it.
-	if _, err := s.Heartbeat(ctx, l.ID, "a2", time.Hour, report(1, 99, 99, 0, 1)); !errors.Is(err, ErrNotHolder) {
+	if _, err := s.Heartbeat(ctx, l.ID, "a2", time.Hour, 0, report(1, 99, 99, 0, 1)); !errors.Is(err, ErrNotHolder) {
 		t.Errorf("another agent's heartbeat: %v, want ErrNotHolder", err)
 	}
 	if st, _, _ := s.LastStatus(ctx, c.ID); st == nil || st.Tables[0].Written != 9 {
@@ -67,7 +67,7 @@ func TestHeartbeatRenewsForTheHolderOnlyAndAnswersInOneCall(t *testing.T) {
 	if err := s.ReleaseLease(ctx, l.ID); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Heartbeat(ctx, l.ID, "a1", time.Hour, report(1, 9, 9, 0, 1)); !errors.Is(err, ErrLeaseLost) {
+	if _, err := s.Heartbeat(ctx, l.ID, "a1", time.Hour, 0, report(1, 9, 9, 0, 1)); !errors.Is(err, ErrLeaseLost) {
 		t.Errorf("a released lease's heartbeat: %v, want ErrLeaseLost", err)
 	}
 }

@@ -101,8 +101,13 @@ func retryable(err error) bool {
 
 // pgTx runs fn in one SERIALIZABLE transaction, again when PostgreSQL aborts it for a conflict.
 func (s *SQLite) pgTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	return s.pgTxAt(ctx, sql.LevelSerializable, fn)
+}
+
+// pgTxAt runs fn in one transaction at the isolation level, again when PostgreSQL aborts it for a conflict.
+func (s *SQLite) pgTxAt(ctx context.Context, level sql.IsolationLevel, fn func(tx *sql.Tx) error) error {
 	for attempt := 0; ; attempt++ {
-		err := s.once(ctx, &sql.TxOptions{Isolation: sql.LevelSerializable}, fn)
+		err := s.once(ctx, &sql.TxOptions{Isolation: level}, fn)
 		if err == nil || !retryable(err) || attempt >= serializationRetries {
 			return err
 		}

@@ -33,6 +33,7 @@ type SQLite struct {
 	lock    *statedir.Lock
 	keyPath string // the secrets key (DIR/secret.key by default)
 	pg      bool   // PostgreSQL (pg.go)
+	reports statusBuffer
 
 	// Now is the clock (UTC); tests replace it before use to move time without sleeping.
 	Now func() time.Time
@@ -126,9 +127,13 @@ func (s *SQLite) initWith(ctx context.Context, where string) error {
 	return rows.Err()
 }
 
-// Close closes the database and lets the data directory go.
+// Close writes the reports the store holds, closes the database and lets the data directory go.
 func (s *SQLite) Close() error {
+	ferr := s.closeReports()
 	err := s.db.Close()
+	if err == nil {
+		err = ferr
+	}
 	if lerr := s.lock.Release(); err == nil {
 		err = lerr
 	}

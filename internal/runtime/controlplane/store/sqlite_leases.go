@@ -118,34 +118,102 @@ func (s *SQLite) renew(ctx context.Context, tx *sql.Tx, l leaseRow, ttl time.Dur
 	return l.Lease, nil
 }
 
-// Heartbeat implements Store: the holder check, the renewal with the status, and the reads of the answer
-// (activation, pending reconciliation) in one transaction instead of four, on the hottest path of the control
-// plane (docs/scaling.md, "Status at scale").
-func (s *SQLite) Heartbeat(ctx context.Context, leaseID, agentID string, ttl time.Duration, status api.Status) (Beat, error) {
-	var out Beat
-	err := s.tx(ctx, func(tx *sql.Tx) error {
-		l, err := s.currentLease(ctx, tx, leaseID)
+// Heartbeat implements Store, on the hottest path of the control plane (docs/scaling.md, "Status at scale"):
+// when the lease needs no renewal and no reconciliation is reported done, it is one read statement (the
+// holder check and the answer: activation, pending reconciliation); otherwise one transaction that also
+// renews. The status is buffered (status_buffer.go), never written here.
+func (s *SQLite) Heartbeat(ctx context.Context, leaseID, agentID string, ttl, renewEvery time.Duration, status api.Status) (Beat, error) {
+	now := s.Now()
+	b, err := beatRead(ctx, s.db, leaseID, agentID)
+	if err != nil {
+		return Beat{}, err
+	}
+	if b.needsWrite(now, ttl, renewEvery, status.ReconcileRequestID) {
+		err = s.tx(ctx, func(tx *sql.Tx) error {
+			now = s.Now()
+			if b, err = beatRead(ctx, tx, leaseID, agentID); err != nil {
+				return err
+			}
+			return s.beatWrite(ctx, tx, &b, now, ttl, renewEvery, status.ReconcileRequestID)
+		})
 		if err != nil {
+			return Beat{}, err
+		}
+	}
+	s.bufferReport(b.Lease.ConnectorID, leaseID, status, now) //nolint:contextcheck // the flusher it may start outlives the request
+	out := Beat{Lease: b.Lease, Activation: b.Activation, ExpiresIn: b.Lease.ExpiresAt.Sub(now)}
+	out.Lease.TTLSeconds = ttl.Seconds()
+	if b.requestID > b.completed {
+		out.Reconcile = &api.ReconcileRequest{ConnectorID: b.Lease.ConnectorID, RequestID: b.requestID, RequestedAt: fromNanos(b.requestedAt)}
+	}
+	return out, nil
+}
+
+// beatRow is what a heartbeat reads, in one statement.
+type beatRow struct {
+	Lease                             api.Lease
+	Activation                        api.Activation
+	requestID, requestedAt, completed int64
+}
+
+// needsWrite: the lease is renewed when renewEvery (every heartbeat when 0) passed since its last renewal,
+// or when it expired (a current lease that expired re-attaches, as RenewLease); a reconciliation reported
+// done is recorded.
+func (b *beatRow) needsWrite(now time.Time, ttl, renewEvery time.Duration, reconciled int64) bool {
+	return renewEvery <= 0 || b.Lease.ExpiresAt.Sub(now) <= ttl-renewEvery || reconciled > b.completed
+}
+
+type queryRower interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+func beatRead(ctx context.Context, q queryRower, leaseID, agentID string) (beatRow, error) {
+	var b beatRow
+	var holder string
+	var expires, active int64
+	err := q.QueryRowContext(ctx, `SELECT l.agent_id, l.connector_id, l.revision, l.expires_at, c.revision, COALESCE(a.active, 0),
+	COALESCE(r.request_id, 0), COALESCE(r.requested_at, 0), COALESCE(r.completed, 0)
+FROM leases l JOIN connectors c ON c.id = l.connector_id LEFT JOIN activations a ON a.connector_id = l.connector_id
+	LEFT JOIN reconcile_requests r ON r.connector_id = l.connector_id
+WHERE l.id = ?`, leaseID).Scan(&holder, &b.Lease.ConnectorID, &b.Lease.Revision, &expires, &b.Activation.DesiredRevision, &active,
+		&b.requestID, &b.requestedAt, &b.completed)
+	if errors.Is(err, sql.ErrNoRows) {
+		return b, fmt.Errorf("%w: lease %s is not its connector's current lease", ErrLeaseLost, leaseID)
+	}
+	if err != nil {
+		return b, err
+	}
+	if holder != agentID {
+		return b, fmt.Errorf("%w: lease %s belongs to another agent", ErrNotHolder, leaseID)
+	}
+	b.Lease.ID, b.Lease.AgentID, b.Lease.ExpiresAt = leaseID, holder, fromNanos(expires)
+	b.Activation.ConnectorID, b.Activation.Active = b.Lease.ConnectorID, active == 1
+	return b, nil
+}
+
+func (s *SQLite) beatWrite(ctx context.Context, tx *sql.Tx, b *beatRow, now time.Time, ttl, renewEvery time.Duration, reconciled int64) error {
+	if renewEvery <= 0 || b.Lease.ExpiresAt.Sub(now) <= ttl-renewEvery {
+		b.Lease.ExpiresAt = now.Add(ttl)
+		if _, err := tx.ExecContext(ctx, `UPDATE leases SET expires_at = ?, heartbeat_at = ? WHERE id = ?`, nanos(b.Lease.ExpiresAt), nanos(now), b.Lease.ID); err != nil {
 			return err
 		}
-		if l.AgentID != agentID {
-			return fmt.Errorf("%w: lease %s belongs to another agent", ErrNotHolder, leaseID)
-		}
-		if out.Lease, err = s.renew(ctx, tx, l, ttl, status); err != nil {
+	}
+	if reconciled > b.completed {
+		if _, err := tx.ExecContext(ctx, `UPDATE reconcile_requests SET completed = ? WHERE connector_id = ? AND completed < ?`, reconciled, b.Lease.ConnectorID, reconciled); err != nil {
 			return err
 		}
-		if out.Activation, err = s.activation(ctx, tx, l.ConnectorID); err != nil {
-			return err
-		}
-		out.Reconcile, err = reconcileProgress(ctx, tx, l.ConnectorID, status.ReconcileRequestID)
-		return err
-	})
-	return out, err
+		b.completed = reconciled
+	}
+	return nil
 }
 
 // ReleaseLease implements Store; releasing a lease that is no longer current is a no-op (the call is
 // idempotent and retried by clients).
 func (s *SQLite) ReleaseLease(ctx context.Context, leaseID string) error {
+	// The agent's last reports (sent just before) are written while the lease is still its own.
+	if err := s.flushReports(ctx); err != nil {
+		return err
+	}
 	return s.tx(ctx, func(tx *sql.Tx) error {
 		l, err := s.leaseBy(ctx, tx, `id = ?`, leaseID)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -183,8 +251,20 @@ func (s *SQLite) CurrentAgent(ctx context.Context, connectorID string) (LeaseInf
 		}
 		out = LeaseInfo{AgentInfo: api.AgentInfo{ID: l.AgentID, Host: l.host, PID: l.pid, Revision: l.Revision,
 			HeartbeatAt: l.heartbeatAt, StartedAt: l.startedAt}, LeaseID: l.ID, ExpiresAt: l.ExpiresAt}
+		// A heartbeat that did not renew the lease left its time with its report.
+		var reported int64
+		err = tx.QueryRowContext(ctx, `SELECT reported_at FROM agent_status WHERE connector_id = ? AND lease_id = ?`, connectorID, l.ID).Scan(&reported)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return err
+		}
+		if at := fromNanos(reported); at.After(out.HeartbeatAt) {
+			out.HeartbeatAt = at
+		}
 		return nil
 	})
+	if p, ok := s.reports.buffered(connectorID); ok && err == nil && p.leaseID == out.LeaseID && p.at.After(out.HeartbeatAt) {
+		out.HeartbeatAt = p.at
+	}
 	return out, err
 }
 

@@ -11,36 +11,40 @@ import (
 )
 
 // LastStatus implements Store: nil (and a zero time) when no agent reported yet. The counters add up the
-// connector's earlier agents (storeReport).
+// connector's earlier agents (storeReport). A report this store holds unwritten (status_buffer.go) is shown
+// when it is the newest.
 func (s *SQLite) LastStatus(ctx context.Context, connectorID string) (*api.Status, time.Time, error) {
-	var out *api.Status
-	var at int64
+	var prev storedReport
+	found := false
 	err := s.tx(ctx, func(tx *sql.Tx) error {
-		var b, tb string
-		err := tx.QueryRowContext(ctx, `SELECT data, reported_at, totals FROM agent_status WHERE connector_id = ?`, connectorID).Scan(&b, &at, &tb)
+		err := tx.QueryRowContext(ctx, `SELECT data, reported_at, totals, lease_id FROM agent_status WHERE connector_id = ?`, connectorID).Scan(&prev.data, &prev.at, &prev.total, &prev.lease)
 		if errors.Is(err, sql.ErrNoRows) {
 			return nil
 		}
-		if err != nil {
-			return err
-		}
-		out = &api.Status{}
-		if err := json.Unmarshal([]byte(b), out); err != nil {
-			return err
-		}
-		if tb != "" {
-			var totals statusTotals
-			if err := json.Unmarshal([]byte(tb), &totals); err != nil {
-				return err
-			}
-			totals.apply(out)
-		}
-		return nil
+		found = err == nil
+		return err
 	})
-	if out == nil {
+	if err != nil {
 		return nil, time.Time{}, err
 	}
-	return out, fromNanos(at), err
+	if p, ok := s.reports.buffered(connectorID); ok && (!found || nanos(p.at) >= prev.at) {
+		return withBuffered(p, prev)
+	}
+	if !found {
+		return nil, time.Time{}, nil
+	}
+	out := &api.Status{}
+	if err := json.Unmarshal([]byte(prev.data), out); err != nil {
+		return nil, time.Time{}, err
+	}
+	if prev.total != "" {
+		var totals statusTotals
+		if err := json.Unmarshal([]byte(prev.total), &totals); err != nil {
+			return nil, time.Time{}, err
+		}
+		totals.apply(out)
+	}
+	return out, fromNanos(prev.at), nil
 }
 
 // History bounds: one point per HistoryInterval at most, kept for HistoryRetention (6 h at one point per 10 s
@@ -149,19 +153,13 @@ func (t *statusTotals) apply(st *api.Status) {
 	}
 }
 
-// storeReport stores an agent's report under its lease (RenewLease's transaction): when the last report
-// came from another lease, that agent's counters are folded into the totals first. It also records a
-// history point when the last one is HistoryInterval old, and drops points past HistoryRetention.
-func storeReport(ctx context.Context, tx *sql.Tx, connectorID, leaseID string, status api.Status, now time.Time) error {
-	var prevLease, prevData, prevTotals string
-	err := tx.QueryRowContext(ctx, `SELECT lease_id, data, totals FROM agent_status WHERE connector_id = ?`, connectorID).Scan(&prevLease, &prevData, &prevTotals)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return err
-	}
+// nextTotals are the totals to store with a report of leaseID, given the connector's stored report: when
+// that report came from another lease, its agent's counters are folded into the totals first.
+func nextTotals(prevLease, prevData, prevTotals, leaseID string) (statusTotals, error) {
 	var totals statusTotals
 	if prevTotals != "" {
 		if err := json.Unmarshal([]byte(prevTotals), &totals); err != nil {
-			return err
+			return totals, err
 		}
 	}
 	// A report stored before schema version 3 has no lease: it is taken as the current agent's (folding it
@@ -169,9 +167,25 @@ func storeReport(ctx context.Context, tx *sql.Tx, connectorID, leaseID string, s
 	if prevLease != "" && prevLease != leaseID && prevData != "" {
 		var prev api.Status
 		if err := json.Unmarshal([]byte(prevData), &prev); err != nil {
-			return err
+			return totals, err
 		}
 		totals.fold(prev)
+	}
+	return totals, nil
+}
+
+// storeReport stores an agent's report under its lease (RenewLease's transaction), its totals carried over
+// (nextTotals). It also records a history point when the last one is HistoryInterval old, and drops points
+// past HistoryRetention.
+func storeReport(ctx context.Context, tx *sql.Tx, connectorID, leaseID string, status api.Status, now time.Time) error {
+	var prevLease, prevData, prevTotals string
+	err := tx.QueryRowContext(ctx, `SELECT lease_id, data, totals FROM agent_status WHERE connector_id = ?`, connectorID).Scan(&prevLease, &prevData, &prevTotals)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return err
+	}
+	totals, err := nextTotals(prevLease, prevData, prevTotals, leaseID)
+	if err != nil {
+		return err
 	}
 	data, err := json.Marshal(status)
 	if err != nil {
@@ -186,17 +200,12 @@ ON CONFLICT (connector_id) DO UPDATE SET data = excluded.data, reported_at = exc
 		connectorID, string(data), nanos(now), leaseID, string(tb)); err != nil {
 		return err
 	}
-	return recordHistory(ctx, tx, connectorID, status, totals, now)
+	return recordHistories(ctx, tx, []reportRow{{connectorID: connectorID, p: pendingReport{leaseID: leaseID, status: status, at: now}, totals: totals}})
 }
 
-func recordHistory(ctx context.Context, tx *sql.Tx, connectorID string, status api.Status, totals statusTotals, now time.Time) error {
-	var last sql.NullInt64
-	if err := tx.QueryRowContext(ctx, `SELECT MAX(at) FROM status_history WHERE connector_id = ?`, connectorID).Scan(&last); err != nil {
-		return err
-	}
-	if last.Valid && now.Sub(fromNanos(last.Int64)) < HistoryInterval {
-		return nil
-	}
+// historyPoint is a report's point of the status history, its counters with the totals.
+func historyPoint(status api.Status, totals statusTotals, now time.Time) ([]byte, error) {
+	status = cloneStatus(status)
 	totals.apply(&status)
 	p := api.HistoryPoint{At: now.UTC(), State: status.State, Revision: status.Revision, Tables: make([]api.HistoryTable, 0, len(status.Tables))}
 	for _, t := range status.Tables {
@@ -207,19 +216,15 @@ func recordHistory(ctx context.Context, tx *sql.Tx, connectorID string, status a
 		}
 		p.Tables = append(p.Tables, ht)
 	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return err
-	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO status_history (connector_id, at, data) VALUES (?, ?, ?) ON CONFLICT (connector_id, at) DO UPDATE SET data = excluded.data`, connectorID, nanos(now), string(b)); err != nil {
-		return err
-	}
-	_, err = tx.ExecContext(ctx, `DELETE FROM status_history WHERE connector_id = ? AND at < ?`, connectorID, nanos(now.Add(-HistoryRetention)))
-	return err
+	return json.Marshal(p)
 }
 
 // StatusHistory implements Store.
 func (s *SQLite) StatusHistory(ctx context.Context, connectorID string, since time.Time) ([]api.HistoryPoint, error) {
+	// The reports this store holds make their points first (history is read rarely: /ui, the CLI).
+	if err := s.flushReports(ctx); err != nil {
+		return nil, err
+	}
 	var out []api.HistoryPoint
 	err := s.tx(ctx, func(tx *sql.Tx) error {
 		if _, err := getConnector(ctx, tx, connectorID); err != nil {

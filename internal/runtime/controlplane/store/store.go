@@ -106,15 +106,21 @@ type Leases interface {
 	CurrentAgent(ctx context.Context, connectorID string) (LeaseInfo, error)
 	// LeaseHolder returns the agent and connector of a current lease (ErrLeaseLost when it is not one).
 	LeaseHolder(ctx context.Context, leaseID string) (agentID, connectorID string, err error)
-	// Heartbeat is an agent's heartbeat in one transaction: RenewLease for the lease's holder only
-	// (ErrNotHolder for another agent, ErrLeaseLost when it is not current), with the connector's activation
-	// and ReconcileProgress(status.ReconcileRequestID).
-	Heartbeat(ctx context.Context, leaseID, agentID string, ttl time.Duration, status api.Status) (Beat, error)
+	// Heartbeat is an agent's heartbeat, atomic: RenewLease for the lease's holder only (ErrNotHolder for
+	// another agent, ErrLeaseLost when it is not current), with what the answer needs: the connector's
+	// activation and ReconcileProgress(status.ReconcileRequestID). With renewEvery above 0 the lease is
+	// renewed only when renewEvery passed since it last was (the agent then takes its deadline from
+	// Beat.ExpiresIn, never from ttl). The status is kept by the store and written within
+	// StatusFlushInterval (LastStatus through the same store shows it at once).
+	Heartbeat(ctx context.Context, leaseID, agentID string, ttl, renewEvery time.Duration, status api.Status) (Beat, error)
 }
 
-// Beat is what a heartbeat returns: the renewed lease and what its answer tells the agent.
+// Beat is what a heartbeat returns: the lease and what its answer tells the agent.
 type Beat struct {
-	Lease      api.Lease
+	Lease api.Lease
+	// ExpiresIn is the time left before the lease expires, by the store's clock when it answered.
+	ExpiresIn time.Duration
+	// Activation holds the connector's Active and DesiredRevision (the rest is not read).
 	Activation api.Activation
 	Reconcile  *api.ReconcileRequest // the pending reconciliation request, nil when none
 }
