@@ -237,7 +237,7 @@ func runServe(ctx context.Context, cmd *cobra.Command, o serveOptions) error {
 	if err != nil {
 		return err
 	}
-	defer st.Close()
+	defer st.Close() //nolint:contextcheck // Close writes the reports the store holds under its own deadline: the serve context is done by then
 	ln, url, agentURL, err := o.listenAPI(ctx)
 	if err != nil {
 		return err
