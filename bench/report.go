@@ -98,7 +98,7 @@ func ceilingSection(b *strings.Builder, rs []Result, intake, output, naive Resul
 		if len(ratios) > 0 {
 			r, what = median(ratios), fmt.Sprintf("median of %d pairs", len(ratios))
 		}
-		fmt.Fprintf(b, "| ≥ 90 %% of the relay | %.0f %% (%s) | %s |\n", r*100, what, verdict(r >= 0.9))
+		fmt.Fprintf(b, "| ≥ 90 %% of the relay | %.1f %% (%s) | %s |\n", r*100, what, verdict(r >= 0.9))
 	}
 	fmt.Fprintf(b, "| (for reference, no target) the naive baseline | %.1f × | |\n\n", crm/nv)
 	if len(relays) > 0 {

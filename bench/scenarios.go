@@ -25,6 +25,7 @@ type env struct {
 	o   options
 	dir string
 	sb  *sandbox.Sandbox
+	hc  *http.Client // client()
 }
 
 // budget is the Dataverse service-protection budget a scenario runs under: every scenario names its own.
