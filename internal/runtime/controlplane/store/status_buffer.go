@@ -110,8 +110,8 @@ func (s *SQLite) closeReports() error {
 	return s.flushReports(ctx)
 }
 
-// flushReports writes the reports held, in one transaction. On failure they are kept, unless a newer report
-// of the same connector came meanwhile.
+// flushReports writes the reports held (writeBatch). On failure they are kept, unless a newer report of the
+// same connector came meanwhile.
 func (s *SQLite) flushReports(ctx context.Context) error {
 	b := &s.reports
 	b.flushMu.Lock()
