@@ -9,7 +9,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"strings"
@@ -18,9 +17,10 @@ import (
 
 	"github.com/klauspost/compress/gzip"
 
+	"github.com/crmsync/terraform-provider-crmsync/internal/cafile"
 	"github.com/crmsync/terraform-provider-crmsync/internal/mapping"
 	"github.com/crmsync/terraform-provider-crmsync/internal/runtime/sink/dataverse"
-	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox/harness"
+	"github.com/crmsync/terraform-provider-crmsync/internal/sandbox"
 )
 
 // The ceiling scenarios measure the sandbox with clients that do no work of their own: a trivial reader
@@ -49,15 +49,24 @@ func tablePlan(source, logical, team string) (*mapping.Plan, error) {
 	return p, nil
 }
 
-// client is the trivial clients' HTTP client: one per scenario, keeping as many idle connections per host
-// as the agent's clients do (16). With net/http's default of 2, the writer's 4 requests in flight closed
-// and reopened TLS connections all along (the sandbox speaks HTTP/1.1), handicapping the ceiling.
-func (e *env) client() *http.Client {
-	if e.hc == nil {
-		e.hc = e.sb.HTTPClient()
-		e.hc.Transport.(*http.Transport).MaxIdleConnsPerHost = 16
+// trivial is the trivial clients' view of a sandbox: its addresses and credentials as sandbox.json gives them
+// to the agent, and one HTTP client trusting its CA (the file the agent's configuration names), keeping as
+// many idle connections per host as the agent's clients do (16). With net/http's default of 2, the writer's
+// 4 requests in flight closed and reopened TLS connections all along (the sandbox speaks HTTP/1.1),
+// handicapping the ceiling.
+type trivial struct {
+	info *sandbox.Info
+	hc   *http.Client
+}
+
+func newTrivial(info *sandbox.Info) (*trivial, error) {
+	tlsCfg, err := cafile.TLSConfig("ca_file", info.Salesforce.CAFile)
+	if err != nil {
+		return nil, err
 	}
-	return e.hc
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.TLSClientConfig, tr.MaxIdleConnsPerHost = tlsCfg, 16
+	return &trivial{info: info, hc: &http.Client{Transport: tr, Timeout: time.Minute}}, nil
 }
 
 // sfRaw is a plain HTTP client of the Salesforce sandbox.
@@ -67,9 +76,9 @@ type sfRaw struct {
 	token string
 }
 
-func (e *env) sfLogin() (*sfRaw, error) {
-	i := e.sb.Info.Salesforce
-	hc := e.client()
+func (e *trivial) sfLogin() (*sfRaw, error) {
+	i := e.info.Salesforce
+	hc := e.hc
 	resp, err := hc.PostForm(i.InstanceURL+"/services/oauth2/token", url.Values{"grant_type": {"client_credentials"}, "client_id": {i.ClientID}, "client_secret": {i.ClientSecret}})
 	if err != nil {
 		return nil, err
@@ -224,8 +233,8 @@ type ceilingTable struct {
 
 // mappedRows reads a table of the sandbox (untimed) and maps its rows as the agent does, one bulk target
 // per row.
-func (e *env) mappedRows(sf *sfRaw, source, logical, set string) (*ceilingTable, error) {
-	plan, err := tablePlan(source, logical, e.sb.Info.Dataverse.TeamID)
+func (e *trivial) mappedRows(sf *sfRaw, source, logical, set string) (*ceilingTable, error) {
+	plan, err := tablePlan(source, logical, e.info.Dataverse.TeamID)
 	if err != nil {
 		return nil, err
 	}
@@ -273,9 +282,9 @@ func (e *env) mappedRows(sf *sfRaw, source, logical, set string) (*ceilingTable,
 
 // upsertWriter sends UpsertMultiple bodies of one entity set from a channel with 4 requests in flight (the
 // agent's default write concurrency) and returns the first failure.
-func (e *env) upsertWriter(tok, set string, bodies <-chan []byte) error {
-	hc := e.client()
-	u := e.sb.Info.Dataverse.EnvironmentURL + "/api/data/v9.2/" + set + "/Microsoft.Dynamics.CRM.UpsertMultiple"
+func (e *trivial) upsertWriter(tok, set string, bodies <-chan []byte) error {
+	hc := e.hc
+	u := e.info.Dataverse.EnvironmentURL + "/api/data/v9.2/" + set + "/Microsoft.Dynamics.CRM.UpsertMultiple"
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	for w := 0; w < 4; w++ {
@@ -309,37 +318,51 @@ func (e *env) upsertWriter(tok, set string, bodies <-chan []byte) error {
 	}
 }
 
-// ceiling is a sandbox of the load's data (n contacts, n/5 accounts), logged in on both sides, with every
-// table's rows prepared.
+// ceiling is the trivial clients of a sandbox of the load's data (n contacts, n/5 accounts), logged in on
+// both sides, with every table's rows prepared.
 type ceiling struct {
-	*env
+	*trivial
 	sf     *sfRaw
 	tok    string
 	tables []*ceilingTable
 }
 
-func ceilingEnv(o options, n int) (*ceiling, error) {
-	e, err := newEnv(o, n, n/5, budgetNoExecutionTime)
-	if err != nil {
+// prepareCeiling logs in on both sides and reads and maps every table of the load (untimed).
+func prepareCeiling(t *trivial) (*ceiling, error) {
+	c := &ceiling{trivial: t}
+	var err error
+	if c.sf, err = t.sfLogin(); err != nil {
 		return nil, err
 	}
-	c := &ceiling{env: e}
-	if c.sf, err = e.sfLogin(); err == nil {
-		for _, lt := range loadTables {
-			var t *ceilingTable
-			if t, err = e.mappedRows(c.sf, lt.source, lt.logical, lt.set); err != nil {
-				break
-			}
-			c.tables = append(c.tables, t)
+	for _, lt := range loadTables {
+		tab, err := t.mappedRows(c.sf, lt.source, lt.logical, lt.set)
+		if err != nil {
+			return nil, err
 		}
-		if err == nil {
-			if c.tok, err = dvToken(e.sb); err == nil {
-				return c, nil
-			}
-		}
+		c.tables = append(c.tables, tab)
 	}
-	e.close()
-	return nil, err
+	if c.tok, err = t.dvToken(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// dvToken gets a Dataverse token.
+func (e *trivial) dvToken() (string, error) {
+	i := e.info.Dataverse
+	resp, err := e.hc.PostForm(i.AuthorityURL+"/"+i.TenantID+"/oauth2/v2.0/token", url.Values{
+		"grant_type": {"client_credentials"}, "client_id": {i.ClientID}, "client_secret": {i.ClientSecret}, "scope": {i.EnvironmentURL + "/.default"}})
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var t struct {
+		AccessToken string `json:"access_token"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
+		return "", fmt.Errorf("dataverse token (HTTP %d): %w", resp.StatusCode, err)
+	}
+	return t.AccessToken, nil
 }
 
 // records is how many rows the ceiling moves: every table's.
@@ -375,18 +398,9 @@ func records(n int, elapsed time.Duration) *Result {
 	return &Result{Figures: map[string]float64{"records": float64(n), "records_per_second": float64(n) / elapsed.Seconds()}}
 }
 
-// scenarioIntake: the sandbox's own intake, from the trivial writer sending the prepared rows, the accounts
-// then the contacts.
-func scenarioIntake(o options, n int) (*Result, error) {
-	c, err := ceilingEnv(o, n)
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
-	if err := c.prepareBodies(); err != nil {
-		return nil, err
-	}
-	start := time.Now()
+// intake is the timed part of the intake: the trivial writer sending the prepared rows, the accounts then
+// the contacts.
+func (c *ceiling) intake() (int, error) {
 	for _, t := range c.tables {
 		ch := make(chan []byte, len(t.bodies))
 		for _, b := range t.bodies {
@@ -394,53 +408,48 @@ func scenarioIntake(o options, n int) (*Result, error) {
 		}
 		close(ch)
 		if err := c.upsertWriter(c.tok, t.set, ch); err != nil {
-			return nil, err
+			return 0, err
 		}
 	}
-	return records(c.records(), time.Since(start)), nil
+	return c.records(), nil
 }
 
-// scenarioOutput: the sandbox's own output, from the trivial reader draining crmsync's Bulk queries (both
-// started at once, as the agent's tables do).
-func scenarioOutput(o options, n int) (*Result, error) {
-	e, err := newEnv(o, n, n/5, budgetNoExecutionTime)
-	if err != nil {
-		return nil, err
-	}
-	defer e.close()
-	sf, err := e.sfLogin()
-	if err != nil {
-		return nil, err
-	}
+// loadSOQL are the Bulk queries of crmsync's load, in loadTables' order.
+func (e *trivial) loadSOQL() ([]string, error) {
 	var soql []string
 	for _, lt := range loadTables {
-		plan, err := tablePlan(lt.source, lt.logical, e.sb.Info.Dataverse.TeamID)
+		plan, err := tablePlan(lt.source, lt.logical, e.info.Dataverse.TeamID)
 		if err != nil {
 			return nil, err
 		}
 		soql = append(soql, "SELECT "+strings.Join(plan.SourceFields(), ", ")+" FROM "+lt.source)
 	}
-	start := time.Now()
-	jobs, err := sf.createQueries(soql)
+	return soql, nil
+}
+
+// output is the timed part of the output: the trivial reader draining crmsync's Bulk queries (both started
+// at once, as the agent's tables do). It returns the rows read.
+func (c *sfRaw) output(soql []string) (int, error) {
+	jobs, err := c.createQueries(soql)
 	if err != nil {
-		return nil, err
+		return 0, err
 	}
 	rows := 0
 	for _, job := range jobs {
-		if err := sf.waitQuery(job); err != nil {
-			return nil, err
+		if err := c.waitQuery(job); err != nil {
+			return 0, err
 		}
-		err = sf.drain(job, func(r io.Reader) error {
-			c := &rowCounter{}
-			_, err := io.Copy(c, r)
-			rows += c.rows
+		err = c.drain(job, func(r io.Reader) error {
+			rc := &rowCounter{}
+			_, err := io.Copy(rc, r)
+			rows += rc.rows
 			return err
 		})
 		if err != nil {
-			return nil, err
+			return 0, err
 		}
 	}
-	return records(rows, time.Since(start)), nil
+	return rows, nil
 }
 
 // createQueries creates one Bulk query job per query, at once.
@@ -456,31 +465,18 @@ func (c *sfRaw) createQueries(soql []string) ([]string, error) {
 	return jobs, nil
 }
 
-// scenarioRelay: both halves at once, as a sync that does no work of its own would run them: both Bulk
-// queries start at once; the trivial reader drains the accounts' then the contacts' results, never waiting
-// for the writer; the trivial writer sends each prepared batch of 1,000 rows as soon as the reader has read
-// that many rows of its table, the contacts only once every account is written (their lookups point at
-// them). On one machine the sandbox's two halves then share its cores, which is what crmsync's load is up
-// against.
-func scenarioRelay(o options, n int) (*Result, error) {
-	c, err := ceilingEnv(o, n)
-	if err != nil {
-		return nil, err
-	}
-	defer c.close()
-	if err := c.prepareBodies(); err != nil {
-		return nil, err
-	}
+// relay is the timed part of the relay: both halves at once, as a sync that does no work of its own would
+// run them: both Bulk queries start at once; the trivial reader drains the accounts' then the contacts'
+// results, never waiting for the writer; the trivial writer sends each prepared batch of 1,000 rows as soon
+// as the reader has read that many rows of its table, the contacts only once every account is written
+// (their lookups point at them). On one machine the sandbox's two halves then share its cores, which is
+// what crmsync's load is up against.
+func (c *ceiling) relay() (int, error) {
 	soql := make([]string, len(c.tables))
 	ready := make([]chan []byte, len(c.tables))
 	for i, t := range c.tables {
 		soql[i], ready[i] = t.soql, make(chan []byte, len(t.bodies))
 	}
-	cpu0, err := harness.CPUTime(os.Getpid())
-	if err != nil {
-		return nil, err
-	}
-	start := time.Now()
 	readErr := make(chan error, 1)
 	go func() { readErr <- c.relayRead(soql, ready) }()
 	var writeErr error
@@ -490,16 +486,9 @@ func scenarioRelay(o options, n int) (*Result, error) {
 		}
 	}
 	if err := errors.Join(<-readErr, writeErr); err != nil {
-		return nil, err
+		return 0, err
 	}
-	res := records(c.records(), time.Since(start))
-	cpu, err := harness.CPUTime(os.Getpid())
-	if err != nil {
-		return nil, err
-	}
-	// The sandbox and the trivial clients share this process: all the CPU the relay costs.
-	res.Figures["cpu_ms_per_1000"] = (cpu - cpu0).Seconds() * 1000 / float64(c.records()) * 1000
-	return res, nil
+	return c.records(), nil
 }
 
 // relayRead is the relay's reader: it starts the queries, then drains each job in turn, releasing each
@@ -543,24 +532,33 @@ func (c *ceiling) relayRead(soql []string, ready []chan []byte) error {
 }
 
 // scenarioNaive: what a simple integration does, one PATCH upsert per record, one at a time, with the same
-// mapped rows (the accounts, then the contacts).
+// mapped rows (the accounts, then the contacts). Its client runs in the sandbox's process: it is a baseline
+// far below the ceiling, not a bound on it.
 func scenarioNaive(o options, n int) (*Result, error) {
-	c, err := ceilingEnv(o, n)
+	e, err := newEnv(o, n, n/5, budgetNoExecutionTime)
 	if err != nil {
 		return nil, err
 	}
-	defer c.close()
+	defer e.close()
+	t, err := newTrivial(&e.sb.Info)
+	if err != nil {
+		return nil, err
+	}
+	c, err := prepareCeiling(t)
+	if err != nil {
+		return nil, err
+	}
 	patches := make([][]string, len(c.tables)) // PATCH bodies: the same members, in braces, without the key
 	for i, t := range c.tables {
 		for _, row := range t.targets {
 			patches[i] = append(patches[i], "{"+string(row.Members)+"}")
 		}
 	}
-	hc := c.client()
+	hc := c.hc
 	start := time.Now()
 	for i, t := range c.tables {
 		for j, row := range t.targets {
-			req, _ := http.NewRequest(http.MethodPatch, c.sb.Info.Dataverse.EnvironmentURL+"/api/data/v9.2/"+t.set+"("+row.Key+")", strings.NewReader(patches[i][j]))
+			req, _ := http.NewRequest(http.MethodPatch, c.info.Dataverse.EnvironmentURL+"/api/data/v9.2/"+t.set+"("+row.Key+")", strings.NewReader(patches[i][j]))
 			req.Header.Set("Authorization", "Bearer "+c.tok)
 			req.Header.Set("Content-Type", "application/json")
 			resp, err := hc.Do(req)

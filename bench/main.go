@@ -46,6 +46,13 @@ type options struct {
 }
 
 func main() {
+	if ok, err := clientsMain(os.Args[1:], os.Stdin, os.Stdout); ok {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	var o options
 	var sizes, rates, users string
 	flag.StringVar(&o.Scenario, "scenario", "", "run one scenario in this process and print its result as JSON (used by the harness)")

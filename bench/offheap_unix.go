@@ -4,10 +4,10 @@ package main
 
 import "syscall"
 
-// offHeap copies bodies into one anonymous memory mapping, outside the Go heap. The ceiling scenarios hold
-// every prepared body (hundreds of megabytes at a million rows) in the sandbox's own process; on the heap
-// they would make its garbage collector run less often than during crmsync's load, and the ceiling would
-// partly measure that. The mapping lives until the process exits.
+// offHeap copies bodies into one anonymous memory mapping, outside the Go heap. The ceiling's trivial
+// clients hold every prepared body (hundreds of megabytes at a million rows); on the heap they would make
+// the clients' garbage collector run far less often than a client holding a few batches (the agent), and
+// the ceiling would partly measure that. The mapping lives until the process exits.
 func offHeap(bodies [][]byte) ([][]byte, error) {
 	size := 0
 	for _, b := range bodies {

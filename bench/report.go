@@ -78,12 +78,13 @@ func ceilingSection(b *strings.Builder, rs []Result, intake, output, naive Resul
 	fmt.Fprintf(b, "| naive baseline: one PATCH per record, one at a time (%s) | %.0f |\n", size(naive), nv)
 	fmt.Fprintf(b, "| crmsync initial load (%s; median of %d) | %.0f |\n\n", size(intake), len(crms), crm)
 	if len(ps) > 0 {
-		b.WriteString("The relay and the load ran alternately; each ratio is the load's rate over the relay's just before it, with the machine's 1-minute load average at the start of each run. CPU is per 1,000 records: the relay's process (the sandbox and the trivial clients), and the load's sandbox plus agent. When both runs are bound by the same cores, the load can reach at most the relay's CPU over its own (the last column).\n\n")
-		b.WriteString("| pair | relay records/s (load average) | crmsync records/s (load average) | crmsync / relay | relay CPU (ms) | load CPU: sandbox + agent (ms) | CPU bound |\n|---|---|---|---|---|---|---|\n")
+		b.WriteString("The relay and the load ran alternately; each ratio is the load's rate over the relay's just before it, with the machine's 1-minute load average at the start of each run. CPU is per 1,000 records: the relay's sandbox plus its trivial clients (a process of their own, as the agent is), and the load's sandbox plus agent. When both runs are bound by the same cores, the load can reach at most the relay's CPU over its own (the last column).\n\n")
+		b.WriteString("| pair | relay records/s (load average) | crmsync records/s (load average) | crmsync / relay | relay CPU: sandbox + clients (ms) | load CPU: sandbox + agent (ms) | CPU bound |\n|---|---|---|---|---|---|---|\n")
 		for i, p := range ps {
 			rc, sc, ac := p.relay.Figures["cpu_ms_per_1000"], p.load.Figures["sandbox_cpu_ms_per_1000"], p.load.Figures["agent_cpu_ms_per_1000"]
-			fmt.Fprintf(b, "| %d | %.0f (%.2f) | %.0f (%.2f) | %.0f %% | %.1f | %.1f + %.1f | %.0f %% |\n", i+1, rate(p.relay), p.relay.Figures["load_average"],
-				rate(p.load), p.load.Figures["load_average"], ratios[i]*100, rc, sc, ac, rc/(sc+ac)*100)
+			rs, rcl := p.relay.Figures["sandbox_cpu_ms_per_1000"], p.relay.Figures["clients_cpu_ms_per_1000"]
+			fmt.Fprintf(b, "| %d | %.0f (%.2f) | %.0f (%.2f) | %.0f %% | %.1f + %.1f | %.1f + %.1f | %.0f %% |\n", i+1, rate(p.relay), p.relay.Figures["load_average"],
+				rate(p.load), p.load.Figures["load_average"], ratios[i]*100, rs, rcl, sc, ac, rc/(sc+ac)*100)
 		}
 		b.WriteString("\n")
 	}

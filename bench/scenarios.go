@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,7 +23,6 @@ type env struct {
 	o   options
 	dir string
 	sb  *sandbox.Sandbox
-	hc  *http.Client // client()
 }
 
 // budget is the Dataverse service-protection budget a scenario runs under: every scenario names its own.
@@ -122,14 +119,13 @@ func runScenario(o options) (*Result, error) {
 	switch base {
 	case "load":
 		res, err = scenarioLoad(o, o.Param)
-	case "intake":
-		res, err = scenarioIntake(o, o.Param)
-	case "output":
-		res, err = scenarioOutput(o, o.Param)
+	case "intake", "output", "relay":
+		var self string
+		if self, err = os.Executable(); err == nil {
+			res, err = scenarioClients(o, o.Param, base, self)
+		}
 	case "naive":
 		res, err = scenarioNaive(o, o.Param)
-	case "relay":
-		res, err = scenarioRelay(o, o.Param)
 	case "cdc":
 		res, err = scenarioCDC(o, o.Param)
 	case "backlog":
@@ -209,24 +205,6 @@ func scenarioLoad(o options, n int) (*Result, error) {
 		"dataverse_requests_per_1000": float64(s.DataverseCalls) / records * 1000,
 		"peak_rss_mib":                float64(rss) / (1 << 20),
 	}}, nil
-}
-
-// dvToken gets a Dataverse token with a plain HTTP client.
-func dvToken(sb *sandbox.Sandbox) (string, error) {
-	i := sb.Info.Dataverse
-	resp, err := sb.HTTPClient().PostForm(i.AuthorityURL+"/"+i.TenantID+"/oauth2/v2.0/token", url.Values{
-		"grant_type": {"client_credentials"}, "client_id": {i.ClientID}, "client_secret": {i.ClientSecret}, "scope": {i.EnvironmentURL + "/.default"}})
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close()
-	var t struct {
-		AccessToken string `json:"access_token"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&t); err != nil || t.AccessToken == "" {
-		return "", fmt.Errorf("dataverse token (HTTP %d): %w", resp.StatusCode, err)
-	}
-	return t.AccessToken, nil
 }
 
 // streamingAgent starts an agent over a sandbox of 5,000 contacts and 1,000 accounts under budget b and
