@@ -43,8 +43,12 @@ func clientsMain(args []string, in io.Reader, out io.Writer) (bool, error) {
 	}
 	fs := flag.NewFlagSet("bench -clients", flag.ContinueOnError)
 	info := fs.String("sandbox-info", "", "the sandbox's sandbox.json")
-	if err := fs.Parse(args[2:]); err != nil || len(args) < 2 {
-		return true, fmt.Errorf("usage: bench -clients intake|output|relay -sandbox-info FILE (%v)", err)
+	usage := "usage: bench -clients intake|output|relay -sandbox-info FILE"
+	if len(args) < 2 {
+		return true, errors.New(usage)
+	}
+	if err := fs.Parse(args[2:]); err != nil {
+		return true, fmt.Errorf("%s: %w", usage, err)
 	}
 	return true, runClients(args[1], *info, in, out)
 }

@@ -1,7 +1,8 @@
 // Command bench runs crmsync's benchmark scenarios against the sandbox and publishes their figures: `make
 // bench` runs it with small default sizes; flags give larger runs. Every scenario runs in a process of its
-// own (this command re-executes itself with -scenario), and the agent under test runs as a separate
-// `crmsync agent` process so its resident memory can be read. Results go to bench/results/ as results.json,
+// own (this command re-executes itself with -scenario), the agent under test runs as a separate `crmsync
+// agent` process so its resident memory can be read, and the ceiling's trivial clients run in a process of
+// their own as well (-clients, clients.go). Results go to bench/results/ as results.json,
 // results.md and load.svg (memory and throughput against table size).
 package main
 
