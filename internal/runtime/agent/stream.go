@@ -85,7 +85,7 @@ func (s *streamer) run(ctx context.Context) error {
 			if err := s.receive(ctx, m.b); err != nil {
 				return err
 			}
-			if err := s.failedAfterWrite(ctx); err != nil {
+			if ended, err := s.failedAfterWrite(ctx); ended {
 				return err
 			}
 		case <-s.timerC:
@@ -94,7 +94,7 @@ func (s *streamer) run(ctx context.Context) error {
 			if err := s.flush(ctx, false); err != nil {
 				return err
 			}
-			if err := s.failedAfterWrite(ctx); err != nil {
+			if ended, err := s.failedAfterWrite(ctx); ended {
 				return err
 			}
 		case <-retryTick.C:
@@ -159,15 +159,17 @@ func (s *streamer) gather() {
 	}
 }
 
-// failedAfterWrite handles a stream error gather met, once the window before it is written.
-func (s *streamer) failedAfterWrite(ctx context.Context) error {
+// failedAfterWrite handles a stream error gather met, once the window before it is written. ended is true
+// when there was one: the pump stopped after delivering it, so the stream is over even when the error was
+// handled (err nil: a re-sync or catch-up is now owed, and the table's loop starts it).
+func (s *streamer) failedAfterWrite(ctx context.Context) (ended bool, err error) {
 	if s.failed == nil {
-		return nil
+		return false, nil
 	}
 	if err := s.flush(ctx, true); err != nil {
-		return err
+		return true, err
 	}
-	return s.t.streamFailed(ctx, s.failed)
+	return true, s.t.streamFailed(ctx, s.failed)
 }
 
 // flush writes the window and reports its position to the tracker (stored at once when force is set).
