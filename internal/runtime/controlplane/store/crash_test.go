@@ -66,17 +66,8 @@ func TestAKillMidWriteLeavesTheStoreConsistent(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperStoreWriter$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "CRMSYNC_STORE_WRITER_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, sc := startHelper(ctx, t, "TestHelperStoreWriter", "CRMSYNC_STORE_WRITER_DIR="+dir)
 	// Kill it in the middle of its writes: after a few hundred, at no particular point of a transaction.
-	sc := bufio.NewScanner(out)
 	writes := 0
 	for sc.Scan() {
 		line := sc.Text()
@@ -130,4 +121,20 @@ func TestAKillMidWriteLeavesTheStoreConsistent(t *testing.T) {
 	if _, err := s.ConnectorSecrets(ctx, c.ID); err != nil {
 		t.Errorf("the secrets do not decrypt after a kill: %v", err)
 	}
+}
+
+// startHelper runs this test binary again with only the helper test named, env added to its environment, and
+// returns the process and its output's lines (the helper prints what it did; the caller kills it).
+func startHelper(ctx context.Context, t *testing.T, helper, env string) (*exec.Cmd, *bufio.Scanner) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^"+helper+"$", "-test.count=1")
+	cmd.Env = append(os.Environ(), env)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, bufio.NewScanner(out)
 }

@@ -1,11 +1,9 @@
 package store
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -176,16 +174,7 @@ func TestAKilledReplicaLosesOnlyUnwrittenReportsNeverACheckpoint(t *testing.T) {
 	dir := t.TempDir()
 	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestHelperHotStatusWriter$", "-test.count=1")
-	cmd.Env = append(os.Environ(), "CRMSYNC_HOT_STATUS_DIR="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	sc := bufio.NewScanner(out)
+	cmd, sc := startHelper(ctx, t, "TestHelperHotStatusWriter", "CRMSYNC_HOT_STATUS_DIR="+dir)
 	for sc.Scan() && sc.Text() != "ready" {
 		if !strings.HasPrefix(sc.Text(), "=== RUN") {
 			t.Fatalf("writer: %s", sc.Text())
