@@ -29,7 +29,11 @@ func newFuzzServer(f *testing.F) *fuzzServer {
 		f.Fatal(err)
 	}
 	f.Cleanup(func() { _ = st.Close() })
-	srv, err := New(Config{Store: st, Token: testToken, Checker: &fakeChecker{checks: passingChecks()}, Deployer: &fakeDeployer{}, Version: "fuzz"})
+	// The lease outlives any fuzzing run: with the default TTL it expired mid-run (heartbeats renew it only
+	// when due, and few fuzzed ones are valid), and the activation's deployed revision, which counts only a
+	// live lease, changed between the two reads around a refused request.
+	srv, err := New(Config{Store: st, Token: testToken, Checker: &fakeChecker{checks: passingChecks()}, Deployer: &fakeDeployer{}, Version: "fuzz",
+		LeaseTTL: 24 * time.Hour})
 	if err != nil {
 		f.Fatal(err)
 	}
