@@ -271,18 +271,31 @@ func (e *capacityEnv) heartbeats(ctx context.Context, c *client.Client, l *api.L
 			{Table: "Contact", Destination: "contact", Phase: api.PhaseStreaming, Received: n * 3, Written: n * 3, Position: uint64(n)},
 			{Table: "Account", Destination: "account", Phase: api.PhaseStreaming, Received: n, Written: n, Position: uint64(n)},
 		}}
-		t0 := time.Now()
-		_, err := c.Heartbeat(ctx, l.ID, api.Heartbeat{Status: st})
+		ok := timed(ctx, lat, errs, func() error { _, err := c.Heartbeat(ctx, l.ID, api.Heartbeat{Status: st}); return err })
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil {
-			errs.Add(1)
-			continue
+		if ok {
+			beats.Add(1)
 		}
-		lat.add(time.Since(t0))
-		beats.Add(1)
 	}
+}
+
+// timed makes one call, adding its latency when it succeeds and counting its error otherwise; a call cut by
+// the end of the run (ctx) is neither.
+func timed(ctx context.Context, lat *latencies, errs *atomic.Int64, call func() error) bool {
+	t0 := time.Now()
+	err := call()
+	d := time.Since(t0)
+	if ctx.Err() != nil {
+		return false
+	}
+	if err != nil {
+		errs.Add(1)
+		return false
+	}
+	lat.add(d)
+	return true
 }
 
 // reads makes the provider's reads of random connectors.
@@ -295,16 +308,10 @@ func (e *capacityEnv) reads(ctx context.Context, lat *latencies, errs *atomic.In
 			func() error { _, err := e.op.GetActivation(ctx, id); return err },
 			func() error { _, err := e.op.Status(ctx, id); return err },
 		} {
-			t0 := time.Now()
-			err := read()
+			timed(ctx, lat, errs, read)
 			if ctx.Err() != nil {
 				return
 			}
-			if err != nil {
-				errs.Add(1)
-				continue
-			}
-			lat.add(time.Since(t0))
 		}
 		time.Sleep(50 * time.Millisecond) // about 80 reads a second from 4 readers: a busy Terraform run
 	}
